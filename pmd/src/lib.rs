@@ -1,0 +1,1 @@
+//! floodgate-pmd: placeholder, see issue 3.

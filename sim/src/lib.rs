@@ -1,0 +1,1 @@
+//! floodgate-sim: placeholder, see issue 2.
