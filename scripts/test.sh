@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole floodgate test suite: unit and integration tests of every crate, doc tests, the
+# examples and the demo as smoke tests, and the QEMU guest tests (which print one "skipped: ..."
+# line each when they cannot run here).
+#
+#   ./scripts/test.sh            everything
+#   ./scripts/test.sh --quick    cargo tests only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "cargo test (workspace, all targets)"
+cargo test --workspace --all-targets
+step "doc tests"
+cargo test --workspace --doc
+
+if [ "$quick" = 1 ]; then
+    exit 0
+fi
+
+step "demo smoke run (built-in NIC model, no hardware, no root)"
+cargo run --release --quiet -- demo --seconds 2 --json > target/demo.json
+python3 - target/demo.json <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["invariant_holds"], d
+assert d["rx_packets"] > 0, d
+print("demo: rx %d, dropped %d, passed %d, invariant holds" % (d["rx_packets"], d["dropped"], d["passed"]))
+PY
+
+step "pmd example rx_drop against the model"
+cargo run --release --quiet -p floodgate-pmd --example rx_drop -- --seconds 1
+
+if [ -x scripts/qemu/guest-test.sh ]; then
+    step "QEMU guest tests"
+    bash scripts/qemu/guest-test.sh
+else
+    echo "skipped: QEMU guest tests: scripts/qemu/guest-test.sh not present in this tree"
+fi
