@@ -1,0 +1,198 @@
+//! [`PacketBatch`]: a reusable, fixed-capacity array of packets for the burst API.
+
+use crate::mempool::{BulkFree, Packet};
+use std::fmt;
+
+/// Largest batch capacity.
+pub const MAX_BATCH: usize = 1024;
+
+/// A reusable array of [`Packet`]s with a fixed capacity, allocated once.
+///
+/// `rx_burst` appends received packets to the free slots; `tx_burst` takes packets from the
+/// front and leaves the ones it could not send. Clearing (or dropping) the batch returns all its
+/// buffers to their pools in bulk, one ring operation per pool run instead of one per packet.
+/// A batch never allocates after [`PacketBatch::new`].
+///
+/// ```
+/// use floodgate_pmd::{Mempool, MempoolConfig, PacketBatch};
+/// # use floodgate_vfio::HugePages;
+/// let pool = Mempool::new(&MempoolConfig { buffers: 32, huge_pages: HugePages::Never, ..Default::default() }).unwrap();
+/// let mut batch = PacketBatch::new(16);
+/// assert_eq!(pool.alloc_into(&mut batch), 16);
+/// batch.retain(|p| p.buffer_index() % 2 == 0); // drop odd buffers (returned in bulk)
+/// assert_eq!(batch.len() + pool.available() as usize, 32);
+/// batch.clear();
+/// assert_eq!(pool.available(), 32);
+/// ```
+pub struct PacketBatch {
+    pkts: Vec<Packet>,
+    cap: usize,
+}
+
+impl fmt::Debug for PacketBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PacketBatch")
+            .field("len", &self.pkts.len())
+            .field("capacity", &self.cap)
+            .finish()
+    }
+}
+
+impl PacketBatch {
+    /// A batch for up to `capacity` packets (clamped to 1..=1024).
+    pub fn new(capacity: usize) -> Self {
+        let cap = capacity.clamp(1, MAX_BATCH);
+        PacketBatch {
+            pkts: Vec::with_capacity(cap),
+            cap,
+        }
+    }
+
+    /// Number of packets in the batch.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.pkts.len()
+    }
+
+    /// Whether the batch holds no packets.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.pkts.is_empty()
+    }
+
+    /// Maximum number of packets.
+    #[inline(always)]
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Free slots left.
+    #[inline(always)]
+    pub fn free_slots(&self) -> usize {
+        self.cap - self.pkts.len()
+    }
+
+    /// Appends a packet; gives it back when the batch is full.
+    #[inline]
+    pub fn push(&mut self, p: Packet) -> Result<(), Packet> {
+        if self.pkts.len() < self.cap {
+            self.pkts.push(p);
+            Ok(())
+        } else {
+            Err(p)
+        }
+    }
+
+    /// Appends a packet; the caller guarantees there is room (checked in debug builds, and
+    /// never reallocates in release builds either because capacity was reserved).
+    #[inline(always)]
+    pub(crate) fn push_unchecked(&mut self, p: Packet) {
+        debug_assert!(self.pkts.len() < self.cap);
+        self.pkts.push(p);
+    }
+
+    /// Removes and returns the last packet.
+    pub fn pop(&mut self) -> Option<Packet> {
+        self.pkts.pop()
+    }
+
+    /// Removes packet `i`, replacing it with the last one (O(1)).
+    pub fn swap_remove(&mut self, i: usize) -> Option<Packet> {
+        (i < self.pkts.len()).then(|| self.pkts.swap_remove(i))
+    }
+
+    /// The packets.
+    #[inline(always)]
+    pub fn as_slice(&self) -> &[Packet] {
+        &self.pkts
+    }
+
+    /// The packets, mutable (edit bytes or headroom in place).
+    #[inline(always)]
+    pub fn as_mut_slice(&mut self) -> &mut [Packet] {
+        &mut self.pkts
+    }
+
+    /// Iterates over the packets.
+    pub fn iter(&self) -> std::slice::Iter<'_, Packet> {
+        self.pkts.iter()
+    }
+
+    /// Iterates mutably over the packets.
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Packet> {
+        self.pkts.iter_mut()
+    }
+
+    /// Takes all packets out (for example to hand them to other threads one by one).
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Packet> {
+        self.pkts.drain(..)
+    }
+
+    /// Keeps the packets for which `keep` returns true, in order; the others are dropped and
+    /// their buffers returned in bulk.
+    pub fn retain(&mut self, mut keep: impl FnMut(&mut Packet) -> bool) {
+        let mut free = BulkFree::new();
+        let mut w = 0;
+        let n = self.pkts.len();
+        // SAFETY: we move packets within the initialised prefix [0, n): each packet is either
+        // moved to slot w (< its own slot) or given to `free` by `into_raw`. Length is set to 0
+        // first so a panic in `keep` leaks instead of double-dropping.
+        unsafe {
+            let base = self.pkts.as_mut_ptr();
+            self.pkts.set_len(0);
+            for r in 0..n {
+                let p = base.add(r);
+                if keep(&mut *p) {
+                    if r != w {
+                        std::ptr::copy_nonoverlapping(p, base.add(w), 1);
+                    }
+                    w += 1;
+                } else {
+                    let (core, idx, _) = std::ptr::read(p).into_raw();
+                    free.push(core, idx);
+                }
+            }
+            self.pkts.set_len(w);
+        }
+    }
+
+    /// Drops every packet, returning the buffers in bulk.
+    #[inline]
+    pub fn clear(&mut self) {
+        let mut free = BulkFree::new();
+        for p in self.pkts.drain(..) {
+            let (core, idx, _) = p.into_raw();
+            free.push(core, idx);
+        }
+    }
+
+    /// Removes the first `n` packets, handing each to `f` (by value); the rest move to the
+    /// front. Used by transmit.
+    #[inline]
+    pub(crate) fn take_front(&mut self, n: usize, f: impl FnMut(Packet)) {
+        let n = n.min(self.pkts.len());
+        self.pkts.drain(..n).for_each(f);
+    }
+}
+
+impl Drop for PacketBatch {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+impl<'a> IntoIterator for &'a PacketBatch {
+    type Item = &'a Packet;
+    type IntoIter = std::slice::Iter<'a, Packet>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.pkts.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a mut PacketBatch {
+    type Item = &'a mut Packet;
+    type IntoIter = std::slice::IterMut<'a, Packet>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.pkts.iter_mut()
+    }
+}
