@@ -25,9 +25,13 @@
 //! let nic = Nic::new(NicConfig::default());
 //! let mut vf = IxgbeVf::open(nic.vf(0), Config { timeouts: Timeouts::fast(), ..Default::default() })?;
 //! let mut batch = PacketBatch::new(32);
-//! // Build a frame in a pool buffer, send it, and let the model put it on the wire.
+//! // Build a broadcast frame from our own MAC (the PF drops spoofed sources) in a pool buffer,
+//! // send it, and let the model put it on the wire.
+//! let mut frame = [0u8; 60];
+//! frame[..6].copy_from_slice(&[0xff; 6]);
+//! frame[6..12].copy_from_slice(&vf.mac());
 //! let mut p = vf.mempool().alloc().unwrap();
-//! p.copy_from_slice(&[0xffu8; 60])?;
+//! p.copy_from_slice(&frame)?;
 //! batch.push(p).unwrap();
 //! assert_eq!(vf.tx_burst(0, &mut batch), 1);
 //! nic.step();
