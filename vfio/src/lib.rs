@@ -17,6 +17,8 @@
 //! hot path pays nothing for the abstraction: register writes are monomorphised down to a
 //! volatile store (real hardware) or an atomic store (the model).
 
+#![warn(missing_docs)]
+
 pub mod dma;
 mod error;
 pub mod irq;
