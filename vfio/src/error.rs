@@ -1,4 +1,5 @@
 use std::io;
+use std::path::PathBuf;
 
 /// Errors from device access and DMA memory.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,101 @@ pub enum Error {
     /// The device or its setup is not usable; the message says what to do.
     #[error("{0}")]
     Device(String),
+    /// A PCI address given by the user does not parse.
+    #[error(
+        "malformed PCI address {address:?}: expected DDDD:BB:DD.F, for example 0000:03:10.0 \
+         (`lspci -D` lists them)"
+    )]
+    BadPciAddress {
+        /// What the user wrote.
+        address: String,
+    },
+    /// No PCI function with this address exists.
+    #[error(
+        "no PCI device {address}: {} does not exist. Check the address with `lspci -D`; a VF \
+         exists only after SR-IOV created it, with `scripts/setup-vf.sh <pf> <vf-index>` or \
+         `echo 1 > /sys/class/net/<pf>/device/sriov_numvfs`",
+        path.display()
+    )]
+    NoSuchDevice {
+        /// The normalised PCI address.
+        address: String,
+        /// The sysfs directory that was looked for.
+        path: PathBuf,
+    },
+    /// The function has no IOMMU group, so the kernel's IOMMU is off (or absent).
+    #[error(
+        "{address} has no IOMMU group ({} is missing): the IOMMU is off. Enable VT-d/AMD-Vi in \
+         the firmware and boot with `intel_iommu=on iommu=pt` (AMD: `amd_iommu=on iommu=pt`) \
+         on the kernel command line; `dmesg | grep -i -e DMAR -e IOMMU` shows whether it is on",
+        path.display()
+    )]
+    NoIommuGroup {
+        /// The PCI address.
+        address: String,
+        /// The `iommu_group` link that was looked for.
+        path: PathBuf,
+    },
+    /// The function is bound to another driver (or none) instead of vfio-pci.
+    #[error(
+        "{address} is {}, not to vfio-pci. {rebind}",
+        match driver { Some(d) => format!("bound to {d}"), None => "bound to no driver".to_string() }
+    )]
+    NotBoundToVfio {
+        /// The PCI address.
+        address: String,
+        /// The driver that holds it now, if any.
+        driver: Option<String>,
+        /// How to rebind it: the setup script and the equivalent shell lines.
+        rebind: String,
+    },
+    /// Other devices in the function's IOMMU group are bound to host drivers, so VFIO refuses
+    /// the group.
+    #[error(
+        "IOMMU group {group} of {address} also holds devices that are not bound to vfio-pci: \
+         {}. VFIO gives out a group only when every device in it is bound to vfio-pci (or to no \
+         driver): rebind those too, or move the card to a slot with its own group (ACS)",
+        others.join(", ")
+    )]
+    GroupNotViable {
+        /// The group number.
+        group: u32,
+        /// The PCI address that was opened.
+        address: String,
+        /// The offending devices, each as `address (driver)`.
+        others: Vec<String>,
+    },
+    /// A VFIO character device does not exist.
+    #[error(
+        "{} does not exist: load the VFIO driver with `modprobe vfio-pci` and bind the device to \
+         it (inside a container, also pass the device node, e.g. `--device {}`)",
+        path.display(), path.display()
+    )]
+    VfioMissing {
+        /// The missing node, `/dev/vfio/vfio` or `/dev/vfio/<group>`.
+        path: PathBuf,
+    },
+    /// The VFIO group device exists but this user may not open it.
+    #[error(
+        "permission denied on {}: run as root, or hand the group to your user with \
+         `chown $USER {}` (a non-root user also needs a locked-memory limit, `ulimit -l`, as \
+         large as the DMA memory)",
+        path.display(), path.display()
+    )]
+    PermissionDenied {
+        /// The node that could not be opened.
+        path: PathBuf,
+    },
+    /// Another process already holds the VFIO group.
+    #[error(
+        "{} is busy: another process (another floodgate, QEMU or DPDK) has the IOMMU group \
+         open, and VFIO allows one user per group",
+        path.display()
+    )]
+    GroupBusy {
+        /// The group node.
+        path: PathBuf,
+    },
 }
 
 impl Error {

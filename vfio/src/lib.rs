@@ -9,12 +9,20 @@
 //! * [`Device`]: what a driver needs from a PCI function: its IDs, BAR0, IOMMU mapping of DMA
 //!   regions and (optionally) MSI-X eventfds.
 //!
+//! * [`kernel::VfioDevice`]: a PCI function bound to the kernel's `vfio-pci`, opened by PCI
+//!   address with errors that say how to fix the setup; [`kernel::MmapBar`] is its BAR0.
+//! * [`irq::wait_for`]: sleep on MSI-X eventfds instead of spinning.
+//!
 //! The driver (`floodgate-pmd`) is generic over [`Device`] and therefore over [`Bar`], so the
 //! hot path pays nothing for the abstraction: register writes are monomorphised down to a
 //! volatile store (real hardware) or an atomic store (the model).
 
+#![warn(missing_docs)]
+
 pub mod dma;
 mod error;
+pub mod irq;
+pub mod kernel;
 
 pub use dma::{DmaOptions, DmaRegion, HugePages, PageKind};
 pub use error::Error;
