@@ -65,7 +65,7 @@ impl Feeder {
             vf: vfs,
             template: template.to_vec(),
             qword0: (ptype << RXD_PTYPE_SHIFT) as u64,
-            qword1: status | len << 48,
+            qword1: status | len << 32,
             warned: false,
             nic,
         }
