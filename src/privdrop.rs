@@ -279,3 +279,116 @@ pub fn user_name(uid: u32) -> Option<String> {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_user_and_group_are_named() {
+        assert_eq!(
+            resolve("floodgate-no-such-user", None),
+            Err(PrivDropError::NoUser("floodgate-no-such-user".into()))
+        );
+        assert_eq!(
+            resolve("root", Some("floodgate-no-such-group")),
+            Err(PrivDropError::NoGroup("floodgate-no-such-group".into()))
+        );
+        assert!(matches!(
+            resolve("a\0b", None),
+            Err(PrivDropError::BadName(_))
+        ));
+        let root = resolve("root", None).unwrap();
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+    }
+
+    fn effective_caps() -> u32 {
+        let hdr = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let mut data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        // SAFETY: capget(2) with a v3 header and room for two data structs.
+        unsafe { libc::syscall(libc::SYS_capget, &hdr, data.as_mut_ptr()) };
+        data[0].effective
+    }
+
+    /// Forks a child that drops to `nobody` and reports through its exit code: 0 = uid, gid and
+    /// groups are nobody's and root cannot be regained.
+    fn drop_in_child(keep_net_admin: bool) -> i32 {
+        let creds = resolve("nobody", None).expect("nobody exists");
+        // SAFETY: the child only makes raw syscalls (apply allocates only on failure, and then
+        // the child exits right away) and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let code = match creds.apply(keep_net_admin) {
+                Err(_) => 10,
+                Ok(()) => {
+                    // SAFETY: plain syscalls.
+                    let (uid, euid, gid) =
+                        unsafe { (libc::getuid(), libc::geteuid(), libc::getgid()) };
+                    let mut groups = [0 as libc::gid_t; 4];
+                    // SAFETY: valid buffer of 4 gids.
+                    let n = unsafe { libc::getgroups(4, groups.as_mut_ptr()) };
+                    if uid != creds.uid || euid != creds.uid {
+                        11
+                    } else if gid != creds.gid || n != 1 || groups[0] != creds.gid {
+                        12
+                    // SAFETY: plain syscall, expected to fail.
+                    } else if unsafe { libc::setuid(0) } == 0 {
+                        13
+                    } else if effective_caps()
+                        != if keep_net_admin {
+                            1 << CAP_NET_ADMIN
+                        } else {
+                            0
+                        }
+                    {
+                        14
+                    } else {
+                        0
+                    }
+                }
+            };
+            // SAFETY: leave the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "child died: {status:#x}");
+        libc::WEXITSTATUS(status)
+    }
+
+    #[test]
+    fn drops_to_nobody_in_a_child() {
+        // SAFETY: plain syscall.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("skipped: dropping privileges needs root");
+            return;
+        }
+        assert_eq!(drop_in_child(false), 0);
+        assert_eq!(drop_in_child(true), 0);
+    }
+
+    #[test]
+    fn not_root_cannot_switch() {
+        // SAFETY: plain syscall.
+        if unsafe { libc::geteuid() } == 0 {
+            println!("skipped: runs only as a normal user (root can switch)");
+            return;
+        }
+        let c = Credentials {
+            user: "root".into(),
+            uid: 0,
+            gid: 0,
+        };
+        assert!(matches!(c.apply(false), Err(PrivDropError::Call { .. })));
+    }
+}

@@ -379,6 +379,8 @@ pub struct UringWriter {
     stats: TapStats,
     last_err: i32,
     broken: bool,
+    nowait: bool,
+    retry: Vec<usize>,
 }
 
 /// `io_uring_enter` failures in a row (other than EINTR/EAGAIN/EBUSY) before giving up the ring.
@@ -415,6 +417,8 @@ impl UringWriter {
             stats: TapStats::default(),
             last_err: 0,
             broken: false,
+            nowait: true,
+            retry: Vec::with_capacity(entries),
         })
     }
 
@@ -443,9 +447,12 @@ impl UringWriter {
     }
 
     fn chunk(&mut self, pkts: &[&[u8]], out: &mut BurstOutcome) {
-        let n = pkts.len();
-        debug_assert!(n <= self.entries);
+        debug_assert!(pkts.len() <= self.entries);
         let raw: RawFd = self.fd.as_raw_fd();
+        // RWF_NOWAIT: a full TAP completes with -EAGAIN (counted) instead of io_uring arming a
+        // poll and waiting for room.
+        let flags = if self.nowait { libc::RWF_NOWAIT } else { 0 };
+        let mut n = 0usize;
         {
             let mut sq = self.ring.submission();
             for (i, p) in pkts.iter().enumerate() {
@@ -458,21 +465,34 @@ impl UringWriter {
                 };
                 // offset -1: use the file position like write(2) (a TAP ignores it; pipes
                 // refuse explicit offsets).
-                let sqe = e.offset(u64::MAX).build().user_data(i as u64);
+                let sqe = e
+                    .offset(u64::MAX)
+                    .rw_flags(flags)
+                    .build()
+                    .user_data(i as u64);
                 // SAFETY: the buffer `p` stays borrowed until this function has reaped the
                 // completion of this SQE (below), so the kernel reads valid memory.
-                if unsafe { sq.push(&sqe) }.is_err() {
-                    // Cannot happen: n <= entries and the SQ is empty between bursts.
-                    self.lens[i] = u32::MAX;
+                if unsafe { sq.push(&sqe) }.is_ok() {
+                    n += 1;
+                } else {
+                    // Not expected: bursts are cut to the ring size and the SQ is empty here.
+                    account(
+                        &mut self.stats,
+                        out,
+                        &mut self.last_err,
+                        -i64::from(libc::EOVERFLOW),
+                        p.len(),
+                    );
                 }
             }
             sq.sync();
         }
+        self.retry.clear();
         let mut done = 0usize;
         let mut failures = 0u32;
         while done < n {
             match self.ring.submit_and_wait(n - done) {
-                Ok(_) => {}
+                Ok(_) => failures = 0,
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
@@ -507,6 +527,11 @@ impl UringWriter {
                 let Some(&len) = self.lens.get(i) else {
                     continue;
                 };
+                done += 1;
+                if self.nowait && cqe.result() == -libc::EOPNOTSUPP {
+                    self.retry.push(i);
+                    continue;
+                }
                 account(
                     &mut self.stats,
                     out,
@@ -514,8 +539,18 @@ impl UringWriter {
                     i64::from(cqe.result()),
                     len as usize,
                 );
-                done += 1;
             }
+        }
+        if !self.retry.is_empty() {
+            // Older kernels: the fd does not take RWF_NOWAIT. Once per writer.
+            log::warn!("the TAP does not accept RWF_NOWAIT writes; a full TAP now makes io_uring wait for room");
+            self.nowait = false;
+            let again: Vec<&[u8]> = self
+                .retry
+                .iter()
+                .filter_map(|&i| pkts.get(i).copied())
+                .collect();
+            self.chunk(&again, out);
         }
     }
 }

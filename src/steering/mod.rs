@@ -609,6 +609,12 @@ impl<B: SteeringBackend> Steering<B> {
         &self.backend
     }
 
+    /// Gives the backend back **without** removing the rules (as a crash would leave them; the
+    /// state file stays, so the next [`install`](Self::install) cleans up).
+    pub fn into_backend(self) -> B {
+        self.backend
+    }
+
     /// The backend, mutably (e.g. for RSS).
     pub fn backend_mut(&mut self) -> &mut B {
         &mut self.backend
