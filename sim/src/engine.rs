@@ -14,9 +14,19 @@ use crate::{Nic, Origin};
 
 /// A source of wire frames (SIM-NET's traffic generator and pcap reader implement it).
 pub trait FrameSource: Send {
-    /// Writes the next frame into `buf` (cleared by the callee) and returns true, or returns
-    /// false when the source is exhausted.
-    fn next_frame(&mut self, buf: &mut Vec<u8>) -> bool;
+    /// Writes the next frame into the start of `buf` (9728 bytes, the largest frame) and returns
+    /// its length, or `None` when the source is exhausted.
+    fn next_frame(&mut self, buf: &mut [u8]) -> Option<usize>;
+}
+
+/// A queue of prepared frames is a source (replays them once, in order).
+impl FrameSource for std::collections::VecDeque<Vec<u8>> {
+    fn next_frame(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let f = self.pop_front()?;
+        let n = f.len().min(buf.len());
+        buf[..n].copy_from_slice(&f[..n]);
+        Some(n)
+    }
 }
 
 /// A consumer of frames (pcap capture, TAP, AF_PACKET).
@@ -273,7 +283,7 @@ fn run(nic: Nic, mut cfg: EngineConfig, stop: &AtomicBool) -> EngineStats {
         .take()
         .map(|f| nic.feeder(f.vf, f.queue, &f.template));
     let mut source = cfg.source.take();
-    let mut buf = Vec::with_capacity(MAX_FRAME);
+    let mut buf = vec![0u8; MAX_FRAME];
     let batch = cfg.batch.max(1);
     let start = Instant::now();
     let qpp = nic.inner.cfg.queues_per_pool();
@@ -321,13 +331,12 @@ fn run(nic: Nic, mut cfg: EngineConfig, stop: &AtomicBool) -> EngineStats {
                     None => batch,
                 };
                 for _ in 0..allowed {
-                    buf.clear();
-                    if !src.next_frame(&mut buf) {
+                    let Some(len) = src.next_frame(&mut buf) else {
                         st.source_exhausted = true;
                         break;
-                    }
+                    };
                     inner.counters.wire_in.fetch_add(1, Ordering::Relaxed);
-                    inner.route(&mut dp, &buf, Origin::Wire);
+                    inner.route(&mut dp, &buf[..len.min(MAX_FRAME)], Origin::Wire);
                     st.generated += 1;
                     work += 1;
                 }

@@ -366,3 +366,36 @@ fn threaded_engine_completes_tx_and_feeds() {
     assert_eq!(vf.counter(VfCounter::Gptc), 1);
     assert_eq!(nic.stats().egress, 1);
 }
+
+#[test]
+fn engine_pulls_a_frame_source_through_the_switch() {
+    let nic = nic(NicModel::X540, 2);
+    let vf = nic.vf(1);
+    let bar = vf.bar0();
+    MbxVf::new(&vf).bring_up();
+    let rings = Rings::new(&vf, 64);
+    rings.setup_rx(&bar, 0, SRRCTL_DROP_EN | 2, 63);
+    let frames: std::collections::VecDeque<Vec<u8>> = (0..10)
+        .map(|i| udp_frame(vf_mac(1), [0x02, 9, 9, 9, 9, i], 64 + i as usize))
+        .collect();
+    let engine = nic.start_engine(EngineConfig {
+        source: Some(Box::new(frames)),
+        ..Default::default()
+    });
+    let mut n = 0;
+    for _ in 0..20_000 {
+        n = bar.read32(rxq(0, RDH));
+        if n == 10 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+    let st = engine.stop();
+    assert_eq!(n, 10);
+    assert_eq!(st.generated, 10);
+    assert!(st.source_exhausted);
+    for i in 0..10u32 {
+        assert_eq!(rings.rx_wb(0, i).3, 64 + i);
+    }
+    assert_eq!(nic.stats().wire_in, 10);
+}
