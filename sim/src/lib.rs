@@ -39,6 +39,17 @@ pub mod regs;
 mod rx;
 mod tx;
 pub mod vf;
+// SIM-NET modules (switch, flow director, RSS, wire ports).
+pub mod ethtool;
+pub mod fdir;
+pub mod frame;
+pub mod generator;
+pub mod l2;
+pub mod pcap;
+pub mod rss;
+pub mod switch;
+pub mod toeplitz;
+pub mod wire;
 
 pub use classify::{Classifier, Delivery, Dest, DropReason, FdirHit, Origin, StubClassifier};
 pub use engine::{Engine, EngineConfig, EngineStats, Feeder, FrameSink, FrameSource};
