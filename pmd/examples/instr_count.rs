@@ -62,7 +62,10 @@ fn model_complete_tx(nic: &Nic) {
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "rx_drop".into());
-    let total: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let total: usize = args
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let b: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(32);
     if mode != "rx_drop" && mode != "forward" {
         eprintln!("usage: instr_count rx_drop|forward [packets] [batch]");

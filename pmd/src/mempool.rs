@@ -451,6 +451,7 @@ impl Packet {
     }
 
     /// The buffer's index in its pool (stable for the buffer's lifetime; useful for tracing).
+    #[inline(always)]
     pub fn buffer_index(&self) -> u32 {
         self.index
     }
@@ -517,9 +518,8 @@ impl BulkFree {
         if let Some(core) = self.core {
             if self.n > 0 {
                 // SAFETY: idx[..n] was written by `push`; MaybeUninit<u32> has u32's layout.
-                let idx = unsafe {
-                    std::slice::from_raw_parts(self.idx.as_ptr() as *const u32, self.n)
-                };
+                let idx =
+                    unsafe { std::slice::from_raw_parts(self.idx.as_ptr() as *const u32, self.n) };
                 // SAFETY: the core outlives its outstanding buffers, which these are.
                 unsafe { core.as_ref() }.free_bulk(idx);
             }
