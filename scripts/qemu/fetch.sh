@@ -40,7 +40,7 @@ skip() {
 }
 human() { numfmt --to=iec --suffix=B "$1" 2>/dev/null || echo "${1}B"; }
 
-for tool in apt-get apt-cache dpkg-deb curl; do
+for tool in apt-get apt-cache dpkg-deb; do
     command -v "$tool" >/dev/null || die "$tool is required (this script expects a Debian host)"
 done
 [[ -r $KEYRING ]] || die "$KEYRING missing (package debian-archive-keyring)"
@@ -99,21 +99,35 @@ apt_run() {
         rm -f "$log"; return 0
     fi
     sleep 0.2
-    if grep -Eqi 'could not resolve|temporary failure resolving|could not connect|connection (timed out|refused|failed)|unable to connect|network is unreachable|failed to fetch' "$log"; then
+    if [[ ${NET_OK:-} != 1 ]] && network_errors "$log"; then
         rm -f "$log"; skip "apt-get $* failed"
     fi
     rm -f "$log"; die "$tool $* failed (private apt tree $root)"
 }
 
-reachable() {
-    curl -fsS -m 15 -o /dev/null "$1" 2>/dev/null
+network_errors() {
+    grep -Eqi 'could not resolve|temporary failure resolving|could not connect|connection (timed out|refused|failed)|unable to connect|network is unreachable' "$1"
 }
 
+# reachable URL: 0 yes, 1 no, 2 cannot tell (neither curl nor wget).
+reachable() {
+    if command -v curl >/dev/null; then curl -fsS -m 15 -o /dev/null "$1" 2>/dev/null
+    elif command -v wget >/dev/null; then wget -q -T 15 -t 1 -O /dev/null "$1" 2>/dev/null
+    else return 2; fi
+}
+
+# NET_OK=1: the archive answered a direct request, so a later apt failure is a
+# real error; NET_OK=unknown: no HTTP client here, apt's own errors decide.
 need_network() {
     [[ -n ${NET_OK:-} ]] && return 0
-    reachable "$MIRROR/dists/bookworm/InRelease" || skip "$MIRROR unreachable"
-    reachable "$SECURITY/dists/bookworm-security/InRelease" || skip "$SECURITY unreachable"
-    NET_OK=1
+    local rc=0
+    reachable "$MIRROR/dists/bookworm/InRelease" || rc=$?
+    case $rc in
+        0) reachable "$SECURITY/dists/bookworm-security/InRelease" || skip "$SECURITY unreachable"
+           NET_OK=1 ;;
+        2) NET_OK=unknown ;;
+        *) skip "$MIRROR unreachable" ;;
+    esac
 }
 
 apt_update() {
@@ -122,7 +136,17 @@ apt_update() {
     if [[ -n ${FG_FETCH_REFRESH:-} ]] || ! compgen -G "$root/lists/*_Packages*" >/dev/null; then
         need_network
         say "apt-get update ($name)"
-        apt_run "$name" apt-get -q update
+        local log
+        log=$(mktemp)
+        # apt-get update exits 0 even when every source failed; judge by the lists.
+        APT_CONFIG=$root/apt.conf apt-get -q update 2>&1 | tee "$log" >&2 || true
+        if ! compgen -G "$root/lists/*_Packages*" >/dev/null; then
+            if [[ ${NET_OK:-} != 1 ]] && network_errors "$log"; then
+                rm -f "$log"; skip "apt-get update ($name) reached no source"
+            fi
+            rm -f "$log"; die "apt-get update ($name) produced no package lists"
+        fi
+        rm -f "$log"
     fi
 }
 

@@ -4,6 +4,8 @@
 # Kernel command line:
 #   fg.test=NAME     run /scenarios/NAME.sh (sourced, so it can use the helpers below)
 #   fg.arg=VALUE     free-form argument for the scenario (available as $FG_ARG)
+#   fg.skipmod=A,B   do not insmod these modules (e.g. ixgbevf, so that a VF
+#                    stays unbound for vfio-pci)
 #   fg.shell=1       drop to a shell instead of powering off (interactive debugging)
 #
 # Output protocol, one line each, on the serial console:
@@ -70,21 +72,25 @@ find_pci() {
 FG_TEST=
 FG_ARG=
 FG_SHELL=
+FG_SKIPMOD=
 for w in $(cat /proc/cmdline); do
     case $w in
         fg.test=*) FG_TEST=${w#fg.test=} ;;
         fg.arg=*) FG_ARG=${w#fg.arg=} ;;
         fg.shell=*) FG_SHELL=${w#fg.shell=} ;;
+        fg.skipmod=*) FG_SKIPMOD=,${w#fg.skipmod=}, ;;
     esac
 done
 
 echo "FG-BOOT kernel=$(uname -r) test=${FG_TEST:-none}"
 mod_fail=
 for m in $(cat /lib/modules/order); do
+    _b=${m%.ko}
+    case $FG_SKIPMOD in *",$_b,"*) echo "FG-INFO skipping module $_b"; continue ;; esac
     if ! insmod "/lib/modules/$m"; then mod_fail="$mod_fail $m"; fi
 done
 if [ -n "$mod_fail" ]; then result modules FAIL "insmod failed:$mod_fail"
-else result modules PASS "$(tr '\n' ' ' < /lib/modules/order)"; fi
+else result modules PASS "loaded from /lib/modules/order${FG_SKIPMOD:+ except $FG_SKIPMOD}"; fi
 
 if [ -z "$FG_TEST" ]; then
     result init FAIL "no fg.test=NAME on the kernel command line"

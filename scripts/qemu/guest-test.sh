@@ -16,9 +16,11 @@
 # A test whose prerequisites are missing prints "skipped: <test>: <why>";
 # nothing passes silently.
 #
-# Exit: 0 every test that ran passed (skips are printed), 1 a test failed,
-# 77 nothing could run because Debian's archive is unreachable (one line
-# "skipped: no network to Debian's archive ..." is printed).
+# Exit: 0 every test that ran passed (skips are printed), 1 a test failed.
+# If Debian's archive is unreachable and nothing is cached, nothing can run:
+# it prints the one line "skipped: no network to Debian's archive ..." and
+# exits FG_GUEST_SKIP_RC (default 0, so `set -e` callers go on; set it to 77
+# to tell a skip from a pass by the exit code).
 #
 # Environment:
 #   FG_SIM_BIN        floodgate-sim binary with a `serve --socket PATH`
@@ -38,7 +40,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --only) ONLY+=("$2"); shift 2 ;;
         --verbose) VERBOSE=(--verbose); shift ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         *) echo "guest-test: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -53,7 +55,7 @@ skip() { echo "skipped: $1: $2"; SKIPPED=$((SKIPPED + 1)); }
 fetch_out=$(bash "$HERE/fetch.sh"); rc=$?
 if [[ $rc == 77 ]]; then
     echo "$fetch_out"
-    exit 77
+    exit "${FG_GUEST_SKIP_RC:-0}"
 elif [[ $rc != 0 ]]; then
     echo "FAIL guest tests: scripts/qemu/fetch.sh failed (exit $rc)"
     exit 1
@@ -160,5 +162,5 @@ if wanted pmd; then
     fi
 fi
 
-echo "guest-test: $PASSED passed, $FAILED failed, $SKIPPED skipped"
+echo "guest-test: $PASSED passed, $FAILED failed, $SKIPPED skipped ($SECONDS s in all)"
 [[ $FAILED == 0 ]]
