@@ -17,6 +17,8 @@
 #   --bzimage            boot vmlinuz instead of the extracted vmlinux (slower)
 #   --qemu-arg ARG       extra QEMU argument (repeatable)
 #   --verbose            copy the console to stderr as well
+#   --interactive        console on this terminal, fg.shell=1 (a shell after the
+#                        scenario; Ctrl-A X quits QEMU); no log file, no timeout
 # Exit: QEMU's status (0 after the guest powered off), 124 on timeout.
 # Prints the FG-RESULT / FG-DONE lines from the console and the wall time.
 set -euo pipefail
@@ -42,6 +44,7 @@ VERBOSE=0
 SOCKETS=()
 EXTRA=()
 EDU=0
+INTERACTIVE=0
 while [[ $# -gt 0 ]]; do
     case $1 in
         --test) TEST=$2; shift 2 ;;
@@ -56,7 +59,8 @@ while [[ $# -gt 0 ]]; do
         --bzimage) BZIMAGE=1; shift ;;
         --qemu-arg) EXTRA+=("$2"); shift 2 ;;
         --verbose) VERBOSE=1; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --interactive) INTERACTIVE=1; shift ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) die "unknown argument $1" ;;
     esac
 done
@@ -109,6 +113,19 @@ if [[ $EDU == 1 ]]; then
     args+=(-device "pcie-root-port,id=rp$port,chassis=$port,slot=$port" -device "edu,bus=rp$port")
 fi
 args+=("${EXTRA[@]}")
+
+if [[ $INTERACTIVE == 1 ]]; then
+    for i in "${!args[@]}"; do
+        case ${args[$i]} in
+            file,id=con,*) args[$i]=stdio,id=con,mux=on,signal=off ;;
+            console=ttyS0*) args[$i]="${args[$i]} fg.shell=1" ;;
+        esac
+    done
+    args+=(-mon chardev=con)
+    Q=$FG_QEMU_ROOT
+    QEMU_MODULE_DIR=$Q/usr/lib/x86_64-linux-gnu/qemu \
+        exec "$FG_QEMU_LOADER" --library-path "$FG_QEMU_LIBS" "$Q/usr/bin/qemu-system-x86_64" "${args[@]}"
+fi
 
 : >"$LOG"
 tailpid=
