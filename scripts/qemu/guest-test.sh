@@ -155,7 +155,8 @@ if wanted pmd; then
     elif [[ -z ${FG_PMD_GUEST_BIN:-} ]]; then
         skip "pmd via vfio-pci" "needs a static PMD test program (FG_PMD_GUEST_BIN), not built yet"
     elif start_server "$WORK/pmd.sock"; then
-        run_scenario "pmd via vfio-pci" pmd --vfio-user "$WORK/pmd.sock"
+        # ixgbevf stays out so that the VF is free for vfio-pci.
+        run_scenario "pmd via vfio-pci" pmd --vfio-user "$WORK/pmd.sock" --append fg.skipmod=ixgbevf
         stop_server
     else
         echo "FAIL pmd via vfio-pci (server did not start)"; FAILED=$((FAILED + 1))
