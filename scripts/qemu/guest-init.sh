@@ -39,14 +39,23 @@ check() { # check NAME DETAIL -- command...: PASS if the command succeeds
     if "$@" >/tmp/check.out 2>&1; then result "$_n" PASS "$_d"
     else result "$_n" FAIL "$_d: $(tail -n 3 /tmp/check.out | tr '\n' ' ')"; fi
 }
-# wait_for SECONDS command...: poll (10 ms steps) until the command succeeds.
+# wait_for SECONDS command...: poll until the command succeeds, by wall time
+# (/proc/uptime, read without forking: forks are slow under TCG).
 wait_for() {
-    _t=$(($1 * 100)); shift
-    while [ $_t -gt 0 ]; do
+    read _up _idle < /proc/uptime
+    _end=$((${_up%%.*} + $1)); shift
+    while :; do
         "$@" >/dev/null 2>&1 && return 0
-        usleep 10000; _t=$((_t - 1))
+        read _up _idle < /proc/uptime
+        [ "${_up%%.*}" -ge "$_end" ] && return 1
+        usleep 20000
     done
-    return 1
+}
+# file_is FILE VALUE: the file's first line equals VALUE (no fork).
+file_is() {
+    [ -r "$1" ] || return 1
+    read _v < "$1" 2>/dev/null || return 1
+    [ "$_v" = "$2" ]
 }
 # bind_vfio BDF: hand a PCI function to vfio-pci; prints the group number.
 bind_vfio() {

@@ -21,9 +21,16 @@ else
     return 0
 fi
 
+# The mailbox bring-up at probe: RESET (with the MAC), API_NEGOTIATE, GET_QUEUES.
+if dmesg | grep -qE 'PF still in reset state|Unable to start'; then
+    result ixgbevf-mailbox FAIL "$(dmesg | grep -E 'ixgbevf' | grep -E 'reset state|random MAC|Unable' | tr '\n' ';')"
+else
+    result ixgbevf-mailbox PASS "no reset/mailbox complaints at probe"
+fi
+
 $IP addr add 10.0.0.2/24 dev "$ifc"
 $IP link set "$ifc" up
-if wait_for 15 sh -c "[ \"\$(cat /sys/class/net/$ifc/carrier 2>/dev/null)\" = 1 ]"; then
+if wait_for 15 file_is "/sys/class/net/$ifc/carrier" 1; then
     result ixgbevf-link PASS "$ifc carrier up, $($ETHTOOL "$ifc" | grep -E 'Speed' | tr -d '\t')"
 else
     result ixgbevf-link FAIL "$ifc no carrier; $(dmesg | grep -i ixgbevf | tail -n 3 | tr '\n' ';')"
