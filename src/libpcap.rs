@@ -263,17 +263,45 @@ impl PcapProgram<'_> {
 
     /// Runs libpcap's own interpreter (`pcap_offline_filter`) over `frame`; `true` on a match.
     /// Used to compare against [`crate::bpf::Program`] in tests and benchmarks.
+    #[inline]
     pub fn offline_filter(&self, frame: &[u8]) -> bool {
-        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-        let hdr = PcapPkthdr {
-            ts_sec: 0,
-            ts_usec: 0,
-            caplen: len,
-            len,
+        // SAFETY: `self.prog` was produced by pcap_compile.
+        unsafe { offline_filter_raw(self.lib, &self.prog, frame) != 0 }
+    }
+}
+
+/// Calls `pcap_offline_filter`, returning the program's result.
+///
+/// # Safety
+/// `prog` must be safe for libpcap's unchecked interpreter: compiled by libpcap, or accepted by
+/// [`crate::bpf::Program::new`] (in-bounds jumps, memory slots below 16, a final return).
+#[inline]
+unsafe fn offline_filter_raw(lib: &LibPcap, prog: &BpfProgram, frame: &[u8]) -> u32 {
+    let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+    let hdr = PcapPkthdr {
+        ts_sec: 0,
+        ts_usec: 0,
+        caplen: len,
+        len,
+    };
+    // SAFETY: the caller guarantees the program is safe to interpret; `hdr` describes exactly
+    // `frame`'s bytes, and libpcap reads at most `caplen` bytes from it.
+    unsafe { (lib.offline_filter)(prog, &hdr, frame.as_ptr()) as u32 }
+}
+
+impl LibPcap {
+    /// Runs libpcap's interpreter on arbitrary instructions, after validating them with
+    /// [`crate::bpf::Program::new`] (libpcap's interpreter does not check jumps or memory slots).
+    /// Returns `None` when the program does not validate. For differential tests.
+    pub fn run_insns(&self, insns: &[RawInsn], frame: &[u8]) -> Option<u32> {
+        crate::bpf::Program::new(insns).ok()?;
+        let prog = BpfProgram {
+            bf_len: insns.len() as c_uint,
+            bf_insns: insns.as_ptr().cast_mut(),
         };
-        // SAFETY: `self.prog` is a compiled program, `hdr` describes exactly `frame`'s bytes,
-        // and libpcap only reads `caplen` bytes from `frame`.
-        unsafe { (self.lib.offline_filter)(&self.prog, &hdr, frame.as_ptr()) != 0 }
+        // SAFETY: the instructions passed validation; libpcap only reads them, and they outlive
+        // the call.
+        Some(unsafe { offline_filter_raw(self, &prog, frame) })
     }
 }
 
