@@ -13,6 +13,7 @@ const LD_ABS_W: u16 = 0x20;
 const LD_ABS_H: u16 = 0x28;
 const LD_ABS_B: u16 = 0x30;
 const LD_IND_B: u16 = 0x50;
+const LD_IND_W: u16 = 0x40;
 const LD_IMM: u16 = 0x00;
 const LD_LEN: u16 = 0x80;
 const LD_MEM: u16 = 0x60;
