@@ -21,8 +21,16 @@ fn rx_single_frame_write_back() {
     nic.inject(&f);
     assert_eq!(nic.step(), 1);
     assert_eq!(rings.read(rings.rx_buf(0), 100), f);
-    let (dw0, _hash, st, len) = rings.rx_wb(0, 0);
-    assert_eq!(dw0, PT_UDP4);
+    let (dw0, hash, st, len) = rings.rx_wb(0, 0);
+    // Linux's default MRQC hashes UDP/IPv4 on the addresses only: RSS type 2 (IPv4), the
+    // Toeplitz hash of 10.0.0.1 → 10.0.0.2 under the switch's (Microsoft) key (facts §8).
+    assert_eq!(dw0, PT_UDP4 | 2);
+    let mut input = [0u8; 8];
+    input[..4].copy_from_slice(&[10, 0, 0, 1]);
+    input[4..].copy_from_slice(&[10, 0, 0, 2]);
+    let want =
+        floodgate_sim::toeplitz::toeplitz_hash(&floodgate_sim::toeplitz::MICROSOFT_RSS_KEY, &input);
+    assert_eq!(hash, want);
     assert_eq!(st, RXD_STAT_DD | RXD_STAT_EOP);
     assert_eq!(len, 100);
     assert_eq!(bar.read32(rxq(0, RDH)), 1);
@@ -122,7 +130,13 @@ fn rx_vlan_strip() {
     let nic = nic(NicModel::X540, 2);
     let vf = nic.vf(0);
     let bar = vf.bar0();
-    MbxVf::new(&vf).bring_up();
+    let mut m = MbxVf::new(&vf);
+    m.bring_up();
+    // Join VLAN 100 (SET_VLAN add), else the switch's VLAN filter drops the tagged frame.
+    assert_eq!(
+        m.request(&[MSG_SET_VLAN | 1 << 16, 100]).unwrap()[0],
+        0xA001_0004
+    );
     let rings = Rings::new(&vf, 64);
     rings.setup_rx(&bar, 0, SRRCTL_DROP_EN | 2, 63);
     bar.write32(rxq(0, RXDCTL), DCTL_ENABLE | RXDCTL_VME);
@@ -134,7 +148,7 @@ fn rx_vlan_strip() {
     let (dw0, _, st, len) = rings.rx_wb(0, 0);
     assert_eq!(st, RXD_STAT_DD | RXD_STAT_EOP | RXD_STAT_VP);
     assert_eq!(len, 80 | 0x2064 << 16);
-    assert_eq!(dw0, PT_UDP4);
+    assert_eq!(dw0, PT_UDP4 | 2);
     assert_eq!(rings.read(rings.rx_buf(0), 80), plain);
 }
 

@@ -18,7 +18,14 @@ fn statistics_wrap_and_cannot_be_cleared() {
     let bar = vf.bar0();
     vf.set_counter(VfCounter::Gprc, (1 << 32) - 1);
     vf.set_counter(VfCounter::Gorc, (1 << 36) - 60);
-    MbxVf::new(&vf).bring_up();
+    let mut m = MbxVf::new(&vf);
+    m.bring_up();
+    // Register 01:00:5e:00:00:01 in the MTA (SET_MULTICAST, mc_filter_type 0).
+    let h = floodgate_sim::l2::mta_hash(&[0x01, 0, 0x5e, 0, 0, 1], 0) as u32;
+    assert_eq!(
+        m.request(&[MSG_SET_MULTICAST | 1 << 16, h]).unwrap()[0],
+        0xA001_0003
+    );
     let rings = Rings::new(&vf, 64);
     rings.setup_rx(&bar, 0, SRRCTL_DROP_EN | 2, 63);
     assert_eq!(bar.read32(VFGPRC), u32::MAX);
@@ -205,10 +212,8 @@ fn rx_corruption_injection() {
     // One-shot: the next frame is clean.
     nic.inject(&f);
     nic.step();
-    assert_eq!(
-        rings.rx_wb(0, 3),
-        (rings.rx_wb(0, 3).0, 0, RXD_STAT_DD | RXD_STAT_EOP, 64)
-    );
+    let (_, _, st, len) = rings.rx_wb(0, 3);
+    assert_eq!((st, len), (RXD_STAT_DD | RXD_STAT_EOP, 64));
     assert!(nic.corrupt_next_rx(0, 4, RxCorruption::NoEop).is_err());
 }
 
