@@ -132,6 +132,15 @@ fn rss_spreads_over_the_queues_psrtype_allows() {
     }
     nic.step();
     assert_eq!(bar.read32(rxq(0, RDH)) - before, 32);
+    // ethtool -X equal 1: likewise (what tests that poll only queue 0 use).
+    nic.pf()
+        .set_rxfh(&RxfhRequest {
+            indir: IndirSpec::Equal(1),
+            key: None,
+            hfunc: Default::default(),
+        })
+        .unwrap();
+    assert!(nic.pf().rxfh().0.iter().all(|&e| e == 0));
 }
 
 #[test]
