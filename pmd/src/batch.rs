@@ -198,12 +198,20 @@ impl PacketBatch {
         unsafe { self.pkts.set_len(self.pkts.len() + n) };
     }
 
-    /// Removes the first `n` packets, handing each to `f` (by value); the rest move to the
-    /// front. Used by transmit.
-    #[inline]
-    pub(crate) fn take_front(&mut self, n: usize, f: impl FnMut(Packet)) {
-        let n = n.min(self.pkts.len());
-        self.pkts.drain(..n).for_each(f);
+    /// Pointer to the first packet (for the transmit path).
+    #[inline(always)]
+    pub(crate) fn raw_ptr(&mut self) -> *mut Packet {
+        self.pkts.as_mut_ptr()
+    }
+
+    /// Sets the number of initialised packets.
+    ///
+    /// # Safety
+    /// As `Vec::set_len`: the first `n` slots must hold packets the batch owns, `n <= cap`.
+    #[inline(always)]
+    pub(crate) unsafe fn set_len_raw(&mut self, n: usize) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { self.pkts.set_len(n) };
     }
 }
 

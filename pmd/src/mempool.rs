@@ -387,6 +387,12 @@ impl Packet {
         unsafe { self.core.as_ref() }
     }
 
+    /// Host address of the packet data as an integer.
+    #[inline(always)]
+    pub(crate) fn data_addr(&self) -> u64 {
+        self.data.as_ptr() as u64
+    }
+
     /// Device address of the packet data.
     #[inline(always)]
     pub(crate) fn iova(&self) -> u64 {
