@@ -520,7 +520,7 @@ fn eth_header(buf: &mut [u8], dst: [u8; 6], src: [u8; 6], vlan: Option<u16>) -> 
     match vlan {
         Some(v) => {
             buf[12..14].copy_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
-            buf[14..16].copy_from_slice(&(v & 0x0FFF).to_be_bytes());
+            buf[14..16].copy_from_slice(&v.to_be_bytes()); // full TCI (PCP/DEI/VID)
             buf[16..18].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
             18
         }
@@ -574,7 +574,8 @@ pub fn build_udp4(
     )
 }
 
-/// Writes an Ethernet(/802.1Q)/IPv4/UDP frame with correct lengths and checksums.
+/// Writes an Ethernet(/802.1Q)/IPv4/UDP frame with correct lengths and checksums. `vlan` is
+/// the whole tag control information (priority, DEI, VLAN ID).
 #[allow(clippy::too_many_arguments)]
 pub fn build_udp4_vlan(
     buf: &mut [u8],
