@@ -9,7 +9,9 @@
 
 pub mod bpf;
 pub mod config;
+pub mod daemon;
 pub mod filter;
 pub mod libpcap;
 pub mod pcapfile;
 pub mod ratelimit;
+pub mod stats;
