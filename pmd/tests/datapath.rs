@@ -163,7 +163,9 @@ fn headroom_metadata_survives_a_trip_through_a_worker_thread_and_tx() {
                 p.data()[off] as u32,
                 "metadata matches the packet"
             );
-            // Worker rewrites the source MAC so the PF's anti-spoofing lets it out.
+            // Worker turns the frame around: back to its sender, from our MAC (the PF's
+            // anti-spoofing drops other sources, and the switch drops frames to ourselves).
+            p.data_mut().copy_within(6..12, 0);
             p.data_mut()[6..12].copy_from_slice(&mac);
             p.data_mut()[43] = 0x77;
             to_main.send(p).unwrap();
