@@ -226,6 +226,8 @@ pub struct NicStats {
     pub rx_vf_disabled: u64,
     /// Dropped: DMA fault while writing.
     pub rx_dma_fault: u64,
+    /// Dropped: longer than 9728 bytes.
+    pub rx_oversize: u64,
     /// Dropped by the switch / flow director.
     pub switch_dropped: u64,
     /// Frames fetched from VF TX rings.
@@ -255,6 +257,7 @@ struct Counters {
     rx_queue_disabled: AtomicU64,
     rx_vf_disabled: AtomicU64,
     rx_dma_fault: AtomicU64,
+    rx_oversize: AtomicU64,
     switch_dropped: AtomicU64,
     tx_frames: AtomicU64,
     tx_spoofed: AtomicU64,
@@ -577,6 +580,7 @@ impl Nic {
             rx_queue_disabled: l(&c.rx_queue_disabled),
             rx_vf_disabled: l(&c.rx_vf_disabled),
             rx_dma_fault: l(&c.rx_dma_fault),
+            rx_oversize: l(&c.rx_oversize),
             switch_dropped: l(&c.switch_dropped),
             tx_frames: l(&c.tx_frames),
             tx_spoofed: l(&c.tx_spoofed),
@@ -841,6 +845,10 @@ impl NicInner {
             }
             RxResult::DmaFault => {
                 inc(&c.rx_dma_fault);
+                true
+            }
+            RxResult::Oversize => {
+                inc(&c.rx_oversize);
                 true
             }
             RxResult::NoDesc => {

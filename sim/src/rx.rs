@@ -18,6 +18,8 @@ pub(crate) enum RxResult {
     QueueDisabled,
     /// A descriptor or buffer address was outside the IOMMU table.
     DmaFault,
+    /// Longer than the largest frame the port accepts (9728 bytes, facts §6.4).
+    Oversize,
 }
 
 /// Largest number of descriptors one frame may span (9728-byte frame in 1 KiB buffers).
@@ -147,6 +149,9 @@ pub(crate) fn deliver(
     } else {
         frame
     };
+    if data.len() > MAX_FRAME {
+        return RxResult::Oversize;
+    }
     let need = data.len().div_ceil(ring.bsize).max(1);
     if need > MAX_SPAN || need as u32 > ring.free() {
         return RxResult::NoDesc;

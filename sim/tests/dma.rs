@@ -61,6 +61,15 @@ fn rx_frame_spans_descriptors() {
     }
     assert_eq!(got, f);
     assert_eq!(bar.read32(rxq(0, RDH)), 3);
+    // The largest frame (9728 bytes) takes 10 one-KiB descriptors; one byte more is dropped.
+    let jumbo = udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 9728);
+    nic.inject(&jumbo);
+    nic.inject(&udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 9729));
+    nic.step();
+    assert_eq!(bar.read32(rxq(0, RDH)), 13);
+    assert_eq!(rings.rx_wb(0, 12).3, 512);
+    assert_eq!(rings.rx_wb(0, 12).2, RXD_STAT_DD | RXD_STAT_EOP);
+    assert_eq!(nic.stats().rx_oversize, 1);
 }
 
 #[test]
