@@ -170,7 +170,7 @@ impl Default for NicConfig {
             model: NicModel::X82599,
             num_vfs: 2,
             queues_per_pool: None,
-            pf_mac: [0x02, 0xf0, 0, 0, 0, 0x01],
+            pf_mac: switch::DEFAULT_PF_MAC,
             pf_mtu: 1500,
             assign_vf_macs: true,
             link_up: true,
