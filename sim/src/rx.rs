@@ -84,7 +84,12 @@ impl RxRing {
         let count = vf.reg(rxq(q, RDLEN)) / DESC_SIZE as u32;
         let head = vf.reg(rxq(q, RDH));
         let tail = vf.reg(rxq(q, RDT));
-        if count == 0 || head >= count || tail >= count {
+        // A ring that wraps the 64-bit IOVA space cannot be mapped: treat it as not set up.
+        if count == 0
+            || head >= count
+            || tail >= count
+            || base.checked_add(u64::from(count) * DESC_SIZE).is_none()
+        {
             return None;
         }
         let srrctl = vf.reg(rxq(q, SRRCTL));
@@ -226,7 +231,7 @@ pub(crate) fn deliver(
     vf.set_reg(rxq(q, RDH), (ring.head + need as u32) % ring.count);
     vf.count(VfCounter::Gprc, 1);
     vf.count(VfCounter::Gorc, data.len() as u64);
-    if data[0] & 1 != 0 && data[..6] != [0xFF; 6] {
+    if data.first().is_some_and(|b| b & 1 != 0) && data.get(..6) != Some(&[0xFF; 6][..]) {
         vf.count(VfCounter::Mprc, 1);
     }
     vf.raise_queue(q, false);

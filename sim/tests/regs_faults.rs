@@ -262,3 +262,40 @@ fn link_down_up_and_tx_to_unmapped_buffer() {
     assert!(nic.take_egress().is_empty());
     assert_eq!(bar.read32(txq(0, TDH)), 1);
 }
+
+#[test]
+fn hostile_ring_programming_is_harmless() {
+    let nic = nic(NicModel::X82599, 2);
+    let vf = nic.vf(0);
+    let bar = vf.bar0();
+    MbxVf::new(&vf).bring_up();
+    // Rings at the very top of the IOVA space, huge lengths, heads past the end.
+    for q in 0..4 {
+        bar.write32(rxq(q, RDBAL), 0xFFFF_FFF0);
+        bar.write32(rxq(q, RDBAH), 0xFFFF_FFFF);
+        bar.write32(rxq(q, RDLEN), 0xFFFF_FF80);
+        bar.write32(rxq(q, RDT), 5);
+        bar.write32(rxq(q, RXDCTL), DCTL_ENABLE);
+        bar.write32(txq(q, TDBAL), 0xFFFF_FFF0);
+        bar.write32(txq(q, TDBAH), 0xFFFF_FFFF);
+        bar.write32(txq(q, TDLEN), 0x80);
+        bar.write32(txq(q, TDH), 100);
+        bar.write32(txq(q, TDT), 3);
+        bar.write32(txq(q, TXDCTL), DCTL_ENABLE);
+    }
+    bar.write32(txq(0, TDH), 0);
+    // Unaligned and out-of-range BAR accesses are ignored / read 0.
+    bar.write32(0x4000, 1);
+    bar.write32(0x1001, 1);
+    assert_eq!(bar.read32(0x4000), 0);
+    assert_eq!(bar.read32(0x1003), 0);
+    for len in [0usize, 1, 13, 14, 64] {
+        nic.inject(&vec![0xAB; len]);
+    }
+    nic.inject(&udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 64));
+    nic.step();
+    let mut feeder = nic.feeder(0, 0, &udp_frame(vf_mac(0), [2; 6], 64));
+    assert_eq!(feeder.fill(), 0);
+    assert_eq!(nic.stats().rx_delivered, 0);
+    assert!(nic.take_egress().is_empty());
+}
