@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use floodgate_sim::regs::{rxq, DCTL_ENABLE, RDBAH, RDBAL, RDH, RDLEN, RDT, RXDCTL, SRRCTL, SRRCTL_DROP_EN};
+use floodgate_sim::regs::{
+    rxq, DCTL_ENABLE, RDBAH, RDBAL, RDH, RDLEN, RDT, RXDCTL, SRRCTL, SRRCTL_DROP_EN,
+};
 use floodgate_sim::{Nic, NicConfig};
 use floodgate_vfio::{Bar, Device, DmaOptions, DmaRegion};
 
