@@ -226,7 +226,8 @@ pub struct NicStats {
     pub rx_vf_disabled: u64,
     /// Dropped: DMA fault while writing.
     pub rx_dma_fault: u64,
-    /// Dropped: longer than 9728 bytes.
+    /// Dropped: longer than the port's max frame (MAXFRS: PF MTU + 18, or a larger accepted
+    /// SET_LPE), or than 9728 bytes.
     pub rx_oversize: u64,
     /// Dropped by the switch / flow director.
     pub switch_dropped: u64,
@@ -296,6 +297,9 @@ pub(crate) struct NicInner {
     pub(crate) agent: Mutex<pf::PfAgent>,
     pub(crate) pools: RwLock<PoolTable>,
     pub(crate) link_up: AtomicBool,
+    /// MAXFRS.MFS: the largest frame (with CRC) the port accepts from the wire: the PF's
+    /// MTU + 18, raised by accepted SET_LPE requests (facts §6.4, §3.3).
+    pub(crate) max_frame: std::sync::atomic::AtomicU32,
     pub(crate) started: Instant,
     classifier: RwLock<Option<Arc<dyn Classifier>>>,
     has_classifier: AtomicBool,
@@ -373,6 +377,7 @@ impl Nic {
             agent: Mutex::new(pf::PfAgent::new(n)),
             pools: RwLock::new(pools),
             link_up: AtomicBool::new(link),
+            max_frame: std::sync::atomic::AtomicU32::new(cfg.pf_mtu + regs::ETH_OVERHEAD),
             started: Instant::now(),
             has_classifier: AtomicBool::new(classifier.is_some()),
             classifier: RwLock::new(classifier),
@@ -701,6 +706,15 @@ impl NicInner {
 
     /// Classifies a frame and hands every replica to its destination.
     pub(crate) fn route(&self, dp: &mut DataPath, frame: &[u8], origin: Origin) {
+        if origin == Origin::Wire {
+            // The MAC drops frames longer than MAXFRS (CRC included; a VLAN tag may add 4).
+            let tagged = frame.get(12..14) == Some(&[0x81, 0x00][..]);
+            let limit = self.max_frame.load(Ordering::Relaxed) + if tagged { 4 } else { 0 };
+            if frame.len() as u32 + 4 > limit {
+                inc(&self.counters.rx_oversize);
+                return;
+            }
+        }
         if self.has_classifier.load(Ordering::Acquire) {
             let cl = self
                 .classifier

@@ -412,6 +412,8 @@ fn set_lpe(nic: &NicInner, agent: &mut PfAgent, idx: usize, max_frame: u32) -> b
         }
     }
     p.max_frame = max_frame;
+    // The PF raises MAXFRS to the largest accepted VF frame size.
+    nic.max_frame.fetch_max(max_frame, Ordering::AcqRel);
     true
 }
 
@@ -611,6 +613,9 @@ impl Pf {
             log::warn!("82599 with SR-IOV: setting MTU > 1500 will disable legacy VFs");
         }
         write_pools(&self.nic).pf.mtu = mtu;
+        self.nic
+            .max_frame
+            .store(mtu + ETH_OVERHEAD, Ordering::Release);
         pf_reset_begin(&self.nic);
         pf_reset_end(&self.nic);
         Ok(())

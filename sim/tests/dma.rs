@@ -41,7 +41,9 @@ fn rx_single_frame_write_back() {
 
 #[test]
 fn rx_frame_spans_descriptors() {
-    let nic = nic(NicModel::X82599, 2);
+    let nic = nic(NicModel::X540, 2);
+    // PF MTU 9710: MAXFRS = 9728 with CRC (facts §6.4).
+    nic.pf().set_mtu(9710).unwrap();
     let vf = nic.vf(0);
     let bar = vf.bar0();
     MbxVf::new(&vf).bring_up();
@@ -61,15 +63,44 @@ fn rx_frame_spans_descriptors() {
     }
     assert_eq!(got, f);
     assert_eq!(bar.read32(rxq(0, RDH)), 3);
-    // The largest frame (9728 bytes) takes 10 one-KiB descriptors; one byte more is dropped.
-    let jumbo = udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 9728);
+    // The largest frame (9724 bytes + CRC = 9728) takes 10 one-KiB descriptors; one byte more
+    // is dropped by the MAC.
+    let jumbo = udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 9724);
     nic.inject(&jumbo);
-    nic.inject(&udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 9729));
+    nic.inject(&udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 9725));
     nic.step();
     assert_eq!(bar.read32(rxq(0, RDH)), 13);
-    assert_eq!(rings.rx_wb(0, 12).3, 512);
+    assert_eq!(rings.rx_wb(0, 12).3, 508);
     assert_eq!(rings.rx_wb(0, 12).2, RXD_STAT_DD | RXD_STAT_EOP);
     assert_eq!(nic.stats().rx_oversize, 1);
+}
+
+#[test]
+fn max_frame_follows_pf_mtu_and_set_lpe() {
+    let nic = nic(NicModel::X540, 2);
+    let vf = nic.vf(0);
+    let bar = vf.bar0();
+    let mut m = MbxVf::new(&vf);
+    m.bring_up();
+    let rings = Rings::new(&vf, 64);
+    rings.setup_rx(&bar, 0, SRRCTL_DROP_EN | 16, 63);
+    let mac = vf_mac(0);
+    // PF MTU 1500: 1514 bytes (+CRC = 1518) pass, 1515 do not; a VLAN tag may add 4.
+    nic.inject(&udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 1514));
+    nic.inject(&udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 1515));
+    let mut tagged = udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 1514);
+    tagged.splice(12..12, [0x81, 0x00, 0x00, 0x00]);
+    nic.inject(&tagged);
+    nic.step();
+    let s = nic.stats();
+    assert_eq!((s.rx_delivered, s.rx_oversize), (2, 1));
+    // X540: a VF may ask for jumbo frames; the PF raises MAXFRS.
+    assert_eq!(m.request(&[MSG_SET_LPE, 9018]).unwrap()[0], 0xA000_0005);
+    nic.inject(&udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 9014));
+    nic.inject(&udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 9015));
+    nic.step();
+    let s = nic.stats();
+    assert_eq!((s.rx_delivered, s.rx_oversize), (3, 2));
 }
 
 #[test]
