@@ -47,6 +47,23 @@ fn wait_turn(tail: &AtomicU32, expected: u32) {
     }
 }
 
+/// Copies `n` u32s; short runs (the usual burst) with a plain loop instead of a memcpy call.
+///
+/// # Safety
+/// As `ptr::copy_nonoverlapping`.
+#[inline(always)]
+unsafe fn copy_u32(src: *const u32, dst: *mut u32, n: usize) {
+    if n <= 64 {
+        for i in 0..n {
+            // SAFETY: i < n, guaranteed valid by the caller.
+            unsafe { dst.add(i).write(src.add(i).read()) };
+        }
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, n) };
+    }
+}
+
 impl IndexRing {
     /// A ring that can hold at least `min_capacity` entries (rounded up to a power of two).
     pub(crate) fn new(min_capacity: u32) -> Self {
@@ -117,8 +134,8 @@ impl IndexRing {
         // SAFETY: we reserved slots head..head+n (mod capacity) with the CAS above, so nobody
         // else touches them until we publish them; the two segments stay inside `slots`.
         unsafe {
-            std::ptr::copy_nonoverlapping(vals.as_ptr(), base.add(start), first);
-            std::ptr::copy_nonoverlapping(vals.as_ptr().add(first), base, vals.len() - first);
+            copy_u32(vals.as_ptr(), base.add(start), first);
+            copy_u32(vals.as_ptr().add(first), base, vals.len() - first);
         }
         wait_turn(&self.prod_tail.0, head);
         // Release: publishes the slot writes above (and, through the acquire in wait_turn, the
@@ -164,8 +181,8 @@ impl IndexRing {
         // SAFETY: we reserved slots head..head+n, which producers published (acquire of
         // prod_tail above) and cannot reuse before we move cons_tail.
         unsafe {
-            std::ptr::copy_nonoverlapping(base.add(start), out.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(base, out.as_mut_ptr().add(first), n as usize - first);
+            copy_u32(base.add(start), out.as_mut_ptr(), first);
+            copy_u32(base, out.as_mut_ptr().add(first), n as usize - first);
         }
         wait_turn(&self.cons_tail.0, head);
         // Release: our slot reads happen before producers may reuse the slots.
