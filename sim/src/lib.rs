@@ -848,7 +848,8 @@ impl NicInner {
         let DataPath {
             ports, rx_scratch, ..
         } = &mut *dp;
-        match rx::deliver(v, &mut ports[vf], q, frame, d, rx_scratch) {
+        let rlpml = self.cfg.model == NicModel::X540;
+        match rx::deliver(v, &mut ports[vf], q, frame, d, rx_scratch, rlpml) {
             RxResult::Delivered => {
                 inc(&c.rx_delivered);
                 true

@@ -135,10 +135,19 @@ pub(crate) fn deliver(
     frame: &[u8],
     meta: &Delivery,
     scratch: &mut Vec<u8>,
+    rlpml: bool,
 ) -> RxResult {
     let Some(ring) = RxRing::load(vf, q) else {
         return RxResult::QueueDisabled;
     };
+    // RXDCTL.RLPML (bits 13:0, enable bit 15) limits the frame length, CRC included; it works on
+    // X540 VFs, not on 82599 (facts §2.2, §7).
+    if rlpml
+        && ring.ctl & RXDCTL_RLPML_EN != 0
+        && frame.len() as u32 + 4 > ring.ctl & RXDCTL_RLPML_MASK
+    {
+        return RxResult::Oversize;
+    }
     // VLAN strip (RXDCTL.VME, facts §2.2) and VP status.
     let mut vlan: Option<u16> = None;
     let data: &[u8] = if ring.ctl & RXDCTL_VME != 0

@@ -101,6 +101,47 @@ fn max_frame_follows_pf_mtu_and_set_lpe() {
     nic.step();
     let s = nic.stats();
     assert_eq!((s.rx_delivered, s.rx_oversize), (3, 2));
+    // X540 RXDCTL.RLPML = 1518 (what ixgbevf writes for MTU 1500): the queue refuses longer
+    // frames even though MAXFRS allows them.
+    bar.write32(rxq(0, RXDCTL), DCTL_ENABLE | RXDCTL_RLPML_EN | 1518);
+    nic.inject(&udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 1514));
+    nic.inject(&udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 2000));
+    nic.step();
+    let s = nic.stats();
+    assert_eq!((s.rx_delivered, s.rx_oversize), (4, 3));
+}
+
+#[test]
+fn rlpml_is_ignored_on_82599() {
+    let nic = nic(NicModel::X82599, 2);
+    let vf = nic.vf(0);
+    let bar = vf.bar0();
+    MbxVf::new(&vf).bring_up();
+    let rings = Rings::new(&vf, 64);
+    rings.setup_rx(&bar, 0, SRRCTL_DROP_EN | 2, 63);
+    bar.write32(rxq(0, RXDCTL), DCTL_ENABLE | RXDCTL_RLPML_EN | 100);
+    nic.inject(&udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 1000));
+    nic.step();
+    assert_eq!(nic.stats().rx_delivered, 1);
+}
+
+#[test]
+fn vf_to_pf_unicast_is_looped_back_to_the_kernel_side() {
+    let nic = nic(NicModel::X82599, 2);
+    let vf = nic.vf(0);
+    let bar = vf.bar0();
+    MbxVf::new(&vf).bring_up();
+    let rings = Rings::new(&vf, 64);
+    rings.setup_tx(&bar, 0);
+    let pf_mac = nic.pf().pools().pf.mac;
+    let f = udp_frame(pf_mac, vf_mac(0), 64);
+    rings.write(rings.tx_buf(0), &f);
+    rings.tx_data(0, 0, rings.tx_buf(0), 64, true, true);
+    bar.write32(txq(0, TDT), 1);
+    nic.step();
+    let s = nic.stats();
+    assert_eq!((s.pf_delivered, s.loopback, s.egress), (1, 1, 0));
+    assert!(nic.take_egress().is_empty());
 }
 
 #[test]
