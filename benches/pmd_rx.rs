@@ -7,7 +7,9 @@
 //!   length, read the first cache line of its buffer, re-arm the descriptor. What any driver
 //!   must do at least.
 //! * `rx_drop`: `rx_burst` + `PacketBatch::clear` (buffers back to the pool, ring refilled,
-//!   one tail write per burst).
+//!   one tail write per burst). The driver never reads packet bytes, so this can beat the floor.
+//! * `rx_touch_drop`: `rx_drop` plus reading the first 8 bytes of each packet: the same memory
+//!   traffic as the floor.
 //! * `forward`: `rx_burst` + `tx_burst` of the same buffers (+ batched TX reclaim).
 //!
 //! Each iteration is one packet (Throughput::Elements(1)); criterion's `iter_custom` sums the
@@ -80,7 +82,9 @@ impl Floor {
             // SAFETY: inside the ring / buffer area of the region.
             unsafe {
                 self.bufs.add(i * FLOOR_BUF).write_bytes(0x5a, 60);
-                self.desc.add(2 * i + 1).write_volatile((60u64 << 32) | 0b11);
+                self.desc
+                    .add(2 * i + 1)
+                    .write_volatile((60u64 << 32) | 0b11);
             }
         }
     }
@@ -170,6 +174,37 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // rx_touch: like rx_drop, but reads the first 8 bytes of every packet, which is what the
+    // floor does (and what any filter must do); compare this one with the floor.
+    for &b in &BATCHES {
+        let mut batch = PacketBatch::new(b);
+        g.bench_with_input(BenchmarkId::new("rx_touch_drop", b), &b, |bench, _| {
+            bench.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut done = 0u64;
+                let mut acc = 0u64;
+                while done < iters {
+                    let filled = feeder.fill_max((iters - done) as usize);
+                    let t = Instant::now();
+                    let mut got = 0;
+                    while got < filled {
+                        got += vf.rx_burst(0, &mut batch);
+                        for p in batch.iter() {
+                            let d = p.data();
+                            acc = acc.wrapping_add(u64::from_ne_bytes([
+                                d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7],
+                            ]));
+                        }
+                        batch.clear();
+                    }
+                    total += t.elapsed();
+                    done += filled.max(1) as u64;
+                }
+                black_box(acc);
+                total
+            })
+        });
+    }
     drop(feeder);
     drop(vf);
 
@@ -209,7 +244,10 @@ fn bench(c: &mut Criterion) {
         });
     }
     let s = vf.stats();
-    assert_eq!(s.tx.ring_full, 0, "TX ring overflowed during the forward bench");
+    assert_eq!(
+        s.tx.ring_full, 0,
+        "TX ring overflowed during the forward bench"
+    );
     g.finish();
 }
 
