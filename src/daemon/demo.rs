@@ -7,7 +7,8 @@
 //! loop drives the VF through floodgate-pmd exactly as on a real card.
 
 use crate::daemon::filterloop::{FilterLoop, PassSink};
-use crate::stats::{progress_line, Counters};
+use crate::daemon::runloop::{run_loop, LoopControl};
+use crate::stats::Counters;
 use anyhow::{bail, Context, Result};
 use floodgate_pmd::{IxgbeVf, Packet};
 use floodgate_sim::engine::{EngineConfig, FrameSource};
@@ -246,48 +247,14 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         ..EngineConfig::default()
     });
 
-    let start = Instant::now();
-    let run_for = Duration::from_secs_f64(opts.seconds);
-    let mut last_tick = start;
-    let mut last_counters = Counters::default();
-    let mut iter: u32 = 0;
-    loop {
-        let now_ns = start.elapsed().as_nanos() as u64;
-        fl.poll(now_ns);
-        iter = iter.wrapping_add(1);
-        if iter.is_multiple_of(256) {
-            let now = Instant::now();
-            if now.duration_since(last_tick) >= Duration::from_secs(1) {
-                fl.sync_driver_errors();
-                fl.vf().maintain().context("VF maintenance")?;
-                let c = fl.counters();
-                if opts.progress {
-                    eprintln!(
-                        "{}",
-                        progress_line(&c.since(&last_counters), now.duration_since(last_tick))
-                    );
-                }
-                last_counters = c;
-                last_tick = now;
-            }
-            if now.duration_since(start) >= run_for {
-                break;
-            }
-        }
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let _engine_stats = engine.stop();
-    // Let the engine's last deliveries land, then drain the ring: nothing stays in flight.
-    let mut idle = 0;
-    while idle < 100 {
-        if fl.poll(start.elapsed().as_nanos() as u64) == 0 {
-            idle += 1;
-            std::thread::sleep(Duration::from_micros(100));
-        } else {
-            idle = 0;
-        }
-    }
-    fl.sync_driver_errors();
+    let mut ctl = LoopControl::new();
+    ctl.progress = opts.progress;
+    ctl.deadline = Some(Instant::now() + Duration::from_secs_f64(opts.seconds));
+    ctl.before_drain = Some(Box::new(move || {
+        engine.stop();
+    }));
+    let rep = run_loop(&mut fl, &mut ctl).context("filter loop")?;
+    let elapsed = rep.elapsed.as_secs_f64();
     let nic_stats = nic.stats();
     let counters = fl.counters();
     let rules = fl.rules();
