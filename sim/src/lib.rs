@@ -40,6 +40,7 @@ mod rx;
 mod switchport;
 mod tx;
 pub mod vf;
+pub mod vfio_user;
 // SIM-NET modules (switch, flow director, RSS, wire ports).
 pub mod ethtool;
 pub mod fdir;
