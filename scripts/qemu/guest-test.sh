@@ -24,9 +24,9 @@
 #
 # Environment:
 #   FG_SIM_BIN        floodgate-sim binary with a `serve --socket PATH`
-#                     subcommand (default: target/{release,debug}/floodgate-sim)
+#                     subcommand (default: built here, target/release/floodgate-sim)
 #   FG_PMD_GUEST_BIN  statically linked PMD test program for the pmd test
-#                     (default: none -> skipped)
+#                     (default: built here from pmd/examples/guest_pmd.rs)
 #   FG_GUEST_TIMEOUT  per-guest timeout in seconds (default 55)
 set -uo pipefail
 
@@ -62,41 +62,89 @@ elif [[ $rc != 0 ]]; then
 fi
 mkdir -p "$WORK"
 
-# Extra static binaries for the initramfs (the PMD test program, later more).
+# --- what the guest tests need from this tree ------------------------------------
+# floodgate-sim (the model's vfio-user server) for the host, and the PMD test
+# program fg-pmd-test (pmd/examples/guest_pmd.rs) linked statically for the
+# guest. Both are built here unless FG_SIM_BIN / FG_PMD_GUEST_BIN name them.
+BUILD_ERR=
+build_sim() {
+    [[ -n ${FG_SIM_BIN:-} ]] && return 0
+    wanted ixgbevf || wanted pmd || return 0
+    (cd "$REPO" && cargo build --release -p floodgate-sim --bin floodgate-sim) >"$WORK/build-sim.log" 2>&1 \
+        || BUILD_ERR="cargo build -p floodgate-sim failed (log $WORK/build-sim.log)"
+}
+PMD_BIN=
+build_pmd() {
+    wanted pmd || return 0
+    local src=${FG_PMD_GUEST_BIN:-}
+    if [[ -z $src ]]; then
+        # --target keeps crt-static away from build scripts and proc macros.
+        if ! (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release \
+            -p floodgate-pmd --example guest_pmd --target x86_64-unknown-linux-gnu) \
+            >"$WORK/build-pmd.log" 2>&1; then
+            BUILD_ERR="${BUILD_ERR:+$BUILD_ERR; }static build of fg-pmd-test failed (log $WORK/build-pmd.log)"
+            return 0
+        fi
+        src=$REPO/target/x86_64-unknown-linux-gnu/release/examples/guest_pmd
+    fi
+    # Without debug info the initramfs is 10 MB smaller (faster to load under TCG).
+    strip -o "$WORK/fg-pmd-test" "$src" 2>/dev/null || cp "$src" "$WORK/fg-pmd-test"
+    PMD_BIN=$WORK/fg-pmd-test
+}
+build_sim
+build_pmd
+
 mk_args=()
-if [[ -n ${FG_PMD_GUEST_BIN:-} ]]; then
-    mk_args+=(--bin "$FG_PMD_GUEST_BIN:/bin/fg-pmd-test")
-fi
+[[ -n $PMD_BIN ]] && mk_args+=(--bin "$PMD_BIN:/bin/fg-pmd-test")
 if ! bash "$HERE/mkinitramfs.sh" "${mk_args[@]}" 2>"$WORK/mkinitramfs.log"; then
     cat "$WORK/mkinitramfs.log" >&2
     echo "FAIL guest tests: scripts/qemu/mkinitramfs.sh failed"
     exit 1
 fi
 
-# run_scenario LABEL NAME [run-guest args]: boot one guest, judge its output.
-# PASS needs: QEMU exited 0 (guest powered off), FG-DONE with failures=0, and
-# at least one FG-RESULT besides the module load.
+# run_scenario LABEL NAME [run-guest args]: boot one guest; sets GUEST_OK
+# (0/1), GUEST_WHY (what failed), GUEST_SECS. The guest passes when QEMU
+# exited 0 (guest powered off), FG-DONE says failures=0, no FG-RESULT says
+# FAIL, and there are at least two results (the module load and one more).
+GUEST_OK=0
+GUEST_WHY=
+GUEST_SECS=
 run_scenario() {
-    local label=$1 name=$2; shift 2
-    local out rc secs
+    local name=$2; shift 2
+    local out rc
     out=$(bash "$HERE/run-guest.sh" --test "$name" --timeout "$TIMEOUT" "${VERBOSE[@]}" "$@" \
         2>"$WORK/$name.run.log"); rc=$?
-    secs=$(cat "$WORK/$name.log.seconds" 2>/dev/null || echo '?')
+    GUEST_SECS=$(cat "$WORK/$name.log.seconds" 2>/dev/null || echo '?')
+    GUEST_WHY=
     if [[ $rc == 0 ]] && grep -q "^FG-DONE test=$name failures=0$" <<<"$out" \
         && [[ $(grep -c '^FG-RESULT ' <<<"$out") -ge 2 ]] && ! grep -q '^FG-RESULT [^ ]* FAIL' <<<"$out"; then
-        echo "PASS $label (${secs}s)"
+        GUEST_OK=1
+    else
+        GUEST_OK=0
+        GUEST_WHY=$(
+            echo "qemu exit $rc; console log $WORK/$name.log"
+            grep -E '^FG-RESULT [^ ]* FAIL|^FG-DONE' <<<"$out"
+            grep -q '^FG-DONE' <<<"$out" || { echo "guest did not finish; last console lines:"; tail -n 15 "$WORK/$name.log" | sed 's/^/| /'; }
+            cat "$WORK/$name.run.log"
+        )
+    fi
+}
+# verdict LABEL PROBLEMS: one PASS or FAIL line (problems indented below it).
+verdict() {
+    local label=$1 problems=$2
+    if [[ $GUEST_OK == 1 && -z $problems ]]; then
+        echo "PASS $label (${GUEST_SECS}s)"
         PASSED=$((PASSED + 1))
     else
-        echo "FAIL $label (qemu exit $rc, ${secs}s; console log $WORK/$name.log)"
-        grep -E '^FG-RESULT [^ ]* FAIL|^FG-DONE' <<<"$out" | sed 's/^/  /'
-        grep -q '^FG-DONE' <<<"$out" || { echo "  guest did not finish; last console lines:"; tail -n 15 "$WORK/$name.log" | sed 's/^/  | /'; }
-        sed 's/^/  /' "$WORK/$name.run.log"
+        echo "FAIL $label (${GUEST_SECS}s)"
+        { [[ -n $GUEST_WHY ]] && echo "$GUEST_WHY"; [[ -n $problems ]] && echo "$problems"; } | sed 's/^/  /'
         FAILED=$((FAILED + 1))
     fi
 }
 
 # --- the vfio-user model server ------------------------------------------------
 SERVER_PID=
+SERVER_LOG=
 find_sim() {
     local c
     for c in "${FG_SIM_BIN:-}" "$REPO/target/release/floodgate-sim" "$REPO/target/debug/floodgate-sim"; do
@@ -105,11 +153,14 @@ find_sim() {
     done
     return 1
 }
-# start_server SOCKET ARGS...: start `floodgate-sim serve`, wait for its socket.
+# start_server SOCKET ARGS...: start `floodgate-sim serve --once`, wait for its
+# socket. --once: it exits by itself when QEMU hangs up, after printing its
+# counters ("client left: ...") to its log.
 start_server() {
     local sock=$1; shift
     rm -f "$sock"
-    "$SIM" serve --socket "$sock" "$@" >"$sock.log" 2>&1 &
+    SERVER_LOG=$sock.log
+    "$SIM" serve --socket "$sock" --once "$@" >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     local i
     for i in $(seq 100); do
@@ -118,9 +169,20 @@ start_server() {
         sleep 0.1
     done
     echo "  floodgate-sim serve did not create $sock; its log:" >&2
-    sed 's/^/  | /' "$sock.log" >&2
+    sed 's/^/  | /' "$SERVER_LOG" >&2
     stop_server
     return 1
+}
+# finish_server: wait (up to 10 s) for the server to exit on its own, then
+# stop it anyway. Its counters are in $SERVER_LOG.
+finish_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    local i
+    for i in $(seq 100); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    stop_server
 }
 stop_server() {
     [[ -n $SERVER_PID ]] || return 0
@@ -129,37 +191,83 @@ stop_server() {
     SERVER_PID=
 }
 trap stop_server EXIT
+# counter NAME: the number after NAME in the server's final summary line.
+counter() {
+    grep -a 'client left:' "$SERVER_LOG" | tail -n 1 | grep -oP "$1 \K[0-9]+" | head -n 1
+}
+# need_counter PROBLEMS-VAR NAME OP VALUE WHY: append a problem unless the
+# server's counter NAME satisfies OP VALUE (-eq, -ge).
+need_counter() {
+    local -n _p=$1
+    local v
+    v=$(counter "$2")
+    if [[ -z $v ]]; then
+        _p+="model server: no \"$2\" counter in $SERVER_LOG (did it print its summary?)"$'\n'
+    elif ! test "$v" "$3" "$4"; then
+        _p+="model server: $2 = $v, expected $3 $4: $5"$'\n'
+    fi
+}
 
-SIM=$(find_sim) || SIM=
-NO_SERVER="needs the vfio-user model server (floodgate-sim serve), not built yet"
+SIM=
+if [[ -n $BUILD_ERR ]]; then :; else SIM=$(find_sim) || SIM=; fi
+NO_SERVER="needs the vfio-user model server (floodgate-sim serve), not found"
 
 # --- tests ---------------------------------------------------------------------
 if wanted smoke; then
     run_scenario "guest boots with vfio + intel-iommu" smoke --edu
+    verdict "guest boots with vfio + intel-iommu" ""
 fi
 
+# Test 1: Linux's ixgbevf against the model. The server answers ARP and ICMP
+# echo for 10.0.0.1 on the wire side and generates a little UDP traffic to
+# the VF; the guest pings 10.0.0.1 (see scenarios/ixgbevf.sh).
 if wanted ixgbevf; then
-    if [[ -z $SIM ]]; then
-        skip "ixgbevf bring-up + traffic" "$NO_SERVER"
-    elif start_server "$WORK/ixgbevf.sock"; then
-        run_scenario "ixgbevf bring-up + traffic" ixgbevf --vfio-user "$WORK/ixgbevf.sock"
-        stop_server
+    label="ixgbevf bring-up + traffic"
+    if [[ -n $BUILD_ERR ]]; then
+        echo "FAIL $label ($BUILD_ERR)"; FAILED=$((FAILED + 1))
+    elif [[ -z $SIM ]]; then
+        skip "$label" "$NO_SERVER"
+    elif start_server "$WORK/ixgbevf.sock" --respond 10.0.0.1 --generator udp:200:64; then
+        run_scenario "$label" ixgbevf --vfio-user "$WORK/ixgbevf.sock" --append fg.arg=10.0.0.1
+        finish_server
+        p=
+        echoes=$(grep -a '^FG-INFO ping-replies ' "$WORK/ixgbevf.log" | tr -d '\r' | awk '{s += $3} END {print s + 0}')
+        need_counter p "echo" -ge "${echoes:-1}" "the guest saw $echoes ping replies; the responder must have sent at least those"
+        need_counter p "dma faults" -eq 0 "ixgbevf only uses addresses it mapped"
+        need_counter p "irqs signalled" -ge 1 "ixgbevf runs on MSI-X"
+        verdict "$label" "$p"
     else
-        echo "FAIL ixgbevf bring-up + traffic (server did not start)"; FAILED=$((FAILED + 1))
+        echo "FAIL $label (server did not start)"; FAILED=$((FAILED + 1))
     fi
 fi
 
+# Test 2: our PMD through the guest's vfio-pci and emulated IOMMU, on the
+# model's generated traffic; the DMA fault is checked in the server's record.
 if wanted pmd; then
-    if [[ -z $SIM ]]; then
-        skip "pmd via vfio-pci" "$NO_SERVER"
-    elif [[ -z ${FG_PMD_GUEST_BIN:-} ]]; then
-        skip "pmd via vfio-pci" "needs a static PMD test program (FG_PMD_GUEST_BIN), not built yet"
-    elif start_server "$WORK/pmd.sock"; then
+    label="pmd via vfio-pci"
+    if [[ -n $BUILD_ERR ]]; then
+        echo "FAIL $label ($BUILD_ERR)"; FAILED=$((FAILED + 1))
+    elif [[ -z $SIM ]]; then
+        skip "$label" "$NO_SERVER"
+    elif start_server "$WORK/pmd.sock" --generator udp:1000:64; then
         # ixgbevf stays out so that the VF is free for vfio-pci.
-        run_scenario "pmd via vfio-pci" pmd --vfio-user "$WORK/pmd.sock" --append fg.skipmod=ixgbevf
-        stop_server
+        run_scenario "$label" pmd --vfio-user "$WORK/pmd.sock" --append "fg.skipmod=ixgbevf fg.arg=300"
+        finish_server
+        p=
+        iova=$(grep -a -oP '^FG-FAULT-IOVA \K0x[0-9a-f]+' "$WORK/pmd.log" | head -n 1)
+        fwd=$(grep -a -oP '^FG-RESULT pmd-forward PASS forwarded \K[0-9]+' "$WORK/pmd.log" | head -n 1)
+        if [[ -z $iova ]]; then
+            p+="the guest printed no FG-FAULT-IOVA line (fault check did not run)"$'\n'
+        elif ! grep -aq "unmapped iova $iova" "$SERVER_LOG"; then
+            p+="model server: no DMA fault recorded at the unmapped IOVA $iova (see $SERVER_LOG)"$'\n'
+        fi
+        # Exactly one fault: the one descriptor the guest pointed at an unmapped IOVA.
+        need_counter p "dma faults" -eq 1 "the guest posted one descriptor with an unmapped buffer, and nothing else may fault"
+        need_counter p "irqs signalled" -ge 1 "the PMD slept on the RX vector"
+        need_counter p "egress" -ge "${fwd:-1}" "frames the PMD forwarded must leave on the wire"
+        verdict "$label" "$p"
     else
-        echo "FAIL pmd via vfio-pci (server did not start)"; FAILED=$((FAILED + 1))
+        echo "FAIL $label (server did not start)"; FAILED=$((FAILED + 1))
     fi
 fi
 
