@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! floodgate-sim serve --socket PATH [--vf N] [--vfs N] [--model 82599|x540]
-//!                     [--generator udp[:PPS[:LEN]]] [--respond IP] [--idle-sleep-us N] [--once]
+//!                     [--generator udp[:PPS[:LEN]] | --pcap-in FILE [--pcap-pps N]]
+//!                     [--respond IP] [--pcap-out FILE] [--tap NAME] [--af-packet IFACE]
+//!                     [--idle-sleep-us N] [--once]
 //! ```
 //!
 //! `serve` exposes one VF of a fresh model as a vfio-user PCI function on a Unix socket, for
@@ -13,10 +15,16 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use floodgate_sim::pcap::{PcapReader, PcapReplay, PcapWriter};
 use floodgate_sim::vfio_user::responder::Responder;
 use floodgate_sim::vfio_user::udpgen::{UdpGen, PEER_MAC};
+use floodgate_sim::vfio_user::wire_side::{
+    PcapLoop, ReadFn, SharedPacket, SharedTap, Tee, WireReader,
+};
 use floodgate_sim::vfio_user::UserServer;
-use floodgate_sim::{EngineConfig, FrameSource, Nic, NicConfig, NicModel};
+use floodgate_sim::wire::{PacketSocket, TapDevice};
+use floodgate_sim::{EngineConfig, FrameSink, FrameSource, Nic, NicConfig, NicModel};
+use std::sync::Arc;
 
 const USAGE: &str = "\
 usage: floodgate-sim serve --socket PATH [options]
@@ -31,7 +39,14 @@ options:
   --generator udp[:PPS[:LEN]]
                          wire traffic: IPv4/UDP frames to the VF's MAC, PPS per second
                          (default 1000; 0 = as fast as possible), LEN bytes (default 64)
+  --pcap-in FILE         wire traffic: replay a pcap file once (instead of --generator)
+  --pcap-pps N           replay rate (default: as fast as the engine goes)
+  --pcap-loop            replay the file over and over
   --respond IP           answer ARP and ICMP echo for IP on the wire side (e.g. 10.0.0.1)
+  --pcap-out FILE        write every frame that leaves on the wire to a pcap file
+  --tap NAME             connect the wire to host TAP NAME (created if missing; needs
+                         CAP_NET_ADMIN): egress is written to it, frames the host sends come in
+  --af-packet IFACE      connect the wire to an existing interface through AF_PACKET
   --idle-sleep-us N      engine sleep when idle, microseconds (default 50; 0 = spin)
   --once                 exit after the first client hangs up (default: wait for the next)
   -h, --help             this text
@@ -45,6 +60,12 @@ struct Args {
     model: NicModel,
     generator: Option<(u64, usize)>,
     respond: Option<[u8; 4]>,
+    pcap_in: Option<PathBuf>,
+    pcap_pps: Option<u64>,
+    pcap_loop: bool,
+    pcap_out: Option<PathBuf>,
+    tap: Option<String>,
+    af_packet: Option<String>,
     idle_sleep_us: u64,
     once: bool,
 }
@@ -91,6 +112,12 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
         model: NicModel::X82599,
         generator: None,
         respond: None,
+        pcap_in: None,
+        pcap_pps: None,
+        pcap_loop: false,
+        pcap_out: None,
+        tap: None,
+        af_packet: None,
         idle_sleep_us: 50,
         once: false,
     };
@@ -122,6 +149,18 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
             }
             "--generator" => a.generator = Some(parse_generator(&val("--generator")?)?),
             "--respond" => a.respond = Some(parse_ip(&val("--respond")?)?),
+            "--pcap-in" => a.pcap_in = Some(PathBuf::from(val("--pcap-in")?)),
+            "--pcap-pps" => {
+                let v = val("--pcap-pps")?;
+                a.pcap_pps = Some(
+                    v.parse()
+                        .map_err(|_| format!("--pcap-pps {v:?}: not a number"))?,
+                );
+            }
+            "--pcap-loop" => a.pcap_loop = true,
+            "--pcap-out" => a.pcap_out = Some(PathBuf::from(val("--pcap-out")?)),
+            "--tap" => a.tap = Some(val("--tap")?),
+            "--af-packet" => a.af_packet = Some(val("--af-packet")?),
             "--idle-sleep-us" => {
                 let v = val("--idle-sleep-us")?;
                 a.idle_sleep_us = v
@@ -135,6 +174,9 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String>
     }
     if !have_socket {
         return Err("serve needs --socket PATH".into());
+    }
+    if a.generator.is_some() && a.pcap_in.is_some() {
+        return Err("--generator and --pcap-in are both traffic sources; pick one".into());
     }
     Ok(Some(a))
 }
@@ -178,18 +220,62 @@ fn serve(a: Args) -> Result<(), String> {
     let mut server = UserServer::bind(&a.socket, vf).map_err(|e| e.to_string())?;
     install_signal_handlers(&a.socket);
 
+    let idle = Duration::from_micros(a.idle_sleep_us.max(10));
+    let mut sinks: Vec<Box<dyn FrameSink>> = Vec::new();
+    let mut readers = Vec::new();
     let mut responder_stats = None;
     if let Some(ip) = a.respond {
         let r = Responder::new(&nic, ip, PEER_MAC);
         responder_stats = Some(r.stats());
-        nic.set_egress_sink(Some(Box::new(r)));
+        sinks.push(Box::new(r));
     }
-    let source = a
-        .generator
-        .map(|(_, len)| Box::new(UdpGen::new(nic.pf(), a.vf, len, None)) as Box<dyn FrameSource>);
+    if let Some(p) = &a.pcap_out {
+        let f = std::fs::File::create(p).map_err(|e| format!("--pcap-out {}: {e}", p.display()))?;
+        let w = PcapWriter::new(std::io::BufWriter::new(f), 65535)
+            .map_err(|e| format!("--pcap-out {}: {e}", p.display()))?;
+        sinks.push(Box::new(w));
+    }
+    if let Some(name) = &a.tap {
+        let tap = Arc::new(TapDevice::open(name).map_err(|e| format!("--tap {name}: {e}"))?);
+        tap.set_up().map_err(|e| format!("--tap {name}: {e}"))?;
+        sinks.push(Box::new(SharedTap(tap.clone())));
+        let read: ReadFn = Box::new(move |buf: &mut [u8]| tap.read_frame(buf));
+        readers.push(WireReader::start(nic.clone(), read, idle));
+    }
+    if let Some(ifc) = &a.af_packet {
+        let sock =
+            Arc::new(PacketSocket::open(ifc).map_err(|e| format!("--af-packet {ifc}: {e}"))?);
+        sinks.push(Box::new(SharedPacket(sock.clone())));
+        let read: ReadFn = Box::new(move |buf: &mut [u8]| sock.recv_frame(buf));
+        readers.push(WireReader::start(nic.clone(), read, idle));
+    }
+    if !sinks.is_empty() {
+        nic.set_egress_sink(Some(Box::new(Tee(sinks))));
+    }
+    let (source, rate): (Option<Box<dyn FrameSource>>, Option<u64>) =
+        match (&a.generator, &a.pcap_in) {
+            (Some((pps, len)), _) => (
+                Some(Box::new(UdpGen::new(nic.pf(), a.vf, *len, None))),
+                (*pps > 0).then_some(*pps),
+            ),
+            (None, Some(p)) if a.pcap_loop => (
+                Some(Box::new(
+                    PcapLoop::open(p).map_err(|e| format!("--pcap-in {e}"))?,
+                )),
+                a.pcap_pps,
+            ),
+            (None, Some(p)) => {
+                let f = std::fs::File::open(p)
+                    .map_err(|e| format!("--pcap-in {}: {e}", p.display()))?;
+                let r = PcapReader::new(std::io::BufReader::new(f))
+                    .map_err(|e| format!("--pcap-in {}: {e}", p.display()))?;
+                (Some(Box::new(PcapReplay::new(r))), a.pcap_pps)
+            }
+            (None, None) => (None, None),
+        };
     let engine = nic.start_engine(EngineConfig {
         source,
-        source_rate_pps: a.generator.and_then(|(pps, _)| (pps > 0).then_some(pps)),
+        source_rate_pps: rate,
         idle_sleep: (a.idle_sleep_us > 0).then(|| Duration::from_micros(a.idle_sleep_us)),
         ..Default::default()
     });
@@ -226,6 +312,9 @@ fn serve(a: Args) -> Result<(), String> {
         }
     }
     engine.stop();
+    drop(readers);
+    // Flush the pcap writer (it is inside the egress sink).
+    nic.set_egress_sink(None);
     Ok(())
 }
 

@@ -29,6 +29,7 @@ pub mod config;
 mod dma;
 pub mod responder;
 pub mod udpgen;
+pub mod wire_side;
 
 use std::fs::File;
 use std::io::Write;
