@@ -1,5 +1,26 @@
-//! floodgate: steer a flood into an ixgbe VF, filter it at line rate, reinject survivors via TAP.
+//! floodgate, the filter daemon: steer a flood into an ixgbe VF, filter it at line rate,
+//! reinject the survivors into the kernel through a TAP.
+//!
+//! - [`bpf`]: classic BPF validator and bounds-checked interpreter;
+//! - [`libpcap`]: tcpdump expressions compiled by a run-time loaded libpcap;
+//! - [`filter`]: the rules engine (matchers, actions, counters) and `rules test` over a pcap;
+//! - [`ratelimit`]: bounded token-bucket tables;
+//! - [`pcapfile`]: pcap reader, writer and rotating writer;
+//! - [`config`]: the TOML configuration and its validation;
+//! - [`steering`]: n-tuple rules on the PF through the ethtool ioctl (or the model's PF agent);
+//! - [`tap`]: batched TAP reinjection (io_uring, with a `write()` fallback);
+//! - [`privdrop`]: switching to an unprivileged user once the device and TAP are open;
+//! - [`daemon`]: the filter loop, the run loop, metrics and the commands;
+//! - [`stats`]: the daemon's counters and the per-second line.
 
+pub mod bpf;
+pub mod config;
+pub mod daemon;
+pub mod filter;
+pub mod libpcap;
+pub mod pcapfile;
 pub mod privdrop;
+pub mod ratelimit;
+pub mod stats;
 pub mod steering;
 pub mod tap;

@@ -1,3 +1,122 @@
-fn main() {
-    println!("floodgate: under construction");
+//! `floodgate`: the filter daemon's command line.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use floodgate::daemon::demo;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Steer a flood into an ixgbe VF, drop it at line rate, reinject the survivors into the kernel.
+#[derive(Parser, Debug)]
+#[command(name = "floodgate", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the daemon on the built-in NIC model: a UDP/53 flood plus legitimate DNS, filtered.
+    Demo {
+        /// How long to run, in seconds.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Generated packets per second (flood + legitimate + background).
+        #[arg(long, default_value_t = 2_000_000)]
+        rate: u64,
+        /// Generate as fast as the model can instead of at --rate.
+        #[arg(long, conflicts_with = "rate")]
+        max_speed: bool,
+        /// Print the final summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Seed of the traffic generator (equal seeds give equal traffic).
+        #[arg(long, default_value_t = 0x5EED)]
+        seed: u64,
+    },
+    /// Validate a configuration file and print what would be installed.
+    CheckConfig {
+        /// The TOML configuration.
+        file: PathBuf,
+    },
+    /// Work with filter rules.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCmd {
+    /// Run the rules of a config over a pcap capture and print verdicts and per-rule hits.
+    Test {
+        /// The capture (classic pcap).
+        #[arg(long)]
+        pcap: PathBuf,
+        /// The configuration holding the rules.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the verdict of every packet, not only the totals.
+        #[arg(long)]
+        verbose: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("floodgate: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Demo {
+            seconds,
+            rate,
+            max_speed,
+            json,
+            seed,
+        } => {
+            let opts = demo::DemoOptions {
+                seconds,
+                rate: (!max_speed).then_some(rate),
+                json,
+                seed,
+                progress: true,
+            };
+            let s = demo::run(&opts)?;
+            if json {
+                println!("{}", s.to_json());
+            } else {
+                demo::print_summary(&s);
+            }
+            let ok = s.invariant_holds() && s.all_legit_passed();
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::CheckConfig { file } => {
+            let cfg = floodgate::config::Config::load(&file)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("checking {}", file.display()))?;
+            print!("{}", floodgate::daemon::describe_config(&cfg));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Rules {
+            cmd:
+                RulesCmd::Test {
+                    pcap,
+                    config,
+                    verbose,
+                },
+        } => floodgate::daemon::rules_test(&pcap, &config, verbose).map(|_| ExitCode::SUCCESS),
+    }
 }

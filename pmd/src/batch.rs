@@ -83,14 +83,6 @@ impl PacketBatch {
         }
     }
 
-    /// Appends a packet; the caller guarantees there is room (checked in debug builds, and
-    /// never reallocates in release builds either because capacity was reserved).
-    #[inline(always)]
-    pub(crate) fn push_unchecked(&mut self, p: Packet) {
-        debug_assert!(self.pkts.len() < self.cap);
-        self.pkts.push(p);
-    }
-
     /// Removes and returns the last packet.
     pub fn pop(&mut self) -> Option<Packet> {
         self.pkts.pop()
@@ -159,19 +151,67 @@ impl PacketBatch {
     /// Drops every packet, returning the buffers in bulk.
     #[inline]
     pub fn clear(&mut self) {
-        let mut free = BulkFree::new();
-        for p in self.pkts.drain(..) {
-            let (core, idx, _) = p.into_raw();
-            free.push(core, idx);
+        let n = self.pkts.len();
+        if n == 0 {
+            return;
+        }
+        let mut idx = [const { std::mem::MaybeUninit::<u32>::uninit() }; 64];
+        let base = self.pkts.as_ptr();
+        // SAFETY: length 0 first: from here on we own the n packets through `base` and give
+        // each buffer back exactly once below (Packet has no other resources to drop).
+        unsafe { self.pkts.set_len(0) };
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i < n, inside the former initialised prefix.
+            let core = unsafe { (*base.add(i)).core_ptr() };
+            let mut k = 0;
+            // SAFETY: as above for every i < n.
+            while i < n && k < idx.len() && unsafe { (*base.add(i)).core_ptr() } == core {
+                idx[k].write(unsafe { (*base.add(i)).buffer_index() });
+                k += 1;
+                i += 1;
+            }
+            // SAFETY: idx[..k] written above; MaybeUninit<u32> has u32's layout. The core
+            // outlives its outstanding buffers.
+            unsafe {
+                core.as_ref()
+                    .free_bulk(std::slice::from_raw_parts(idx.as_ptr() as *const u32, k));
+            }
         }
     }
 
-    /// Removes the first `n` packets, handing each to `f` (by value); the rest move to the
-    /// front. Used by transmit.
-    #[inline]
-    pub(crate) fn take_front(&mut self, n: usize, f: impl FnMut(Packet)) {
-        let n = n.min(self.pkts.len());
-        self.pkts.drain(..n).for_each(f);
+    /// Pointer to the first free slot, for the receive path.
+    #[inline(always)]
+    pub(crate) fn spare_ptr(&mut self) -> *mut Packet {
+        self.pkts.spare_capacity_mut().as_mut_ptr() as *mut Packet
+    }
+
+    /// Marks `n` more slots (written through `spare_ptr`) as initialised.
+    ///
+    /// # Safety
+    /// The `n` slots after the current length must hold packets the batch now owns, and
+    /// `len + n <= capacity`.
+    #[inline(always)]
+    pub(crate) unsafe fn add_len(&mut self, n: usize) {
+        debug_assert!(self.pkts.len() + n <= self.cap);
+        // SAFETY: guaranteed by the caller.
+        unsafe { self.pkts.set_len(self.pkts.len() + n) };
+    }
+
+    /// Pointer to the first packet (for the transmit path).
+    #[inline(always)]
+    pub(crate) fn raw_ptr(&mut self) -> *mut Packet {
+        self.pkts.as_mut_ptr()
+    }
+
+    /// Sets the number of initialised packets.
+    ///
+    /// # Safety
+    /// As `Vec::set_len`: the first `n` slots must hold packets the batch owns, `n <= cap`.
+    #[inline(always)]
+    pub(crate) unsafe fn set_len_raw(&mut self, n: usize) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { self.pkts.set_len(n) };
     }
 }
 

@@ -387,6 +387,12 @@ impl Packet {
         unsafe { self.core.as_ref() }
     }
 
+    /// Host address of the packet data as an integer.
+    #[inline(always)]
+    pub(crate) fn data_addr(&self) -> u64 {
+        self.data.as_ptr() as u64
+    }
+
     /// Device address of the packet data.
     #[inline(always)]
     pub(crate) fn iova(&self) -> u64 {
@@ -451,6 +457,7 @@ impl Packet {
     }
 
     /// The buffer's index in its pool (stable for the buffer's lifetime; useful for tracing).
+    #[inline(always)]
     pub fn buffer_index(&self) -> u32 {
         self.index
     }
@@ -483,7 +490,9 @@ impl fmt::Debug for Packet {
 /// ring operation.
 pub(crate) struct BulkFree {
     core: Option<NonNull<PoolCore>>,
-    idx: [u32; 64],
+    /// `idx[..n]` is initialised. Left uninitialised otherwise so that creating one costs
+    /// nothing on the hot path.
+    idx: [std::mem::MaybeUninit<u32>; 64],
     n: usize,
 }
 
@@ -492,7 +501,7 @@ impl BulkFree {
     pub(crate) fn new() -> Self {
         BulkFree {
             core: None,
-            idx: [0; 64],
+            idx: [const { std::mem::MaybeUninit::uninit() }; 64],
             n: 0,
         }
     }
@@ -506,7 +515,7 @@ impl BulkFree {
             self.flush();
             self.core = Some(core);
         }
-        self.idx[self.n] = index;
+        self.idx[self.n].write(index);
         self.n += 1;
     }
 
@@ -514,8 +523,11 @@ impl BulkFree {
     pub(crate) fn flush(&mut self) {
         if let Some(core) = self.core {
             if self.n > 0 {
+                // SAFETY: idx[..n] was written by `push`; MaybeUninit<u32> has u32's layout.
+                let idx =
+                    unsafe { std::slice::from_raw_parts(self.idx.as_ptr() as *const u32, self.n) };
                 // SAFETY: the core outlives its outstanding buffers, which these are.
-                unsafe { core.as_ref() }.free_bulk(&self.idx[..self.n]);
+                unsafe { core.as_ref() }.free_bulk(idx);
             }
         }
         self.n = 0;
@@ -523,6 +535,7 @@ impl BulkFree {
 }
 
 impl Drop for BulkFree {
+    #[inline]
     fn drop(&mut self) {
         self.flush();
     }

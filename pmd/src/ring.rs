@@ -7,6 +7,7 @@
 //! `u32` counters masked by a power-of-two capacity, so the ring can hold exactly `capacity`
 //! entries.
 
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Keeps a hot atomic on its own cache line.
@@ -20,8 +21,16 @@ pub(crate) struct IndexRing {
     cons_head: Padded,
     cons_tail: Padded,
     mask: u32,
-    slots: Box<[AtomicU32]>,
+    /// Slot `i` is written only by the producer that reserved it and read only by the consumer
+    /// that reserved it; the head/tail protocol orders the two.
+    slots: Box<[UnsafeCell<u32>]>,
 }
+
+// SAFETY: slots are accessed only inside ranges reserved by one CAS on prod_head/cons_head and
+// published/retired through release stores of prod_tail/cons_tail (see enqueue/dequeue).
+unsafe impl Sync for IndexRing {}
+// SAFETY: plain data.
+unsafe impl Send for IndexRing {}
 
 /// Waits for an earlier producer/consumer to publish its range. Spins briefly, then yields, so a
 /// preempted thread on a busy machine does not stall the others for a whole time slice.
@@ -38,6 +47,23 @@ fn wait_turn(tail: &AtomicU32, expected: u32) {
     }
 }
 
+/// Copies `n` u32s; short runs (the usual burst) with a plain loop instead of a memcpy call.
+///
+/// # Safety
+/// As `ptr::copy_nonoverlapping`.
+#[inline(always)]
+unsafe fn copy_u32(src: *const u32, dst: *mut u32, n: usize) {
+    if n <= 64 {
+        for i in 0..n {
+            // SAFETY: i < n, guaranteed valid by the caller.
+            unsafe { dst.add(i).write(src.add(i).read()) };
+        }
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, n) };
+    }
+}
+
 impl IndexRing {
     /// A ring that can hold at least `min_capacity` entries (rounded up to a power of two).
     pub(crate) fn new(min_capacity: u32) -> Self {
@@ -48,7 +74,7 @@ impl IndexRing {
             cons_head: Padded(AtomicU32::new(0)),
             cons_tail: Padded(AtomicU32::new(0)),
             mask: cap - 1,
-            slots: (0..cap).map(|_| AtomicU32::new(0)).collect(),
+            slots: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
         }
     }
 
@@ -63,6 +89,14 @@ impl IndexRing {
         let cons = self.cons_tail.0.load(Ordering::Acquire);
         let prod = self.prod_tail.0.load(Ordering::Acquire);
         prod.wrapping_sub(cons)
+    }
+
+    /// Start slot of `n` entries at counter `head`, and how many fit before the wrap.
+    #[inline(always)]
+    fn segments(&self, head: u32, n: usize) -> (usize, usize) {
+        let start = (head & self.mask) as usize;
+        let cap = self.mask as usize + 1;
+        (start, n.min(cap - start))
     }
 
     /// Adds all of `vals` or nothing. Returns false when there is not enough room.
@@ -95,9 +129,13 @@ impl IndexRing {
                 Err(h) => head = h,
             }
         }
-        for (i, &v) in vals.iter().enumerate() {
-            self.slots[(head.wrapping_add(i as u32) & self.mask) as usize]
-                .store(v, Ordering::Relaxed);
+        let (start, first) = self.segments(head, vals.len());
+        let base = UnsafeCell::raw_get(self.slots.as_ptr());
+        // SAFETY: we reserved slots head..head+n (mod capacity) with the CAS above, so nobody
+        // else touches them until we publish them; the two segments stay inside `slots`.
+        unsafe {
+            copy_u32(vals.as_ptr(), base.add(start), first);
+            copy_u32(vals.as_ptr().add(first), base, vals.len() - first);
         }
         wait_turn(&self.prod_tail.0, head);
         // Release: publishes the slot writes above (and, through the acquire in wait_turn, the
@@ -138,9 +176,13 @@ impl IndexRing {
                 Err(h) => head = h,
             }
         };
-        for (i, o) in out[..n as usize].iter_mut().enumerate() {
-            *o = self.slots[(head.wrapping_add(i as u32) & self.mask) as usize]
-                .load(Ordering::Relaxed);
+        let (start, first) = self.segments(head, n as usize);
+        let base = UnsafeCell::raw_get(self.slots.as_ptr()) as *const u32;
+        // SAFETY: we reserved slots head..head+n, which producers published (acquire of
+        // prod_tail above) and cannot reuse before we move cons_tail.
+        unsafe {
+            copy_u32(base.add(start), out.as_mut_ptr(), first);
+            copy_u32(base, out.as_mut_ptr().add(first), n as usize - first);
         }
         wait_turn(&self.cons_tail.0, head);
         // Release: our slot reads happen before producers may reuse the slots.

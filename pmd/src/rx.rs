@@ -6,7 +6,7 @@ use crate::mempool::{Mempool, Packet, PoolCore};
 use crate::regs::*;
 use floodgate_vfio::Bar;
 use std::ptr::NonNull;
-use std::sync::atomic::{compiler_fence, fence, Ordering};
+use std::sync::atomic::{fence, Ordering};
 
 /// Buffer indices kept per queue in front of the pool's ring.
 const CACHE_SIZE: usize = 512;
@@ -202,10 +202,9 @@ impl<B: Bar> RxQueue<B> {
         self.cache_len += n;
     }
 
-    /// Classifies a descriptor that cannot be delivered (facts §6.1: never trust the device).
-    #[cold]
-    #[inline(never)]
-    fn reject(&mut self, st: u32, len: u32) {
+    /// Classifies one descriptor that cannot be delivered (facts §6.1: never trust the device).
+    #[inline(always)]
+    fn classify_bad(&mut self, st: u32, len: u32) {
         if self.discarding || st & RXD_STAT_EOP == 0 {
             self.stats.err_multiseg += 1;
             self.discarding = st & RXD_STAT_EOP == 0;
@@ -218,6 +217,31 @@ impl<B: Bar> RxQueue<B> {
         } else {
             debug_assert!(len == 0 || len > self.data_room);
             self.stats.err_length += 1;
+        }
+    }
+
+    /// Drops the bad descriptor at `next` (status `st` already read) and, if it belongs to a
+    /// frame spanning several buffers, the following completed descriptors up to its EOP, at
+    /// most `budget` in all. Every slot is re-armed with its own buffer. Returns how many
+    /// descriptors were consumed (at least 1 when `st` has DD).
+    #[cold]
+    #[inline(never)]
+    fn reject_from(&mut self, mut next: u32, mut st: u32, budget: usize) -> usize {
+        let mut n = 0;
+        loop {
+            fence(Ordering::Acquire);
+            let len = self.len_vlan(next) & 0xFFFF;
+            self.classify_bad(st, len);
+            self.arm(next, self.bufs[next as usize]);
+            n += 1;
+            next = (next + 1) & self.mask;
+            if !self.discarding || n >= budget {
+                return n;
+            }
+            st = self.status(next);
+            if st & RXD_STAT_DD == 0 {
+                return n;
+            }
         }
     }
 
@@ -239,57 +263,88 @@ impl<B: Bar> RxQueue<B> {
         }
         let mut next = self.next;
         let mut seen = 0usize;
-        let mut delivered = 0u64;
-        let mut bytes = 0u64;
-        while seen < want {
+        if self.discarding {
             let st = self.status(next);
+            if st & RXD_STAT_DD != 0 {
+                seen = self.reject_from(next, st, want);
+                next = (next + seen as u32) & self.mask;
+            }
+        }
+        let out0 = batch.spare_ptr();
+        let mut out = out0;
+        // Top of the cache; it shrinks by one per delivered packet (cache_len >= want).
+        // SAFETY: cache_len <= cache.len().
+        let mut cache_top = unsafe { self.cache.as_ptr().add(self.cache_len) };
+        let bufs = self.bufs.as_mut_ptr();
+        // Hot loop state in locals (the raw-pointer stores below would otherwise force the
+        // compiler to reload them from `self`).
+        let ring = self.ring.as_ptr();
+        let (mask, data_room, stride) = (self.mask, self.data_room, self.stride);
+        let (iova0, va0, core) = (self.iova0, self.va0, self.core);
+        while seen < want {
+            // SAFETY: next <= mask, so the descriptor is inside the ring; volatile because the
+            // device writes it.
+            let d = unsafe { ring.add(2 * next as usize) };
+            let st = unsafe { (d.add(1) as *const u32).read_volatile() };
             if st & RXD_STAT_DD == 0 {
                 break;
             }
             // Read the rest of the descriptor only after seeing DD (Linux: dma_rmb()).
             fence(Ordering::Acquire);
-            let len = self.len_vlan(next) & 0xFFFF;
-            let buf = self.bufs[next as usize];
-            if st & (RXD_STAT_EOP | RXD_ERR_MASK) == RXD_STAT_EOP
-                && len.wrapping_sub(1) < self.data_room
-                && !self.discarding
+            // SAFETY: as above (dword 3 of the same descriptor).
+            let len = unsafe { (d.add(1) as *const u32).add(1).read_volatile() } & 0xFFFF;
+            if st & (RXD_STAT_EOP | RXD_ERR_MASK) != RXD_STAT_EOP
+                || len.wrapping_sub(1) >= data_room
             {
-                self.cache_len -= 1;
-                let nb = self.cache[self.cache_len];
-                self.bufs[next as usize] = nb;
-                self.arm(next, nb);
-                // SAFETY: `buf` was armed in this slot and the device completed it, so the
-                // buffer is ours to hand out; len <= data_room was checked above.
-                let p = unsafe {
-                    Packet::from_parts(
-                        self.core,
-                        self.va0.wrapping_add(buf as usize * self.stride),
-                        buf,
-                        len,
-                    )
-                };
-                batch.push_unchecked(p);
-                delivered += 1;
-                bytes += len as u64;
-            } else {
-                self.reject(st, len);
-                self.arm(next, buf);
+                let c = self.reject_from(next, st, want - seen);
+                next = (next + c as u32) & mask;
+                seen += c;
+                continue;
             }
-            next = (next + 1) & self.mask;
+            // SAFETY: next <= mask < bufs.len(); the cache holds at least want - seen more
+            // entries (only delivered packets take one, and seen counts them).
+            let (buf, nb) = unsafe {
+                let buf = *bufs.add(next as usize);
+                cache_top = cache_top.sub(1);
+                let nb = *cache_top;
+                *bufs.add(next as usize) = nb;
+                (buf, nb)
+            };
+            // SAFETY: `buf` was armed in this slot and the device completed it, so the buffer
+            // is ours to hand out; len <= data_room was checked above. `out` stays inside the
+            // batch's spare capacity (at most want <= free_slots packets are written). `d` is
+            // our descriptor: re-arm it with the new buffer, header address 0 (clears DD;
+            // facts §6.1).
+            unsafe {
+                out.write(Packet::from_parts(
+                    core,
+                    va0.wrapping_add(buf as usize * stride),
+                    buf,
+                    len,
+                ));
+                out = out.add(1);
+                d.write_volatile(iova0.wrapping_add(nb as u64 * stride as u64));
+                d.add(1).write_volatile(0);
+            }
+            self.stats.bytes += len as u64;
+            next = (next + 1) & mask;
             seen += 1;
         }
+        // SAFETY: out and out0 point into the same spare area.
+        let delivered = unsafe { out.offset_from(out0) } as usize;
+        // SAFETY: the first `delivered` spare slots were written above.
+        unsafe { batch.add_len(delivered) };
+        self.cache_len -= delivered;
         if seen > 0 {
             self.next = next;
             // Descriptor writes must reach memory before the device sees the new tail.
-            compiler_fence(Ordering::Release);
             fence(Ordering::Release);
             self.bar
                 .write32(vfrdt(self.q), next.wrapping_sub(1) & self.mask);
             self.stats.descriptors += seen as u64;
-            self.stats.packets += delivered;
-            self.stats.bytes += bytes;
+            self.stats.packets += delivered as u64;
         }
-        delivered as usize
+        delivered
     }
 
     /// Gives every buffer (ring and cache) back to the pool. Only when the queue is stopped.

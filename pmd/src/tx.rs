@@ -41,19 +41,6 @@ impl TxStats {
     }
 }
 
-/// Per-burst posting state.
-struct Post {
-    t: u32,
-    rs_tail: u32,
-    since_rs: usize,
-    posted: usize,
-    bytes: u64,
-    /// Last data descriptor written: slot and its second qword.
-    last: Option<(u32, u64)>,
-    own: NonNull<PoolCore>,
-    rejected: BulkFree,
-}
-
 #[derive(Clone, Copy)]
 struct Slot {
     /// Pool of the buffer in flight in this slot, or None (context descriptor / empty).
@@ -77,8 +64,11 @@ pub(crate) struct TxQueue<B: Bar> {
     rs: Box<[u32]>,
     rs_head: u32,
     rs_tail: u32,
-    /// Pools whose buffers this device may read (mapped by the owner).
+    /// Pools whose buffers this device may read (mapped by the owner); the first is the VF's.
     pools: Vec<Mempool>,
+    /// The VF's own pool and its host-to-device address delta (fast path).
+    own: NonNull<PoolCore>,
+    own_delta: u64,
     pub(crate) stats: TxStats,
 }
 
@@ -115,6 +105,8 @@ impl<B: Bar> TxQueue<B> {
             rs: vec![0u32; size as usize].into_boxed_slice(),
             rs_head: 0,
             rs_tail: 0,
+            own: pools[0].core_ptr(),
+            own_delta: pools[0].core().iova_delta,
             pools,
             stats: TxStats::default(),
         };
@@ -184,29 +176,61 @@ impl<B: Bar> TxQueue<B> {
         self.reclaim_slow()
     }
 
+    #[inline(never)]
     fn reclaim_slow(&mut self) -> usize {
-        let mut free = BulkFree::new();
+        // Buffers of the VF's own pool are gathered locally and returned 64 at a time; other
+        // pools go through the generic bulk free.
+        let own = self.own;
+        // SAFETY: the own pool's core outlives the queue (pools[0] keeps it alive).
+        let own_core = unsafe { own.as_ref() };
+        let mut idx = [const { std::mem::MaybeUninit::<u32>::uninit() }; 64];
+        let mut k = 0usize;
+        let mut other = BulkFree::new();
         let mut n = 0usize;
+        let mask = self.mask;
+        let slots = self.slots.as_ptr();
+        let mut clean = self.clean;
         while self.rs_head != self.rs_tail {
-            let pos = self.rs[(self.rs_head & self.mask) as usize];
+            let pos = self.rs[(self.rs_head & mask) as usize];
             if !self.done(pos) {
                 break;
             }
             fence(Ordering::Acquire);
+            // Slots clean..=pos are done. Only the range [clean, tail) is ever read, so the
+            // slots are not cleared here.
             loop {
-                let c = self.clean;
-                let slot = &mut self.slots[c as usize];
-                if let Some(core) = slot.core.take() {
-                    free.push(core, slot.index);
-                    n += 1;
+                // SAFETY: clean <= mask < slots.len().
+                let slot = unsafe { *slots.add(clean as usize) };
+                match slot.core {
+                    Some(c) if c == own => {
+                        idx[k].write(slot.index);
+                        k += 1;
+                        n += 1;
+                        if k == idx.len() {
+                            // SAFETY: idx[..k] written; MaybeUninit<u32> has u32's layout.
+                            own_core.free_bulk(unsafe {
+                                std::slice::from_raw_parts(idx.as_ptr() as *const u32, k)
+                            });
+                            k = 0;
+                        }
+                    }
+                    Some(c) => {
+                        other.push(c, slot.index);
+                        n += 1;
+                    }
+                    None => {}
                 }
-                self.clean = (c + 1) & self.mask;
+                let c = clean;
+                clean = (clean + 1) & mask;
                 if c == pos {
                     break;
                 }
             }
             self.rs_head = self.rs_head.wrapping_add(1);
         }
+        // SAFETY: as above.
+        own_core.free_bulk(unsafe { std::slice::from_raw_parts(idx.as_ptr() as *const u32, k) });
+        self.clean = clean;
         self.stats.completed += n as u64;
         n
     }
@@ -216,97 +240,160 @@ impl<B: Bar> TxQueue<B> {
         self.pools.iter().any(|p| p.core_ptr() == core)
     }
 
+    /// Writes a data descriptor for one packet at slot `t` and records its buffer (facts
+    /// §6.2): DTYP data, DEXT, IFCS, EOP, length; PAYLEN = whole frame, CC set, context IDX 0.
+    /// Returns the descriptor's second qword (to add RS later).
+    #[inline(always)]
+    fn write_data(
+        &mut self,
+        t: u32,
+        iova: u64,
+        len: u32,
+        core: NonNull<PoolCore>,
+        index: u32,
+    ) -> u64 {
+        let cmd = TXD_DTYP_DATA | TXD_CMD_DEXT | TXD_CMD_IFCS | TXD_CMD_EOP | len;
+        let olinfo = (len << TXD_PAYLEN_SHIFT) | TXD_CC;
+        let hi = ((olinfo as u64) << 32) | cmd as u64;
+        // SAFETY: t <= mask: slot t of our ring and of `slots`.
+        unsafe {
+            let d = self.ring.as_ptr().add(2 * t as usize);
+            d.write_volatile(iova);
+            d.add(1).write_volatile(hi);
+            *self.slots.as_mut_ptr().add(t as usize) = Slot {
+                core: Some(core),
+                index,
+            };
+        }
+        hi
+    }
+
+    /// Posts a packet that is not a plain packet of the queue's own pool: from another mapped
+    /// pool (posted), or with a bad length or an unmapped pool (dropped and counted).
+    #[cold]
+    #[inline(never)]
+    fn post_other(&mut self, t: u32, p: Packet, rejected: &mut BulkFree) -> Option<u64> {
+        let len = p.len() as u32;
+        let core = p.core_ptr();
+        if len == 0 || len > 0x3FFF || !self.mapped(core) {
+            log::debug!(
+                "tx queue {}: dropping packet of {len} bytes (bad length or buffer not in a \
+                 mapped pool)",
+                self.q
+            );
+            let (c, i, _) = p.into_raw();
+            rejected.push(c, i);
+            return None;
+        }
+        let iova = p.iova();
+        let (_, index, _) = p.into_raw();
+        Some(self.write_data(t, iova, len, core, index))
+    }
+
     /// Transmits from the front of `batch`. See `IxgbeVf::tx_burst`.
     #[inline]
     pub(crate) fn burst(&mut self, batch: &mut PacketBatch) -> usize {
         self.reclaim();
-        let free = self.free() as usize;
-        let n = batch.len().min(free);
-        if n < batch.len() {
-            self.stats.ring_full += (batch.len() - n) as u64;
+        let total = batch.len();
+        let n = total.min(self.free() as usize);
+        if n < total {
+            self.stats.ring_full += (total - n) as u64;
         }
         if n == 0 {
             return 0;
         }
-        let mut st = Post {
-            t: self.tail,
-            rs_tail: self.rs_tail,
-            since_rs: 0,
-            posted: 0,
-            bytes: 0,
-            last: None,
-            own: self.pools[0].core_ptr(),
-            rejected: BulkFree::new(),
-        };
-        // Move the packets out of the batch (no copies of packet data).
-        batch.take_front(n, |p| self.post(&mut st, p));
-        if st.since_rs != 0 {
-            if let Some((lt, hi)) = st.last {
-                // RS on the last descriptor of the burst.
-                // SAFETY: slot lt of our ring.
-                unsafe { self.desc(lt).add(1).write_volatile(hi | TXD_CMD_RS as u64) };
-                self.rs[(st.rs_tail & self.mask) as usize] = lt;
-                st.rs_tail = st.rs_tail.wrapping_add(1);
+        let (own, own_delta) = (self.own, self.own_delta);
+        let mask = self.mask;
+        let mut t = self.tail;
+        let mut rs_tail = self.rs_tail;
+        let mut since_rs = 0usize;
+        let mut posted = 0usize;
+        let mut bytes = 0u64;
+        let mut last = (0u32, 0u64);
+        let mut rejected = BulkFree::new();
+        let src = batch.raw_ptr();
+        let ring = self.ring.as_ptr();
+        let slots = self.slots.as_mut_ptr();
+        // SAFETY: length 0 first: the batch's packets are now owned through `src`; the first
+        // n are consumed below (each exactly once), the rest moved back afterwards.
+        unsafe { batch.set_len_raw(0) };
+        for i in 0..n {
+            // SAFETY: i < n <= total: an initialised packet we now own (not moved yet).
+            let p = unsafe { &*src.add(i) };
+            let len = p.len() as u32;
+            let core = p.core_ptr();
+            let hi = if core == own && len.wrapping_sub(1) < 0x3FFF {
+                let iova = p.data_addr().wrapping_add(own_delta);
+                let index = p.buffer_index();
+                // facts §6.2: DTYP data, DEXT, IFCS, EOP, length; PAYLEN = frame, CC, IDX 0.
+                let cmd = TXD_DTYP_DATA | TXD_CMD_DEXT | TXD_CMD_IFCS | TXD_CMD_EOP | len;
+                let olinfo = (len << TXD_PAYLEN_SHIFT) | TXD_CC;
+                let hi = ((olinfo as u64) << 32) | cmd as u64;
+                // SAFETY: t <= mask: slot t of the ring and of `slots`. The packet's buffer
+                // now belongs to the slot (the handle is forgotten: never dropped).
+                unsafe {
+                    let d = ring.add(2 * t as usize);
+                    d.write_volatile(iova);
+                    d.add(1).write_volatile(hi);
+                    *slots.add(t as usize) = Slot {
+                        core: Some(core),
+                        index,
+                    };
+                }
+                hi
+            } else {
+                // SAFETY: we own the packet at src + i and hand it over by value.
+                let p = unsafe { src.add(i).read() };
+                match self.post_other(t, p, &mut rejected) {
+                    Some(hi) => hi,
+                    None => continue,
+                }
+            };
+            last = (t, hi);
+            since_rs += 1;
+            if since_rs == RS_GROUP {
+                // SAFETY: slot t of our ring; rs has one entry per ring slot.
+                unsafe {
+                    ring.add(2 * t as usize + 1)
+                        .write_volatile(hi | TXD_CMD_RS as u64);
+                    *self.rs.as_mut_ptr().add((rs_tail & mask) as usize) = t;
+                }
+                rs_tail = rs_tail.wrapping_add(1);
+                since_rs = 0;
             }
+            t = (t + 1) & mask;
+            posted += 1;
+            bytes += len as u64;
         }
-        self.stats.rejected += (n - st.posted) as u64;
-        if st.posted > 0 {
-            self.rs_tail = st.rs_tail;
-            self.tail = st.t;
+        // SAFETY: packets n..total are still initialised; move them to the front.
+        unsafe {
+            std::ptr::copy(src.add(n), src, total - n);
+            batch.set_len_raw(total - n);
+        }
+        drop(rejected);
+        if since_rs != 0 {
+            // RS on the last descriptor of the burst.
+            let (lt, hi) = last;
+            // SAFETY: slot lt of our ring; rs has one entry per ring slot.
+            unsafe {
+                self.ring
+                    .as_ptr()
+                    .add(2 * lt as usize + 1)
+                    .write_volatile(hi | TXD_CMD_RS as u64);
+                *self.rs.as_mut_ptr().add((rs_tail & mask) as usize) = lt;
+            }
+            rs_tail = rs_tail.wrapping_add(1);
+        }
+        self.stats.rejected += (n - posted) as u64;
+        if posted > 0 {
+            self.rs_tail = rs_tail;
+            self.tail = t;
             fence(Ordering::Release);
-            self.bar.write32(vftdt(self.q), st.t);
-            self.stats.packets += st.posted as u64;
-            self.stats.bytes += st.bytes;
+            self.bar.write32(vftdt(self.q), t);
+            self.stats.packets += posted as u64;
+            self.stats.bytes += bytes;
         }
         n
-    }
-
-    #[inline(always)]
-    fn post(&mut self, st: &mut Post, p: Packet) {
-        let len = p.len() as u32;
-        let core = p.core_ptr();
-        if len == 0 || len > 0x3FFF || (core != st.own && !self.mapped(core)) {
-            self.reject(st, p);
-            return;
-        }
-        let iova = p.iova();
-        let (_, index, _) = p.into_raw();
-        st.since_rs += 1;
-        let mut cmd = TXD_DTYP_DATA | TXD_CMD_DEXT | TXD_CMD_IFCS | TXD_CMD_EOP | len;
-        if st.since_rs == RS_GROUP {
-            cmd |= TXD_CMD_RS;
-            self.rs[(st.rs_tail & self.mask) as usize] = st.t;
-            st.rs_tail = st.rs_tail.wrapping_add(1);
-            st.since_rs = 0;
-        }
-        // PAYLEN = whole frame, CC set, context IDX 0 (facts §6.2).
-        let olinfo = (len << TXD_PAYLEN_SHIFT) | TXD_CC;
-        let hi = ((olinfo as u64) << 32) | cmd as u64;
-        let d = self.desc(st.t);
-        // SAFETY: slot t of our ring.
-        unsafe {
-            d.write_volatile(iova);
-            d.add(1).write_volatile(hi);
-        }
-        self.slots[st.t as usize] = Slot {
-            core: Some(core),
-            index,
-        };
-        st.last = Some((st.t, hi));
-        st.t = (st.t + 1) & self.mask;
-        st.posted += 1;
-        st.bytes += len as u64;
-    }
-
-    #[cold]
-    fn reject(&mut self, st: &mut Post, p: Packet) {
-        log::debug!(
-            "tx queue {}: dropping packet of {} bytes (bad length or buffer not in a mapped pool)",
-            self.q,
-            p.len()
-        );
-        let (c, i, _) = p.into_raw();
-        st.rejected.push(c, i);
     }
 
     /// Takes back every posted buffer, completed or not (queue stopped), and empties the ring.
@@ -315,14 +402,15 @@ impl<B: Bar> TxQueue<B> {
         self.reclaim_slow();
         let mut free = BulkFree::new();
         let mut n = 0;
-        for s in self.slots.iter_mut() {
-            if let Some(core) = s.core.take() {
-                free.push(core, s.index);
+        while self.clean != self.tail {
+            let slot = self.slots[self.clean as usize];
+            if let Some(core) = slot.core {
+                free.push(core, slot.index);
                 n += 1;
             }
+            self.clean = (self.clean + 1) & self.mask;
         }
         self.rs_head = self.rs_tail;
-        self.clean = self.tail;
         n
     }
 }

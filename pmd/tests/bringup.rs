@@ -18,7 +18,12 @@ fn brings_up_82599_and_x540_and_passes_traffic() {
         assert_eq!(info.api, MailboxApi::V1_3);
         assert!(info.mac_from_pf);
         assert!(info.lpe_accepted);
-        assert!(info.queues >= 1 && info.queues == info.queues_granted);
+        assert!(
+            info.queues_granted >= 2,
+            "the model grants {}",
+            info.queues_granted
+        );
+        assert_eq!(info.queues, 1, "max_queues");
         assert_eq!(vf.num_queues(), info.queues);
         assert!(vf.link().up);
         // The PF agent saw a complete handshake.
@@ -38,13 +43,16 @@ fn brings_up_82599_and_x540_and_passes_traffic() {
         // Send them back out (zero copy), with our MAC as source: the PF's anti-spoofing
         // drops anything else (facts §4.1).
         for p in b.iter_mut() {
-            p.data_mut()[6..12].copy_from_slice(&info.mac);
+            let d = p.data_mut();
+            d.copy_within(6..12, 0);
+            d[6..12].copy_from_slice(&info.mac);
         }
         assert_eq!(vf.tx_burst(0, &mut b), 5);
         nic.step();
         let out = nic.take_egress();
         assert_eq!(out.len(), 5, "{:?}", nic.stats());
         let mut want = frame(vf.mac(), 63, 3);
+        want.copy_within(6..12, 0);
         want[6..12].copy_from_slice(&info.mac);
         assert_eq!(out[3], want);
         // A spoofed source is dropped by the PF, not by the driver.
@@ -312,9 +320,36 @@ fn surprise_removal_is_device_gone() {
 #[test]
 fn all_granted_queues_work() {
     let nic = nic(NicModel::X540);
-    let mut vf = open(&nic, 1);
+    let mut vf = IxgbeVf::open(
+        nic.vf(1),
+        floodgate_pmd::Config {
+            max_queues: None,
+            ..cfg()
+        },
+    )
+    .unwrap();
     let n = vf.num_queues();
     assert!(n >= 2, "the model grants {n}");
+    assert_eq!(n, vf.info().queues_granted);
+    // RX: frames of many flows spread over the queues by RSS; none is lost.
+    let mac = vf.mac();
+    for i in 0..32u8 {
+        let mut f = frame(mac, 64, i);
+        f[26..30].copy_from_slice(&[10, 1, i, 7]); // source IPv4: a different flow each
+        nic.inject(&f);
+    }
+    nic.step();
+    let mut rb = PacketBatch::new(64);
+    let mut per_queue = Vec::new();
+    for q in 0..n {
+        per_queue.push(vf.rx_burst(q, &mut rb));
+        rb.clear();
+    }
+    assert_eq!(per_queue.iter().sum::<usize>(), 32, "{per_queue:?}");
+    assert!(
+        per_queue.iter().filter(|&&c| c > 0).count() >= 2,
+        "{per_queue:?}"
+    );
     let mut b = PacketBatch::new(8);
     for q in 0..n {
         let mut p = vf.mempool().alloc().unwrap();
@@ -329,4 +364,56 @@ fn all_granted_queues_work() {
     tags.sort_unstable();
     assert_eq!(tags, (0..n as u8).collect::<Vec<_>>());
     assert_eq!(vf.rx_burst(n, &mut b), 0, "no such queue");
+}
+
+#[test]
+fn pf_control_ping_with_cts_is_not_a_reset() {
+    let nic = nic(NicModel::X82599);
+    let mut vf = open(&nic, 0);
+    nic.pf().ping_vf(0).unwrap();
+    let m = vf.maintain().unwrap();
+    assert!(!m.reinitialised);
+    assert_eq!(vf.stats().pf_resets, 0);
+    // The mailbox still works afterwards.
+    assert_eq!(
+        vf.set_xcast_mode(XcastMode::Multi).unwrap(),
+        XcastMode::Multi
+    );
+}
+
+#[test]
+fn wait_rx_sleeps_on_msix_and_wakes_on_a_packet() {
+    let nic = nic(NicModel::X540);
+    let sim_vf = nic.vf(0);
+    let mut vf = IxgbeVf::open(
+        nic.vf(0),
+        floodgate_pmd::Config {
+            interrupts: true,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    assert!(!vf.wait_rx(0, std::time::Duration::from_millis(1)).unwrap());
+    let mac = vf.mac();
+    let waiter = std::thread::spawn(move || {
+        let ready = vf.wait_rx(0, std::time::Duration::from_secs(5)).unwrap();
+        let mut b = PacketBatch::new(4);
+        (ready, vf.rx_burst(0, &mut b))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    nic.inject(&frame(mac, 64, 1));
+    nic.step();
+    let (ready, got) = waiter.join().unwrap();
+    assert!(ready);
+    assert_eq!(got, 1);
+    assert!(
+        sim_vf.irq_count(0) >= 1,
+        "woken by the queue's MSI-X vector"
+    );
+    assert!(matches!(
+        IxgbeVf::open(nic.vf(1), cfg())
+            .unwrap()
+            .wait_rx(9, std::time::Duration::ZERO),
+        Err(Error::NoSuchQueue { queue: 9, .. })
+    ));
 }

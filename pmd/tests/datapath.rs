@@ -163,7 +163,9 @@ fn headroom_metadata_survives_a_trip_through_a_worker_thread_and_tx() {
                 p.data()[off] as u32,
                 "metadata matches the packet"
             );
-            // Worker rewrites the source MAC so the PF's anti-spoofing lets it out.
+            // Worker turns the frame around: back to its sender, from our MAC (the PF's
+            // anti-spoofing drops other sources, and the switch drops frames to ourselves).
+            p.data_mut().copy_within(6..12, 0);
             p.data_mut()[6..12].copy_from_slice(&mac);
             p.data_mut()[43] = 0x77;
             to_main.send(p).unwrap();
@@ -212,4 +214,37 @@ fn forward_between_two_vfs_through_the_model_switch() {
     nic.step();
     assert_eq!(nic.take_egress().len() + nic.stats().loopback as usize, 10);
     assert_eq!(nic.faults_seen(), 0);
+}
+
+#[test]
+fn hardware_counters_wrap_at_32_and_36_bits() {
+    use floodgate_sim::VfCounter;
+    let nic = nic(NicModel::X82599);
+    let sim = nic.vf(0);
+    // Counters just below their wrap points before bring-up takes its baseline.
+    sim.set_counter(VfCounter::Gprc, 0xFFFF_FFF0);
+    sim.set_counter(VfCounter::Gorc, (1 << 36) - 100);
+    sim.set_counter(VfCounter::Gptc, 0xFFFF_FFFF);
+    sim.set_counter(VfCounter::Gotc, (1 << 36) - 1);
+    let mut vf = open(&nic, 0);
+    let mac = vf.mac();
+    for i in 0..32 {
+        nic.inject(&frame(mac, 100, i));
+    }
+    nic.step();
+    let mut b = PacketBatch::new(32);
+    assert_eq!(vf.rx_burst(0, &mut b), 32);
+    for p in b.iter_mut() {
+        let d = p.data_mut();
+        d.copy_within(6..12, 0);
+        d[6..12].copy_from_slice(&mac);
+    }
+    assert_eq!(vf.tx_burst(0, &mut b), 32);
+    nic.step();
+    vf.maintain().unwrap();
+    let hw = vf.stats().hw;
+    assert_eq!(hw.rx_packets, 32, "32-bit VFGPRC wrapped");
+    assert_eq!(hw.rx_bytes, 32 * 100, "36-bit VFGORC wrapped");
+    assert_eq!(hw.tx_packets, 32);
+    assert_eq!(hw.tx_bytes, 32 * 100);
 }

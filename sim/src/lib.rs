@@ -37,8 +37,21 @@ pub mod pf;
 pub mod pool;
 pub mod regs;
 mod rx;
+mod switchport;
 mod tx;
 pub mod vf;
+pub mod vfio_user;
+// SIM-NET modules (switch, flow director, RSS, wire ports).
+pub mod ethtool;
+pub mod fdir;
+pub mod frame;
+pub mod generator;
+pub mod l2;
+pub mod pcap;
+pub mod rss;
+pub mod switch;
+pub mod toeplitz;
+pub mod wire;
 
 pub use classify::{Classifier, Delivery, Dest, DropReason, FdirHit, Origin, StubClassifier};
 pub use engine::{Engine, EngineConfig, EngineStats, Feeder, FrameSink, FrameSource};
@@ -144,7 +157,11 @@ pub struct NicConfig {
     pub ingress_limit: usize,
     /// Frames held per RX queue when SRRCTL.DROP_EN is clear and no descriptor is free.
     pub rx_backlog: usize,
-    /// The switch; `None` uses [`StubClassifier`].
+    /// The PF's RSS width (1..=16; `ethtool -L combined`), which sets the flow director's
+    /// `num_rx_queues_per_pool` (facts §4.1, §4.3).
+    pub pf_rss_queues: u16,
+    /// A custom classifier replacing the built-in switch (flow director → L2 → RSS); `None`
+    /// uses [`switch::Switch`].
     pub classifier: Option<Arc<dyn Classifier>>,
 }
 
@@ -154,7 +171,7 @@ impl Default for NicConfig {
             model: NicModel::X82599,
             num_vfs: 2,
             queues_per_pool: None,
-            pf_mac: [0x02, 0xf0, 0, 0, 0, 0x01],
+            pf_mac: switch::DEFAULT_PF_MAC,
             pf_mtu: 1500,
             assign_vf_macs: true,
             link_up: true,
@@ -162,6 +179,7 @@ impl Default for NicConfig {
             egress_limit: 1 << 16,
             ingress_limit: 1 << 16,
             rx_backlog: 256,
+            pf_rss_queues: 4,
             classifier: None,
         }
     }
@@ -209,6 +227,9 @@ pub struct NicStats {
     pub rx_vf_disabled: u64,
     /// Dropped: DMA fault while writing.
     pub rx_dma_fault: u64,
+    /// Dropped: longer than the port's max frame (MAXFRS: PF MTU + 18, or a larger accepted
+    /// SET_LPE), or than 9728 bytes.
+    pub rx_oversize: u64,
     /// Dropped by the switch / flow director.
     pub switch_dropped: u64,
     /// Frames fetched from VF TX rings.
@@ -238,6 +259,7 @@ struct Counters {
     rx_queue_disabled: AtomicU64,
     rx_vf_disabled: AtomicU64,
     rx_dma_fault: AtomicU64,
+    rx_oversize: AtomicU64,
     switch_dropped: AtomicU64,
     tx_frames: AtomicU64,
     tx_spoofed: AtomicU64,
@@ -263,6 +285,7 @@ pub(crate) struct DataPath {
     frame: Vec<u8>,
     rx_scratch: Vec<u8>,
     deliveries: Vec<Delivery>,
+    cls: Box<switch::Classification>,
     backlog: Vec<Vec<Backlog>>,
     pub(crate) pf_sink: Option<Box<dyn FrameSink>>,
     pub(crate) egress_sink: Option<Box<dyn FrameSink>>,
@@ -275,8 +298,13 @@ pub(crate) struct NicInner {
     pub(crate) agent: Mutex<pf::PfAgent>,
     pub(crate) pools: RwLock<PoolTable>,
     pub(crate) link_up: AtomicBool,
+    /// MAXFRS.MFS: the largest frame (with CRC) the port accepts from the wire: the PF's
+    /// MTU + 18, raised by accepted SET_LPE requests (facts §6.4, §3.3).
+    pub(crate) max_frame: std::sync::atomic::AtomicU32,
     pub(crate) started: Instant,
-    classifier: RwLock<Arc<dyn Classifier>>,
+    classifier: RwLock<Option<Arc<dyn Classifier>>>,
+    has_classifier: AtomicBool,
+    pub(crate) switch: RwLock<switch::Switch>,
     ingress: Mutex<VecDeque<Vec<u8>>>,
     egress: Mutex<VecDeque<Vec<u8>>>,
     capture: AtomicBool,
@@ -326,24 +354,35 @@ impl Nic {
             frame: Vec::with_capacity(regs::MAX_FRAME + 4),
             rx_scratch: Vec::with_capacity(regs::MAX_FRAME + 4),
             deliveries: Vec::with_capacity(64),
+            cls: Box::default(),
             backlog: (0..n)
                 .map(|_| (0..regs::MAX_QUEUES).map(|_| VecDeque::new()).collect())
                 .collect(),
             pf_sink: None,
             egress_sink: None,
         };
-        let classifier: Arc<dyn Classifier> = cfg
-            .classifier
-            .clone()
-            .unwrap_or_else(|| Arc::new(StubClassifier));
+        let classifier = cfg.classifier.clone();
+        let layout = fdir::PoolLayout::new(n as u16, cfg.pf_rss_queues.clamp(1, 16))
+            .unwrap_or_else(|e| {
+                log::warn!("{e}; using 4 PF RSS queues");
+                fdir::PoolLayout::new(n as u16, 4)
+                    .expect("1..=63 VFs and 4 queues is a valid layout")
+            });
+        if cfg.queues_per_pool.is_none() {
+            cfg.queues_per_pool = Some(usize::from(layout.pool_stride()));
+        }
+        let switch = switch::Switch::new(layout);
         let link = cfg.link_up;
         let capture = cfg.capture_egress;
         let inner = Arc::new(NicInner {
             agent: Mutex::new(pf::PfAgent::new(n)),
             pools: RwLock::new(pools),
             link_up: AtomicBool::new(link),
+            max_frame: std::sync::atomic::AtomicU32::new(cfg.pf_mtu + regs::ETH_OVERHEAD),
             started: Instant::now(),
+            has_classifier: AtomicBool::new(classifier.is_some()),
             classifier: RwLock::new(classifier),
+            switch: RwLock::new(switch),
             ingress: Mutex::new(VecDeque::new()),
             egress: Mutex::new(VecDeque::new()),
             capture: AtomicBool::new(capture),
@@ -362,6 +401,7 @@ impl Nic {
                 },
             );
         }
+        switchport::sync_all(&inner);
         Nic { inner }
     }
 
@@ -400,8 +440,11 @@ impl Nic {
         }
     }
 
-    /// Replaces the classifier (the switch).
-    pub fn set_classifier(&self, c: Arc<dyn Classifier>) {
+    /// Replaces the built-in switch by a custom classifier (`None` restores the switch).
+    pub fn set_classifier(&self, c: Option<Arc<dyn Classifier>>) {
+        self.inner
+            .has_classifier
+            .store(c.is_some(), Ordering::Release);
         *self
             .inner
             .classifier
@@ -543,6 +586,7 @@ impl Nic {
             rx_queue_disabled: l(&c.rx_queue_disabled),
             rx_vf_disabled: l(&c.rx_vf_disabled),
             rx_dma_fault: l(&c.rx_dma_fault),
+            rx_oversize: l(&c.rx_oversize),
             switch_dropped: l(&c.switch_dropped),
             tx_frames: l(&c.tx_frames),
             tx_spoofed: l(&c.tx_spoofed),
@@ -663,46 +707,114 @@ impl NicInner {
 
     /// Classifies a frame and hands every replica to its destination.
     pub(crate) fn route(&self, dp: &mut DataPath, frame: &[u8], origin: Origin) {
-        let c = &self.counters;
-        dp.deliveries.clear();
-        {
-            let pools = self.pools.read().unwrap_or_else(|e| e.into_inner());
-            let cl = self.classifier.read().unwrap_or_else(|e| e.into_inner());
-            cl.classify(frame, origin, &pools, &mut dp.deliveries);
-        }
-        for i in 0..dp.deliveries.len() {
-            let d = dp.deliveries[i];
-            match d.dest {
-                Dest::Vf { vf, queue } => {
-                    if d.loopback {
-                        inc(&c.loopback);
-                    }
-                    self.rx_one(dp, vf as usize, queue as usize, frame, &d, true);
-                }
-                Dest::Pf { .. } => {
-                    if d.loopback {
-                        inc(&c.loopback);
-                    }
-                    inc(&c.pf_delivered);
-                    if let Some(s) = dp.pf_sink.as_mut() {
-                        s.frame(frame);
-                    }
-                }
-                Dest::Wire => {
-                    inc(&c.egress);
-                    if let Some(s) = dp.egress_sink.as_mut() {
-                        s.frame(frame);
-                    }
-                    if self.capture.load(Ordering::Relaxed) {
-                        let mut e = self.egress.lock().unwrap_or_else(|e| e.into_inner());
-                        if e.len() >= self.cfg.egress_limit {
-                            e.pop_front();
-                        }
-                        e.push_back(frame.to_vec());
-                    }
-                }
-                Dest::Drop(_) => inc(&c.switch_dropped),
+        if origin == Origin::Wire {
+            // The MAC drops frames longer than MAXFRS (CRC included; a VLAN tag may add 4).
+            let tagged = frame.get(12..14) == Some(&[0x81, 0x00][..]);
+            let limit = self.max_frame.load(Ordering::Relaxed) + if tagged { 4 } else { 0 };
+            if frame.len() as u32 + 4 > limit {
+                inc(&self.counters.rx_oversize);
+                return;
             }
+        }
+        if self.has_classifier.load(Ordering::Acquire) {
+            let cl = self
+                .classifier
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(cl) = cl {
+                dp.deliveries.clear();
+                {
+                    let pools = self.pools.read().unwrap_or_else(|e| e.into_inner());
+                    cl.classify(frame, origin, &pools, &mut dp.deliveries);
+                }
+                for i in 0..dp.deliveries.len() {
+                    let d = dp.deliveries[i];
+                    self.deliver_one(dp, frame, d);
+                }
+                return;
+            }
+        }
+        self.route_switch(dp, frame, origin);
+    }
+
+    /// The built-in path: flow director → L2 pools → RSS (SIM-NET's [`switch::Switch`]).
+    fn route_switch(&self, dp: &mut DataPath, frame: &[u8], origin: Origin) {
+        let ingress = match origin {
+            Origin::Wire => switch::Ingress::Wire,
+            Origin::Vf(v) => switch::Ingress::Pool(v),
+            Origin::Pf => switch::Ingress::Pool(self.vfs.len() as u16),
+        };
+        {
+            let sw = self.switch.read().unwrap_or_else(|e| e.into_inner());
+            sw.classify_into(frame, ingress, &mut dp.cls);
+        }
+        for i in 0..dp.cls.destinations().len() {
+            let d = dp.cls.destinations()[i];
+            let dest = match d.target {
+                switch::Target::Vf(vf) => Dest::Vf {
+                    vf,
+                    queue: u16::from(d.queue),
+                },
+                switch::Target::Pf => Dest::Pf {
+                    queue: u16::from(d.queue),
+                },
+            };
+            let del = Delivery {
+                dest,
+                rss_hash: d.rss_hash,
+                rss_type: d.rss_type,
+                fdir: d.fdir.map(|h| FdirHit {
+                    id: h.id,
+                    hash: h.bucket,
+                }),
+                loopback: d.loopback,
+            };
+            self.deliver_one(dp, frame, del);
+        }
+        if dp.cls.to_wire {
+            self.deliver_one(dp, frame, Delivery::to(Dest::Wire));
+        }
+        match dp.cls.drop {
+            Some(switch::DropReason::RxDisabled) => inc(&self.counters.rx_vf_disabled),
+            Some(_) => inc(&self.counters.switch_dropped),
+            None => {}
+        }
+    }
+
+    /// Hands one replica to its destination.
+    fn deliver_one(&self, dp: &mut DataPath, frame: &[u8], d: Delivery) {
+        let c = &self.counters;
+        match d.dest {
+            Dest::Vf { vf, queue } => {
+                if d.loopback {
+                    inc(&c.loopback);
+                }
+                self.rx_one(dp, vf as usize, queue as usize, frame, &d, true);
+            }
+            Dest::Pf { .. } => {
+                if d.loopback {
+                    inc(&c.loopback);
+                }
+                inc(&c.pf_delivered);
+                if let Some(s) = dp.pf_sink.as_mut() {
+                    s.frame(frame);
+                }
+            }
+            Dest::Wire => {
+                inc(&c.egress);
+                if let Some(s) = dp.egress_sink.as_mut() {
+                    s.frame(frame);
+                }
+                if self.capture.load(Ordering::Relaxed) {
+                    let mut e = self.egress.lock().unwrap_or_else(|e| e.into_inner());
+                    if e.len() >= self.cfg.egress_limit {
+                        e.pop_front();
+                    }
+                    e.push_back(frame.to_vec());
+                }
+            }
+            Dest::Drop(_) => inc(&c.switch_dropped),
         }
     }
 
@@ -737,7 +849,8 @@ impl NicInner {
         let DataPath {
             ports, rx_scratch, ..
         } = &mut *dp;
-        match rx::deliver(v, &mut ports[vf], q, frame, d, rx_scratch) {
+        let rlpml = self.cfg.model == NicModel::X540;
+        match rx::deliver(v, &mut ports[vf], q, frame, d, rx_scratch, rlpml) {
             RxResult::Delivered => {
                 inc(&c.rx_delivered);
                 true
@@ -748,6 +861,10 @@ impl NicInner {
             }
             RxResult::DmaFault => {
                 inc(&c.rx_dma_fault);
+                true
+            }
+            RxResult::Oversize => {
+                inc(&c.rx_oversize);
                 true
             }
             RxResult::NoDesc => {

@@ -52,6 +52,8 @@ pub(crate) struct VfAgent {
     /// The administrator set the MAC.
     pf_set_mac: bool,
     link: VfLinkState,
+    /// Administrator allowed GET_RETA/GET_RSS_KEY (`ip link set … vf N query_rss on`).
+    rss_query: bool,
     fault: Option<MailboxFault>,
     delayed: Option<Reply>,
 }
@@ -147,7 +149,9 @@ pub(crate) fn mailbox_request(nic: &Arc<NicInner>, vf: &VfShared) {
             | if cts { MSG_CTS } else { 0 };
         Some(r)
     } else {
-        handle(nic, &mut agent, vf, &msg)
+        let r = handle(nic, &mut agent, vf, &msg);
+        crate::switchport::sync_vf(nic, vf.idx);
+        r
     };
     if let Some(MailboxFault::Delay(n)) = fault {
         if n > 0 {
@@ -274,8 +278,25 @@ fn handle(
                 false
             }
         }
-        // GET_RETA / GET_RSS_KEY need the administrator's query_rss, off by default (facts §4.1).
-        MSG_GET_RETA | MSG_GET_RSS_KEY => false,
+        // GET_RETA / GET_RSS_KEY need API ≥ 1.2 and the administrator's query_rss, off by
+        // default (facts §3.3, §4.1).
+        MSG_GET_RETA | MSG_GET_RSS_KEY => {
+            let a = &agent.vfs[idx];
+            if a.rss_query && api_rank(a.api).unwrap_or(0) >= 12 {
+                if kind == MSG_GET_RETA {
+                    let w = crate::switchport::reta_words(nic);
+                    r.words[1..1 + w.len()].copy_from_slice(&w);
+                    r.len = 1 + w.len();
+                } else {
+                    let w = crate::switchport::key_words(nic);
+                    r.words[1..1 + w.len()].copy_from_slice(&w);
+                    r.len = 1 + w.len();
+                }
+                true
+            } else {
+                false
+            }
+        }
         _ => {
             log::info!("{}: unhandled mailbox message {kind:#x}", vf.name);
             false
@@ -302,6 +323,7 @@ fn reset_msg(nic: &NicInner, agent: &mut PfAgent, vf: &VfShared) -> Reply {
     p.mc_hashes.clear();
     p.vlans.clear();
     p.xcast = XcastMode::None;
+    p.xcast_set = false;
     p.tx_enabled = link_on;
     p.rx_enabled = link_on && !(nic.cfg.model == NicModel::X82599 && pf_mtu > 1500);
     // TDWBAL/H are not cleared by FLR; the PF zeroes them here (facts §2.3).
@@ -390,6 +412,8 @@ fn set_lpe(nic: &NicInner, agent: &mut PfAgent, idx: usize, max_frame: u32) -> b
         }
     }
     p.max_frame = max_frame;
+    // The PF raises MAXFRS to the largest accepted VF frame size.
+    nic.max_frame.fetch_max(max_frame, Ordering::AcqRel);
     true
 }
 
@@ -419,6 +443,7 @@ fn update_xcast(nic: &NicInner, agent: &mut PfAgent, idx: usize, mode: u32) -> O
         }
     }
     pools.vfs[idx].xcast = mode;
+    pools.vfs[idx].xcast_set = true;
     Some(mode)
 }
 
@@ -446,6 +471,7 @@ pub(crate) fn vf_function_reset(nic: &Arc<NicInner>, vf: &VfShared) {
         vf.mbx_clear(MBX_RSTI);
         vf.mbx_set(MBX_RSTD);
     }
+    crate::switchport::sync_vf(nic, vf.idx);
 }
 
 /// PF reset starts: VFs see RSTI and lose CTS; nobody answers the mailbox.
@@ -463,6 +489,7 @@ pub(crate) fn pf_reset_begin(nic: &NicInner) {
             p.tx_enabled = false;
         }
     }
+    crate::switchport::sync_all(nic);
     for vf in &nic.vfs {
         ping(&agent, vf);
         vf.mbx_set(MBX_RSTI);
@@ -531,6 +558,7 @@ impl Pf {
         let mut agent = self.nic.agent.lock().unwrap_or_else(|e| e.into_inner());
         agent.vfs[vf].pf_set_mac = mac.is_some();
         write_pools(&self.nic).vfs[vf].mac = mac;
+        crate::switchport::sync_vf(&self.nic, vf);
         Ok(())
     }
 
@@ -539,6 +567,7 @@ impl Pf {
         self.check_vf(vf)?;
         let mut agent = self.nic.agent.lock().unwrap_or_else(|e| e.into_inner());
         write_pools(&self.nic).vfs[vf].trust = trust;
+        crate::switchport::sync_vf(&self.nic, vf);
         agent.vfs[vf].cts = false;
         ping(&agent, &self.nic.vfs[vf]);
         Ok(())
@@ -565,6 +594,7 @@ impl Pf {
                 p.tx_enabled = false;
             }
         }
+        crate::switchport::sync_vf(&self.nic, vf);
         agent.vfs[vf].cts = false;
         ping(&agent, &self.nic.vfs[vf]);
         Ok(())
@@ -583,6 +613,9 @@ impl Pf {
             log::warn!("82599 with SR-IOV: setting MTU > 1500 will disable legacy VFs");
         }
         write_pools(&self.nic).pf.mtu = mtu;
+        self.nic
+            .max_frame
+            .store(mtu + ETH_OVERHEAD, Ordering::Release);
         pf_reset_begin(&self.nic);
         pf_reset_end(&self.nic);
         Ok(())
@@ -601,6 +634,15 @@ impl Pf {
     /// Puts the PF in or out of promiscuous mode.
     pub fn set_promisc(&self, on: bool) {
         write_pools(&self.nic).pf.promisc = on;
+        crate::switchport::sync_all(&self.nic);
+    }
+
+    /// `ip link set pf vf N query_rss on|off`: allows GET_RETA / GET_RSS_KEY.
+    pub fn set_vf_rss_query(&self, vf: usize, on: bool) -> Result<(), SimError> {
+        self.check_vf(vf)?;
+        let mut agent = self.nic.agent.lock().unwrap_or_else(|e| e.into_inner());
+        agent.vfs[vf].rss_query = on;
+        Ok(())
     }
 
     /// A snapshot of one VF's pool state.

@@ -56,6 +56,9 @@ pub struct PoolState {
     pub mc_filter_type: u8,
     /// Applied xcast mode.
     pub xcast: XcastMode,
+    /// The VF sent UPDATE_XCAST_MODE since its last RESET (before that the pool has the PF's
+    /// post-reset filter: broadcast and registered multicast).
+    pub xcast_set: bool,
     /// VFRE: receive enabled for this pool.
     pub rx_enabled: bool,
     /// VFTE: transmit enabled for this pool.
@@ -79,6 +82,7 @@ impl Default for PoolState {
             mc_hashes: Vec::new(),
             mc_filter_type: 0,
             xcast: XcastMode::None,
+            xcast_set: false,
             rx_enabled: false,
             tx_enabled: false,
             trust: false,

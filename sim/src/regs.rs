@@ -93,6 +93,10 @@ pub const DCTL_ENABLE: u32 = 1 << 25;
 pub const DCTL_SWFLSH: u32 = 1 << 26;
 /// RXDCTL bit 30 VME: strip VLAN tags (facts §2.2).
 pub const RXDCTL_VME: u32 = 1 << 30;
+/// RXDCTL bit 15: RLPML enable (X540 and later VFs, facts §2.2).
+pub const RXDCTL_RLPML_EN: u32 = 1 << 15;
+/// RXDCTL bits 13:0: RLPML, max packet length.
+pub const RXDCTL_RLPML_MASK: u32 = 0x3FFF;
 
 // ---- facts §2.4 SRRCTL ----
 pub const SRRCTL_BSIZEPKT_MASK: u32 = 0x7F;

@@ -18,6 +18,8 @@ pub(crate) enum RxResult {
     QueueDisabled,
     /// A descriptor or buffer address was outside the IOMMU table.
     DmaFault,
+    /// Longer than the largest frame the port accepts (9728 bytes, facts §6.4).
+    Oversize,
 }
 
 /// Largest number of descriptors one frame may span (9728-byte frame in 1 KiB buffers).
@@ -82,7 +84,12 @@ impl RxRing {
         let count = vf.reg(rxq(q, RDLEN)) / DESC_SIZE as u32;
         let head = vf.reg(rxq(q, RDH));
         let tail = vf.reg(rxq(q, RDT));
-        if count == 0 || head >= count || tail >= count {
+        // A ring that wraps the 64-bit IOVA space cannot be mapped: treat it as not set up.
+        if count == 0
+            || head >= count
+            || tail >= count
+            || base.checked_add(u64::from(count) * DESC_SIZE).is_none()
+        {
             return None;
         }
         let srrctl = vf.reg(rxq(q, SRRCTL));
@@ -128,10 +135,19 @@ pub(crate) fn deliver(
     frame: &[u8],
     meta: &Delivery,
     scratch: &mut Vec<u8>,
+    rlpml: bool,
 ) -> RxResult {
     let Some(ring) = RxRing::load(vf, q) else {
         return RxResult::QueueDisabled;
     };
+    // RXDCTL.RLPML (bits 13:0, enable bit 15) limits the frame length, CRC included; it works on
+    // X540 VFs, not on 82599 (facts §2.2, §7).
+    if rlpml
+        && ring.ctl & RXDCTL_RLPML_EN != 0
+        && frame.len() as u32 + 4 > ring.ctl & RXDCTL_RLPML_MASK
+    {
+        return RxResult::Oversize;
+    }
     // VLAN strip (RXDCTL.VME, facts §2.2) and VP status.
     let mut vlan: Option<u16> = None;
     let data: &[u8] = if ring.ctl & RXDCTL_VME != 0
@@ -147,6 +163,9 @@ pub(crate) fn deliver(
     } else {
         frame
     };
+    if data.len() > MAX_FRAME {
+        return RxResult::Oversize;
+    }
     let need = data.len().div_ceil(ring.bsize).max(1);
     if need > MAX_SPAN || need as u32 > ring.free() {
         return RxResult::NoDesc;
@@ -221,7 +240,7 @@ pub(crate) fn deliver(
     vf.set_reg(rxq(q, RDH), (ring.head + need as u32) % ring.count);
     vf.count(VfCounter::Gprc, 1);
     vf.count(VfCounter::Gorc, data.len() as u64);
-    if data[0] & 1 != 0 && data[..6] != [0xFF; 6] {
+    if data.first().is_some_and(|b| b & 1 != 0) && data.get(..6) != Some(&[0xFF; 6][..]) {
         vf.count(VfCounter::Mprc, 1);
     }
     vf.raise_queue(q, false);

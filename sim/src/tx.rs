@@ -44,7 +44,12 @@ impl TxRing {
         let count = vf.reg(txq(q, TDLEN)) / DESC_SIZE as u32;
         let head = vf.reg(txq(q, TDH));
         let tail = vf.reg(txq(q, TDT));
-        if count == 0 || head >= count || tail >= count || head == tail {
+        if count == 0
+            || head >= count
+            || tail >= count
+            || head == tail
+            || base.checked_add(u64::from(count) * DESC_SIZE).is_none()
+        {
             return None;
         }
         Some(TxRing {

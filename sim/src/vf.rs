@@ -381,6 +381,11 @@ impl Bar for SimBar {
             VTEIMC => {
                 vf.reg_atomic(VTEIMS).fetch_and(!value, Ordering::AcqRel);
             }
+            VFPSRTYPE => {
+                // RQPL tells the switch how many RSS queues the pool uses (facts §2.1).
+                vf.reg_atomic(VFPSRTYPE).store(value, Ordering::Release);
+                crate::switchport::sync_vf(&self.nic, vf.idx);
+            }
             _ => vf.reg_atomic(offset).store(value, Ordering::Release),
         }
     }

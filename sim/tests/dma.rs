@@ -21,8 +21,16 @@ fn rx_single_frame_write_back() {
     nic.inject(&f);
     assert_eq!(nic.step(), 1);
     assert_eq!(rings.read(rings.rx_buf(0), 100), f);
-    let (dw0, _hash, st, len) = rings.rx_wb(0, 0);
-    assert_eq!(dw0, PT_UDP4);
+    let (dw0, hash, st, len) = rings.rx_wb(0, 0);
+    // Linux's default MRQC hashes UDP/IPv4 on the addresses only: RSS type 2 (IPv4), the
+    // Toeplitz hash of 10.0.0.1 → 10.0.0.2 under the switch's (Microsoft) key (facts §8).
+    assert_eq!(dw0, PT_UDP4 | 2);
+    let mut input = [0u8; 8];
+    input[..4].copy_from_slice(&[10, 0, 0, 1]);
+    input[4..].copy_from_slice(&[10, 0, 0, 2]);
+    let want =
+        floodgate_sim::toeplitz::toeplitz_hash(&floodgate_sim::toeplitz::MICROSOFT_RSS_KEY, &input);
+    assert_eq!(hash, want);
     assert_eq!(st, RXD_STAT_DD | RXD_STAT_EOP);
     assert_eq!(len, 100);
     assert_eq!(bar.read32(rxq(0, RDH)), 1);
@@ -33,7 +41,9 @@ fn rx_single_frame_write_back() {
 
 #[test]
 fn rx_frame_spans_descriptors() {
-    let nic = nic(NicModel::X82599, 2);
+    let nic = nic(NicModel::X540, 2);
+    // PF MTU 9710: MAXFRS = 9728 with CRC (facts §6.4).
+    nic.pf().set_mtu(9710).unwrap();
     let vf = nic.vf(0);
     let bar = vf.bar0();
     MbxVf::new(&vf).bring_up();
@@ -53,6 +63,85 @@ fn rx_frame_spans_descriptors() {
     }
     assert_eq!(got, f);
     assert_eq!(bar.read32(rxq(0, RDH)), 3);
+    // The largest frame (9724 bytes + CRC = 9728) takes 10 one-KiB descriptors; one byte more
+    // is dropped by the MAC.
+    let jumbo = udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 9724);
+    nic.inject(&jumbo);
+    nic.inject(&udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 9725));
+    nic.step();
+    assert_eq!(bar.read32(rxq(0, RDH)), 13);
+    assert_eq!(rings.rx_wb(0, 12).3, 508);
+    assert_eq!(rings.rx_wb(0, 12).2, RXD_STAT_DD | RXD_STAT_EOP);
+    assert_eq!(nic.stats().rx_oversize, 1);
+}
+
+#[test]
+fn max_frame_follows_pf_mtu_and_set_lpe() {
+    let nic = nic(NicModel::X540, 2);
+    let vf = nic.vf(0);
+    let bar = vf.bar0();
+    let mut m = MbxVf::new(&vf);
+    m.bring_up();
+    let rings = Rings::new(&vf, 64);
+    rings.setup_rx(&bar, 0, SRRCTL_DROP_EN | 16, 63);
+    let mac = vf_mac(0);
+    // PF MTU 1500: 1514 bytes (+CRC = 1518) pass, 1515 do not; a VLAN tag may add 4.
+    nic.inject(&udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 1514));
+    nic.inject(&udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 1515));
+    let mut tagged = udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 1514);
+    tagged.splice(12..12, [0x81, 0x00, 0x00, 0x00]);
+    nic.inject(&tagged);
+    nic.step();
+    let s = nic.stats();
+    assert_eq!((s.rx_delivered, s.rx_oversize), (2, 1));
+    // X540: a VF may ask for jumbo frames; the PF raises MAXFRS.
+    assert_eq!(m.request(&[MSG_SET_LPE, 9018]).unwrap()[0], 0xA000_0005);
+    nic.inject(&udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 9014));
+    nic.inject(&udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 9015));
+    nic.step();
+    let s = nic.stats();
+    assert_eq!((s.rx_delivered, s.rx_oversize), (3, 2));
+    // X540 RXDCTL.RLPML = 1518 (what ixgbevf writes for MTU 1500): the queue refuses longer
+    // frames even though MAXFRS allows them.
+    bar.write32(rxq(0, RXDCTL), DCTL_ENABLE | RXDCTL_RLPML_EN | 1518);
+    nic.inject(&udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 1514));
+    nic.inject(&udp_frame(mac, [0x02, 9, 9, 9, 9, 9], 2000));
+    nic.step();
+    let s = nic.stats();
+    assert_eq!((s.rx_delivered, s.rx_oversize), (4, 3));
+}
+
+#[test]
+fn rlpml_is_ignored_on_82599() {
+    let nic = nic(NicModel::X82599, 2);
+    let vf = nic.vf(0);
+    let bar = vf.bar0();
+    MbxVf::new(&vf).bring_up();
+    let rings = Rings::new(&vf, 64);
+    rings.setup_rx(&bar, 0, SRRCTL_DROP_EN | 2, 63);
+    bar.write32(rxq(0, RXDCTL), DCTL_ENABLE | RXDCTL_RLPML_EN | 100);
+    nic.inject(&udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 1000));
+    nic.step();
+    assert_eq!(nic.stats().rx_delivered, 1);
+}
+
+#[test]
+fn vf_to_pf_unicast_is_looped_back_to_the_kernel_side() {
+    let nic = nic(NicModel::X82599, 2);
+    let vf = nic.vf(0);
+    let bar = vf.bar0();
+    MbxVf::new(&vf).bring_up();
+    let rings = Rings::new(&vf, 64);
+    rings.setup_tx(&bar, 0);
+    let pf_mac = nic.pf().pools().pf.mac;
+    let f = udp_frame(pf_mac, vf_mac(0), 64);
+    rings.write(rings.tx_buf(0), &f);
+    rings.tx_data(0, 0, rings.tx_buf(0), 64, true, true);
+    bar.write32(txq(0, TDT), 1);
+    nic.step();
+    let s = nic.stats();
+    assert_eq!((s.pf_delivered, s.loopback, s.egress), (1, 1, 0));
+    assert!(nic.take_egress().is_empty());
 }
 
 #[test]
@@ -122,7 +211,13 @@ fn rx_vlan_strip() {
     let nic = nic(NicModel::X540, 2);
     let vf = nic.vf(0);
     let bar = vf.bar0();
-    MbxVf::new(&vf).bring_up();
+    let mut m = MbxVf::new(&vf);
+    m.bring_up();
+    // Join VLAN 100 (SET_VLAN add), else the switch's VLAN filter drops the tagged frame.
+    assert_eq!(
+        m.request(&[MSG_SET_VLAN | 1 << 16, 100]).unwrap()[0],
+        0xA001_0004
+    );
     let rings = Rings::new(&vf, 64);
     rings.setup_rx(&bar, 0, SRRCTL_DROP_EN | 2, 63);
     bar.write32(rxq(0, RXDCTL), DCTL_ENABLE | RXDCTL_VME);
@@ -134,7 +229,7 @@ fn rx_vlan_strip() {
     let (dw0, _, st, len) = rings.rx_wb(0, 0);
     assert_eq!(st, RXD_STAT_DD | RXD_STAT_EOP | RXD_STAT_VP);
     assert_eq!(len, 80 | 0x2064 << 16);
-    assert_eq!(dw0, PT_UDP4);
+    assert_eq!(dw0, PT_UDP4 | 2);
     assert_eq!(rings.read(rings.rx_buf(0), 80), plain);
 }
 
@@ -365,4 +460,37 @@ fn threaded_engine_completes_tx_and_feeds() {
     assert_eq!(st.fed, 63);
     assert_eq!(vf.counter(VfCounter::Gptc), 1);
     assert_eq!(nic.stats().egress, 1);
+}
+
+#[test]
+fn engine_pulls_a_frame_source_through_the_switch() {
+    let nic = nic(NicModel::X540, 2);
+    let vf = nic.vf(1);
+    let bar = vf.bar0();
+    MbxVf::new(&vf).bring_up();
+    let rings = Rings::new(&vf, 64);
+    rings.setup_rx(&bar, 0, SRRCTL_DROP_EN | 2, 63);
+    let frames: std::collections::VecDeque<Vec<u8>> = (0..10)
+        .map(|i| udp_frame(vf_mac(1), [0x02, 9, 9, 9, 9, i], 64 + i as usize))
+        .collect();
+    let engine = nic.start_engine(EngineConfig {
+        source: Some(Box::new(frames)),
+        ..Default::default()
+    });
+    let mut n = 0;
+    for _ in 0..20_000 {
+        n = bar.read32(rxq(0, RDH));
+        if n == 10 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+    let st = engine.stop();
+    assert_eq!(n, 10);
+    assert_eq!(st.generated, 10);
+    assert!(st.source_exhausted);
+    for i in 0..10u32 {
+        assert_eq!(rings.rx_wb(0, i).3, 64 + i);
+    }
+    assert_eq!(nic.stats().wire_in, 10);
 }

@@ -18,7 +18,14 @@ fn statistics_wrap_and_cannot_be_cleared() {
     let bar = vf.bar0();
     vf.set_counter(VfCounter::Gprc, (1 << 32) - 1);
     vf.set_counter(VfCounter::Gorc, (1 << 36) - 60);
-    MbxVf::new(&vf).bring_up();
+    let mut m = MbxVf::new(&vf);
+    m.bring_up();
+    // Register 01:00:5e:00:00:01 in the MTA (SET_MULTICAST, mc_filter_type 0).
+    let h = floodgate_sim::l2::mta_hash(&[0x01, 0, 0x5e, 0, 0, 1], 0) as u32;
+    assert_eq!(
+        m.request(&[MSG_SET_MULTICAST | 1 << 16, h]).unwrap()[0],
+        0xA001_0003
+    );
     let rings = Rings::new(&vf, 64);
     rings.setup_rx(&bar, 0, SRRCTL_DROP_EN | 2, 63);
     assert_eq!(bar.read32(VFGPRC), u32::MAX);
@@ -205,10 +212,8 @@ fn rx_corruption_injection() {
     // One-shot: the next frame is clean.
     nic.inject(&f);
     nic.step();
-    assert_eq!(
-        rings.rx_wb(0, 3),
-        (rings.rx_wb(0, 3).0, 0, RXD_STAT_DD | RXD_STAT_EOP, 64)
-    );
+    let (_, _, st, len) = rings.rx_wb(0, 3);
+    assert_eq!((st, len), (RXD_STAT_DD | RXD_STAT_EOP, 64));
     assert!(nic.corrupt_next_rx(0, 4, RxCorruption::NoEop).is_err());
 }
 
@@ -256,4 +261,41 @@ fn link_down_up_and_tx_to_unmapped_buffer() {
     assert_eq!(vf.dma_faults(), 1);
     assert!(nic.take_egress().is_empty());
     assert_eq!(bar.read32(txq(0, TDH)), 1);
+}
+
+#[test]
+fn hostile_ring_programming_is_harmless() {
+    let nic = nic(NicModel::X82599, 2);
+    let vf = nic.vf(0);
+    let bar = vf.bar0();
+    MbxVf::new(&vf).bring_up();
+    // Rings at the very top of the IOVA space, huge lengths, heads past the end.
+    for q in 0..4 {
+        bar.write32(rxq(q, RDBAL), 0xFFFF_FFF0);
+        bar.write32(rxq(q, RDBAH), 0xFFFF_FFFF);
+        bar.write32(rxq(q, RDLEN), 0xFFFF_FF80);
+        bar.write32(rxq(q, RDT), 5);
+        bar.write32(rxq(q, RXDCTL), DCTL_ENABLE);
+        bar.write32(txq(q, TDBAL), 0xFFFF_FFF0);
+        bar.write32(txq(q, TDBAH), 0xFFFF_FFFF);
+        bar.write32(txq(q, TDLEN), 0x80);
+        bar.write32(txq(q, TDH), 100);
+        bar.write32(txq(q, TDT), 3);
+        bar.write32(txq(q, TXDCTL), DCTL_ENABLE);
+    }
+    bar.write32(txq(0, TDH), 0);
+    // Unaligned and out-of-range BAR accesses are ignored / read 0.
+    bar.write32(0x4000, 1);
+    bar.write32(0x1001, 1);
+    assert_eq!(bar.read32(0x4000), 0);
+    assert_eq!(bar.read32(0x1003), 0);
+    for len in [0usize, 1, 13, 14, 64] {
+        nic.inject(&vec![0xAB; len]);
+    }
+    nic.inject(&udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 64));
+    nic.step();
+    let mut feeder = nic.feeder(0, 0, &udp_frame(vf_mac(0), [2; 6], 64));
+    assert_eq!(feeder.fill(), 0);
+    assert_eq!(nic.stats().rx_delivered, 0);
+    assert!(nic.take_egress().is_empty());
 }

@@ -23,6 +23,7 @@ pub mod dma;
 mod error;
 pub mod irq;
 pub mod kernel;
+pub mod user;
 
 pub use dma::{DmaOptions, DmaRegion, HugePages, PageKind};
 pub use error::Error;

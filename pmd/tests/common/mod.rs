@@ -22,6 +22,9 @@ pub fn cfg() -> Config {
         rx_ring_size: 64,
         tx_ring_size: 64,
         pool_buffers: Some(2048),
+        // One queue pair: with more, the model spreads frames over the queues by RSS
+        // (VFPSRTYPE.RQPL), as the NIC does. Multi-queue tests override this.
+        max_queues: Some(1),
         huge_pages: floodgate_vfio::HugePages::Never,
         timeouts: Timeouts::fast(),
         ..Default::default()

@@ -1,0 +1,296 @@
+//! Prometheus text metrics on a loopback socket.
+//!
+//! The filter loop publishes a snapshot every stats interval ([`Metrics::publish`]); a small
+//! thread answers `GET /metrics` with the last snapshot. Nothing on the hot path touches it.
+
+use crate::stats::Counters;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Per-rule counters as published.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleSnapshot {
+    /// Rule name (`default` for the default action).
+    pub name: String,
+    /// Frames that matched.
+    pub hits: u64,
+    /// Frames the rule passed.
+    pub passed: u64,
+    /// Frames the rule dropped.
+    pub dropped: u64,
+    /// Frames dropped over a rate limit.
+    pub rate_limited: u64,
+}
+
+/// What the endpoint serves.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Loop counters (summed over workers).
+    pub counters: Counters,
+    /// Per-rule counters, in rule order, then the default action.
+    pub rules: Vec<RuleSnapshot>,
+    /// VF PF-reset recoveries.
+    pub pf_resets: u64,
+    /// Successful config reloads.
+    pub reloads: u64,
+    /// Rejected config reloads (old rules kept).
+    pub reload_errors: u64,
+}
+
+/// Shared metrics state.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    snap: Mutex<Snapshot>,
+}
+
+impl Metrics {
+    /// Replaces the published snapshot.
+    pub fn publish(&self, s: Snapshot) {
+        *self.snap.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    /// Renders the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let s = self.snap.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        render(&s)
+    }
+}
+
+fn esc(name: &str) -> String {
+    name.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders a snapshot.
+pub fn render(s: &Snapshot) -> String {
+    let c = &s.counters;
+    let mut o = String::with_capacity(2048);
+    let mut counter = |name: &str, help: &str, v: u64| {
+        let _ = writeln!(o, "# HELP floodgate_{name} {help}");
+        let _ = writeln!(o, "# TYPE floodgate_{name} counter");
+        let _ = writeln!(o, "floodgate_{name} {v}");
+    };
+    counter(
+        "rx_packets_total",
+        "Packets taken from the VF RX rings.",
+        c.rx_packets,
+    );
+    counter(
+        "rx_bytes_total",
+        "Bytes taken from the VF RX rings.",
+        c.rx_bytes,
+    );
+    counter(
+        "dropped_packets_total",
+        "Packets dropped by the rules.",
+        c.dropped,
+    );
+    counter(
+        "passed_packets_total",
+        "Packets passed by the rules.",
+        c.passed,
+    );
+    counter(
+        "tap_packets_total",
+        "Passed packets written to the TAP.",
+        c.tap,
+    );
+    counter(
+        "tap_refused_packets_total",
+        "Passed packets the TAP pushed back (counted, not sent).",
+        c.tap_dropped,
+    );
+    counter(
+        "error_packets_total",
+        "Bad descriptors and frames dropped by the driver.",
+        c.errors,
+    );
+    counter(
+        "pf_resets_total",
+        "PF resets the VF recovered from.",
+        s.pf_resets,
+    );
+    counter(
+        "config_reloads_total",
+        "Accepted configuration reloads.",
+        s.reloads,
+    );
+    counter(
+        "config_reload_errors_total",
+        "Rejected configuration reloads (old rules kept).",
+        s.reload_errors,
+    );
+    let _ = writeln!(
+        o,
+        "# HELP floodgate_rule_hits_total Frames matched per rule."
+    );
+    let _ = writeln!(o, "# TYPE floodgate_rule_hits_total counter");
+    for r in &s.rules {
+        let _ = writeln!(
+            o,
+            "floodgate_rule_hits_total{{rule=\"{}\"}} {}",
+            esc(&r.name),
+            r.hits
+        );
+    }
+    for (metric, help, get) in [
+        (
+            "rule_passed_total",
+            "Frames passed per rule.",
+            (|r: &RuleSnapshot| r.passed) as fn(&RuleSnapshot) -> u64,
+        ),
+        (
+            "rule_dropped_total",
+            "Frames dropped per rule.",
+            |r: &RuleSnapshot| r.dropped,
+        ),
+        (
+            "rule_rate_limited_total",
+            "Frames dropped over a rate limit per rule.",
+            |r: &RuleSnapshot| r.rate_limited,
+        ),
+    ] {
+        let _ = writeln!(o, "# HELP floodgate_{metric} {help}");
+        let _ = writeln!(o, "# TYPE floodgate_{metric} counter");
+        for r in &s.rules {
+            let _ = writeln!(
+                o,
+                "floodgate_{metric}{{rule=\"{}\"}} {}",
+                esc(&r.name),
+                get(r)
+            );
+        }
+    }
+    o
+}
+
+/// A running metrics endpoint; stops when dropped.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Listens on `addr` and serves `metrics`. Binding errors say which address and why.
+    pub fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<MetricsServer> {
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("metrics endpoint on {addr}: {e}"))
+        })?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            log::warn!("metrics endpoint listens on {addr}, which is not loopback");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("floodgate-metrics".into())
+            .spawn(move || {
+                while !s2.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => serve(stream, &metrics),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(50))
+                        }
+                        Err(e) => {
+                            log::warn!("metrics endpoint: accept failed: {e}");
+                            std::thread::sleep(Duration::from_millis(200))
+                        }
+                    }
+                }
+            })?;
+        log::info!("metrics on http://{addr}/metrics");
+        Ok(MetricsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(mut stream: TcpStream, metrics: &Metrics) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut req = [0u8; 1024];
+    let n = stream.read(&mut req).unwrap_or(0);
+    let line = String::from_utf8_lossy(&req[..n]);
+    let (status, body) = if line.starts_with("GET /metrics") || line.starts_with("GET / ") {
+        ("200 OK", metrics.render())
+    } else {
+        ("404 Not Found", "try GET /metrics\n".to_string())
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_counters_and_rules_over_http() {
+        let m = Arc::new(Metrics::default());
+        m.publish(Snapshot {
+            counters: Counters {
+                rx_packets: 10,
+                dropped: 7,
+                passed: 3,
+                tap: 3,
+                ..Default::default()
+            },
+            rules: vec![RuleSnapshot {
+                name: "dns \"flood\"".into(),
+                hits: 7,
+                dropped: 7,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), m.clone()).unwrap();
+        let mut s = TcpStream::connect(srv.addr()).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.0 200 OK"), "{body}");
+        assert!(body.contains("floodgate_rx_packets_total 10\n"));
+        assert!(body.contains("floodgate_dropped_packets_total 7\n"));
+        assert!(body.contains("floodgate_rule_hits_total{rule=\"dns \\\"flood\\\"\"} 7\n"));
+        let mut s = TcpStream::connect(srv.addr()).unwrap();
+        s.write_all(b"GET /nope HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.0 404"));
+    }
+
+    #[test]
+    fn bind_error_names_the_address() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let e = MetricsServer::start(addr, Arc::new(Metrics::default())).unwrap_err();
+        assert!(e.to_string().contains(&addr.to_string()), "{e}");
+    }
+}

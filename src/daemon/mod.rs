@@ -1,0 +1,9 @@
+//! The daemon's runtime: the filter loop and the commands built on it.
+
+mod commands;
+pub mod demo;
+pub mod filterloop;
+pub mod metrics;
+pub mod runloop;
+
+pub use commands::{describe_config, rules_test, RulesTestTotals};

@@ -1,0 +1,200 @@
+//! The daemon's main loop around a [`FilterLoop`]: per-interval stats line and metrics,
+//! VF maintenance (PF reset recovery, link), hot reload of the rules, and a draining stop.
+
+use crate::daemon::filterloop::{FilterLoop, PassSink};
+use crate::daemon::metrics::{Metrics, RuleSnapshot, Snapshot};
+use crate::filter::RuleSet;
+use crate::stats::{progress_line, Counters};
+use floodgate_vfio::Device;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Produces a new rule set on reload, or the reason the new config was rejected.
+pub type Reloader = Box<dyn FnMut() -> Result<RuleSet, String>>;
+
+/// How the loop is steered from outside.
+pub struct LoopControl {
+    /// Set (by SIGINT/SIGTERM or the caller) to stop: the loop drains the rings and returns.
+    pub stop: Arc<AtomicBool>,
+    /// Set (by SIGHUP) to reload the rules through `reloader`.
+    pub reload: Arc<AtomicBool>,
+    /// Stop at this time (the demo's `--seconds`).
+    pub deadline: Option<Instant>,
+    /// Stats interval.
+    pub interval: Duration,
+    /// Print the per-interval line on stderr.
+    pub progress: bool,
+    /// Publish snapshots here (Prometheus endpoint).
+    pub metrics: Option<Arc<Metrics>>,
+    /// Builds the new rules on reload.
+    pub reloader: Option<Reloader>,
+    /// Called once the deadline or stop flag is seen, before draining (the demo stops its
+    /// traffic generator here, so the drain really empties the rings).
+    pub before_drain: Option<Box<dyn FnOnce()>>,
+}
+
+impl LoopControl {
+    /// A control with no deadline, a 1 s interval, no metrics and no reload.
+    pub fn new() -> LoopControl {
+        LoopControl {
+            stop: Arc::new(AtomicBool::new(false)),
+            reload: Arc::new(AtomicBool::new(false)),
+            deadline: None,
+            interval: Duration::from_secs(1),
+            progress: false,
+            metrics: None,
+            reloader: None,
+            before_drain: None,
+        }
+    }
+}
+
+impl Default for LoopControl {
+    fn default() -> Self {
+        LoopControl::new()
+    }
+}
+
+/// What the loop did.
+#[derive(Debug, Clone, Default)]
+pub struct LoopReport {
+    /// Final counters (after the drain: nothing in flight).
+    pub counters: Counters,
+    /// Accepted reloads.
+    pub reloads: u64,
+    /// Rejected reloads (the old rules kept running).
+    pub reload_errors: u64,
+    /// PF resets the VF recovered from.
+    pub pf_resets: u64,
+    /// Wall time from start to the stop request.
+    pub elapsed: Duration,
+}
+
+fn snapshot<D: Device, S: PassSink>(
+    fl: &mut FilterLoop<D, S>,
+    reloads: u64,
+    reload_errors: u64,
+    pf_resets: u64,
+) -> Snapshot {
+    let rules = fl.rules();
+    let c = rules.counters();
+    let mut rs: Vec<RuleSnapshot> = rules
+        .rules()
+        .iter()
+        .zip(c.rules.iter())
+        .map(|(r, rc)| RuleSnapshot {
+            name: r.name.clone(),
+            hits: rc.hits,
+            passed: rc.passed,
+            dropped: rc.dropped,
+            rate_limited: rc.rate_limited,
+        })
+        .collect();
+    rs.push(RuleSnapshot {
+        name: "default".into(),
+        hits: c.default.hits,
+        passed: c.default.passed,
+        dropped: c.default.dropped,
+        rate_limited: c.default.rate_limited,
+    });
+    Snapshot {
+        counters: fl.counters(),
+        rules: rs,
+        pf_resets,
+        reloads,
+        reload_errors,
+    }
+}
+
+/// Runs until `ctl.stop` is set or the deadline passes, then drains the rings.
+///
+/// A reload swaps the rule set between two bursts: every packet of a burst is judged by exactly
+/// one rule set, so none is lost or counted twice. A rejected config is logged and the old rules
+/// keep running.
+pub fn run_loop<D: Device, S: PassSink>(
+    fl: &mut FilterLoop<D, S>,
+    ctl: &mut LoopControl,
+) -> Result<LoopReport, floodgate_pmd::Error> {
+    let start = Instant::now();
+    let mut rep = LoopReport::default();
+    let mut last_tick = start;
+    let mut last = fl.counters();
+    let mut iter: u32 = 0;
+    // The rules' clock (rate limiters) is refreshed every 32 polls: a few microseconds of
+    // granularity, and no clock read per burst.
+    let mut now_ns = 0u64;
+    loop {
+        if iter.is_multiple_of(32) {
+            now_ns = start.elapsed().as_nanos() as u64;
+        }
+        fl.poll(now_ns);
+        iter = iter.wrapping_add(1);
+        if !iter.is_multiple_of(256) {
+            continue;
+        }
+        if ctl.reload.swap(false, Ordering::AcqRel) {
+            match ctl.reloader.as_mut().map(|f| f()) {
+                Some(Ok(rules)) => {
+                    fl.replace_rules(rules);
+                    rep.reloads += 1;
+                    log::info!("reloaded rules ({} rules)", fl.rules().rules().len());
+                }
+                Some(Err(e)) => {
+                    rep.reload_errors += 1;
+                    log::error!("reload rejected, old rules keep running: {e}");
+                }
+                None => log::warn!("reload requested but this run has no config file"),
+            }
+        }
+        let now = Instant::now();
+        if now.duration_since(last_tick) >= ctl.interval {
+            fl.sync_driver_errors();
+            let m = fl.vf().maintain()?;
+            if m.reinitialised {
+                rep.pf_resets += 1;
+                log::warn!("PF reset: VF and queues re-initialised");
+            }
+            if let Some(l) = m.link_changed {
+                log::info!("link changed: {l:?}");
+            }
+            let c = fl.counters();
+            if ctl.progress {
+                eprintln!(
+                    "{}",
+                    progress_line(&c.since(&last), now.duration_since(last_tick))
+                );
+            }
+            if let Some(metrics) = &ctl.metrics {
+                metrics.publish(snapshot(fl, rep.reloads, rep.reload_errors, rep.pf_resets));
+            }
+            last = c;
+            last_tick = now;
+        }
+        let deadline_passed = ctl.deadline.is_some_and(|d| now >= d);
+        if deadline_passed || ctl.stop.load(Ordering::Acquire) {
+            break;
+        }
+    }
+    rep.elapsed = start.elapsed();
+    if let Some(f) = ctl.before_drain.take() {
+        f();
+    }
+    // Drain: keep polling until the rings stay empty for a while (100 polls, 10 ms apart at
+    // most), so no received packet is left without a verdict.
+    let mut idle = 0;
+    while idle < 100 {
+        if fl.poll(start.elapsed().as_nanos() as u64) == 0 {
+            idle += 1;
+            std::thread::sleep(Duration::from_micros(100));
+        } else {
+            idle = 0;
+        }
+    }
+    fl.sync_driver_errors();
+    rep.counters = fl.counters();
+    if let Some(metrics) = &ctl.metrics {
+        metrics.publish(snapshot(fl, rep.reloads, rep.reload_errors, rep.pf_resets));
+    }
+    Ok(rep)
+}

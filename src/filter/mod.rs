@@ -1,0 +1,566 @@
+//! The rules engine: ordered rules over raw Ethernet frames, with per-rule hit counters.
+//!
+//! A [`RuleSet`] is owned by one thread (a worker) and classifies frames with
+//! [`RuleSet::classify`]; counters are plain integers. To run several workers, give each its own
+//! copy with [`RuleSet::fork`] (fresh counters and rate-limit tables, shared compiled programs
+//! and sample files) and add their [`Counters`] together with [`Counters::merge`].
+//!
+//! Rules are tried in order. A rule matches when all of its [`Matcher`]s match (a rule without
+//! matchers matches everything). The first matching rule whose action is terminal decides:
+//!
+//! - [`Action::Drop`] and [`Action::Pass`] decide directly;
+//! - [`Action::RateLimit`] passes the packet while its key's token bucket has tokens and drops it
+//!   otherwise (counted as `rate_limited` under the rule);
+//! - [`Action::Sample`] is not terminal: it writes one in `every` matching frames to a rotating
+//!   pcap file and evaluation continues with the next rule.
+//!
+//! When no terminal rule matches, the default decision applies.
+//!
+//! ```
+//! use floodgate::filter::{Action, Decision, Matcher, Proto, ProtoSet, PortSet, Rule, RuleSet};
+//! let rules = vec![Rule::new(
+//!     "drop-dns",
+//!     vec![
+//!         Matcher::Proto(ProtoSet::new(&[Proto::Udp])),
+//!         Matcher::DstPort(PortSet::new(&[(53, 53)])),
+//!     ],
+//!     Action::Drop,
+//! )];
+//! let mut rs = RuleSet::new(rules, Decision::Pass);
+//! let mut frame = [0u8; 60];
+//! frame[12..14].copy_from_slice(&[0x08, 0x00]); // IPv4
+//! frame[14] = 0x45;
+//! frame[23] = 17; // UDP
+//! frame[36..38].copy_from_slice(&53u16.to_be_bytes());
+//! let v = rs.classify(&frame, 0);
+//! assert_eq!(v.action, Decision::Drop);
+//! assert_eq!(v.rule_index, Some(0));
+//! assert_eq!(rs.counters().rules[0].hits, 1);
+//! ```
+
+mod matcher;
+pub mod parse;
+mod pcaptest;
+
+use std::sync::{Arc, Mutex};
+
+pub use matcher::{
+    parse_port_range, ByteMatch, Cidr, CidrSet, Layer, Matcher, PortSet, Proto, ProtoSet,
+};
+pub use parse::{Parsed, L3};
+pub use pcaptest::{run_pcap, test_pcap, PacketVerdict, PcapTestError, PcapTestReport};
+
+use crate::pcapfile::{RotatingPcapWriter, RotationPolicy};
+use crate::ratelimit::TokenBucketTable;
+
+/// Time stamps handed to the engine: nanoseconds since the Unix epoch (the rate limiter only
+/// uses differences and tolerates a clock that steps back; sampled frames are written with this
+/// time).
+pub type Timestamp = u64;
+
+/// What happens to a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Let it through (reinject).
+    Pass,
+    /// Drop it.
+    Drop,
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Decision::Pass => "pass",
+            Decision::Drop => "drop",
+        })
+    }
+}
+
+/// The result of classifying one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// Pass or drop.
+    pub action: Decision,
+    /// Index of the deciding rule, `None` for the default action.
+    pub rule_index: Option<u32>,
+    /// `true` when a rate-limit rule dropped the frame because its bucket was empty.
+    pub rate_limited: bool,
+}
+
+/// What a rate limit is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateKey {
+    /// The source address cut to a prefix: `v4_prefix` bits for IPv4 (32 = per host, 24 = per
+    /// /24) and `v6_prefix` bits for IPv6.
+    Source {
+        /// IPv4 prefix length, 0..=32.
+        v4_prefix: u8,
+        /// IPv6 prefix length, 0..=128.
+        v6_prefix: u8,
+    },
+    /// The flow: protocol, addresses and ports (non-first fragments share the flow of their
+    /// addresses and protocol).
+    Flow,
+}
+
+impl RateKey {
+    #[inline]
+    fn key(&self, p: &Parsed) -> u64 {
+        match (*self, p.l3) {
+            (_, L3::None) => 0,
+            (RateKey::Source { v4_prefix, .. }, L3::V4 { src, .. }) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(v4_prefix.min(32)))
+                    .unwrap_or(0);
+                (1 << 40) | u64::from(src & mask)
+            }
+            (RateKey::Source { v6_prefix, .. }, L3::V6 { src, .. }) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(v6_prefix.min(128)))
+                    .unwrap_or(0);
+                fold128(src & mask) ^ (2 << 60)
+            }
+            (RateKey::Flow, l3) => {
+                let (a, b) = match l3 {
+                    L3::V4 { src, dst } => (u128::from(src), u128::from(dst)),
+                    L3::V6 { src, dst } => (src, dst),
+                    L3::None => (0, 0),
+                };
+                let (sp, dp) = p.ports.unwrap_or((0, 0));
+                let ports = (u64::from(sp) << 16) | u64::from(dp) | (u64::from(p.proto) << 32);
+                fold128(a).rotate_left(21) ^ fold128(b).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ports
+            }
+        }
+    }
+}
+
+#[inline]
+fn fold128(v: u128) -> u64 {
+    ((v >> 64) as u64).wrapping_mul(0xff51_afd7_ed55_8ccd) ^ (v as u64)
+}
+
+/// Parameters of a rate-limit action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Packets per second allowed per key.
+    pub rate_pps: u64,
+    /// Bucket depth in packets.
+    pub burst: u64,
+    /// What the buckets are keyed by.
+    pub key: RateKey,
+    /// Number of keys the bounded table holds (rounded up to a power of two).
+    pub table_size: usize,
+}
+
+/// Parameters of a sample action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// Write one in `every` matching frames (the first one included).
+    pub every: u64,
+    /// Where and how big the pcap files get.
+    pub policy: RotationPolicy,
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Drop the frame.
+    Drop,
+    /// Pass the frame.
+    Pass,
+    /// Pass within the rate, drop above it.
+    RateLimit(RateLimit),
+    /// Record a sample and go on with the next rule.
+    Sample(Sample),
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Drop => f.write_str("drop"),
+            Action::Pass => f.write_str("pass"),
+            Action::RateLimit(r) => {
+                let key = match r.key {
+                    RateKey::Flow => "flow".to_string(),
+                    RateKey::Source {
+                        v4_prefix,
+                        v6_prefix,
+                    } => format!("source /{v4_prefix} (IPv6 /{v6_prefix})"),
+                };
+                write!(
+                    f,
+                    "rate-limit {} pps, burst {}, per {key}, table {}",
+                    r.rate_pps, r.burst, r.table_size
+                )
+            }
+            Action::Sample(s) => write!(
+                f,
+                "sample 1 in {} to {} (rotate at {} bytes, keep {} files)",
+                s.every,
+                s.policy.path.display(),
+                s.policy.max_bytes,
+                s.policy.max_files
+            ),
+        }
+    }
+}
+
+/// One rule: a name, the matchers that must all match, and an action.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Name used in counters, logs and metrics.
+    pub name: String,
+    /// Conditions, all of which must hold.
+    pub matchers: Vec<Matcher>,
+    /// What to do on a match.
+    pub action: Action,
+    /// Human-readable summary of the matchers (for `check-config`); may be empty.
+    pub summary: String,
+}
+
+impl Rule {
+    /// Builds a rule.
+    pub fn new(name: impl Into<String>, matchers: Vec<Matcher>, action: Action) -> Self {
+        Rule {
+            name: name.into(),
+            matchers,
+            action,
+            summary: String::new(),
+        }
+    }
+}
+
+/// Counters of one rule (or of the default action).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleCounters {
+    /// Frames that matched the rule.
+    pub hits: u64,
+    /// Wire bytes of those frames.
+    pub bytes: u64,
+    /// Frames this rule passed.
+    pub passed: u64,
+    /// Frames this rule dropped (rate-limited ones included).
+    pub dropped: u64,
+    /// Frames dropped because a rate limit was exceeded.
+    pub rate_limited: u64,
+    /// Frames written to the sample file.
+    pub sampled: u64,
+    /// Samples that could not be written (I/O errors).
+    pub sample_errors: u64,
+}
+
+impl RuleCounters {
+    fn add(&mut self, o: &RuleCounters) {
+        self.hits += o.hits;
+        self.bytes += o.bytes;
+        self.passed += o.passed;
+        self.dropped += o.dropped;
+        self.rate_limited += o.rate_limited;
+        self.sampled += o.sampled;
+        self.sample_errors += o.sample_errors;
+    }
+}
+
+/// All counters of a rule set. Every classified frame is counted once in `packets` and once as
+/// passed or dropped, by exactly one rule or the default:
+/// `packets = Σ passed + Σ dropped` (rules and default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames classified.
+    pub packets: u64,
+    /// Per rule, in rule order.
+    pub rules: Vec<RuleCounters>,
+    /// Frames decided by the default action.
+    pub default: RuleCounters,
+}
+
+impl Counters {
+    /// Adds `other` (from another worker's copy of the same rule set) into `self`. Rules are
+    /// matched by index; `self` grows if `other` has more rules.
+    pub fn merge(&mut self, other: &Counters) {
+        self.packets += other.packets;
+        if self.rules.len() < other.rules.len() {
+            self.rules
+                .resize(other.rules.len(), RuleCounters::default());
+        }
+        for (a, b) in self.rules.iter_mut().zip(&other.rules) {
+            a.add(b);
+        }
+        self.default.add(&other.default);
+    }
+
+    /// Frames passed in total.
+    pub fn passed(&self) -> u64 {
+        self.default.passed + self.rules.iter().map(|r| r.passed).sum::<u64>()
+    }
+
+    /// Frames dropped in total.
+    pub fn dropped(&self) -> u64 {
+        self.default.dropped + self.rules.iter().map(|r| r.dropped).sum::<u64>()
+    }
+}
+
+type Sink = Arc<Mutex<RotatingPcapWriter>>;
+
+#[derive(Debug)]
+enum Kind {
+    Drop,
+    Pass,
+    RateLimit {
+        table: TokenBucketTable,
+        key: RateKey,
+    },
+    Sample {
+        every: u64,
+        seen: u64,
+        sink: Sink,
+    },
+}
+
+#[derive(Debug)]
+struct Compiled {
+    matchers: Box<[Matcher]>,
+    kind: Kind,
+}
+
+/// An ordered set of rules with their counters, owned by one worker. See the
+/// [module documentation](self).
+#[derive(Debug)]
+pub struct RuleSet {
+    compiled: Vec<Compiled>,
+    rules: Arc<[Rule]>,
+    default: Decision,
+    needs_parse: bool,
+    counters: Counters,
+}
+
+fn compile(rule: &Rule, sinks: Option<&[Option<Sink>]>, i: usize) -> Compiled {
+    let mut matchers = rule.matchers.clone();
+    matchers.sort_by_key(Matcher::cost);
+    let kind = match &rule.action {
+        Action::Drop => Kind::Drop,
+        Action::Pass => Kind::Pass,
+        Action::RateLimit(r) => Kind::RateLimit {
+            table: TokenBucketTable::new(r.rate_pps, r.burst, r.table_size),
+            key: r.key,
+        },
+        Action::Sample(s) => Kind::Sample {
+            every: s.every.max(1),
+            seen: 0,
+            sink: sinks
+                .and_then(|s| s.get(i).cloned().flatten())
+                .unwrap_or_else(|| Arc::new(Mutex::new(RotatingPcapWriter::new(s.policy.clone())))),
+        },
+    };
+    Compiled {
+        matchers: matchers.into_boxed_slice(),
+        kind,
+    }
+}
+
+impl RuleSet {
+    /// Builds a rule set. Sample files are created lazily, on the first sample.
+    pub fn new(rules: Vec<Rule>, default: Decision) -> RuleSet {
+        Self::build(rules.into(), default, None)
+    }
+
+    fn build(rules: Arc<[Rule]>, default: Decision, sinks: Option<&[Option<Sink>]>) -> RuleSet {
+        let compiled: Vec<Compiled> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| compile(r, sinks, i))
+            .collect();
+        let needs_parse = rules.iter().any(|r| {
+            r.matchers.iter().any(Matcher::needs_parse) || matches!(r.action, Action::RateLimit(_))
+        });
+        let n = rules.len();
+        RuleSet {
+            compiled,
+            rules,
+            default,
+            needs_parse,
+            counters: Counters {
+                packets: 0,
+                rules: vec![RuleCounters::default(); n],
+                default: RuleCounters::default(),
+            },
+        }
+    }
+
+    /// A copy for another worker: same rules, compiled programs and sample files; zeroed
+    /// counters and empty rate-limit tables (each worker limits the keys it sees, so steer or
+    /// hash traffic so that one key lands on one worker).
+    pub fn fork(&self) -> RuleSet {
+        let sinks: Vec<Option<Sink>> = self
+            .compiled
+            .iter()
+            .map(|c| match &c.kind {
+                Kind::Sample { sink, .. } => Some(sink.clone()),
+                _ => None,
+            })
+            .collect();
+        Self::build(self.rules.clone(), self.default, Some(&sinks))
+    }
+
+    /// The rules, in order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The default decision.
+    pub fn default_action(&self) -> Decision {
+        self.default
+    }
+
+    /// The counters of this copy.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Returns the counters and resets them to zero (for periodic publication by a worker).
+    pub fn take_counters(&mut self) -> Counters {
+        let n = self.counters.rules.len();
+        std::mem::replace(
+            &mut self.counters,
+            Counters {
+                packets: 0,
+                rules: vec![RuleCounters::default(); n],
+                default: RuleCounters::default(),
+            },
+        )
+    }
+
+    /// Copies the counters of `old`'s rules into rules of the same name here (for a hot reload
+    /// that should keep the per-rule totals); returns how many rules were carried over. The
+    /// default action's counters and the packet total are carried over as well.
+    pub fn adopt_counters(&mut self, old: &RuleSet) -> usize {
+        let mut n = 0;
+        for (i, r) in self.rules.iter().enumerate() {
+            if let Some(j) = old.rules.iter().position(|o| o.name == r.name) {
+                self.counters.rules[i].add(&old.counters.rules[j]);
+                n += 1;
+            }
+        }
+        self.counters.default.add(&old.counters.default);
+        self.counters.packets += old.counters.packets;
+        n
+    }
+
+    /// Flushes buffered sample records to their files.
+    pub fn flush_samples(&self) -> std::io::Result<()> {
+        for c in &self.compiled {
+            if let Kind::Sample { sink, .. } = &c.kind {
+                sink.lock().unwrap_or_else(|p| p.into_inner()).flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Classifies a complete frame; see [`RuleSet::classify_wire`].
+    #[inline]
+    pub fn classify(&mut self, frame: &[u8], now: Timestamp) -> Verdict {
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        self.classify_wire(frame, len, now)
+    }
+
+    /// Classifies `frame` (possibly truncated from `wire_len` bytes on the wire) at time `now`,
+    /// updating the counters. Never allocates, except to create a sample file on first use.
+    #[inline]
+    pub fn classify_wire(&mut self, frame: &[u8], wire_len: u32, now: Timestamp) -> Verdict {
+        self.counters.packets += 1;
+        let parsed = if self.needs_parse {
+            Parsed::parse(frame)
+        } else {
+            Parsed {
+                l3_off: 14,
+                l4_off: None,
+                l3: L3::None,
+                proto: 0,
+                ports: None,
+            }
+        };
+        for (i, (rule, c)) in self
+            .compiled
+            .iter_mut()
+            .zip(self.counters.rules.iter_mut())
+            .enumerate()
+        {
+            if !rule
+                .matchers
+                .iter()
+                .all(|m| m.matches(frame, wire_len, &parsed))
+            {
+                continue;
+            }
+            c.hits += 1;
+            c.bytes += u64::from(wire_len);
+            let rule_index = Some(i as u32);
+            match &mut rule.kind {
+                Kind::Drop => {
+                    c.dropped += 1;
+                    return Verdict {
+                        action: Decision::Drop,
+                        rule_index,
+                        rate_limited: false,
+                    };
+                }
+                Kind::Pass => {
+                    c.passed += 1;
+                    return Verdict {
+                        action: Decision::Pass,
+                        rule_index,
+                        rate_limited: false,
+                    };
+                }
+                Kind::RateLimit { table, key } => {
+                    return if table.allow(key.key(&parsed), now) {
+                        c.passed += 1;
+                        Verdict {
+                            action: Decision::Pass,
+                            rule_index,
+                            rate_limited: false,
+                        }
+                    } else {
+                        c.dropped += 1;
+                        c.rate_limited += 1;
+                        Verdict {
+                            action: Decision::Drop,
+                            rule_index,
+                            rate_limited: true,
+                        }
+                    };
+                }
+                Kind::Sample { every, seen, sink } => {
+                    if *seen % *every == 0 {
+                        let mut w = sink.lock().unwrap_or_else(|p| p.into_inner());
+                        match w.write_frame(now, frame) {
+                            Ok(()) => c.sampled += 1,
+                            Err(e) => {
+                                if c.sample_errors == 0 {
+                                    log::warn!(
+                                        "rule {i}: cannot write sample to {}: {e}",
+                                        w.policy().path.display()
+                                    );
+                                }
+                                c.sample_errors += 1;
+                            }
+                        }
+                    }
+                    *seen = seen.wrapping_add(1);
+                }
+            }
+        }
+        let c = &mut self.counters.default;
+        c.hits += 1;
+        c.bytes += u64::from(wire_len);
+        match self.default {
+            Decision::Pass => c.passed += 1,
+            Decision::Drop => c.dropped += 1,
+        }
+        Verdict {
+            action: self.default,
+            rule_index: None,
+            rate_limited: false,
+        }
+    }
+}
