@@ -440,6 +440,13 @@ impl UringWriter {
         Ok(ring)
     }
 
+    /// Whether writes carry `RWF_NOWAIT` (a full TAP completes with `EAGAIN` at once). Turned
+    /// off, with a warning, on kernels whose TAP refuses it; writes then wait for room in
+    /// io_uring's worker threads.
+    pub fn uses_nowait(&self) -> bool {
+        self.nowait
+    }
+
     /// Whether the ring was given up after repeated `io_uring_enter` failures (writes then go
     /// through `write()`).
     pub fn is_broken(&self) -> bool {

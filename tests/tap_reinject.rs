@@ -180,6 +180,9 @@ fn roundtrip(method: Method) -> Result<(), String> {
     }
     let out = w.write_burst(&refs[160..]);
     total += out.written;
+    if let TapWriter::Uring(u) = &w {
+        println!("io_uring writes with RWF_NOWAIT: {}", u.uses_nowait());
+    }
     let st = w.stats();
     assert_eq!(st.written + st.pushed_back + st.errors, 200);
     assert_eq!(st.errors, 0, "{st:?}");
