@@ -354,3 +354,22 @@ fn errno_words() {
     assert!(explain_errno("eth0", libc::ENODEV, "x").contains("\"eth0\""));
     assert!(explain_errno("eth0", libc::EOPNOTSUPP, "x").contains("ethtool -K eth0 ntuple on"));
 }
+
+#[test]
+fn state_file_can_be_handed_to_the_unprivileged_user() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: plain syscall.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: chown needs root");
+        return;
+    }
+    let path = tmp_state("chown");
+    let mut s = Steering::new(SimBackend::standalone("sim0", 2046), Some(path.clone()));
+    s.install(&[dns([192, 0, 2, 1])]).unwrap();
+    s.chown_state(65534, 65534).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().uid(), 65534);
+    let dir = path.parent().unwrap();
+    assert_eq!(dir.file_name().unwrap(), "floodgate");
+    assert_eq!(std::fs::metadata(dir).unwrap().uid(), 65534);
+    s.remove_all().unwrap();
+}
