@@ -16,6 +16,7 @@ fn demo_drops_the_flood_passes_every_legit_query_and_accounts_for_every_packet()
         json: true,
         seed: 7,
         progress: false,
+        tap: None,
     })
     .expect("demo runs on the model");
     let c = s.counters;
@@ -60,6 +61,7 @@ fn demo_rejects_nonsense_duration() {
         json: false,
         seed: 1,
         progress: false,
+        tap: None,
     })
     .unwrap_err();
     assert!(e.to_string().contains("--seconds"), "{e}");

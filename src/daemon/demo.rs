@@ -7,8 +7,10 @@
 //! loop drives the VF through floodgate-pmd exactly as on a real card.
 
 use crate::daemon::filterloop::{FilterLoop, PassSink};
+use crate::daemon::run::TapSink;
 use crate::daemon::runloop::{run_loop, LoopControl};
 use crate::stats::Counters;
+use crate::tap::{Reinject, Tap, TapWriter};
 use anyhow::{bail, Context, Result};
 use floodgate_pmd::{IxgbeVf, Packet};
 use floodgate_sim::engine::{EngineConfig, FrameSource};
@@ -32,6 +34,8 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Print the per-second line.
     pub progress: bool,
+    /// Reinject survivors into this TAP (created if missing; needs root or CAP_NET_ADMIN).
+    pub tap: Option<String>,
 }
 
 /// Per-class counts of what the generator produced.
@@ -67,10 +71,16 @@ struct DemoSink {
     clients: Vec<[u8; 4]>,
     packets: u64,
     legit: u64,
+    /// With `--tap`: the real TAP the survivors are written to.
+    tap: Option<TapSink>,
 }
 
 impl PassSink for DemoSink {
     fn submit(&mut self, packets: &[Packet]) -> usize {
+        let accepted = match self.tap.as_mut() {
+            Some(t) => t.submit(packets),
+            None => packets.len(),
+        };
         for p in packets {
             self.packets += 1;
             let d = p.data();
@@ -82,7 +92,7 @@ impl PassSink for DemoSink {
                 }
             }
         }
-        packets.len()
+        accepted
     }
 }
 
@@ -230,10 +240,24 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     let counts = Arc::new(ClassCounts::default());
 
     let rules = cfg.filter.ruleset();
+    let tap = match &opts.tap {
+        Some(name) => {
+            let t = Tap::open(name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            t.set_up().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let w = TapWriter::new(t.into_fd(), cfg.device.burst as usize);
+            log::info!(
+                "demo: reinjecting survivors into TAP {name} ({:?})",
+                w.method()
+            );
+            Some(TapSink::new(w))
+        }
+        None => None,
+    };
     let sink = DemoSink {
         clients: clients.clone(),
         packets: 0,
         legit: 0,
+        tap,
     };
     let mut fl = FilterLoop::new(vf, rules, sink, cfg.device.burst as usize);
     log::info!("demo: VF 0 up, MAC {}", floodgate_pmd::fmt_mac(vf_mac));
