@@ -46,37 +46,178 @@ pub(crate) enum Op {
     RshX,
     Neg,
     Ja(u16),
-    JeqK { k: u32, t: u16, f: u16 },
-    JeqX { t: u16, f: u16 },
-    JgtK { k: u32, t: u16, f: u16 },
-    JgtX { t: u16, f: u16 },
-    JgeK { k: u32, t: u16, f: u16 },
-    JgeX { t: u16, f: u16 },
-    JsetK { k: u32, t: u16, f: u16 },
-    JsetX { t: u16, f: u16 },
+    JeqK {
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    JeqX {
+        t: u16,
+        f: u16,
+    },
+    JgtK {
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    JgtX {
+        t: u16,
+        f: u16,
+    },
+    JgeK {
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    JgeX {
+        t: u16,
+        f: u16,
+    },
+    JsetK {
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    JsetX {
+        t: u16,
+        f: u16,
+    },
     RetK(u32),
     RetA,
     Tax,
     Txa,
     // Fused "load then compare with a constant" pairs.
-    AbsHJeq { off: u32, k: u32, t: u16, f: u16 },
-    AbsBJeq { off: u32, k: u32, t: u16, f: u16 },
-    AbsWJeq { off: u32, k: u32, t: u16, f: u16 },
-    AbsHJset { off: u32, k: u32, t: u16, f: u16 },
-    AbsBJset { off: u32, k: u32, t: u16, f: u16 },
-    AbsHJgt { off: u32, k: u32, t: u16, f: u16 },
-    AbsHJge { off: u32, k: u32, t: u16, f: u16 },
-    IndHJeq { off: u32, k: u32, t: u16, f: u16 },
-    IndBJeq { off: u32, k: u32, t: u16, f: u16 },
-    IndHJgt { off: u32, k: u32, t: u16, f: u16 },
-    IndHJge { off: u32, k: u32, t: u16, f: u16 },
+    AbsHJeq {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsBJeq {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsWJeq {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsHJset {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsBJset {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsHJgt {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsHJge {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    IndHJeq {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    IndBJeq {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    IndHJgt {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    IndHJge {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AndJeq {
+        m: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    MshIndHJeq {
+        msh: u32,
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsWAndJeq {
+        off: u32,
+        m: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsHAndJeq {
+        off: u32,
+        m: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsBAndJeq {
+        off: u32,
+        m: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
 }
 
 /// Replaces each "load from the packet; conditional jump against a constant" pair with a fused
 /// operation at the load's index. The jump itself is kept, so jumps that land on it still work.
 pub(crate) fn fuse(ops: &mut [Op]) {
+    // Ascending order: position i is rewritten only after positions i+1 and i+2 were read in
+    // their original form.
     for i in 0..ops.len().saturating_sub(1) {
+        if let (Some(&a), Some(&Op::AndK(m)), Some(&Op::JeqK { k, t, f })) =
+            (ops.get(i), ops.get(i + 1), ops.get(i + 2))
+        {
+            let fused = match a {
+                Op::LdAbsW(off) => Some(Op::AbsWAndJeq { off, m, k, t, f }),
+                Op::LdAbsH(off) => Some(Op::AbsHAndJeq { off, m, k, t, f }),
+                Op::LdAbsB(off) => Some(Op::AbsBAndJeq { off, m, k, t, f }),
+                _ => None,
+            };
+            if let Some(op) = fused {
+                ops[i] = op;
+                continue;
+            }
+        }
+        // "ldxb 4*([k]&0xf); ldh [x+off]; jeq #k": the transport port test after an IPv4 header.
+        if let (Some(&Op::LdxMsh(msh)), Some(&Op::LdIndH(off)), Some(&Op::JeqK { k, t, f })) =
+            (ops.get(i), ops.get(i + 1), ops.get(i + 2))
+        {
+            ops[i] = Op::MshIndHJeq { msh, off, k, t, f };
+            continue;
+        }
         let fused = match (ops[i], ops[i + 1]) {
+            (Op::AndK(m), Op::JeqK { k, t, f }) => Op::AndJeq { m, k, t, f },
             (Op::LdAbsH(off), Op::JeqK { k, t, f }) => Op::AbsHJeq { off, k, t, f },
             (Op::LdAbsB(off), Op::JeqK { k, t, f }) => Op::AbsBJeq { off, k, t, f },
             (Op::LdAbsW(off), Op::JeqK { k, t, f }) => Op::AbsWJeq { off, k, t, f },
@@ -136,9 +277,17 @@ fn br(c: bool, t: u16, f: u16) -> usize {
     }
 }
 
-/// Runs validated `ops` over `p`. `wire_len` is what `BPF_LEN` loads.
+/// `true` when the program uses scratch memory.
+pub(crate) fn uses_mem(ops: &[Op]) -> bool {
+    ops.iter()
+        .any(|op| matches!(op, Op::St(_) | Op::Stx(_) | Op::LdMem(_) | Op::LdxMem(_)))
+}
+
+/// Runs validated `ops` over `p`. `wire_len` is what `BPF_LEN` loads. `MEM` must be `true`
+/// when the program uses scratch memory (see [`uses_mem`]); without it, memory operations end
+/// the program with 0 and the scratch array is optimised away.
 #[inline]
-pub(crate) fn run(ops: &[Op], p: &[u8], wire_len: u32) -> u32 {
+pub(crate) fn run<const MEM: bool>(ops: &[Op], p: &[u8], wire_len: u32) -> u32 {
     let mut a: u32 = 0;
     let mut x: u32 = 0;
     let mut mem = [0u32; super::MEM_WORDS];
@@ -201,6 +350,28 @@ pub(crate) fn run(ops: &[Op], p: &[u8], wire_len: u32) -> u32 {
             Op::LdIndB(k) => a = load!(ld_b(p, ind(x, k))),
             Op::LdImm(k) => a = k,
             Op::LdLen => a = wire_len,
+            Op::AndJeq { m, k, t, f } => {
+                a &= m;
+                pc = br(a == k, t, f);
+            }
+            Op::MshIndHJeq { msh, off, k, t, f } => {
+                x = (load!(ld_b(p, msh as usize)) & 0x0f) << 2;
+                a = load!(ld_h(p, ind(x, off)));
+                pc = br(a == k, t, f);
+            }
+            Op::AbsWAndJeq { off, m, k, t, f } => {
+                a = load!(ld_w(p, off as usize)) & m;
+                pc = br(a == k, t, f);
+            }
+            Op::AbsHAndJeq { off, m, k, t, f } => {
+                a = load!(ld_h(p, off as usize)) & m;
+                pc = br(a == k, t, f);
+            }
+            Op::AbsBAndJeq { off, m, k, t, f } => {
+                a = load!(ld_b(p, off as usize)) & m;
+                pc = br(a == k, t, f);
+            }
+            Op::LdMem(_) | Op::LdxMem(_) | Op::St(_) | Op::Stx(_) if !MEM => return 0,
             Op::LdMem(i) => a = mem[usize::from(i) & 15],
             Op::LdxImm(k) => x = k,
             Op::LdxLen => x = wire_len,
