@@ -825,14 +825,16 @@ fn ranges(
                     }
                 }
             }
-            other => return Err(ctx.err(
-                span,
-                c,
-                format!(
+            other => {
+                return Err(ctx.err(
+                    span,
+                    c,
+                    format!(
                     "{key}: expected a number, a \"LOW-HIGH\" string or a list of them, found {}",
                     other.type_str()
                 ),
-            )),
+                ))
+            }
         };
         out.push(r);
     }
@@ -1214,13 +1216,15 @@ fn rule(
                 },
             })
         }
-        other => return Err(ctx.err(
-            r.action.span(),
-            &c,
-            format!(
+        other => {
+            return Err(ctx.err(
+                r.action.span(),
+                &c,
+                format!(
                 "action = {other:?} is not one of \"drop\", \"pass\", \"rate-limit\", \"sample\""
             ),
-        )),
+            ))
+        }
     };
     let mut rule = Rule::new(name, matchers, action);
     rule.summary = if summary.is_empty() {
@@ -1386,14 +1390,16 @@ impl Config {
                             }
                             Some(addr)
                         }
-                        other => return Err(ctx.err(
-                            v.span(),
-                            "[stats]",
-                            format!(
+                        other => {
+                            return Err(ctx.err(
+                                v.span(),
+                                "[stats]",
+                                format!(
                                 "prometheus must be an \"address:port\" string or false, found {}",
                                 other.type_str()
                             ),
-                        )),
+                            ))
+                        }
                     },
                 };
                 StatsConfig {

@@ -9,6 +9,8 @@
 /// validator has checked to be inside the program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
+    // Keep this at 16 bytes (see the size test below): fused variants with three operands use
+    // 16-bit offsets.
     LdAbsW(u32),
     LdAbsH(u32),
     LdAbsB(u32),
@@ -160,28 +162,28 @@ pub(crate) enum Op {
         f: u16,
     },
     MshIndHJeq {
-        msh: u32,
-        off: u32,
+        msh: u16,
+        off: u16,
         k: u32,
         t: u16,
         f: u16,
     },
     AbsWAndJeq {
-        off: u32,
+        off: u16,
         m: u32,
         k: u32,
         t: u16,
         f: u16,
     },
     AbsHAndJeq {
-        off: u32,
+        off: u16,
         m: u32,
         k: u32,
         t: u16,
         f: u16,
     },
     AbsBAndJeq {
-        off: u32,
+        off: u16,
         m: u32,
         k: u32,
         t: u16,
@@ -198,10 +200,18 @@ pub(crate) fn fuse(ops: &mut [Op]) {
         if let (Some(&a), Some(&Op::AndK(m)), Some(&Op::JeqK { k, t, f })) =
             (ops.get(i), ops.get(i + 1), ops.get(i + 2))
         {
+            // Offsets above 65535 stay unfused (they only keep `Op` at 16 bytes; such loads
+            // are out of bounds for any frame we see anyway).
             let fused = match a {
-                Op::LdAbsW(off) => Some(Op::AbsWAndJeq { off, m, k, t, f }),
-                Op::LdAbsH(off) => Some(Op::AbsHAndJeq { off, m, k, t, f }),
-                Op::LdAbsB(off) => Some(Op::AbsBAndJeq { off, m, k, t, f }),
+                Op::LdAbsW(off) => u16::try_from(off)
+                    .ok()
+                    .map(|off| Op::AbsWAndJeq { off, m, k, t, f }),
+                Op::LdAbsH(off) => u16::try_from(off)
+                    .ok()
+                    .map(|off| Op::AbsHAndJeq { off, m, k, t, f }),
+                Op::LdAbsB(off) => u16::try_from(off)
+                    .ok()
+                    .map(|off| Op::AbsBAndJeq { off, m, k, t, f }),
                 _ => None,
             };
             if let Some(op) = fused {
@@ -213,8 +223,10 @@ pub(crate) fn fuse(ops: &mut [Op]) {
         if let (Some(&Op::LdxMsh(msh)), Some(&Op::LdIndH(off)), Some(&Op::JeqK { k, t, f })) =
             (ops.get(i), ops.get(i + 1), ops.get(i + 2))
         {
-            ops[i] = Op::MshIndHJeq { msh, off, k, t, f };
-            continue;
+            if let (Ok(msh), Ok(off)) = (u16::try_from(msh), u16::try_from(off)) {
+                ops[i] = Op::MshIndHJeq { msh, off, k, t, f };
+                continue;
+            }
         }
         let fused = match (ops[i], ops[i + 1]) {
             (Op::AndK(m), Op::JeqK { k, t, f }) => Op::AndJeq { m, k, t, f },
@@ -355,20 +367,20 @@ pub(crate) fn run<const MEM: bool>(ops: &[Op], p: &[u8], wire_len: u32) -> u32 {
                 pc = br(a == k, t, f);
             }
             Op::MshIndHJeq { msh, off, k, t, f } => {
-                x = (load!(ld_b(p, msh as usize)) & 0x0f) << 2;
-                a = load!(ld_h(p, ind(x, off)));
+                x = (load!(ld_b(p, usize::from(msh))) & 0x0f) << 2;
+                a = load!(ld_h(p, ind(x, u32::from(off))));
                 pc = br(a == k, t, f);
             }
             Op::AbsWAndJeq { off, m, k, t, f } => {
-                a = load!(ld_w(p, off as usize)) & m;
+                a = load!(ld_w(p, usize::from(off))) & m;
                 pc = br(a == k, t, f);
             }
             Op::AbsHAndJeq { off, m, k, t, f } => {
-                a = load!(ld_h(p, off as usize)) & m;
+                a = load!(ld_h(p, usize::from(off))) & m;
                 pc = br(a == k, t, f);
             }
             Op::AbsBAndJeq { off, m, k, t, f } => {
-                a = load!(ld_b(p, off as usize)) & m;
+                a = load!(ld_b(p, usize::from(off))) & m;
                 pc = br(a == k, t, f);
             }
             Op::LdMem(_) | Op::LdxMem(_) | Op::St(_) | Op::Stx(_) if !MEM => return 0,
@@ -414,5 +426,13 @@ pub(crate) fn run<const MEM: bool>(ops: &[Op], p: &[u8], wire_len: u32) -> u32 {
             Op::Tax => x = a,
             Op::Txa => a = x,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn op_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<super::Op>(), 16);
     }
 }
