@@ -183,7 +183,7 @@ proptest! {
 /// Sequences the interpreter fuses into one operation: a load, optionally an AND or an
 /// indexed load, then a conditional jump against a constant.
 fn fusable_block() -> impl Strategy<Value = Vec<RawInsn>> {
-    let first = proptest::sample::select(vec![0x20u16, 0x28, 0x30, 0x48, 0x50, 0xb1, 0x54]);
+    let first = proptest::sample::select(vec![0x20u16, 0x28, 0x30, 0x48, 0x50, 0xb1, 0x54, 0x01]);
     let middle = proptest::sample::select(vec![None, Some(0x54u16), Some(0x48)]);
     let jump = proptest::sample::select(vec![0x15u16, 0x25, 0x35, 0x45]);
     (

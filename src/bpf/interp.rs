@@ -155,6 +155,18 @@ pub(crate) enum Op {
         t: u16,
         f: u16,
     },
+    IndBJset {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    IndHJset {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
     AndJeq {
         m: u32,
         k: u32,
@@ -203,15 +215,21 @@ pub(crate) fn fuse(ops: &mut [Op]) {
             // Offsets above 65535 stay unfused (they only keep `Op` at 16 bytes; such loads
             // are out of bounds for any frame we see anyway).
             let fused = match a {
-                Op::LdAbsW(off) => u16::try_from(off)
-                    .ok()
-                    .map(|off| Op::AbsWAndJeq { off, m, k, t, f }),
-                Op::LdAbsH(off) => u16::try_from(off)
-                    .ok()
-                    .map(|off| Op::AbsHAndJeq { off, m, k, t, f }),
-                Op::LdAbsB(off) => u16::try_from(off)
-                    .ok()
-                    .map(|off| Op::AbsBAndJeq { off, m, k, t, f }),
+                Op::LdAbsW(off) => {
+                    u16::try_from(off)
+                        .ok()
+                        .map(|off| Op::AbsWAndJeq { off, m, k, t, f })
+                }
+                Op::LdAbsH(off) => {
+                    u16::try_from(off)
+                        .ok()
+                        .map(|off| Op::AbsHAndJeq { off, m, k, t, f })
+                }
+                Op::LdAbsB(off) => {
+                    u16::try_from(off)
+                        .ok()
+                        .map(|off| Op::AbsBAndJeq { off, m, k, t, f })
+                }
                 _ => None,
             };
             if let Some(op) = fused {
@@ -240,6 +258,8 @@ pub(crate) fn fuse(ops: &mut [Op]) {
             (Op::LdIndH(off), Op::JeqK { k, t, f }) => Op::IndHJeq { off, k, t, f },
             (Op::LdIndB(off), Op::JeqK { k, t, f }) => Op::IndBJeq { off, k, t, f },
             (Op::LdIndH(off), Op::JgtK { k, t, f }) => Op::IndHJgt { off, k, t, f },
+            (Op::LdIndB(off), Op::JsetK { k, t, f }) => Op::IndBJset { off, k, t, f },
+            (Op::LdIndH(off), Op::JsetK { k, t, f }) => Op::IndHJset { off, k, t, f },
             (Op::LdIndH(off), Op::JgeK { k, t, f }) => Op::IndHJge { off, k, t, f },
             _ => continue,
         };
@@ -271,11 +291,19 @@ fn ind(x: u32, k: u32) -> usize {
     (x as usize).saturating_add(k as usize)
 }
 
+/// The result of a program that loads past the end of the frame (or divides by zero): the
+/// rare path, kept out of the hot loop's layout.
+#[cold]
+#[inline(never)]
+fn no_match() -> u32 {
+    0
+}
+
 macro_rules! load {
     ($e:expr) => {
         match $e {
             Some(v) => v,
-            None => return 0,
+            None => return no_match(),
         }
     };
 }
@@ -345,6 +373,14 @@ pub(crate) fn run<const MEM: bool>(ops: &[Op], p: &[u8], wire_len: u32) -> u32 {
             Op::IndBJeq { off, k, t, f } => {
                 a = load!(ld_b(p, ind(x, off)));
                 pc = br(a == k, t, f);
+            }
+            Op::IndBJset { off, k, t, f } => {
+                a = load!(ld_b(p, ind(x, off)));
+                pc = br(a & k != 0, t, f);
+            }
+            Op::IndHJset { off, k, t, f } => {
+                a = load!(ld_h(p, ind(x, off)));
+                pc = br(a & k != 0, t, f);
             }
             Op::IndHJgt { off, k, t, f } => {
                 a = load!(ld_h(p, ind(x, off)));
