@@ -25,9 +25,15 @@
 //! )
 //! .unwrap();
 //! assert_eq!(cfg.filter.rules.len(), 1);
-//! let err = floodgate::config::Config::from_str_named("[device]\nheadroom = 300\n", "bad.toml")
-//!     .unwrap_err();
-//! assert!(err.to_string().starts_with("bad.toml:2:12:"), "{err}");
+//! let err = floodgate::config::Config::from_str_named(
+//!     "[device]\npci = \"sim\"\nheadroom = 300\n",
+//!     "bad.toml",
+//! )
+//! .unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "bad.toml:3:12: [device]: headroom = 300 is out of range: it must be from 0 to 256"
+//! );
 //! ```
 
 use std::fmt;

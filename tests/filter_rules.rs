@@ -609,3 +609,46 @@ src = "2001:db8::/32"
     );
     assert_eq!(cfg.filter.rules[0].summary, "proto udp and dst_port 53 and len 0-200 and bytes { layer = \"l4\", mask = \"0x80\", offset = 10, value = \"0x00\" }");
 }
+
+/// IPv6 with extension headers before UDP: hop-by-hop (8 bytes), then a first fragment; and a
+/// non-first fragment, which has no ports.
+#[test]
+fn ipv6_extension_headers() {
+    let build = |frag_off: u16| {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd];
+        f.extend_from_slice(&[0x60, 0, 0, 0, 0, 32, 0, 64]); // next header 0 = hop-by-hop
+        f.extend_from_slice(&v6("2001:db8::1").octets());
+        f.extend_from_slice(&v6("2001:db8::2").octets());
+        f.extend_from_slice(&[44, 0, 1, 4, 0, 0, 0, 0]); // hop-by-hop -> fragment (44), len 8
+        let fo = (frag_off << 3).to_be_bytes();
+        f.extend_from_slice(&[17, 0, fo[0], fo[1] | 1, 0, 0, 0, 7]); // fragment -> UDP
+        f.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+        f
+    };
+    let mut rs = one(vec![
+        proto(Proto::Udp),
+        Matcher::DstPort(ports(&[(53, 53)])),
+    ]);
+    assert!(hit(&mut rs, &build(0)));
+    assert!(!hit(&mut rs, &build(1)));
+    let p = Parsed::parse(&build(0));
+    assert_eq!(
+        (p.proto, p.ports, p.l4_off),
+        (17, Some((5000, 53)), Some(14 + 40 + 16))
+    );
+    // Cut inside the extension headers: no transport header, no panic.
+    for n in 0..build(0).len() {
+        let _ = Parsed::parse(&build(0)[..n]);
+        let _ = rs.classify(&build(0)[..n], 0);
+    }
+}
+
+#[test]
+fn rule_sets_and_configs_move_between_threads() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<RuleSet>();
+    send::<Config>();
+    sync::<Config>();
+    sync::<Program>();
+}
