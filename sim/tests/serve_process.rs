@@ -52,7 +52,14 @@ impl ServerProc {
             if !self.socket.exists() {
                 return None;
             }
-            VfioUserDevice::connect_with(&self.socket, &UserOptions { timeout: timeout() }).ok()
+            VfioUserDevice::connect_with(
+                &self.socket,
+                &UserOptions {
+                    timeout: timeout(),
+                    ..Default::default()
+                },
+            )
+            .ok()
         })
     }
 

@@ -9,6 +9,8 @@
 //! * region 7 is the configuration space ([`ConfigSpace`]); a write of DevCtl "initiate FLR"
 //!   resets the function;
 //! * DMA_MAP fds are mapped into the VF's IOMMU table ([`crate::Iommu`]), DMA_UNMAP removes them;
+//!   while the command register's Bus Master Enable is clear they are kept out of it (DMA is a
+//!   recorded fault) and no MSI-X message is sent, as on silicon;
 //! * SET_IRQS eventfds (MSI-X index) are signalled whenever the model raises a vector, which
 //!   already honours VTEIMS/VTEIAC/VTEIAM and the VTIVAR mapping.
 //!
@@ -34,7 +36,7 @@ pub mod wire_side;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use floodgate_vfio::{Bar, Device};
@@ -129,6 +131,8 @@ impl ServeStats {
 /// The eventfds the client gave us, by IRQ index.
 #[derive(Debug, Default)]
 struct IrqFds {
+    /// Bus Master Enable: an MSI-X message is a memory write, so none without it.
+    bus_master: AtomicBool,
     msix: RwLock<[Option<File>; config::MSIX_VECTORS as usize]>,
     err: Mutex<Option<File>>,
     req: Mutex<Option<File>>,
@@ -136,6 +140,10 @@ struct IrqFds {
 
 impl IrqFds {
     fn signal(&self, vector: u32, stats: &ServeStats) {
+        if !self.bus_master.load(Ordering::Acquire) {
+            stats.irqs_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let fds = self.msix.read().unwrap_or_else(|e| e.into_inner());
         match fds.get(vector as usize).and_then(|f| f.as_ref()) {
             Some(mut f) => {
@@ -194,6 +202,11 @@ impl Backend {
     /// interrupts masked, MSI-X and bus mastering off in config space.
     fn function_reset(&mut self) {
         self.stats.resets.fetch_add(1, Ordering::Relaxed);
+        self.reset_state();
+    }
+
+    /// The reset itself, uncounted (also used between clients).
+    fn reset_state(&mut self) {
         for q in 0..regs::MAX_QUEUES {
             self.bar.write32(regs::rxq(q, regs::RXDCTL), 0);
             self.bar.write32(regs::txq(q, regs::TXDCTL), 0);
@@ -202,6 +215,27 @@ impl Backend {
         self.bar.write32(regs::VFCTRL, regs::VFCTRL_RST);
         self.config.flr();
         self.bar3.fill(0);
+        self.sync_bus_master();
+    }
+
+    /// Follows the command register's Bus Master Enable: without it the function can neither
+    /// reach memory (its DMA ranges leave the IOMMU, so attempts are recorded faults) nor send
+    /// MSI-X messages.
+    fn sync_bus_master(&mut self) {
+        let on = self.config.bus_master();
+        if on != self.dma.active() {
+            log::info!(
+                "{}: bus mastering {}",
+                self.vf_name(),
+                if on {
+                    "enabled"
+                } else {
+                    "disabled: no DMA, no MSI-X"
+                }
+            );
+        }
+        self.dma.set_active(self.vf.iommu(), on);
+        self.irqs.bus_master.store(on, Ordering::Release);
     }
 
     /// BAR0 read of any size: whole dwords through the register file.
@@ -281,6 +315,7 @@ impl ServerBackend for Backend {
                     log::info!("{}: function-level reset (config write)", self.vf_name());
                     self.function_reset();
                 }
+                self.sync_bus_master();
             }
             _ => log::debug!("write to region {region} ignored"),
         }
@@ -508,6 +543,8 @@ impl UserServer {
         );
         b.dma.unmap(b.vf.iommu(), 0, 0, true);
         b.irqs.clear();
+        // The next client starts from a reset function: bus mastering off.
+        b.reset_state();
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
         log::info!(
             "{}: client gone; {}; DMA faults so far {}",

@@ -45,12 +45,16 @@ pub use proto::MAX_MESSAGE;
 pub struct UserOptions {
     /// How long to wait for each reply before declaring the server gone.
     pub timeout: Duration,
+    /// Set Bus Master Enable in the command register at connect, as the kernel backend does
+    /// at open (default `true`). Without it a faithful device does no DMA and sends no MSI-X.
+    pub bus_master: bool,
 }
 
 impl Default for UserOptions {
     fn default() -> Self {
         UserOptions {
             timeout: Duration::from_secs(5),
+            bus_master: true,
         }
     }
 }
@@ -437,7 +441,7 @@ impl VfioUserDevice {
             info.device_id,
             regions[0].size
         );
-        Ok(VfioUserDevice {
+        let dev = VfioUserDevice {
             conn,
             path: path.to_path_buf(),
             info,
@@ -445,7 +449,11 @@ impl VfioUserDevice {
             irqs,
             server_version: (major, minor),
             max_msg_fds,
-        })
+        };
+        if opts.bus_master {
+            dev.enable_bus_master()?;
+        }
+        Ok(dev)
     }
 
     /// The socket path.
@@ -518,11 +526,18 @@ impl VfioUserDevice {
     }
 
     /// Sets the command register's bus-master bit (and memory space), which a device needs
-    /// before it may do DMA or send MSI-X messages.
+    /// before it may do DMA or send MSI-X messages. [`VfioUserDevice::connect`] does this unless
+    /// [`UserOptions::bus_master`] is false.
     pub fn enable_bus_master(&self) -> Result<(), Error> {
+        self.set_bus_master(true)
+    }
+
+    /// Sets or clears Bus Master Enable (command register bit 2; memory space stays on).
+    pub fn set_bus_master(&self, on: bool) -> Result<(), Error> {
         let mut cmd = [0u8; 2];
         self.config_read(4, &mut cmd)?;
-        let v = u16::from_le_bytes(cmd) | 0x0006;
+        let v = u16::from_le_bytes(cmd) | 0x0002;
+        let v = if on { v | 0x0004 } else { v & !0x0004 };
         self.config_write(4, &v.to_le_bytes())
     }
 
