@@ -367,3 +367,44 @@ fn without_bus_mastering_there_is_no_dma_and_no_msix() {
     assert_eq!(p.nic.vf(0).iommu().mappings(), 0);
     p.finish();
 }
+
+#[test]
+fn a_malformed_version_message_costs_the_connection_not_the_server() {
+    use std::io::Write;
+    let nic = Nic::new(NicConfig::default());
+    let dir = tempdir();
+    let path = dir.path().join("bad.sock");
+    let mut server = UserServer::bind(&path, nic.vf(0)).unwrap();
+    let t = std::thread::spawn(move || {
+        let first = server.serve_one();
+        // The same server takes the next client.
+        let second = server.serve_one();
+        (first.map_err(|e| e.to_string()), second.is_ok())
+    });
+    // VERSION whose capabilities string lacks its NUL terminator.
+    let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let body = b"{}";
+    let mut m = Vec::new();
+    m.extend_from_slice(&7u16.to_le_bytes()); // message id
+    m.extend_from_slice(&1u16.to_le_bytes()); // VERSION
+    m.extend_from_slice(&((16 + 4 + body.len()) as u32).to_le_bytes());
+    m.extend_from_slice(&[0; 8]); // flags, error
+    m.extend_from_slice(&[0, 0, 1, 0]); // 0.1
+    m.extend_from_slice(body);
+    s.write_all(&m).unwrap();
+    let dev = VfioUserDevice::connect_with(
+        &path,
+        &UserOptions {
+            timeout: timeout(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    drop(s);
+    assert_eq!(dev.info().device_id, 0x10ED);
+    drop(dev);
+    let (first, second) = t.join().unwrap();
+    let e = first.unwrap_err();
+    assert!(e.contains("malformed message"), "{e}");
+    assert!(second);
+}

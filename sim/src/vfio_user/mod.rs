@@ -77,6 +77,15 @@ pub enum ServeError {
         /// The socket path.
         path: PathBuf,
     },
+    /// The client sent something the `vfio_user` crate could not handle (it panicked on it);
+    /// the connection was dropped.
+    #[error("vfio-user connection on {}: malformed message from the client ({what})", path.display())]
+    Malformed {
+        /// The socket path.
+        path: PathBuf,
+        /// The crate's panic message.
+        what: String,
+    },
     /// Serving a connection failed (the client went away mid-message, or the socket broke).
     #[error("vfio-user connection on {}: {source}", path.display())]
     Serve {
@@ -533,7 +542,11 @@ impl UserServer {
     /// Accepts one client and serves it on this thread until it hangs up. Afterwards every
     /// DMA mapping and eventfd of that client is dropped, so the next client starts clean.
     pub fn serve_one(&mut self) -> Result<(), ServeError> {
-        let r = self.server.run(&mut self.backend);
+        // The crate unwraps a few things a client sends (the VERSION JSON's terminator, for
+        // one); a malformed message must cost the connection, not the process.
+        let server = &self.server;
+        let backend = &mut self.backend;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.run(backend)));
         let b = &mut self.backend;
         log::info!(
             "{}: dropping the client's {} DMA ranges ({} bytes backed by fds)",
@@ -552,10 +565,20 @@ impl UserServer {
             self.stats.summary(),
             b.vf.dma_faults()
         );
-        r.map_err(|source| ServeError::Serve {
-            path: self.path.clone(),
-            source,
-        })
+        match r {
+            Ok(r) => r.map_err(|source| ServeError::Serve {
+                path: self.path.clone(),
+                source,
+            }),
+            Err(p) => Err(ServeError::Malformed {
+                path: self.path.clone(),
+                what: p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into()),
+            }),
+        }
     }
 }
 
