@@ -263,25 +263,38 @@ impl AtrInput {
 pub fn perfect_bucket_hash(input: &AtrInput, mask: &AtrInput) -> u16 {
     let d = input.dwords();
     let m = mask.dwords();
-    let flow_vm_vlan = d[0] & m[0];
-    let common = (1..11).fold(0u32, |acc, i| acc ^ (d[i] & m[i]));
+    let mut masked = [0u32; 11];
+    for i in 0..11 {
+        masked[i] = d[i] & m[i];
+    }
+    bucket_hash_of_masked(&masked)
+}
+
+/// The bucket hash of an ATR dword stream that is already masked (facts §4.5).
+pub fn bucket_hash_of_masked(d: &[u32; 11]) -> u16 {
+    let flow_vm_vlan = d[0];
+    let common = d[1..].iter().fold(0u32, |acc, &w| acc ^ w);
     let mut hi = common;
     let mut lo = common.rotate_left(16);
     hi ^= flow_vm_vlan ^ (flow_vm_vlan >> 16);
     let key = FDIR_HASH_KEY;
     let mut hash = 0u32;
-    let step = |n: u32, lo: u32, hi: u32, hash: &mut u32| {
-        if key >> n & 1 == 1 {
-            *hash ^= lo >> n;
-        }
-        if key >> (n + 16) & 1 == 1 {
-            *hash ^= hi >> n;
-        }
-    };
-    step(0, lo, hi, &mut hash);
+    // Bit n of the key XORs in lo >> n, bit n+16 XORs in hi >> n. dword 0 joins `lo` only
+    // after the n = 0 step.
+    if key & 1 == 1 {
+        hash ^= lo;
+    }
+    if key >> 16 & 1 == 1 {
+        hash ^= hi;
+    }
     lo ^= flow_vm_vlan ^ (flow_vm_vlan << 16);
     for n in 1..16 {
-        step(n, lo, hi, &mut hash);
+        if key >> n & 1 == 1 {
+            hash ^= lo >> n;
+        }
+        if key >> (n + 16) & 1 == 1 {
+            hash ^= hi >> n;
+        }
     }
     (hash & 0x1FFF) as u16
 }
@@ -338,6 +351,7 @@ pub struct FlowDirector {
     enabled: bool,
     pballoc: u8,
     mask: Option<AtrInput>,
+    mask_dwords: [u32; 11],
     rules: BTreeMap<u32, RuleInfo>,
     buckets: Vec<Vec<Entry>>,
     seq: u64,
@@ -376,6 +390,7 @@ impl FlowDirector {
             enabled: true,
             pballoc: DEFAULT_PBALLOC,
             mask: None,
+            mask_dwords: [0; 11],
             rules: BTreeMap::new(),
             buckets: (0..FDIR_BUCKETS).map(|_| Vec::new()).collect(),
             seq: 0,
@@ -592,6 +607,7 @@ impl FlowDirector {
         if self.rules.is_empty() {
             Self::check_mask(&mask)?;
             self.mask = Some(mask);
+            self.mask_dwords = mask.dwords();
         } else if self.mask != Some(mask) {
             return Err(inv(format!(
                 "Hardware only supports one mask per port: this rule's mask {} differs from the mask of the installed rules {}; delete all rules to change it",
@@ -694,9 +710,12 @@ impl FlowDirector {
 
     /// Looks `input` up (hot path, no allocation). Counts a match or a miss.
     pub fn lookup(&self, input: &AtrInput) -> Option<FdirHit> {
-        let mask = self.mask.as_ref()?;
-        let bucket = perfect_bucket_hash(input, mask);
-        let key = input.masked(mask).dwords();
+        self.mask.as_ref()?;
+        let mut key = input.dwords();
+        for (k, m) in key.iter_mut().zip(&self.mask_dwords) {
+            *k &= m;
+        }
+        let bucket = bucket_hash_of_masked(&key);
         let mut best: Option<&Entry> = None;
         for e in &self.buckets[usize::from(bucket)] {
             // The newest programming of identical fields wins (FILTER_UPDATE semantics).

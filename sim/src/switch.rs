@@ -214,7 +214,6 @@ pub struct SwitchStats {
 
 #[derive(Default)]
 struct Counters {
-    frames: AtomicU64,
     delivered: AtomicU64,
     copies: AtomicU64,
     wire_only: AtomicU64,
@@ -453,7 +452,13 @@ impl Switch {
         let c = &self.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         SwitchStats {
-            frames: l(&c.frames),
+            frames: l(&c.delivered)
+                + l(&c.wire_only)
+                + l(&c.malformed)
+                + l(&c.fdir_drop)
+                + l(&c.rx_disabled)
+                + l(&c.no_pool)
+                + l(&c.queue_not_in_use),
             delivered: l(&c.delivered),
             copies: l(&c.copies),
             wire_only: l(&c.wire_only),
@@ -537,7 +542,6 @@ impl Switch {
     pub fn classify_into(&self, frame: &[u8], ingress: Ingress, out: &mut Classification) {
         out.reset();
         let c = &self.counters;
-        c.frames.fetch_add(1, Ordering::Relaxed);
         let f = match FrameInfo::parse(frame) {
             Ok(f) => f,
             Err(_) => {
