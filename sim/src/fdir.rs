@@ -355,7 +355,8 @@ pub struct FlowDirector {
     rules: BTreeMap<u32, RuleInfo>,
     buckets: Vec<Vec<Entry>>,
     seq: u64,
-    matches: AtomicU64,
+    /// Hits of rules that were deleted or replaced (FDIRMATCH = this + live rules' hits).
+    retired_hits: u64,
     misses: AtomicU64,
 }
 
@@ -394,7 +395,7 @@ impl FlowDirector {
             rules: BTreeMap::new(),
             buckets: (0..FDIR_BUCKETS).map(|_| Vec::new()).collect(),
             seq: 0,
-            matches: AtomicU64::new(0),
+            retired_hits: 0,
             misses: AtomicU64::new(0),
         }
     }
@@ -438,6 +439,10 @@ impl FlowDirector {
     fn clear(&mut self) {
         self.rules.clear();
         for b in &mut self.buckets {
+            self.retired_hits += b
+                .iter()
+                .map(|e| e.hits.load(Ordering::Relaxed))
+                .sum::<u64>();
             b.clear();
         }
         self.mask = None;
@@ -648,7 +653,13 @@ impl FlowDirector {
 
     fn remove_location(&mut self, loc: u32) -> bool {
         if let Some(info) = self.rules.remove(&loc) {
-            self.buckets[usize::from(info.bucket)].retain(|e| e.location != loc);
+            let bucket = &mut self.buckets[usize::from(info.bucket)];
+            self.retired_hits += bucket
+                .iter()
+                .filter(|e| e.location == loc)
+                .map(|e| e.hits.load(Ordering::Relaxed))
+                .sum::<u64>();
+            bucket.retain(|e| e.location != loc);
             true
         } else {
             false
@@ -730,7 +741,6 @@ impl FlowDirector {
         match best {
             Some(e) => {
                 e.hits.fetch_add(1, Ordering::Relaxed);
-                self.matches.fetch_add(1, Ordering::Relaxed);
                 e.action.map(|action| FdirHit {
                     id: e.location as u16,
                     bucket,
@@ -783,7 +793,13 @@ impl FlowDirector {
             .filter(|e| e.action.is_none())
             .count() as u32;
         FdirStats {
-            matches: self.matches.load(Ordering::Relaxed),
+            matches: self.retired_hits
+                + self
+                    .buckets
+                    .iter()
+                    .flatten()
+                    .map(|e| e.hits.load(Ordering::Relaxed))
+                    .sum::<u64>(),
             misses: self.misses.load(Ordering::Relaxed),
             rules: self.rules.len() as u32,
             inactive,
