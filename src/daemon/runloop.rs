@@ -123,10 +123,15 @@ pub fn run_loop<D: Device, S: PassSink>(
     let mut iter: u32 = 0;
     // The rules' clock (rate limiters) is refreshed every 32 polls: a few microseconds of
     // granularity, and no clock read per burst.
-    let mut now_ns = 0u64;
+    // Rule time stamps are nanoseconds since the Unix epoch (sampled frames are written with
+    // them); the monotonic clock advances them so a stepping wall clock cannot run them back.
+    let epoch_base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut now_ns = epoch_base;
     loop {
         if iter.is_multiple_of(32) {
-            now_ns = start.elapsed().as_nanos() as u64;
+            now_ns = epoch_base + start.elapsed().as_nanos() as u64;
         }
         fl.poll(now_ns);
         iter = iter.wrapping_add(1);
@@ -158,6 +163,9 @@ pub fn run_loop<D: Device, S: PassSink>(
             if let Some(l) = m.link_changed {
                 log::info!("link changed: {l:?}");
             }
+            if let Err(e) = fl.rules().flush_samples() {
+                log::warn!("writing sampled packets: {e}");
+            }
             let c = fl.counters();
             if ctl.progress {
                 eprintln!(
@@ -184,7 +192,7 @@ pub fn run_loop<D: Device, S: PassSink>(
     // most), so no received packet is left without a verdict.
     let mut idle = 0;
     while idle < 100 {
-        if fl.poll(start.elapsed().as_nanos() as u64) == 0 {
+        if fl.poll(epoch_base + start.elapsed().as_nanos() as u64) == 0 {
             idle += 1;
             std::thread::sleep(Duration::from_micros(100));
         } else {
@@ -192,6 +200,9 @@ pub fn run_loop<D: Device, S: PassSink>(
         }
     }
     fl.sync_driver_errors();
+    if let Err(e) = fl.rules().flush_samples() {
+        log::warn!("writing sampled packets: {e}");
+    }
     rep.counters = fl.counters();
     if let Some(metrics) = &ctl.metrics {
         metrics.publish(snapshot(fl, rep.reloads, rep.reload_errors, rep.pf_resets));
