@@ -54,7 +54,7 @@ pub mod toeplitz;
 pub mod wire;
 
 pub use classify::{Classifier, Delivery, Dest, DropReason, FdirHit, Origin, StubClassifier};
-pub use engine::{Engine, EngineConfig, EngineStats, Feeder, FrameSink, FrameSource};
+pub use engine::{Engine, EngineConfig, EngineStats, Feeder, FeederConfig, FrameSink, FrameSource};
 pub use fault::{MailboxFault, RxCorruption};
 pub use iommu::Iommu;
 pub use pf::{Pf, VfLinkState};
