@@ -102,8 +102,11 @@ impl Conn {
         proto_err(&self.location, what)
     }
 
-    /// Sends one command (header + `parts`, `fds` attached) and returns the reply body.
-    /// `into` receives the reply body when it fits (no allocation), else a Vec is returned.
+    /// Sends one command (header + `parts`, `fds` attached), waits for its reply and copies
+    /// the reply body into `into` (a longer body is cut to it); returns the body length kept.
+    ///
+    /// A refused request (error reply) is an error and leaves the connection usable; any other
+    /// failure marks the connection broken.
     fn call(
         &self,
         cmd: Command,
@@ -115,17 +118,20 @@ impl Conn {
             return Err(self.err("connection already failed"));
         }
         let mut s = self.stream.lock().unwrap_or_else(|e| e.into_inner());
-        let r = self.call_locked(&mut s, cmd, parts, fds, into);
-        if let Err(e) = &r {
-            if !matches!(e, Error::Device(m) if m.contains("server refused")) {
+        match self.call_locked(&mut s, cmd, parts, fds, into) {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(refused)) => Err(refused),
+            Err(e) => {
                 // The stream may be out of step now: nothing after this can be trusted.
                 self.broken.store(true, Ordering::Release);
                 log::warn!("{e}; the device is now treated as removed");
+                Err(e)
             }
         }
-        r
     }
 
+    /// The exchange itself. Outer `Err`: the connection failed (I/O, timeout, a reply out of
+    /// step). Inner `Err`: the server answered with an error reply.
     fn call_locked(
         &self,
         s: &mut Stream,
@@ -133,7 +139,7 @@ impl Conn {
         parts: &[&[u8]],
         fds: &[RawFd],
         into: &mut [u8],
-    ) -> Result<usize, Error> {
+    ) -> Result<Result<usize, Error>, Error> {
         let body: usize = parts.iter().map(|p| p.len()).sum();
         let id = s.next_id;
         s.next_id = s.next_id.wrapping_add(1);
@@ -147,7 +153,8 @@ impl Conn {
         .to_bytes();
         let mut iov: [&[u8]; 4] = [&hdr, &[], &[], &[]];
         if parts.len() > 3 {
-            return Err(self.err("internal: too many message parts"));
+            // Nothing was sent: the connection is still in step.
+            return Ok(Err(self.err("internal: too many message parts")));
         }
         for (slot, p) in iov[1..].iter_mut().zip(parts) {
             *slot = p;
@@ -216,16 +223,16 @@ impl Conn {
             return Err(self.err(format_args!("{cmd:?}: answer is not a reply")));
         }
         if reply.flags & proto::FLAG_ERROR != 0 {
-            return Err(self.err(format_args!(
+            return Ok(Err(self.err(format_args!(
                 "server refused {cmd:?}: {}",
                 if reply.error == 0 {
                     "no errno given".to_string()
                 } else {
                     std::io::Error::from_raw_os_error(reply.error as i32).to_string()
                 }
-            )));
+            ))));
         }
-        Ok(body_len)
+        Ok(Ok(body_len))
     }
 
     /// REGION_READ of up to 8 bytes into `out` (no allocation).
