@@ -1,0 +1,3 @@
+//! floodgate daemon library: the parts of the daemon that embedders and tests use.
+
+pub mod softrss;
