@@ -4,9 +4,10 @@
 //! `cargo bench --bench soft_rss` — criterion's "thrpt" column is in packets (elements) per
 //! second.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, Criterion, Throughput};
 use floodgate::softrss::{
-    toeplitz_bitwise, HashAlgorithm, RssConfig, SoftRss, Toeplitz, SYMMETRIC_KEY,
+    toeplitz_bitwise, Classified, Dispatcher, FramePacket, HashAlgorithm, RssConfig, SoftRss,
+    Toeplitz, SYMMETRIC_KEY,
 };
 use std::time::Duration;
 
@@ -28,27 +29,31 @@ fn frames(encap: Encap, v6: bool) -> Vec<Vec<u8>> {
         .collect()
 }
 
+const CASES: [(&str, Encap, bool); 14] = [
+    ("udp4", Encap::Plain, false),
+    ("udp6", Encap::Plain, true),
+    ("vlan", Encap::Vlan, false),
+    ("qinq", Encap::QinQ, false),
+    ("pppoe", Encap::Pppoe, false),
+    ("ipv6_ext", Encap::Ipv6Ext, true),
+    ("gre", Encap::Gre, false),
+    ("gre_csum_key_seq", Encap::GreKeySeqCsum, false),
+    ("gre_eth", Encap::GreEth, false),
+    ("gtpu", Encap::GtpU, false),
+    ("gtpu_ext", Encap::GtpUExt, false),
+    ("vxlan", Encap::Vxlan, false),
+    ("ipip", Encap::IpIp4, false),
+    ("qinq_pppoe_gre_gtpu", Encap::GreGtpU, false),
+];
+
+const ALGS: [(&str, HashAlgorithm); 2] = [
+    ("toeplitz", HashAlgorithm::ToeplitzSymmetric),
+    ("fast", HashAlgorithm::Fast { seed: 1 }),
+];
+
 fn dissect_hash(c: &mut Criterion) {
-    let cases: [(&str, Encap, bool); 14] = [
-        ("udp4", Encap::Plain, false),
-        ("udp6", Encap::Plain, true),
-        ("vlan", Encap::Vlan, false),
-        ("qinq", Encap::QinQ, false),
-        ("pppoe", Encap::Pppoe, false),
-        ("ipv6_ext", Encap::Ipv6Ext, true),
-        ("gre", Encap::Gre, false),
-        ("gre_csum_key_seq", Encap::GreKeySeqCsum, false),
-        ("gre_eth", Encap::GreEth, false),
-        ("gtpu", Encap::GtpU, false),
-        ("gtpu_ext", Encap::GtpUExt, false),
-        ("vxlan", Encap::Vxlan, false),
-        ("ipip", Encap::IpIp4, false),
-        ("qinq_pppoe_gre_gtpu", Encap::GreGtpU, false),
-    ];
-    for (alg_name, alg) in [
-        ("toeplitz", HashAlgorithm::ToeplitzSymmetric),
-        ("fast", HashAlgorithm::Fast { seed: 1 }),
-    ] {
+    let cases = CASES;
+    for (alg_name, alg) in ALGS {
         let rss = SoftRss::new(RssConfig {
             workers: 4,
             algorithm: alg,
@@ -60,10 +65,11 @@ fn dissect_hash(c: &mut Criterion) {
         for (name, encap, v6) in cases {
             let fr = frames(encap, v6);
             g.bench_function(name, |b| {
+                let mut c = Classified::default();
                 b.iter(|| {
                     let mut acc = 0usize;
                     for f in &fr {
-                        let c = rss.classify(black_box(f));
+                        rss.classify_into(black_box(f), &mut c);
                         acc = acc.wrapping_add(c.worker ^ c.hash as usize);
                     }
                     acc
@@ -110,12 +116,108 @@ fn toeplitz(c: &mut Criterion) {
     g.finish();
 }
 
+/// A bench packet: owned bytes plus a 128-byte headroom.
+struct BenchPkt {
+    data: Box<[u8]>,
+    headroom: Box<[u8; 128]>,
+}
+
+impl FramePacket for BenchPkt {
+    fn data(&self) -> &[u8] {
+        &self.data
+    }
+    fn headroom(&self) -> &[u8] {
+        &self.headroom[..]
+    }
+    fn headroom_mut(&mut self) -> &mut [u8] {
+        &mut self.headroom[..]
+    }
+}
+
+/// Dispatcher round trip on one core: classify, write metadata, push to one of 4 rings, then
+/// pop everything back (the pop side is included in the figure).
+fn dispatch(c: &mut Criterion) {
+    let rss = SoftRss::new(RssConfig {
+        workers: 4,
+        algorithm: HashAlgorithm::Fast { seed: 1 },
+        ..RssConfig::default()
+    })
+    .expect("config");
+    let (mut d, mut queues) = Dispatcher::<BenchPkt>::new(rss, BATCH).expect("dispatcher");
+    let mut pkts: Vec<BenchPkt> = frames(Encap::GtpU, false)
+        .into_iter()
+        .map(|f| BenchPkt {
+            data: f.into_boxed_slice(),
+            headroom: Box::new([0; 128]),
+        })
+        .collect();
+    let mut g = c.benchmark_group("dispatch");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("gtpu_4_workers_push_pop", |b| {
+        b.iter(|| {
+            let n = d.dispatch_burst(pkts.drain(..));
+            for q in queues.iter_mut() {
+                q.pop_burst(&mut pkts, BATCH);
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+/// The measured loop of the instruction-count mode (kept out of line so that callgrind's
+/// `--toggle-collect` can isolate it).
+#[inline(never)]
+fn ipp_loop(rss: &SoftRss, frames: &[Vec<u8>], rounds: usize) -> usize {
+    let mut c = Classified::default();
+    let mut acc = 0usize;
+    for _ in 0..rounds {
+        for f in frames {
+            rss.classify_into(black_box(f), &mut c);
+            acc = acc.wrapping_add(c.worker ^ c.hash as usize);
+        }
+    }
+    acc
+}
+
+/// Instruction-count mode: `SOFT_RSS_IPP=fast/udp4 valgrind --tool=callgrind
+/// --toggle-collect='*ipp_loop*' <bench binary>`; divide the collected Ir by the packet
+/// count printed.
+fn ipp_mode(case: &str) {
+    let rounds = 10;
+    for (alg_name, alg) in ALGS {
+        for (name, encap, v6) in CASES {
+            if case != format!("{alg_name}/{name}") {
+                continue;
+            }
+            let rss = SoftRss::new(RssConfig {
+                workers: 4,
+                algorithm: alg,
+                ..RssConfig::default()
+            })
+            .expect("config");
+            let fr = frames(encap, v6);
+            let acc = ipp_loop(&rss, &fr, rounds);
+            println!("{case}: {} packets (acc {acc})", rounds * fr.len());
+            return;
+        }
+    }
+    eprintln!("unknown case {case}");
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = dissect_hash, toeplitz
+    targets = dissect_hash, toeplitz, dispatch
 }
-criterion_main!(benches);
+fn main() {
+    if let Ok(case) = std::env::var("SOFT_RSS_IPP") {
+        ipp_mode(&case);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

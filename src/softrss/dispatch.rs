@@ -127,6 +127,7 @@ fn bump(c: &AtomicU64) {
 pub struct Dispatcher<P: FramePacket> {
     rss: SoftRss,
     shared: Arc<Shared<P>>,
+    scratch: Classified,
 }
 
 impl<P: FramePacket> std::fmt::Debug for Dispatcher<P> {
@@ -178,7 +179,14 @@ impl<P: FramePacket> Dispatcher<P> {
             })
             .collect();
         log::debug!("soft RSS dispatcher: {n} workers, ring capacity {ring_capacity}");
-        Ok((Dispatcher { rss, shared }, queues))
+        Ok((
+            Dispatcher {
+                rss,
+                shared,
+                scratch: Classified::default(),
+            },
+            queues,
+        ))
     }
 
     /// The classification stage.
@@ -191,7 +199,8 @@ impl<P: FramePacket> Dispatcher<P> {
     /// the packet back if that ring is full (already counted under that worker's `full`).
     #[inline]
     pub fn dispatch(&mut self, mut pkt: P) -> Result<usize, Rejected<P>> {
-        let c: Classified = self.rss.classify(pkt.data());
+        self.rss.classify_into(pkt.data(), &mut self.scratch);
+        let c = &self.scratch;
         let w = c.worker;
         if c.meta().write_to(pkt.headroom_mut()).is_err() {
             bump(&self.shared.no_meta);

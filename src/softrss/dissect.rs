@@ -246,6 +246,15 @@ fn off16(v: usize) -> u16 {
     }
 }
 
+/// Zero-pads an address to 16 bytes in a register, so it is stored in one go.
+#[inline(always)]
+fn pad16<const N: usize>(a: &[u8; N]) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    let n = N.min(16);
+    v[..n].copy_from_slice(&a[..n]);
+    v
+}
+
 #[inline(always)]
 fn err_flag(e: WireError) -> u16 {
     match e {
@@ -265,26 +274,39 @@ enum Step {
 /// Dissects `frame` (starting at the Ethernet header).
 #[inline]
 pub fn dissect(cfg: &DissectConfig, frame: &[u8]) -> Dissection {
-    let mut d = Dissection {
-        outer: Layers::NONE,
-        inner: Layers::NONE,
-        ..Dissection::default()
-    };
+    let mut d = Dissection::default();
+    dissect_into(cfg, frame, &mut d);
+    d
+}
+
+/// Dissects `frame` into `d` (overwriting it), avoiding a copy of the result.
+#[inline]
+pub fn dissect_into(cfg: &DissectConfig, frame: &[u8], d: &mut Dissection) {
+    d.outer = Layers::NONE;
+    d.inner = Layers::NONE;
+    d.tunnel_outer = TunnelKind::None;
+    d.tunnel_inner = TunnelKind::None;
+    d.tunnel_depth = 0;
+    d.vlan_count = 0;
+    d.flags = 0;
+    d.tuple.kind = AddrKind::None;
     let mut step = Step::Eth(0, frame.len());
     // Each step moves strictly forward or ends, and tunnels are bounded by
     // `max_tunnel_depth`, so the loop terminates.
     loop {
         step = match step {
-            Step::Eth(off, end) => eth(cfg, frame.get(..end).unwrap_or(frame), off, &mut d),
-            Step::Ip4(off, end) => ip4(cfg, frame.get(..end).unwrap_or(frame), off, &mut d),
-            Step::Ip6(off, end) => ip6(cfg, frame.get(..end).unwrap_or(frame), off, &mut d),
+            Step::Eth(off, end) => eth(cfg, frame.get(..end).unwrap_or(frame), off, d),
+            Step::Ip4(off, end) => ip4(cfg, frame.get(..end).unwrap_or(frame), off, d),
+            Step::Ip6(off, end) => ip6(cfg, frame.get(..end).unwrap_or(frame), off, d),
             Step::Done => break,
         };
     }
     if d.tunnel_depth == 0 {
         d.inner = d.outer;
     }
-    d
+    if d.tuple.kind == AddrKind::None {
+        d.tuple = FlowTuple::default();
+    }
 }
 
 /// Enters a tunnel of `kind`; returns false (and flags DEPTH_LIMIT) if nesting is exhausted.
@@ -332,13 +354,14 @@ fn eth(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
     level(d).l2 = off16(off);
     if d.tuple.kind == AddrKind::None || d.tunnel_depth > 0 {
         // MAC addresses are the tuple only until (and unless) an IP layer is found.
-        let mut t = FlowTuple {
-            kind: AddrKind::Mac,
-            ..FlowTuple::default()
-        };
-        t.src[..6].copy_from_slice(&e.src_addr());
-        t.dst[..6].copy_from_slice(&e.dst_addr());
-        d.tuple = t;
+        let t = &mut d.tuple;
+        t.kind = AddrKind::Mac;
+        t.proto = 0;
+        t.has_ports = false;
+        t.src_port = 0;
+        t.dst_port = 0;
+        t.src = pad16(&e.src_addr());
+        t.dst = pad16(&e.dst_addr());
     }
     let mut et = e.ethertype();
     let mut pos = off + EthernetFrame::<&[u8]>::HEADER_LEN;
@@ -395,15 +418,17 @@ fn eth(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
 
 /// Records an IP layer's addresses as the current tuple.
 #[inline(always)]
-fn set_ip_tuple(d: &mut Dissection, kind: AddrKind, src: &[u8], dst: &[u8], proto: u8) {
-    let mut t = FlowTuple {
-        kind,
-        proto,
-        ..FlowTuple::default()
-    };
-    t.src[..src.len()].copy_from_slice(src);
-    t.dst[..dst.len()].copy_from_slice(dst);
-    d.tuple = t;
+fn set_ip_tuple(d: &mut Dissection, kind: AddrKind, src: [u8; 16], dst: [u8; 16], proto: u8) {
+    // Field by field, whole arrays at once: building a temporary and copying it would make
+    // the CPU reload freshly written bytes with wider loads (store-forwarding stalls).
+    let t = &mut d.tuple;
+    t.kind = kind;
+    t.proto = proto;
+    t.has_ports = false;
+    t.src_port = 0;
+    t.dst_port = 0;
+    t.src = src;
+    t.dst = dst;
     d.flags &= !(flags::FRAGMENT | flags::FIRST_FRAGMENT | flags::INNER_UNDECODED);
 }
 
@@ -418,7 +443,13 @@ fn ip4(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
     };
     level(d).l3 = off16(off);
     let proto = ip.protocol();
-    set_ip_tuple(d, AddrKind::Ipv4, &ip.src_addr(), &ip.dst_addr(), proto);
+    set_ip_tuple(
+        d,
+        AddrKind::Ipv4,
+        pad16(&ip.src_addr()),
+        pad16(&ip.dst_addr()),
+        proto,
+    );
     if ip.is_truncated() {
         d.flags |= flags::TRUNCATED;
     }
@@ -468,7 +499,13 @@ fn ip6(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
         }
         if n >= cfg.max_ipv6_ext_headers {
             d.flags |= flags::EXT_LIMIT;
-            set_ip_tuple(d, AddrKind::Ipv6, &ip.src_addr(), &ip.dst_addr(), nh);
+            set_ip_tuple(
+                d,
+                AddrKind::Ipv6,
+                pad16(&ip.src_addr()),
+                pad16(&ip.dst_addr()),
+                nh,
+            );
             d.flags |= fragment;
             return Step::Done;
         }
@@ -478,7 +515,13 @@ fn ip6(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
             let f = match Ipv6FragHeader::new_checked(rest) {
                 Ok(f) => f,
                 Err(err) => {
-                    set_ip_tuple(d, AddrKind::Ipv6, &ip.src_addr(), &ip.dst_addr(), nh);
+                    set_ip_tuple(
+                        d,
+                        AddrKind::Ipv6,
+                        pad16(&ip.src_addr()),
+                        pad16(&ip.dst_addr()),
+                        nh,
+                    );
                     d.flags |= err_flag(err);
                     return Step::Done;
                 }
@@ -489,7 +532,13 @@ fn ip6(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
             if f.frag_offset() != 0 || f.more_frags() {
                 fragment = flags::FRAGMENT;
                 if f.frag_offset() != 0 {
-                    set_ip_tuple(d, AddrKind::Ipv6, &ip.src_addr(), &ip.dst_addr(), nh);
+                    set_ip_tuple(
+                        d,
+                        AddrKind::Ipv6,
+                        pad16(&ip.src_addr()),
+                        pad16(&ip.dst_addr()),
+                        nh,
+                    );
                     d.flags |= fragment;
                     return Step::Done;
                 }
@@ -499,7 +548,13 @@ fn ip6(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
             let x = match Ipv6ExtHeader::new_checked(rest, nh) {
                 Ok(x) => x,
                 Err(err) => {
-                    set_ip_tuple(d, AddrKind::Ipv6, &ip.src_addr(), &ip.dst_addr(), nh);
+                    set_ip_tuple(
+                        d,
+                        AddrKind::Ipv6,
+                        pad16(&ip.src_addr()),
+                        pad16(&ip.dst_addr()),
+                        nh,
+                    );
                     d.flags |= err_flag(err);
                     return Step::Done;
                 }
@@ -508,7 +563,13 @@ fn ip6(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
             pos += x.header_len();
         }
     }
-    set_ip_tuple(d, AddrKind::Ipv6, &ip.src_addr(), &ip.dst_addr(), nh);
+    set_ip_tuple(
+        d,
+        AddrKind::Ipv6,
+        pad16(&ip.src_addr()),
+        pad16(&ip.dst_addr()),
+        nh,
+    );
     d.flags |= fragment;
     if first {
         d.flags |= flags::FIRST_FRAGMENT;

@@ -43,7 +43,8 @@ pub use dispatch::{
     DispatchError, DispatchStats, Dispatcher, FramePacket, Rejected, WorkerQueue, WorkerStats,
 };
 pub use dissect::{
-    dissect, flags, AddrKind, DissectConfig, Dissection, FlowTuple, Layers, TunnelKind, ABSENT,
+    dissect, dissect_into, flags, AddrKind, DissectConfig, Dissection, FlowTuple, Layers,
+    TunnelKind, ABSENT,
 };
 pub use hash::{
     fast_symmetric, toeplitz_bitwise, FlowHasher, HashAlgorithm, HashError, Toeplitz, KEY_LEN,
@@ -93,7 +94,7 @@ pub enum RssError {
 }
 
 /// The classification of one frame.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Classified {
     /// Dissector output, with FORWARD / HASHED_PORTS / HAS_PORTS flags filled in.
     pub dissection: Dissection,
@@ -173,12 +174,20 @@ impl SoftRss {
     /// Dissects, hashes and picks a worker.
     #[inline]
     pub fn classify(&self, frame: &[u8]) -> Classified {
-        let mut d = dissect(&self.cfg.dissect, frame);
-        let hash = self.hash(&mut d);
-        Classified {
-            dissection: d,
-            hash,
-            worker: self.worker_for(hash),
-        }
+        let mut c = Classified {
+            dissection: Dissection::default(),
+            hash: 0,
+            worker: 0,
+        };
+        self.classify_into(frame, &mut c);
+        c
+    }
+
+    /// As [`SoftRss::classify`], into `out` (no copy of the result; for hot loops).
+    #[inline]
+    pub fn classify_into(&self, frame: &[u8], out: &mut Classified) {
+        dissect_into(&self.cfg.dissect, frame, &mut out.dissection);
+        out.hash = self.hash(&mut out.dissection);
+        out.worker = self.worker_for(out.hash);
     }
 }
