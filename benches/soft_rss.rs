@@ -182,9 +182,13 @@ fn ipp_loop(rss: &SoftRss, frames: &[Vec<u8>], rounds: usize) -> usize {
 
 /// Instruction-count mode: `SOFT_RSS_IPP=fast/udp4 valgrind --tool=callgrind
 /// --toggle-collect='*ipp_loop*' <bench binary>`; divide the collected Ir by the packet
-/// count printed.
+/// count printed. `SOFT_RSS_ROUNDS=n` repeats the batch n times (default 10), e.g. for
+/// `perf stat -e cycles:u` at two round counts (the difference cancels the setup).
 fn ipp_mode(case: &str) {
-    let rounds = 10;
+    let rounds = std::env::var("SOFT_RSS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
     for (alg_name, alg) in ALGS {
         for (name, encap, v6) in CASES {
             if case != format!("{alg_name}/{name}") {

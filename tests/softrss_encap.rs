@@ -255,6 +255,26 @@ fn non_ip_frames_hash_on_mac_addresses_symmetrically() {
     assert_eq!(a.dissection.tuple.kind, AddrKind::Mac);
     assert_eq!(a.hash, b.hash);
     assert_eq!(a.dissection.outer.l3, ABSENT);
+    // Inside VXLAN: the inner MACs, not the VTEP addresses.
+    let vx = |s, d, os: Ip, od: Ip| {
+        let inner = vxlan(9, &arp(s, d));
+        eth(
+            MAC_A,
+            MAC_B,
+            &[],
+            0x0800,
+            &ip(os, od, 17, &udp(40000, 4789, &inner)),
+        )
+    };
+    let (o1, o2) = (v4(192, 0, 2, 1), v4(192, 0, 2, 2));
+    let a = r.classify(&vx([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 2, 2], o1, o2));
+    let b = r.classify(&vx([2, 0, 0, 0, 2, 2], [2, 0, 0, 0, 1, 1], o2, o1));
+    let c = r.classify(&vx([2, 0, 0, 0, 3, 3], [2, 0, 0, 0, 2, 2], o2, o1));
+    assert_eq!(a.dissection.tuple.kind, AddrKind::Mac);
+    assert_eq!(&a.dissection.tuple.src[..6], &[2, 0, 0, 0, 1, 1]);
+    assert_eq!(a.dissection.tunnel_inner, TunnelKind::Vxlan);
+    assert_eq!(a.hash, b.hash);
+    assert_ne!(a.hash, c.hash);
 }
 
 #[test]

@@ -9,6 +9,17 @@ use floodgate::softrss::{
 use proptest::prelude::*;
 use softrss_util::*;
 
+/// The general walk only.
+const SLOW: DissectConfig = DissectConfig {
+    fast_path: false,
+    decap: true,
+    max_tunnel_depth: 3,
+    max_ipv6_ext_headers: 8,
+    max_vlan_tags: 4,
+    vxlan_port: 4789,
+    gtpu_port: 2152,
+};
+
 fn check(d: &Dissection, len: usize) {
     for off in [
         d.outer.l2, d.outer.l3, d.outer.l4, d.inner.l2, d.inner.l3, d.inner.l4,
@@ -67,6 +78,12 @@ fn build_seeds() -> Vec<Vec<u8>> {
                 false,
                 &[0x11; 6],
             ));
+            v.push(build(
+                &flow(i as u32, !i.is_multiple_of(2), l4),
+                *e,
+                true,
+                &[0x22; 40],
+            ));
         }
     }
     v
@@ -80,9 +97,51 @@ proptest! {
         classify_all(&bytes);
     }
 
+    /// Random headers that mostly take the fast path: it must agree with the general walk.
+    #[test]
+    fn fast_path_equals_general_walk(
+        v6 in any::<bool>(),
+        tcp in any::<bool>(),
+        ip in proptest::collection::vec(any::<u8>(), 40),
+        l4 in proptest::collection::vec(any::<u8>(), 20),
+        tail in 0usize..40,
+        len_delta in -3i32..3,
+        dport in prop::sample::select(vec![53u16, 2152, 4789, 80]),
+    ) {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
+        let mut iph = ip.clone();
+        let hl = if v6 { 40 } else { 20 };
+        iph.truncate(hl);
+        let proto = if tcp { 6 } else { 17 };
+        let body = 20 + tail;
+        if v6 {
+            iph[0] = 0x60 | (iph[0] & 0x0f);
+            iph[6] = proto;
+            iph[4..6].copy_from_slice(&((body as i32 + len_delta).max(0) as u16).to_be_bytes());
+        } else {
+            iph[0] = 0x45;
+            iph[9] = proto;
+            // mostly unfragmented: keep DF and sometimes MF, clear the offset
+            iph[6] &= 0x60;
+            iph[7] = 0;
+            iph[2..4].copy_from_slice(&(((20 + body) as i32 + len_delta).max(0) as u16).to_be_bytes());
+        }
+        f.extend_from_slice(&iph);
+        let mut l4h = l4.clone();
+        l4h[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4h[12] = (l4h[12] & 0x7f).max(0x50);
+        f.extend_from_slice(&l4h);
+        f.extend(std::iter::repeat_n(0u8, tail));
+        let cfg = DissectConfig::default();
+        let fast = dissect(&cfg, &f);
+        prop_assert_eq!(fast, dissect(&SLOW, &f));
+        check(&fast, f.len());
+    }
+
     #[test]
     fn mutated_valid_frames_never_panic(
-        seed in 0usize..72,
+        seed in 0usize..144,
         cut in any::<prop::sample::Index>(),
         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
     ) {
@@ -95,15 +154,19 @@ proptest! {
         let n = cut.index(f.len() + 1);
         classify_all(&f[..n]);
         classify_all(&f);
+        let cfg = DissectConfig::default();
+        prop_assert_eq!(dissect(&cfg, &f), dissect(&SLOW, &f));
+        prop_assert_eq!(dissect(&cfg, &f[..n]), dissect(&SLOW, &f[..n]));
     }
 
     #[test]
-    fn every_truncation_of_every_encapsulation_is_safe(seed in 0usize..72) {
+    fn every_truncation_of_every_encapsulation_is_safe(seed in 0usize..144) {
         let all = seeds();
         let f = &all[seed % all.len()];
         for n in 0..=f.len() {
             let d = dissect(&DissectConfig::default(), &f[..n]);
             check(&d, n);
+            assert_eq!(d, dissect(&SLOW, &f[..n]), "fast path differs at length {n}");
         }
     }
 }

@@ -136,12 +136,11 @@ impl FlowTuple {
     /// compared big-endian, then ports). This defines the "forward" direction.
     #[inline]
     pub fn is_forward(&self) -> bool {
-        let n = self.kind.addr_len();
-        match self.src[..n].cmp(&self.dst[..n]) {
-            core::cmp::Ordering::Less => true,
-            core::cmp::Ordering::Greater => false,
-            core::cmp::Ordering::Equal => self.src_port <= self.dst_port,
-        }
+        // Addresses are zero padded, so comparing all 16 bytes big-endian is the same as
+        // comparing the first addr_len() bytes.
+        let s = u128::from_be_bytes(self.src);
+        let d = u128::from_be_bytes(self.dst);
+        s < d || (s == d && self.src_port <= self.dst_port)
     }
 
     /// The same flow seen from the other side.
@@ -221,6 +220,10 @@ pub struct DissectConfig {
     pub vxlan_port: u16,
     /// UDP destination port for GTP-U (default 2152).
     pub gtpu_port: u16,
+    /// Try a straight-line path first for untagged, unfragmented IPv4 (no options) or IPv6
+    /// (no extension headers) carrying TCP or UDP that is not a tunnel port. It gives the same
+    /// result as the general walk (checked by the tests); false forces the general walk.
+    pub fast_path: bool,
 }
 
 impl Default for DissectConfig {
@@ -232,6 +235,7 @@ impl Default for DissectConfig {
             max_vlan_tags: 4,
             vxlan_port: 4789,
             gtpu_port: 2152,
+            fast_path: true,
         }
     }
 }
@@ -282,6 +286,9 @@ pub fn dissect(cfg: &DissectConfig, frame: &[u8]) -> Dissection {
 /// Dissects `frame` into `d` (overwriting it), avoiding a copy of the result.
 #[inline]
 pub fn dissect_into(cfg: &DissectConfig, frame: &[u8], d: &mut Dissection) {
+    if cfg.fast_path && fast_path(cfg, frame, d) {
+        return;
+    }
     d.outer = Layers::NONE;
     d.inner = Layers::NONE;
     d.tunnel_outer = TunnelKind::None;
@@ -304,13 +311,119 @@ pub fn dissect_into(cfg: &DissectConfig, frame: &[u8], d: &mut Dissection) {
     if d.tunnel_depth == 0 {
         d.inner = d.outer;
     }
+    // MAC addresses are the tuple when the innermost Ethernet header has no IP behind it
+    // (done here, not per Ethernet header, to keep the common path short).
+    let mac_at = if d.tuple.kind == AddrKind::None {
+        d.outer.l2
+    } else if d.tunnel_depth > 0 && d.inner.l2 != ABSENT && d.inner.l3 == ABSENT {
+        d.inner.l2
+    } else {
+        ABSENT
+    };
+    if mac_at != ABSENT {
+        if let Ok(e) = EthernetFrame::new_checked(frame.get(usize::from(mac_at)..).unwrap_or(&[])) {
+            let t = &mut d.tuple;
+            t.kind = AddrKind::Mac;
+            t.proto = 0;
+            t.has_ports = false;
+            t.src_port = 0;
+            t.dst_port = 0;
+            t.src = pad16(&e.src_addr());
+            t.dst = pad16(&e.dst_addr());
+        }
+    }
     if d.tuple.kind == AddrKind::None {
         d.tuple = FlowTuple::default();
     }
 }
 
+/// The common case in straight-line code: Ethernet (no tag) + IPv4 without options or IPv6
+/// without extension headers, not fragmented, not truncated, + complete TCP or UDP header, UDP
+/// not to a tunnel port. Returns false (leaving `d` for the general walk) otherwise.
+#[inline(always)]
+fn fast_path(cfg: &DissectConfig, frame: &[u8], d: &mut Dissection) -> bool {
+    let Some(hdr) = frame.get(..54) else {
+        return false;
+    };
+    let (l4, proto, src, dst, l4_room) = match u16::from_be_bytes([hdr[12], hdr[13]]) {
+        ethertype::IPV4 => {
+            let ip = &hdr[14..34];
+            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            if ip[0] != 0x45
+                || u16::from_be_bytes([ip[6], ip[7]]) & 0x3FFF != 0
+                || total < 20
+                || 14 + total > frame.len()
+            {
+                return false;
+            }
+            let s = [ip[12], ip[13], ip[14], ip[15]];
+            let t = [ip[16], ip[17], ip[18], ip[19]];
+            (34usize, ip[9], pad16(&s), pad16(&t), total - 20)
+        }
+        ethertype::IPV6 => {
+            let Some(ip) = frame.get(14..54) else {
+                return false;
+            };
+            let pl = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+            if ip[0] >> 4 != 6 || pl == 0 || 54 + pl > frame.len() {
+                return false;
+            }
+            let mut s = [0u8; 16];
+            let mut t = [0u8; 16];
+            s.copy_from_slice(&ip[8..24]);
+            t.copy_from_slice(&ip[24..40]);
+            (54usize, ip[6], s, t, pl)
+        }
+        _ => return false,
+    };
+    let Some(h) = frame.get(l4..l4 + 20) else {
+        return false;
+    };
+    let sp = u16::from_be_bytes([h[0], h[1]]);
+    let dp = u16::from_be_bytes([h[2], h[3]]);
+    match proto {
+        ipproto::UDP => {
+            if l4_room < 8 || (cfg.decap && (dp == cfg.vxlan_port || dp == cfg.gtpu_port)) {
+                return false;
+            }
+        }
+        ipproto::TCP => {
+            let hl = usize::from(h[12] >> 4) * 4;
+            if hl < 20 || hl > l4_room {
+                return false;
+            }
+        }
+        _ => return false,
+    }
+    let layers = Layers {
+        l2: 0,
+        l3: 14,
+        l4: l4 as u16,
+    };
+    d.outer = layers;
+    d.inner = layers;
+    d.tunnel_outer = TunnelKind::None;
+    d.tunnel_inner = TunnelKind::None;
+    d.tunnel_depth = 0;
+    d.vlan_count = 0;
+    d.flags = 0;
+    let t = &mut d.tuple;
+    t.kind = if l4 == 34 {
+        AddrKind::Ipv4
+    } else {
+        AddrKind::Ipv6
+    };
+    t.proto = proto;
+    t.has_ports = true;
+    t.src_port = sp;
+    t.dst_port = dp;
+    t.src = src;
+    t.dst = dst;
+    true
+}
+
 /// Enters a tunnel of `kind`; returns false (and flags DEPTH_LIMIT) if nesting is exhausted.
-#[inline]
+#[inline(always)]
 fn enter_tunnel(cfg: &DissectConfig, d: &mut Dissection, kind: TunnelKind) -> bool {
     if !cfg.decap {
         return false;
@@ -333,7 +446,7 @@ fn enter_tunnel(cfg: &DissectConfig, d: &mut Dissection, kind: TunnelKind) -> bo
     true
 }
 
-#[inline]
+#[inline(always)]
 fn level(d: &mut Dissection) -> &mut Layers {
     if d.tunnel_depth == 0 {
         &mut d.outer
@@ -342,6 +455,7 @@ fn level(d: &mut Dissection) -> &mut Layers {
     }
 }
 
+#[inline(always)]
 fn eth(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Step {
     let buf = frame.get(off..).unwrap_or(&[]);
     let e = match EthernetFrame::new_checked(buf) {
@@ -352,17 +466,6 @@ fn eth(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
         }
     };
     level(d).l2 = off16(off);
-    if d.tuple.kind == AddrKind::None || d.tunnel_depth > 0 {
-        // MAC addresses are the tuple only until (and unless) an IP layer is found.
-        let t = &mut d.tuple;
-        t.kind = AddrKind::Mac;
-        t.proto = 0;
-        t.has_ports = false;
-        t.src_port = 0;
-        t.dst_port = 0;
-        t.src = pad16(&e.src_addr());
-        t.dst = pad16(&e.dst_addr());
-    }
     let mut et = e.ethertype();
     let mut pos = off + EthernetFrame::<&[u8]>::HEADER_LEN;
     let mut tags = 0u8;
@@ -432,6 +535,7 @@ fn set_ip_tuple(d: &mut Dissection, kind: AddrKind, src: [u8; 16], dst: [u8; 16]
     d.flags &= !(flags::FRAGMENT | flags::FIRST_FRAGMENT | flags::INNER_UNDECODED);
 }
 
+#[inline(always)]
 fn ip4(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Step {
     let buf = frame.get(off..).unwrap_or(&[]);
     let ip = match Ipv4Packet::new_checked(buf) {
@@ -471,6 +575,7 @@ fn ip4(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
     l4_step(cfg, frame, l4, end, proto, d)
 }
 
+#[inline(always)]
 fn ip6(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Step {
     let buf = frame.get(off..).unwrap_or(&[]);
     let ip = match Ipv6Packet::new_checked(buf) {
@@ -586,7 +691,7 @@ fn ip6(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
 
 /// Decodes the L4 header at `off` (datagram ends at `end`), reading ports and deciding on
 /// tunnels. Fragments are never decapsulated.
-#[inline]
+#[inline(always)]
 fn l4_step(
     cfg: &DissectConfig,
     frame: &[u8],
@@ -696,5 +801,43 @@ fn l4_step(
             }
         }
         _ => Step::Done,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp4_frame(payload: usize, dport: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 42 + payload];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&((28 + payload) as u16).to_be_bytes());
+        f[23] = 17;
+        f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+        f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+        f[34..36].copy_from_slice(&999u16.to_be_bytes());
+        f[36..38].copy_from_slice(&dport.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn fast_path_takes_plain_udp_and_matches_the_walk() {
+        let cfg = DissectConfig::default();
+        let slow = DissectConfig {
+            fast_path: false,
+            ..cfg
+        };
+        let f = udp4_frame(18, 53);
+        let mut d = Dissection::default();
+        assert!(fast_path(&cfg, &f, &mut d));
+        assert_eq!(d, dissect(&slow, &f));
+        assert_eq!(d.tuple.dst_port, 53);
+        // Tunnel ports, short frames and fragments go the general way.
+        assert!(!fast_path(&cfg, &udp4_frame(18, 4789), &mut d));
+        assert!(!fast_path(&cfg, &udp4_frame(4, 53), &mut d));
+        let mut frag = udp4_frame(18, 53);
+        frag[20] = 0x20;
+        assert!(!fast_path(&cfg, &frag, &mut d));
     }
 }
