@@ -1,36 +1,4 @@
-//! The metadata record the dispatcher writes at the start of each packet's headroom.
-//!
-//! Layout (version 1, 80 bytes, native byte order for integers, network order for addresses):
-//!
-//! | offset | size | field | meaning |
-//! |---|---|---|---|
-//! | 0 | 4 | `magic` | [`META_MAGIC`] ("FGRS" read as a big-endian u32, stored native) |
-//! | 4 | 2 | `version` | [`META_VERSION`] |
-//! | 6 | 2 | `size` | [`META_SIZE`] (bytes of this record) |
-//! | 8 | 4 | `hash` | symmetric flow hash |
-//! | 12 | 2 | `worker` | worker index chosen |
-//! | 14 | 2 | `flags` | [`super::flags`] bits |
-//! | 16 | 1 | `tunnel_outer` | [`super::TunnelKind`] of the outermost tunnel |
-//! | 17 | 1 | `tunnel_inner` | [`super::TunnelKind`] of the innermost tunnel |
-//! | 18 | 1 | `tunnel_depth` | number of tunnels decoded |
-//! | 19 | 1 | `l4_proto` | innermost IP protocol (0 if none) |
-//! | 20 | 2 | `outer_l2` | offset of the outer Ethernet header, 0xFFFF = absent |
-//! | 22 | 2 | `outer_l3` | outer IP header |
-//! | 24 | 2 | `outer_l4` | outer L4 header |
-//! | 26 | 2 | `inner_l2` | inner Ethernet header (VXLAN, GRE-TEB) |
-//! | 28 | 2 | `inner_l3` | inner IP header |
-//! | 30 | 2 | `inner_l4` | inner L4 header |
-//! | 32 | 1 | `addr_kind` | [`super::AddrKind`]: 0 none, 2 MAC, 4 IPv4, 6 IPv6 |
-//! | 33 | 1 | `vlan_count` | VLAN tags on the outer L2 |
-//! | 34 | 2 | `src_port` | innermost source port (host order; 0 if none) |
-//! | 36 | 2 | `dst_port` | innermost destination port |
-//! | 38 | 2 | `reserved` | zero |
-//! | 40 | 16 | `src` | innermost source address, zero padded |
-//! | 56 | 16 | `dst` | innermost destination address, zero padded |
-//! | 72 | 8 | `reserved2` | zero, for later versions |
-//!
-//! An embedding application may put its own fields at [`APP_AREA_OFFSET`] (80) and up, within
-//! the pool's headroom (128 bytes by default leaves 48).
+//! The soft-RSS metadata record in the packet headroom (see [`RssMeta`]).
 
 use super::dissect::{AddrKind, Dissection, FlowTuple, Layers, TunnelKind};
 use thiserror::Error;
@@ -71,7 +39,39 @@ pub enum MetaError {
     },
 }
 
-/// The metadata record, see the [module docs](self) for the layout.
+/// The metadata record the dispatcher writes at the start of each packet's headroom.
+///
+/// Layout (version 1, 80 bytes, native byte order for integers, network order for addresses):
+///
+/// | offset | size | field | meaning |
+/// |---|---|---|---|
+/// | 0 | 4 | `magic` | [`META_MAGIC`] ("FGRS" read as a big-endian u32, stored native) |
+/// | 4 | 2 | `version` | [`META_VERSION`] |
+/// | 6 | 2 | `size` | [`META_SIZE`] (bytes of this record) |
+/// | 8 | 4 | `hash` | symmetric flow hash |
+/// | 12 | 2 | `worker` | worker index chosen |
+/// | 14 | 2 | `flags` | [`super::flags`] bits |
+/// | 16 | 1 | `tunnel_outer` | [`super::TunnelKind`] of the outermost tunnel |
+/// | 17 | 1 | `tunnel_inner` | [`super::TunnelKind`] of the innermost tunnel |
+/// | 18 | 1 | `tunnel_depth` | number of tunnels decoded |
+/// | 19 | 1 | `l4_proto` | innermost IP protocol (0 if none) |
+/// | 20 | 2 | `outer_l2` | offset of the outer Ethernet header, 0xFFFF = absent |
+/// | 22 | 2 | `outer_l3` | outer IP header |
+/// | 24 | 2 | `outer_l4` | outer L4 header |
+/// | 26 | 2 | `inner_l2` | inner Ethernet header (VXLAN, GRE-TEB) |
+/// | 28 | 2 | `inner_l3` | inner IP header |
+/// | 30 | 2 | `inner_l4` | inner L4 header |
+/// | 32 | 1 | `addr_kind` | [`super::AddrKind`]: 0 none, 2 MAC, 4 IPv4, 6 IPv6 |
+/// | 33 | 1 | `vlan_count` | VLAN tags on the outer L2 |
+/// | 34 | 2 | `src_port` | innermost source port (host order; 0 if none) |
+/// | 36 | 2 | `dst_port` | innermost destination port |
+/// | 38 | 2 | `reserved` | zero |
+/// | 40 | 16 | `src` | innermost source address, zero padded |
+/// | 56 | 16 | `dst` | innermost destination address, zero padded |
+/// | 72 | 8 | `reserved2` | zero, for later versions |
+///
+/// An embedding application may put its own fields at [`APP_AREA_OFFSET`] (80) and up, within
+/// the pool's headroom (128 bytes by default leaves 48).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RssMeta {
