@@ -3,18 +3,23 @@
 #
 #   bash scripts/qemu/guest-test.sh [--only smoke|ixgbevf|pmd]... [--verbose]
 #
-# Steps: fetch.sh (Debian packages, cached) -> mkinitramfs.sh -> one QEMU
-# guest per test (run-guest.sh), each under FG_GUEST_TIMEOUT seconds (55).
+# Steps: fetch.sh (Debian packages, cached) -> cargo build of floodgate-sim
+# (host) and of fg-pmd-test (pmd/examples/guest_pmd.rs, static, for the
+# guest) -> mkinitramfs.sh -> one QEMU guest per test (run-guest.sh), each
+# under FG_GUEST_TIMEOUT seconds (55), with its `floodgate-sim serve --once`
+# model servers; the servers' final counters are checked too.
 #
 # Tests:
 #   smoke    guest boots, vfio modules load, /dev/vfio/vfio, intel-iommu with
 #            interrupt remapping, and a vfio-pci bind of QEMU's edu device
 #   ixgbevf  "ixgbevf bring-up + traffic": Linux's ixgbevf against the model
-#            served over vfio-user (floodgate-sim serve)
+#            served over vfio-user (an 82599 VF answering ARP/ping at 10.0.0.1
+#            with a UDP generator, and an X540 VF for jumbo frames)
 #   pmd      "pmd via vfio-pci": our PMD in the guest, through vfio-pci and the
-#            emulated IOMMU, against the same served model
-# A test whose prerequisites are missing prints "skipped: <test>: <why>";
-# nothing passes silently.
+#            emulated IOMMU, on the model's generated traffic, plus a DMA to
+#            an unmapped IOVA that must show up in the model's fault record
+# A failed build is a FAIL, not a skip; nothing passes silently.
+# Details: docs/qemu.md.
 #
 # Exit: 0 every test that ran passed (skips are printed), 1 a test failed.
 # If Debian's archive is unreachable and nothing is cached, nothing can run:
@@ -40,7 +45,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --only) ONLY+=("$2"); shift 2 ;;
         --verbose) VERBOSE=(--verbose); shift ;;
-        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
         *) echo "guest-test: unknown argument $1" >&2; exit 2 ;;
     esac
 done
