@@ -190,7 +190,10 @@ impl Iommu {
 }
 
 /// A cached view of one VF's IOMMU used by a DMA engine. Not shared between threads: each engine
-/// (step, feeder, threaded engine) owns its port, so the last-hit cache needs no locking.
+/// (step, feeder, threaded engine) owns its port, so its small translation cache needs no
+/// locking. The cache keeps the [`CACHE_WAYS`] most recently used mappings: a driver's
+/// descriptor ring and its packet buffers usually live in different regions, and one entry
+/// would thrash between them.
 ///
 /// An access may span several mappings, as on a real IOMMU that translates page by page (QEMU's
 /// emulated IOMMU sends one DMA_MAP per 4 KiB page, and those pages need not be adjacent in the
@@ -199,15 +202,18 @@ impl Iommu {
 #[derive(Debug)]
 pub(crate) struct DmaPort {
     iommu: Arc<Iommu>,
-    cache: Option<Arc<Mapping>>,
+    cache: [Option<Arc<Mapping>>; CACHE_WAYS],
     cache_gen: u64,
 }
+
+/// Mappings a [`DmaPort`] remembers.
+pub(crate) const CACHE_WAYS: usize = 4;
 
 impl DmaPort {
     pub(crate) fn new(iommu: Arc<Iommu>) -> Self {
         DmaPort {
             iommu,
-            cache: None,
+            cache: Default::default(),
             cache_gen: 0,
         }
     }
@@ -216,11 +222,19 @@ impl DmaPort {
     #[inline(always)]
     pub(crate) fn contiguous(&mut self, iova: u64, len: u64) -> Option<*mut u8> {
         let gen = self.iommu.generation.load(Ordering::Acquire);
-        if let Some(m) = &self.cache {
-            if gen == self.cache_gen && m.contains(iova, len) {
-                // SAFETY: contains() proved iova - m.iova + len <= m.len, so the offset is
-                // inside the mapping.
-                return Some(unsafe { m.ptr.as_ptr().add((iova - m.iova) as usize) });
+        if gen == self.cache_gen {
+            for i in 0..CACHE_WAYS {
+                let Some(m) = &self.cache[i] else { break };
+                if m.contains(iova, len) {
+                    // SAFETY: contains() proved iova - m.iova + len <= m.len, so the offset is
+                    // inside the mapping.
+                    let p = unsafe { m.ptr.as_ptr().add((iova - m.iova) as usize) };
+                    if i != 0 {
+                        // Most recently used first.
+                        self.cache[..=i].rotate_right(1);
+                    }
+                    return Some(p);
+                }
             }
         }
         self.contiguous_slow(iova, len, gen)
@@ -231,8 +245,12 @@ impl DmaPort {
         let m = self.iommu.lookup(iova, len)?;
         // SAFETY: lookup() checked containment.
         let p = unsafe { m.ptr.as_ptr().add((iova - m.iova) as usize) };
-        self.cache = Some(m);
-        self.cache_gen = gen;
+        if gen != self.cache_gen {
+            self.cache = Default::default();
+            self.cache_gen = gen;
+        }
+        self.cache.rotate_right(1);
+        self.cache[0] = Some(m);
         Some(p)
     }
 
