@@ -51,6 +51,7 @@ pub mod pcap;
 pub mod rss;
 pub mod switch;
 pub mod toeplitz;
+pub mod txoffload;
 pub mod wire;
 
 pub use classify::{Classifier, Delivery, Dest, DropReason, FdirHit, Origin, StubClassifier};
