@@ -36,6 +36,9 @@ enum Cmd {
         /// Reinject the survivors into this TAP device (needs root or CAP_NET_ADMIN).
         #[arg(long)]
         tap: Option<String>,
+        /// Worker threads behind the symmetric soft-RSS dispatcher (1 = judge inline).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
     },
     /// Run the daemon on a real VF as configured (SIGHUP reloads the rules, SIGINT/SIGTERM stop).
     Run {
@@ -92,6 +95,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             seed,
             tap,
+            workers,
         } => {
             let opts = demo::DemoOptions {
                 seconds,
@@ -100,6 +104,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 seed,
                 progress: !json,
                 tap,
+                workers: Some(workers),
             };
             let s = demo::run(&opts)?;
             if json {

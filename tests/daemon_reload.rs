@@ -133,6 +133,6 @@ fn bad_reload_keeps_old_rules_good_reload_swaps_and_nothing_is_lost() {
     assert!(c3.invariant_holds(), "{c3:?}");
     assert_eq!(c3.in_flight, 0);
     // Hit counters of the rule kept across the swap (same name).
-    let hits = fl.rules().counters().rules[0].hits;
-    assert_eq!(hits, c3.rx_packets - fl.rules().counters().default.hits);
+    let rc = fl.rule_counters();
+    assert_eq!(rc.rules[0].hits, c3.rx_packets - rc.default.hits);
 }

@@ -77,14 +77,13 @@ fn snapshot<D: Device, S: PassSink>(
     reload_errors: u64,
     pf_resets: u64,
 ) -> Snapshot {
-    let rules = fl.rules();
-    let c = rules.counters();
-    let mut rs: Vec<RuleSnapshot> = rules
-        .rules()
-        .iter()
+    let names = fl.rule_names();
+    let c = fl.rule_counters();
+    let mut rs: Vec<RuleSnapshot> = names
+        .into_iter()
         .zip(c.rules.iter())
-        .map(|(r, rc)| RuleSnapshot {
-            name: r.name.clone(),
+        .map(|(name, rc)| RuleSnapshot {
+            name,
             hits: rc.hits,
             passed: rc.passed,
             dropped: rc.dropped,
@@ -143,7 +142,7 @@ pub fn run_loop<D: Device, S: PassSink>(
                 Some(Ok(rules)) => {
                     fl.replace_rules(rules);
                     rep.reloads += 1;
-                    log::info!("reloaded rules ({} rules)", fl.rules().rules().len());
+                    log::info!("reloaded rules ({} rules)", fl.rule_names().len());
                 }
                 Some(Err(e)) => {
                     rep.reload_errors += 1;
@@ -154,8 +153,7 @@ pub fn run_loop<D: Device, S: PassSink>(
         }
         let now = Instant::now();
         if now.duration_since(last_tick) >= ctl.interval {
-            fl.sync_driver_errors();
-            let m = fl.vf().maintain()?;
+            let m = fl.maintain()?;
             if m.reinitialised {
                 rep.pf_resets += 1;
                 log::warn!("PF reset: VF and queues re-initialised");
@@ -163,7 +161,7 @@ pub fn run_loop<D: Device, S: PassSink>(
             if let Some(l) = m.link_changed {
                 log::info!("link changed: {l:?}");
             }
-            if let Err(e) = fl.rules().flush_samples() {
+            if let Err(e) = fl.flush_samples() {
                 log::warn!("writing sampled packets: {e}");
             }
             let c = fl.counters();
@@ -200,9 +198,11 @@ pub fn run_loop<D: Device, S: PassSink>(
         }
     }
     fl.sync_driver_errors();
-    if let Err(e) = fl.rules().flush_samples() {
+    if let Err(e) = fl.flush_samples() {
         log::warn!("writing sampled packets: {e}");
     }
+    // Workers drain their rings and stop; after this the counters are final.
+    fl.finish();
     rep.counters = fl.counters();
     if let Some(metrics) = &ctl.metrics {
         metrics.publish(snapshot(fl, rep.reloads, rep.reload_errors, rep.pf_resets));
