@@ -145,7 +145,7 @@ verdict() {
         PASSED=$((PASSED + 1))
     else
         echo "FAIL $label (${GUEST_SECS}s)"
-        { [[ -n $GUEST_WHY ]] && echo "$GUEST_WHY"; [[ -n $problems ]] && echo "$problems"; } | sed 's/^/  /'
+        { [[ -n $GUEST_WHY ]] && echo "$GUEST_WHY"; [[ -n $problems ]] && echo "$problems"; } | sed '/^$/d; s/^/  /'
         FAILED=$((FAILED + 1))
     fi
 }
@@ -245,8 +245,8 @@ if wanted ixgbevf; then
         echo "FAIL $label ($BUILD_ERR)"; FAILED=$((FAILED + 1))
     elif [[ -z $SIM ]]; then
         skip "$label" "$NO_SERVER"
-    elif start_server "$a" --respond 10.0.0.1 --generator udp:200:64 \
-        && start_server "$b" --model x540 --respond 10.0.1.1; then
+    elif start_server "$a" --respond 10.0.0.1 --generator udp:200:64 --pcap-out "$a.pcap" \
+        && start_server "$b" --model x540 --respond 10.0.1.1 --pcap-out "$b.pcap"; then
         run_scenario "$label" ixgbevf --vfio-user "$a" --vfio-user "$b"
         finish_servers
         p=
@@ -256,6 +256,16 @@ if wanted ixgbevf; then
         need_counter p "$a.log" "dma faults" -eq 0 "ixgbevf only uses addresses it mapped"
         need_counter p "$b.log" "dma faults" -eq 0 "ixgbevf only uses addresses it mapped (jumbo buffers span IOMMU pages)"
         need_counter p "$a.log" "irqs signalled" -ge 1 "ixgbevf runs on MSI-X"
+        # Every checksum of what ixgbevf sent, as it left the model on the wire: ixgbevf
+        # offloads the TCP/UDP checksum to the device (the guest sends a DNS query and a
+        # SYN for this), so a wrong one is the model's fault.
+        for cap in "$a.pcap" "$b.pcap"; do
+            out=$(python3 "$HERE/check-csum.py" "$cap" --src-net 10.0.) || p+="wire capture $(basename "$cap"): $out"$'\n'
+        done
+        if ! grep -q 'udp [1-9]' <<<"$(python3 "$HERE/check-csum.py" "$a.pcap" --src-net 10.0.)" \
+            || ! grep -q 'tcp [1-9]' <<<"$(python3 "$HERE/check-csum.py" "$a.pcap" --src-net 10.0.)"; then
+            p+="wire capture $(basename "$a.pcap"): no UDP or no TCP frame from the guest to check"$'\n'
+        fi
         verdict "$label" "$p"
     else
         echo "FAIL $label (a server did not start)"; FAILED=$((FAILED + 1))

@@ -77,6 +77,15 @@ read up_at _idle < /proc/uptime
 ping_peer ixgbevf-ping 5 56
 ping_peer ixgbevf-ping-1400 3 1400
 
+# Checksum offload: UDP (a DNS query) and TCP (a SYN) from the guest's stack
+# leave as CHECKSUM_PARTIAL, so ixgbevf asks the device to fill in the L4
+# checksum (context descriptor TUCMD/L4T, POPTS.TXSM; facts §6.2, §6.3). The
+# host checks every checksum in the server's --pcap-out capture.
+nslookup -timeout=1 offload-check.invalid "$PEER" >/dev/null 2>&1 &
+nc -w 1 "$PEER" 80 </dev/null >/dev/null 2>&1 &
+sleep 2
+echo "FG-INFO sent UDP (DNS) and TCP (SYN) to $PEER for the checksum check"
+
 # The server's generator sends UDP to 10.0.0.2 from the wire; the stack counts it.
 read rx0 < "/sys/class/net/$ifc/statistics/rx_packets"
 sleep 1
