@@ -227,8 +227,11 @@ impl<B: Bar> TxQueue<B> {
             }
             self.rs_head = self.rs_head.wrapping_add(1);
         }
-        // SAFETY: as above.
-        own_core.free_bulk(unsafe { std::slice::from_raw_parts(idx.as_ptr() as *const u32, k) });
+        if k > 0 {
+            // SAFETY: as above.
+            own_core
+                .free_bulk(unsafe { std::slice::from_raw_parts(idx.as_ptr() as *const u32, k) });
+        }
         *sink.len = slen;
         self.clean = clean;
         self.stats.completed += n as u64;
@@ -366,7 +369,9 @@ impl<B: Bar> TxQueue<B> {
         }
         // SAFETY: packets n..total are still initialised; move them to the front.
         unsafe {
-            std::ptr::copy(src.add(n), src, total - n);
+            if total > n {
+                std::ptr::copy(src.add(n), src, total - n);
+            }
             batch.set_len_raw(total - n);
         }
         drop(rejected);
