@@ -6,8 +6,11 @@
 //! * `floor`: touch-only loop over a ring the bench owns: read each descriptor's status and
 //!   length, read the first cache line of its buffer, re-arm the descriptor. What any driver
 //!   must do at least.
-//! * `rx_drop`: `rx_burst` + `PacketBatch::clear` (buffers back to the pool, ring refilled,
-//!   one tail write per burst). The driver never reads packet bytes, so this can beat the floor.
+//! * `rx_drop`: `rx_burst` + `IxgbeVf::recycle` (buffers straight back to the RX queue's
+//!   cache, ring refilled, one tail write per burst). The driver never reads packet bytes, so
+//!   this can beat the floor.
+//! * `rx_clear`: `rx_burst` + `PacketBatch::clear` (buffers back through the lock-free pool,
+//!   as when packets are dropped on another thread).
 //! * `rx_touch_drop`: `rx_drop` plus reading the first 8 bytes of each packet: the same memory
 //!   traffic as the floor.
 //! * `forward`: `rx_burst` + `tx_burst` of the same buffers (+ batched TX reclaim).
@@ -165,6 +168,28 @@ fn bench(c: &mut Criterion) {
                     let mut got = 0;
                     while got < filled {
                         got += vf.rx_burst(0, &mut batch);
+                        vf.recycle(0, &mut batch);
+                    }
+                    total += t.elapsed();
+                    done += filled.max(1) as u64;
+                }
+                total
+            })
+        });
+    }
+    // rx_clear: drop through the pool (PacketBatch::clear, usable on any thread).
+    for &b in &BATCHES {
+        let mut batch = PacketBatch::new(b);
+        g.bench_with_input(BenchmarkId::new("rx_clear", b), &b, |bench, _| {
+            bench.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut done = 0u64;
+                while done < iters {
+                    let filled = feeder.fill_max((iters - done) as usize);
+                    let t = Instant::now();
+                    let mut got = 0;
+                    while got < filled {
+                        got += vf.rx_burst(0, &mut batch);
                         batch.clear();
                     }
                     total += t.elapsed();
@@ -195,7 +220,7 @@ fn bench(c: &mut Criterion) {
                                 d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7],
                             ]));
                         }
-                        batch.clear();
+                        vf.recycle(0, &mut batch);
                     }
                     total += t.elapsed();
                     done += filled.max(1) as u64;

@@ -25,9 +25,15 @@
 //! )
 //! .unwrap();
 //! assert_eq!(cfg.filter.rules.len(), 1);
-//! let err = floodgate::config::Config::from_str_named("[device]\nheadroom = 300\n", "bad.toml")
-//!     .unwrap_err();
-//! assert!(err.to_string().starts_with("bad.toml:2:12:"), "{err}");
+//! let err = floodgate::config::Config::from_str_named(
+//!     "[device]\npci = \"sim\"\nheadroom = 300\n",
+//!     "bad.toml",
+//! )
+//! .unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "bad.toml:3:12: [device]: headroom = 300 is out of range: it must be from 0 to 256"
+//! );
 //! ```
 
 use std::fmt;
@@ -825,14 +831,16 @@ fn ranges(
                     }
                 }
             }
-            other => return Err(ctx.err(
-                span,
-                c,
-                format!(
+            other => {
+                return Err(ctx.err(
+                    span,
+                    c,
+                    format!(
                     "{key}: expected a number, a \"LOW-HIGH\" string or a list of them, found {}",
                     other.type_str()
                 ),
-            )),
+                ))
+            }
         };
         out.push(r);
     }
@@ -1214,13 +1222,15 @@ fn rule(
                 },
             })
         }
-        other => return Err(ctx.err(
-            r.action.span(),
-            &c,
-            format!(
+        other => {
+            return Err(ctx.err(
+                r.action.span(),
+                &c,
+                format!(
                 "action = {other:?} is not one of \"drop\", \"pass\", \"rate-limit\", \"sample\""
             ),
-        )),
+            ))
+        }
     };
     let mut rule = Rule::new(name, matchers, action);
     rule.summary = if summary.is_empty() {
@@ -1386,14 +1396,16 @@ impl Config {
                             }
                             Some(addr)
                         }
-                        other => return Err(ctx.err(
-                            v.span(),
-                            "[stats]",
-                            format!(
+                        other => {
+                            return Err(ctx.err(
+                                v.span(),
+                                "[stats]",
+                                format!(
                                 "prometheus must be an \"address:port\" string or false, found {}",
                                 other.type_str()
                             ),
-                        )),
+                            ))
+                        }
                     },
                 };
                 StatsConfig {

@@ -11,7 +11,8 @@
 //! - [`tap`]: batched TAP reinjection (io_uring, with a `write()` fallback);
 //! - [`privdrop`]: switching to an unprivileged user once the device and TAP are open;
 //! - [`daemon`]: the filter loop, the run loop, metrics and the commands;
-//! - [`stats`]: the daemon's counters and the per-second line.
+//! - [`stats`]: the daemon's counters and the per-second line;
+//! - [`softrss`]: tunnel-aware symmetric software RSS, headroom metadata and worker fan-out.
 
 pub mod bpf;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod libpcap;
 pub mod pcapfile;
 pub mod privdrop;
 pub mod ratelimit;
+pub mod softrss;
 pub mod stats;
 pub mod steering;
 pub mod tap;

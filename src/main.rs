@@ -33,6 +33,18 @@ enum Cmd {
         /// Seed of the traffic generator (equal seeds give equal traffic).
         #[arg(long, default_value_t = 0x5EED)]
         seed: u64,
+        /// Reinject the survivors into this TAP device (needs root or CAP_NET_ADMIN).
+        #[arg(long)]
+        tap: Option<String>,
+        /// Worker threads behind the symmetric soft-RSS dispatcher (1 = judge inline).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
+    /// Run the daemon on a real VF as configured (SIGHUP reloads the rules, SIGINT/SIGTERM stop).
+    Run {
+        /// The TOML configuration.
+        #[arg(long)]
+        config: PathBuf,
     },
     /// Validate a configuration file and print what would be installed.
     CheckConfig {
@@ -82,13 +94,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             max_speed,
             json,
             seed,
+            tap,
+            workers,
         } => {
             let opts = demo::DemoOptions {
                 seconds,
                 rate: (!max_speed).then_some(rate),
                 json,
                 seed,
-                progress: true,
+                progress: !json,
+                tap,
+                workers: Some(workers),
             };
             let s = demo::run(&opts)?;
             if json {
@@ -98,6 +114,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let ok = s.invariant_holds() && s.all_legit_passed();
             Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Run { config } => {
+            let rep = floodgate::daemon::run::run(&config)?;
+            Ok(if rep.counters.invariant_holds() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

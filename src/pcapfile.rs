@@ -1,10 +1,11 @@
 //! Reading and writing classic pcap files (not pcapng), without libpcap.
 //!
 //! The reader accepts both byte orders and both timestamp resolutions (microsecond magic
-//! `0xa1b2c3d4`, nanosecond magic `0xa1b23c4d`). The writer produces native-endian, nanosecond-resolution files, which tcpdump, Wireshark and this
-//! reader all accept. [`RotatingPcapWriter`] bounds the disk space: when the current file would
-//! exceed a byte limit it is renamed to `NAME.1` (older ones shift to `NAME.2`, …) and a fresh file
-//! is started; at most `max_files` files exist at any time.
+//! `0xa1b2c3d4`, nanosecond magic `0xa1b23c4d`). The writer produces native-endian files with
+//! nanosecond timestamps, which tcpdump, Wireshark and this reader all accept.
+//! [`RotatingPcapWriter`] bounds the disk space: when the current file would exceed a byte limit
+//! it is renamed to `NAME.1` (older ones shift to `NAME.2`, …) and a fresh file is started; at
+//! most `max_files` files exist at any time.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};

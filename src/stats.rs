@@ -13,8 +13,11 @@ pub struct Counters {
     pub rx_packets: u64,
     /// Bytes taken from the VF's RX rings.
     pub rx_bytes: u64,
-    /// Packets dropped by a rule or the default action (including rate-limit excess).
+    /// Packets dropped: by a rule or the default action (including rate-limit excess), or
+    /// because their worker's ring was full (`dispatch_full`, a part of this count).
     pub dropped: u64,
+    /// Of `dropped`: packets whose worker ring was full (fan-out mode only).
+    pub dispatch_full: u64,
     /// Packets a rule (or the default action) passed.
     pub passed: u64,
     /// Passed packets written to the TAP (or the kernel-side sink in the demo).
@@ -40,6 +43,7 @@ impl Counters {
             rx_packets: self.rx_packets - earlier.rx_packets,
             rx_bytes: self.rx_bytes - earlier.rx_bytes,
             dropped: self.dropped - earlier.dropped,
+            dispatch_full: self.dispatch_full - earlier.dispatch_full,
             passed: self.passed - earlier.passed,
             tap: self.tap - earlier.tap,
             tap_dropped: self.tap_dropped - earlier.tap_dropped,
@@ -53,6 +57,7 @@ impl Counters {
         self.rx_packets += o.rx_packets;
         self.rx_bytes += o.rx_bytes;
         self.dropped += o.dropped;
+        self.dispatch_full += o.dispatch_full;
         self.passed += o.passed;
         self.tap += o.tap;
         self.tap_dropped += o.tap_dropped;

@@ -16,6 +16,8 @@ fn demo_drops_the_flood_passes_every_legit_query_and_accounts_for_every_packet()
         json: true,
         seed: 7,
         progress: false,
+        tap: None,
+        workers: None,
     })
     .expect("demo runs on the model");
     let c = s.counters;
@@ -44,12 +46,49 @@ fn demo_drops_the_flood_passes_every_legit_query_and_accounts_for_every_packet()
         hits,
         vec![
             ("known-clients", s.generated_legit),
-            ("dns-flood", s.generated_flood)
+            ("dns-flood", s.generated_flood),
+            ("default", 0)
         ]
     );
     let j = s.to_json();
     assert!(j.contains("\"invariant_holds\":true"), "{j}");
     assert!(j.contains("\"all_legit_passed\":true"), "{j}");
+}
+
+#[test]
+fn demo_with_two_workers_splits_by_flow_and_still_accounts_for_everything() {
+    let s = demo::run(&DemoOptions {
+        seconds: 1.0,
+        rate: Some(20_000),
+        json: true,
+        seed: 9,
+        progress: false,
+        tap: None,
+        workers: Some(2),
+    })
+    .expect("demo with workers");
+    let c = s.counters;
+    assert!(s.invariant_holds(), "{s:?}");
+    assert_eq!(c.in_flight, 0);
+    assert_eq!(
+        c.dispatch_full, 0,
+        "rings of 4096 never fill at 20 kpps: {s:?}"
+    );
+    assert!(s.all_legit_passed(), "{s:?}");
+    assert_eq!(s.workers.len(), 2);
+    let rx: u64 = s.workers.iter().map(|w| w.0).sum();
+    let dropped: u64 = s.workers.iter().map(|w| w.1).sum();
+    let passed: u64 = s.workers.iter().map(|w| w.2).sum();
+    assert_eq!(rx, c.rx_packets, "every received packet reached one worker");
+    assert_eq!((dropped, passed), (c.dropped, c.passed));
+    // Random flood sources spread over both workers.
+    assert!(
+        s.workers.iter().all(|w| w.0 > c.rx_packets / 10),
+        "{:?}",
+        s.workers
+    );
+    let j = s.to_json();
+    assert!(j.contains("\"workers\":[{\"worker\":0"), "{j}");
 }
 
 #[test]
@@ -60,6 +99,8 @@ fn demo_rejects_nonsense_duration() {
         json: false,
         seed: 1,
         progress: false,
+        tap: None,
+        workers: None,
     })
     .unwrap_err();
     assert!(e.to_string().contains("--seconds"), "{e}");

@@ -179,3 +179,51 @@ proptest! {
         }
     }
 }
+
+/// Sequences the interpreter fuses into one operation: a load, optionally an AND or an
+/// indexed load, then a conditional jump against a constant.
+fn fusable_block() -> impl Strategy<Value = Vec<RawInsn>> {
+    let first = proptest::sample::select(vec![0x20u16, 0x28, 0x30, 0x48, 0x50, 0xb1, 0x54, 0x01]);
+    let middle = proptest::sample::select(vec![None, Some(0x54u16), Some(0x48)]);
+    let jump = proptest::sample::select(vec![0x15u16, 0x25, 0x35, 0x45]);
+    (
+        first,
+        middle,
+        jump,
+        0u32..40,
+        any::<u32>(),
+        0u32..40,
+        0u32..300,
+        0u8..4,
+        0u8..4,
+    )
+        .prop_map(|(f, m, j, k1, mask, k2, k3, jt, jf)| {
+            let mut v = vec![RawInsn::new(f, 0, 0, if f == 0x54 { mask } else { k1 })];
+            if let Some(m) = m {
+                v.push(RawInsn::new(m, 0, 0, if m == 0x54 { mask } else { k2 }));
+            }
+            v.push(RawInsn::new(j, jt, jf, k3 & mask.max(1)));
+            v
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// Programs made of fusable blocks (and jumps into their middles) agree with libpcap.
+    #[test]
+    fn fused_sequences_agree_with_libpcap(
+        blocks in proptest::collection::vec(fusable_block(), 1..8),
+        frame in proptest::collection::vec(any::<u8>(), 0..96),
+    ) {
+        let Ok(lib) = LibPcap::get() else { return Ok(()) };
+        let mut insns: Vec<RawInsn> = blocks.concat();
+        insns.push(RawInsn::new(0x16, 0, 0, 0));
+        insns.push(RawInsn::new(0x06, 0, 0, 7));
+        insns.push(RawInsn::new(0x06, 0, 0, 9));
+        if let Ok(p) = Program::new(&insns) {
+            let theirs = lib.run_insns(&insns, &frame).expect("validated");
+            prop_assert_eq!(p.run(&frame), theirs);
+        }
+    }
+}

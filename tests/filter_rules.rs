@@ -609,3 +609,178 @@ src = "2001:db8::/32"
     );
     assert_eq!(cfg.filter.rules[0].summary, "proto udp and dst_port 53 and len 0-200 and bytes { layer = \"l4\", mask = \"0x80\", offset = 10, value = \"0x00\" }");
 }
+
+/// IPv6 with extension headers before UDP: hop-by-hop (8 bytes), then a first fragment; and a
+/// non-first fragment, which has no ports.
+#[test]
+fn ipv6_extension_headers() {
+    let build = |frag_off: u16| {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd];
+        f.extend_from_slice(&[0x60, 0, 0, 0, 0, 32, 0, 64]); // next header 0 = hop-by-hop
+        f.extend_from_slice(&v6("2001:db8::1").octets());
+        f.extend_from_slice(&v6("2001:db8::2").octets());
+        f.extend_from_slice(&[44, 0, 1, 4, 0, 0, 0, 0]); // hop-by-hop -> fragment (44), len 8
+        let fo = (frag_off << 3).to_be_bytes();
+        f.extend_from_slice(&[17, 0, fo[0], fo[1] | 1, 0, 0, 0, 7]); // fragment -> UDP
+        f.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+        f
+    };
+    let mut rs = one(vec![
+        proto(Proto::Udp),
+        Matcher::DstPort(ports(&[(53, 53)])),
+    ]);
+    assert!(hit(&mut rs, &build(0)));
+    assert!(!hit(&mut rs, &build(1)));
+    let p = Parsed::parse(&build(0));
+    assert_eq!(
+        (p.proto, p.ports, p.l4_off),
+        (17, Some((5000, 53)), Some(14 + 40 + 16))
+    );
+    // Cut inside the extension headers: no transport header, no panic.
+    for n in 0..build(0).len() {
+        let _ = Parsed::parse(&build(0)[..n]);
+        let _ = rs.classify(&build(0)[..n], 0);
+    }
+}
+
+#[test]
+fn rule_sets_and_configs_move_between_threads() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<RuleSet>();
+    send::<Config>();
+    sync::<Config>();
+    sync::<Program>();
+}
+
+mod random_frames {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn every_matcher() -> RuleSet {
+        let prog = Program::new(&[
+            RawInsn::new(0xb1, 0, 0, 14),
+            RawInsn::new(0x48, 0, 0, 16),
+            RawInsn::new(0x15, 0, 1, 53),
+            RawInsn::new(0x06, 0, 0, 1),
+            RawInsn::new(0x06, 0, 0, 0),
+        ])
+        .unwrap();
+        let rules = vec![
+            Rule::new(
+                "bytes-l4",
+                vec![Matcher::Bytes(
+                    ByteMatch::new(Layer::L4, 2, &[0, 53], None).unwrap(),
+                )],
+                Action::Drop,
+            ),
+            Rule::new(
+                "bytes-l3",
+                vec![Matcher::Bytes(
+                    ByteMatch::new(Layer::L3, 9, &[17], None).unwrap(),
+                )],
+                Action::Drop,
+            ),
+            Rule::new(
+                "ports",
+                vec![
+                    Matcher::SrcPort(ports(&[(0, 100)])),
+                    Matcher::DstPort(ports(&[(0, 100)])),
+                ],
+                Action::Pass,
+            ),
+            Rule::new(
+                "nets",
+                vec![
+                    Matcher::Src(cidrs(&["10.0.0.0/8", "2001:db8::/32"])),
+                    Matcher::Dst(cidrs(&["0.0.0.0/0", "::/0"])),
+                ],
+                Action::Drop,
+            ),
+            Rule::new(
+                "proto",
+                vec![Matcher::Proto(ProtoSet::new(&[
+                    Proto::Icmp,
+                    Proto::Sctp,
+                    Proto::Number(47),
+                ]))],
+                Action::Drop,
+            ),
+            Rule::new(
+                "bpf",
+                vec![Matcher::Bpf(Arc::new(prog)), Matcher::Len(vec![(0, 2000)])],
+                Action::Drop,
+            ),
+            Rule::new(
+                "limit",
+                vec![Matcher::Ipv4(true)],
+                Action::RateLimit(RateLimit {
+                    rate_pps: 5,
+                    burst: 1,
+                    key: RateKey::Flow,
+                    table_size: 8,
+                }),
+            ),
+            Rule::new(
+                "limit6",
+                vec![Matcher::Ipv4(false)],
+                Action::RateLimit(RateLimit {
+                    rate_pps: 5,
+                    burst: 1,
+                    key: RateKey::Source {
+                        v4_prefix: 0,
+                        v6_prefix: 0,
+                    },
+                    table_size: 8,
+                }),
+            ),
+        ];
+        RuleSet::new(rules, Decision::Pass)
+    }
+
+    fn frame() -> impl Strategy<Value = Vec<u8>> {
+        // Random bytes behind a plausible Ethernet/VLAN/IP prefix, so the parser goes deep.
+        let ethertype = proptest::sample::select(vec![
+            [0x08u8, 0x00],
+            [0x86, 0xdd],
+            [0x81, 0x00],
+            [0x88, 0xa8],
+            [0x08, 0x06],
+        ]);
+        (
+            ethertype,
+            proptest::collection::vec(any::<u8>(), 0..120),
+            any::<bool>(),
+        )
+            .prop_map(|(et, rest, ipish)| {
+                let mut f = vec![0u8; 12];
+                f.extend_from_slice(&et);
+                let mut rest = rest;
+                if ipish && !rest.is_empty() {
+                    rest[0] = if et == [0x86, 0xdd] { 0x60 } else { 0x45 };
+                }
+                f.extend_from_slice(&rest);
+                f
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// Arbitrary frames never panic the parser or the engine, and every frame is counted
+        /// exactly once.
+        #[test]
+        fn random_frames_are_classified(frames in proptest::collection::vec(frame(), 1..20), cut in 0usize..200) {
+            let mut rs = every_matcher();
+            for (i, f) in frames.iter().enumerate() {
+                let _ = Parsed::parse(f);
+                let n = f.len().min(cut);
+                rs.classify(&f[..n], i as u64 * 1000);
+                rs.classify_wire(f, u32::MAX, i as u64);
+            }
+            let c = rs.counters();
+            prop_assert_eq!(c.packets, 2 * frames.len() as u64);
+            prop_assert_eq!(c.passed() + c.dropped(), c.packets);
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! Runs N packets through the driver for instruction counting with callgrind.
 //!
 //! The model's feeder fills the RX ring (and completes TX) in separate functions, so the
-//! driver's share is the inclusive cost of `driver_rx_drop` / `driver_forward`:
+//! driver's share is the inclusive cost of `driver_rx_drop` (drop with `IxgbeVf::recycle`),
+//! `driver_rx_clear` (drop with `PacketBatch::clear`) or `driver_forward`:
 //!
 //! ```text
 //! cargo build --release -p floodgate-pmd --example instr_count
@@ -17,9 +18,24 @@ use floodgate_sim::{Feeder, Nic, NicConfig, SimVf};
 
 const RING: usize = 4096;
 
-/// Receives `n` packets and drops them (the timed/counted part).
+/// Receives `n` packets and drops them back into the RX queue's cache (`recycle`).
 #[inline(never)]
 fn driver_rx_drop(vf: &mut IxgbeVf<SimVf>, batch: &mut PacketBatch, n: usize) -> usize {
+    let mut got = 0;
+    while got < n {
+        let k = vf.rx_burst(0, batch);
+        if k == 0 {
+            break;
+        }
+        got += k;
+        vf.recycle(0, batch);
+    }
+    got
+}
+
+/// Receives `n` packets and drops them through the pool (`PacketBatch::clear`, any thread).
+#[inline(never)]
+fn driver_rx_clear(vf: &mut IxgbeVf<SimVf>, batch: &mut PacketBatch, n: usize) -> usize {
     let mut got = 0;
     while got < n {
         let k = vf.rx_burst(0, batch);
@@ -67,8 +83,8 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let b: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(32);
-    if mode != "rx_drop" && mode != "forward" {
-        eprintln!("usage: instr_count rx_drop|forward [packets] [batch]");
+    if !["rx_drop", "rx_clear", "forward"].contains(&mode.as_str()) {
+        eprintln!("usage: instr_count rx_drop|rx_clear|forward [packets] [batch]");
         std::process::exit(2);
     }
     let nic = Nic::new(NicConfig {
@@ -108,6 +124,8 @@ fn main() {
         let filled = model_fill(&mut feeder, want);
         let got = if mode == "rx_drop" {
             driver_rx_drop(&mut vf, &mut batch, filled)
+        } else if mode == "rx_clear" {
+            driver_rx_clear(&mut vf, &mut batch, filled)
         } else {
             let g = driver_forward(&mut vf, &mut batch, filled);
             model_complete_tx(&nic);

@@ -13,7 +13,9 @@
 //! * [`Packet`]: an owned, `Send` handle to one DMA buffer: [`Packet::data`],
 //!   [`Packet::data_mut`], and [`Packet::headroom_mut`], the application's metadata area in
 //!   front of the data. Dropping a packet (on any thread) returns the buffer to its
-//!   [`Mempool`].
+//!   [`Mempool`]; [`PacketBatch::clear`] does it in bulk, and [`IxgbeVf::recycle`] puts a
+//!   whole batch straight back into an RX queue's buffer cache (the fastest drop, on the
+//!   polling thread).
 //! * [`IxgbeVf::maintain`] every few ms to 1 s: PF reset recovery, link, hardware counters,
 //!   device-gone detection. [`IxgbeVf::stats`]: driver and hardware counters ([`Stats`]).
 //! * [`IxgbeVf::wait_rx`]: idle wait (MSI-X if available, else light polling).

@@ -245,6 +245,15 @@ pub(crate) mod tests {
     }
 
     impl ScriptPf {
+        /// Puts an unsolicited PF message in the mailbox (PFSTS set).
+        pub(crate) fn pf_message(&self, words: &[u32]) {
+            let mut r = self.regs.lock().unwrap();
+            for (i, w) in words.iter().enumerate() {
+                r.insert(VFMBMEM + 4 * i as u32, *w);
+            }
+            *r.entry(VFMAILBOX).or_insert(0) |= MBX_PFSTS;
+        }
+
         pub(crate) fn new(reply: fn(&[u32; 16]) -> Option<Vec<u32>>) -> Self {
             ScriptPf {
                 regs: Mutex::new(Default::default()),
@@ -265,6 +274,11 @@ pub(crate) mod tests {
         }
         fn write32(&self, off: u32, val: u32) {
             let mut r = self.regs.lock().unwrap();
+            if off == VFCTRL && val & VFCTRL_RST != 0 {
+                // The PF completes the VF reset at once.
+                *r.entry(VFMAILBOX).or_insert(0) |= MBX_RSTD;
+                return;
+            }
             if off != VFMAILBOX {
                 r.insert(off, val);
                 return;

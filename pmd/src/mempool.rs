@@ -486,6 +486,13 @@ impl fmt::Debug for Packet {
     }
 }
 
+/// A per-queue LIFO cache of free buffer indices of one pool (no atomics: owned by one queue).
+/// Buffers recycled here are reused first, while still hot in the CPU cache.
+pub(crate) struct CacheSink<'a> {
+    pub(crate) buf: &'a mut [u32],
+    pub(crate) len: &'a mut usize,
+}
+
 /// Returns raw buffers to their pools in bulk: consecutive buffers of one pool go back with one
 /// ring operation.
 pub(crate) struct BulkFree {

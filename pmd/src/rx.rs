@@ -2,7 +2,7 @@
 //! burst, and a per-queue cache of free buffer indices in front of the shared pool ring.
 
 use crate::batch::PacketBatch;
-use crate::mempool::{Mempool, Packet, PoolCore};
+use crate::mempool::{BulkFree, CacheSink, Mempool, Packet, PoolCore};
 use crate::regs::*;
 use floodgate_vfio::Bar;
 use std::ptr::NonNull;
@@ -281,24 +281,30 @@ impl<B: Bar> RxQueue<B> {
         let ring = self.ring.as_ptr();
         let (mask, data_room, stride) = (self.mask, self.data_room, self.stride);
         let (iova0, va0, core) = (self.iova0, self.va0, self.core);
-        while seen < want {
+        let mut left = want - seen;
+        while left > 0 {
             // SAFETY: next <= mask, so the descriptor is inside the ring; volatile because the
             // device writes it.
             let d = unsafe { ring.add(2 * next as usize) };
             let st = unsafe { (d.add(1) as *const u32).read_volatile() };
-            if st & RXD_STAT_DD == 0 {
-                break;
+            // One test for the common case: done, end of packet, no error bits.
+            if st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK) != RXD_STAT_DD | RXD_STAT_EOP {
+                if st & RXD_STAT_DD == 0 {
+                    break;
+                }
+                let c = self.reject_from(next, st, left);
+                next = (next + c as u32) & mask;
+                left -= c;
+                continue;
             }
             // Read the rest of the descriptor only after seeing DD (Linux: dma_rmb()).
             fence(Ordering::Acquire);
-            // SAFETY: as above (dword 3 of the same descriptor).
-            let len = unsafe { (d.add(1) as *const u32).add(1).read_volatile() } & 0xFFFF;
-            if st & (RXD_STAT_EOP | RXD_ERR_MASK) != RXD_STAT_EOP
-                || len.wrapping_sub(1) >= data_room
-            {
-                let c = self.reject_from(next, st, want - seen);
+            // SAFETY: as above: the length, bits 15:0 of dword 3 (little-endian).
+            let len = unsafe { (d.add(1) as *const u16).add(2).read_volatile() } as u32;
+            if len.wrapping_sub(1) >= data_room {
+                let c = self.reject_from(next, st, left);
                 next = (next + c as u32) & mask;
-                seen += c;
+                left -= c;
                 continue;
             }
             // SAFETY: next <= mask < bufs.len(); the cache holds at least want - seen more
@@ -328,8 +334,9 @@ impl<B: Bar> RxQueue<B> {
             }
             self.stats.bytes += len as u64;
             next = (next + 1) & mask;
-            seen += 1;
+            left -= 1;
         }
+        let seen = want - left;
         // SAFETY: out and out0 point into the same spare area.
         let delivered = unsafe { out.offset_from(out0) } as usize;
         // SAFETY: the first `delivered` spare slots were written above.
@@ -345,6 +352,62 @@ impl<B: Bar> RxQueue<B> {
             self.stats.packets += delivered as u64;
         }
         delivered
+    }
+
+    /// The queue's buffer cache, for TX reclaim of buffers of the same pool.
+    #[inline(always)]
+    pub(crate) fn sink(&mut self) -> CacheSink<'_> {
+        CacheSink {
+            buf: &mut self.cache,
+            len: &mut self.cache_len,
+        }
+    }
+
+    /// Drops every packet of `batch`: buffers of this queue's pool go straight into its cache
+    /// (no atomic operations, reused first while hot); others return to their pools in bulk.
+    #[inline]
+    pub(crate) fn recycle(&mut self, batch: &mut PacketBatch) {
+        let n = batch.len();
+        if n == 0 {
+            return;
+        }
+        let src = batch.raw_ptr();
+        // SAFETY: length 0 first: we now own the n packets through `src` and give each buffer
+        // back exactly once below (Packet has no other resources).
+        unsafe { batch.set_len_raw(0) };
+        let own = self.core;
+        let cap = self.cache.len();
+        let cache = self.cache.as_mut_ptr();
+        let mut len = self.cache_len;
+        let mut other = BulkFree::new();
+        if len + n <= cap {
+            // Room for all: no bounds test per packet.
+            for i in 0..n {
+                // SAFETY: i < n: an initialised packet we own.
+                let p = unsafe { &*src.add(i) };
+                if p.core_ptr() == own {
+                    // SAFETY: len < cap = cache.len() (at most n stores, len + n <= cap).
+                    unsafe { *cache.add(len) = p.buffer_index() };
+                    len += 1;
+                } else {
+                    other.push(p.core_ptr(), p.buffer_index());
+                }
+            }
+        } else {
+            for i in 0..n {
+                // SAFETY: i < n: an initialised packet we own.
+                let p = unsafe { &*src.add(i) };
+                let (core, index) = (p.core_ptr(), p.buffer_index());
+                if core == own && len < cap {
+                    // SAFETY: len < cap = cache.len().
+                    unsafe { *cache.add(len) = index };
+                    len += 1;
+                } else {
+                    other.push(core, index);
+                }
+            }
+        }
+        self.cache_len = len;
     }
 
     /// Gives every buffer (ring and cache) back to the pool. Only when the queue is stopped.

@@ -2,7 +2,7 @@
 //! the last descriptor of each group and batched reclaim that only looks at those descriptors.
 
 use crate::batch::PacketBatch;
-use crate::mempool::{BulkFree, Mempool, Packet, PoolCore};
+use crate::mempool::{BulkFree, CacheSink, Mempool, Packet, PoolCore};
 use crate::regs::*;
 use floodgate_vfio::Bar;
 use std::ptr::NonNull;
@@ -41,12 +41,11 @@ impl TxStats {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Slot {
-    /// Pool of the buffer in flight in this slot, or None (context descriptor / empty).
-    core: Option<NonNull<PoolCore>>,
-    index: u32,
-}
+/// `slots` value of a slot without a buffer (the context descriptor).
+const NO_BUF: u32 = u32::MAX;
+/// `slots` flag: the buffer belongs to another pool, recorded in `foreign` (pool indices are
+/// below 2^24, so the flag never collides with an index).
+const FOREIGN: u32 = 1 << 31;
 
 pub(crate) struct TxQueue<B: Bar> {
     bar: B,
@@ -55,7 +54,10 @@ pub(crate) struct TxQueue<B: Bar> {
     pub(crate) ring_iova: u64,
     pub(crate) size: u32,
     mask: u32,
-    slots: Box<[Slot]>,
+    /// Buffer index in flight in each slot (of the VF's own pool), `NO_BUF`, or
+    /// `index | FOREIGN` with the pool in `foreign`.
+    slots: Box<[u32]>,
+    foreign: Box<[Option<NonNull<PoolCore>>]>,
     /// Next slot to fill.
     tail: u32,
     /// Oldest slot not yet reclaimed.
@@ -92,14 +94,8 @@ impl<B: Bar> TxQueue<B> {
             ring_iova,
             size,
             mask: size - 1,
-            slots: vec![
-                Slot {
-                    core: None,
-                    index: 0
-                };
-                size as usize
-            ]
-            .into_boxed_slice(),
+            slots: vec![NO_BUF; size as usize].into_boxed_slice(),
+            foreign: vec![None; size as usize].into_boxed_slice(),
             tail: 0,
             clean: 0,
             rs: vec![0u32; size as usize].into_boxed_slice(),
@@ -140,10 +136,7 @@ impl<B: Bar> TxQueue<B> {
             d.write_volatile(lens);
             d.add(1).write_volatile(tucmd);
         }
-        self.slots[0] = Slot {
-            core: None,
-            index: 0,
-        };
+        self.slots[0] = NO_BUF;
         self.tail = 1;
         self.clean = 0;
         self.rs_head = 0;
@@ -168,16 +161,16 @@ impl<B: Bar> TxQueue<B> {
     /// Returns the buffers of completed groups to their pools. Only RS descriptors are
     /// checked. Returns how many packets were reclaimed.
     #[inline]
-    pub(crate) fn reclaim(&mut self) -> usize {
+    pub(crate) fn reclaim(&mut self, sink: &mut CacheSink<'_>) -> usize {
         if self.rs_head == self.rs_tail || !self.done(self.rs[(self.rs_head & self.mask) as usize])
         {
             return 0;
         }
-        self.reclaim_slow()
+        self.reclaim_slow(sink)
     }
 
     #[inline(never)]
-    fn reclaim_slow(&mut self) -> usize {
+    fn reclaim_slow(&mut self, sink: &mut CacheSink<'_>) -> usize {
         // Buffers of the VF's own pool are gathered locally and returned 64 at a time; other
         // pools go through the generic bulk free.
         let own = self.own;
@@ -190,6 +183,7 @@ impl<B: Bar> TxQueue<B> {
         let mask = self.mask;
         let slots = self.slots.as_ptr();
         let mut clean = self.clean;
+        let (sbuf, scap, mut slen) = (sink.buf.as_mut_ptr(), sink.buf.len(), *sink.len);
         while self.rs_head != self.rs_tail {
             let pos = self.rs[(self.rs_head & mask) as usize];
             if !self.done(pos) {
@@ -200,12 +194,17 @@ impl<B: Bar> TxQueue<B> {
             // slots are not cleared here.
             loop {
                 // SAFETY: clean <= mask < slots.len().
-                let slot = unsafe { *slots.add(clean as usize) };
-                match slot.core {
-                    Some(c) if c == own => {
-                        idx[k].write(slot.index);
+                let v = unsafe { *slots.add(clean as usize) };
+                if v & FOREIGN == 0 {
+                    n += 1;
+                    // Straight into the RX queue's cache when it has room.
+                    if slen < scap {
+                        // SAFETY: slen < scap = sink.buf.len().
+                        unsafe { *sbuf.add(slen) = v };
+                        slen += 1;
+                    } else {
+                        idx[k].write(v);
                         k += 1;
-                        n += 1;
                         if k == idx.len() {
                             // SAFETY: idx[..k] written; MaybeUninit<u32> has u32's layout.
                             own_core.free_bulk(unsafe {
@@ -214,11 +213,11 @@ impl<B: Bar> TxQueue<B> {
                             k = 0;
                         }
                     }
-                    Some(c) => {
-                        other.push(c, slot.index);
+                } else if v != NO_BUF {
+                    if let Some(c) = self.foreign[clean as usize] {
+                        other.push(c, v & !FOREIGN);
                         n += 1;
                     }
-                    None => {}
                 }
                 let c = clean;
                 clean = (clean + 1) & mask;
@@ -228,8 +227,12 @@ impl<B: Bar> TxQueue<B> {
             }
             self.rs_head = self.rs_head.wrapping_add(1);
         }
-        // SAFETY: as above.
-        own_core.free_bulk(unsafe { std::slice::from_raw_parts(idx.as_ptr() as *const u32, k) });
+        if k > 0 {
+            // SAFETY: as above.
+            own_core
+                .free_bulk(unsafe { std::slice::from_raw_parts(idx.as_ptr() as *const u32, k) });
+        }
+        *sink.len = slen;
         self.clean = clean;
         self.stats.completed += n as u64;
         n
@@ -260,10 +263,12 @@ impl<B: Bar> TxQueue<B> {
             let d = self.ring.as_ptr().add(2 * t as usize);
             d.write_volatile(iova);
             d.add(1).write_volatile(hi);
-            *self.slots.as_mut_ptr().add(t as usize) = Slot {
-                core: Some(core),
-                index,
-            };
+            if core == self.own {
+                *self.slots.as_mut_ptr().add(t as usize) = index;
+            } else {
+                *self.slots.as_mut_ptr().add(t as usize) = index | FOREIGN;
+                *self.foreign.as_mut_ptr().add(t as usize) = Some(core);
+            }
         }
         hi
     }
@@ -292,8 +297,8 @@ impl<B: Bar> TxQueue<B> {
 
     /// Transmits from the front of `batch`. See `IxgbeVf::tx_burst`.
     #[inline]
-    pub(crate) fn burst(&mut self, batch: &mut PacketBatch) -> usize {
-        self.reclaim();
+    pub(crate) fn burst(&mut self, batch: &mut PacketBatch, sink: &mut CacheSink<'_>) -> usize {
+        self.reclaim(sink);
         let total = batch.len();
         let n = total.min(self.free() as usize);
         if n < total {
@@ -335,10 +340,7 @@ impl<B: Bar> TxQueue<B> {
                     let d = ring.add(2 * t as usize);
                     d.write_volatile(iova);
                     d.add(1).write_volatile(hi);
-                    *slots.add(t as usize) = Slot {
-                        core: Some(core),
-                        index,
-                    };
+                    *slots.add(t as usize) = index;
                 }
                 hi
             } else {
@@ -367,7 +369,9 @@ impl<B: Bar> TxQueue<B> {
         }
         // SAFETY: packets n..total are still initialised; move them to the front.
         unsafe {
-            std::ptr::copy(src.add(n), src, total - n);
+            if total > n {
+                std::ptr::copy(src.add(n), src, total - n);
+            }
             batch.set_len_raw(total - n);
         }
         drop(rejected);
@@ -399,14 +403,24 @@ impl<B: Bar> TxQueue<B> {
     /// Takes back every posted buffer, completed or not (queue stopped), and empties the ring.
     /// Returns how many packets were not completed.
     pub(crate) fn drain_all(&mut self) -> u64 {
-        self.reclaim_slow();
+        let (mut buf, mut len) = ([0u32; 0], 0usize);
+        self.reclaim_slow(&mut CacheSink {
+            buf: &mut buf,
+            len: &mut len,
+        });
         let mut free = BulkFree::new();
         let mut n = 0;
         while self.clean != self.tail {
-            let slot = self.slots[self.clean as usize];
-            if let Some(core) = slot.core {
-                free.push(core, slot.index);
+            let c = self.clean as usize;
+            let v = self.slots[c];
+            if v & FOREIGN == 0 {
+                free.push(self.own, v);
                 n += 1;
+            } else if v != NO_BUF {
+                if let Some(core) = self.foreign[c] {
+                    free.push(core, v & !FOREIGN);
+                    n += 1;
+                }
             }
             self.clean = (self.clean + 1) & self.mask;
         }
@@ -426,6 +440,16 @@ impl<B: Bar> Drop for TxQueue<B> {
 mod tests {
     use super::*;
     use crate::rx::tests::{pool, region, RecBar};
+
+    /// A full (zero-capacity) RX cache: reclaimed buffers go back to the pool.
+    macro_rules! no_sink {
+        () => {
+            CacheSink {
+                buf: &mut [],
+                len: &mut 0,
+            }
+        };
+    }
 
     fn qw(r: &floodgate_vfio::DmaRegion, slot: u32, w: usize) -> *mut u64 {
         // SAFETY: test ring.
@@ -464,7 +488,7 @@ mod tests {
         assert_eq!(c1 as u32, 0x1800 | 0x0020_0000 | (1 << 29));
         let mut b = packets(&p, 3, 60);
         let addrs: Vec<u64> = b.iter().map(|x| x.iova()).collect();
-        assert_eq!(q.burst(&mut b), 3);
+        assert_eq!(q.burst(&mut b, &mut no_sink!()), 3);
         assert!(b.is_empty());
         for i in 0..3u32 {
             // SAFETY: reading our test ring.
@@ -491,11 +515,11 @@ mod tests {
         assert_eq!(tdt, vec![4]);
         assert_eq!(p.available(), 125);
         // Not done yet: nothing reclaimed.
-        assert_eq!(q.reclaim(), 0);
+        assert_eq!(q.reclaim(&mut no_sink!()), 0);
         // Device writes back DD on the RS descriptor only.
         // SAFETY: test ring.
         unsafe { qw(&ring, 3, 1).write_volatile(1u64 << 32) };
-        assert_eq!(q.reclaim(), 3);
+        assert_eq!(q.reclaim(&mut no_sink!()), 3);
         assert_eq!(p.available(), 128);
         assert_eq!(q.stats.completed, 3);
     }
@@ -509,7 +533,7 @@ mod tests {
         let mut b = packets(&p, 100, 64);
         let first_left = b.as_slice()[62].buffer_index();
         // 64 slots, one is the context descriptor, one always stays empty: 62 fit.
-        assert_eq!(q.burst(&mut b), 62);
+        assert_eq!(q.burst(&mut b, &mut no_sink!()), 62);
         assert_eq!(b.len(), 38);
         assert_eq!(b.as_slice()[0].buffer_index(), first_left, "order kept");
         assert_eq!(q.stats.ring_full, 38);
@@ -524,7 +548,7 @@ mod tests {
         // SAFETY: test ring.
         unsafe { qw(&ring, 32, 1).write_volatile(1u64 << 32) };
         // 32 packets plus the context slot come free.
-        assert_eq!(q.burst(&mut b), 33);
+        assert_eq!(q.burst(&mut b, &mut no_sink!()), 33);
         assert_eq!(q.stats.completed, 32);
         // Stopping gives everything back: 30 + 33 packets still in flight.
         let n = q.drain_all();
@@ -547,7 +571,7 @@ mod tests {
         let mut ok = p.alloc().unwrap();
         ok.set_len(100).unwrap();
         b.push(ok).unwrap();
-        assert_eq!(q.burst(&mut b), 3);
+        assert_eq!(q.burst(&mut b, &mut no_sink!()), 3);
         assert_eq!(q.stats.rejected, 2);
         assert_eq!(q.stats.packets, 1);
         assert_eq!(other.available(), 16);
@@ -556,7 +580,7 @@ mod tests {
         let mut x = other.alloc().unwrap();
         x.set_len(60).unwrap();
         b.push(x).unwrap();
-        assert_eq!(q.burst(&mut b), 1);
+        assert_eq!(q.burst(&mut b, &mut no_sink!()), 1);
         assert_eq!(q.stats.packets, 2);
     }
 }

@@ -186,10 +186,13 @@ fn headroom_metadata_survives_a_trip_through_a_worker_thread_and_tx() {
     let out = nic.take_egress();
     assert_eq!(out.len(), 8);
     assert!(out.iter().all(|f| f[43] == 0x77 && f[6..12] == mac));
-    // The model wrote DD back: all eight buffers are reclaimed in one go.
-    let free = vf.mempool().available();
+    // The model wrote DD back: all eight buffers are reclaimed in one go (into the RX queue's
+    // buffer cache), and every buffer is back in the pool once the VF is closed.
     assert_eq!(vf.tx_reclaim(0), 8);
-    assert_eq!(vf.mempool().available(), free + 8);
+    assert_eq!(vf.stats().tx.completed, 8);
+    let pool = vf.mempool().clone();
+    drop(vf);
+    assert_eq!(pool.available(), pool.capacity());
 }
 
 #[test]
@@ -247,4 +250,46 @@ fn hardware_counters_wrap_at_32_and_36_bits() {
     assert_eq!(hw.rx_bytes, 32 * 100, "36-bit VFGORC wrapped");
     assert_eq!(hw.tx_packets, 32);
     assert_eq!(hw.tx_bytes, 32 * 100);
+}
+
+#[test]
+fn recycle_returns_buffers_to_the_rx_queue_without_the_pool() {
+    let nic = nic(NicModel::X82599);
+    let mut vf = open(&nic, 0);
+    let pool = vf.mempool().clone();
+    let other = floodgate_pmd::Mempool::new(&floodgate_pmd::MempoolConfig {
+        buffers: 4,
+        huge_pages: floodgate_vfio::HugePages::Never,
+        ..Default::default()
+    })
+    .unwrap();
+    let mac = vf.mac();
+    let mut b = PacketBatch::new(32);
+    let mut rounds_free = Vec::new();
+    for round in 0..20 {
+        for i in 0..30 {
+            nic.inject(&frame(mac, 64, i));
+        }
+        nic.step();
+        assert_eq!(vf.rx_burst(0, &mut b), 30, "round {round}");
+        if round == 0 {
+            // A foreign packet in the batch goes back to its own pool.
+            b.pop();
+            b.push(other.alloc().unwrap()).unwrap();
+        }
+        vf.recycle(0, &mut b);
+        assert!(b.is_empty());
+        rounds_free.push(pool.available());
+    }
+    assert_eq!(other.available(), 4);
+    // After the first refill, the queue lives off its own cache: the pool is not touched.
+    assert!(
+        rounds_free.windows(2).skip(1).all(|w| w[0] == w[1]),
+        "{rounds_free:?}"
+    );
+    let s = vf.stats().rx;
+    assert_eq!(s.packets, 600);
+    drop(vf);
+    // One buffer was swapped for the foreign packet (dropped by `pop`, back in the pool).
+    assert_eq!(pool.available(), pool.capacity());
 }

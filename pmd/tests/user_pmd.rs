@@ -65,7 +65,13 @@ fn connect(path: &Path) -> VfioUserDevice {
     let end = Instant::now() + timeout();
     loop {
         if path.exists() {
-            if let Ok(d) = VfioUserDevice::connect_with(path, &UserOptions { timeout: timeout() }) {
+            if let Ok(d) = VfioUserDevice::connect_with(
+                path,
+                &UserOptions {
+                    timeout: timeout(),
+                    ..Default::default()
+                },
+            ) {
                 return d;
             }
         }

@@ -112,15 +112,12 @@ impl Feeder {
         if free == 0 {
             return 0;
         }
-        let Some(ring_ptr) =
-            self.port
-                .translate(ring.base, ring.count as u64 * DESC_SIZE, "RX ring (feeder)")
-        else {
-            return 0;
+        let ring_bytes = ring.count as u64 * DESC_SIZE;
+        let ring_ptr = match self.port.contiguous(ring.base, ring_bytes) {
+            Some(p) if p as usize & 15 == 0 => p,
+            // A ring split over several mappings (or unaligned): the checked, slower path.
+            _ => return self.fill_split(&ring, free),
         };
-        if ring_ptr as usize & 15 != 0 {
-            return 0;
-        }
         let len = self.template.len();
         let mut idx = ring.head;
         let mut n = 0;
@@ -149,6 +146,46 @@ impl Feeder {
         }
         if n > 0 {
             vf.set_reg(rxq(self.queue, RDH), idx);
+            vf.count(VfCounter::Gprc, n as u64);
+            vf.count(VfCounter::Gorc, (n * len) as u64);
+            vf.raise_queue(self.queue, false);
+            self.nic.count_fed(n as u64);
+        }
+        n
+    }
+
+    /// The feeder for a ring that is not one contiguous, aligned host range: every access goes
+    /// through the IOMMU port's checked accessors.
+    #[cold]
+    fn fill_split(&mut self, ring: &RxRing, free: usize) -> usize {
+        let vf = &*self.vf;
+        let len = self.template.len();
+        let mut n = 0;
+        while n < free {
+            let d = ring.desc(n as u32);
+            let Some(addr) = self.port.read_u64(d, "RX descriptor read (feeder)") else {
+                break;
+            };
+            if !self.port.check(d + 8, 8, "RX write-back (feeder)")
+                || !self
+                    .port
+                    .write_bytes(addr, &self.template, "RX buffer (feeder)")
+            {
+                break;
+            }
+            self.port
+                .write_u32(d, self.qword0 as u32, "RX write-back (feeder)");
+            self.port
+                .write_u32(d + 4, (self.qword0 >> 32) as u32, "RX write-back (feeder)");
+            self.port
+                .write_u32(d + 12, (self.qword1 >> 32) as u32, "RX write-back (feeder)");
+            fence(Ordering::Release);
+            self.port
+                .write_u32(d + 8, self.qword1 as u32, "RX write-back (feeder)");
+            n += 1;
+        }
+        if n > 0 {
+            vf.set_reg(rxq(self.queue, RDH), (ring.head + n as u32) % ring.count);
             vf.count(VfCounter::Gprc, n as u64);
             vf.count(VfCounter::Gorc, (n * len) as u64);
             vf.raise_queue(self.queue, false);

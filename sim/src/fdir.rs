@@ -263,25 +263,38 @@ impl AtrInput {
 pub fn perfect_bucket_hash(input: &AtrInput, mask: &AtrInput) -> u16 {
     let d = input.dwords();
     let m = mask.dwords();
-    let flow_vm_vlan = d[0] & m[0];
-    let common = (1..11).fold(0u32, |acc, i| acc ^ (d[i] & m[i]));
+    let mut masked = [0u32; 11];
+    for i in 0..11 {
+        masked[i] = d[i] & m[i];
+    }
+    bucket_hash_of_masked(&masked)
+}
+
+/// The bucket hash of an ATR dword stream that is already masked (facts §4.5).
+pub fn bucket_hash_of_masked(d: &[u32; 11]) -> u16 {
+    let flow_vm_vlan = d[0];
+    let common = d[1..].iter().fold(0u32, |acc, &w| acc ^ w);
     let mut hi = common;
     let mut lo = common.rotate_left(16);
     hi ^= flow_vm_vlan ^ (flow_vm_vlan >> 16);
     let key = FDIR_HASH_KEY;
     let mut hash = 0u32;
-    let step = |n: u32, lo: u32, hi: u32, hash: &mut u32| {
-        if key >> n & 1 == 1 {
-            *hash ^= lo >> n;
-        }
-        if key >> (n + 16) & 1 == 1 {
-            *hash ^= hi >> n;
-        }
-    };
-    step(0, lo, hi, &mut hash);
+    // Bit n of the key XORs in lo >> n, bit n+16 XORs in hi >> n. dword 0 joins `lo` only
+    // after the n = 0 step.
+    if key & 1 == 1 {
+        hash ^= lo;
+    }
+    if key >> 16 & 1 == 1 {
+        hash ^= hi;
+    }
     lo ^= flow_vm_vlan ^ (flow_vm_vlan << 16);
     for n in 1..16 {
-        step(n, lo, hi, &mut hash);
+        if key >> n & 1 == 1 {
+            hash ^= lo >> n;
+        }
+        if key >> (n + 16) & 1 == 1 {
+            hash ^= hi >> n;
+        }
     }
     (hash & 0x1FFF) as u16
 }
@@ -338,10 +351,12 @@ pub struct FlowDirector {
     enabled: bool,
     pballoc: u8,
     mask: Option<AtrInput>,
+    mask_dwords: [u32; 11],
     rules: BTreeMap<u32, RuleInfo>,
     buckets: Vec<Vec<Entry>>,
     seq: u64,
-    matches: AtomicU64,
+    /// Hits of rules that were deleted or replaced (FDIRMATCH = this + live rules' hits).
+    retired_hits: u64,
     misses: AtomicU64,
 }
 
@@ -376,10 +391,11 @@ impl FlowDirector {
             enabled: true,
             pballoc: DEFAULT_PBALLOC,
             mask: None,
+            mask_dwords: [0; 11],
             rules: BTreeMap::new(),
             buckets: (0..FDIR_BUCKETS).map(|_| Vec::new()).collect(),
             seq: 0,
-            matches: AtomicU64::new(0),
+            retired_hits: 0,
             misses: AtomicU64::new(0),
         }
     }
@@ -423,6 +439,10 @@ impl FlowDirector {
     fn clear(&mut self) {
         self.rules.clear();
         for b in &mut self.buckets {
+            self.retired_hits += b
+                .iter()
+                .map(|e| e.hits.load(Ordering::Relaxed))
+                .sum::<u64>();
             b.clear();
         }
         self.mask = None;
@@ -592,6 +612,7 @@ impl FlowDirector {
         if self.rules.is_empty() {
             Self::check_mask(&mask)?;
             self.mask = Some(mask);
+            self.mask_dwords = mask.dwords();
         } else if self.mask != Some(mask) {
             return Err(inv(format!(
                 "Hardware only supports one mask per port: this rule's mask {} differs from the mask of the installed rules {}; delete all rules to change it",
@@ -632,7 +653,13 @@ impl FlowDirector {
 
     fn remove_location(&mut self, loc: u32) -> bool {
         if let Some(info) = self.rules.remove(&loc) {
-            self.buckets[usize::from(info.bucket)].retain(|e| e.location != loc);
+            let bucket = &mut self.buckets[usize::from(info.bucket)];
+            self.retired_hits += bucket
+                .iter()
+                .filter(|e| e.location == loc)
+                .map(|e| e.hits.load(Ordering::Relaxed))
+                .sum::<u64>();
+            bucket.retain(|e| e.location != loc);
             true
         } else {
             false
@@ -694,9 +721,12 @@ impl FlowDirector {
 
     /// Looks `input` up (hot path, no allocation). Counts a match or a miss.
     pub fn lookup(&self, input: &AtrInput) -> Option<FdirHit> {
-        let mask = self.mask.as_ref()?;
-        let bucket = perfect_bucket_hash(input, mask);
-        let key = input.masked(mask).dwords();
+        self.mask.as_ref()?;
+        let mut key = input.dwords();
+        for (k, m) in key.iter_mut().zip(&self.mask_dwords) {
+            *k &= m;
+        }
+        let bucket = bucket_hash_of_masked(&key);
         let mut best: Option<&Entry> = None;
         for e in &self.buckets[usize::from(bucket)] {
             // The newest programming of identical fields wins (FILTER_UPDATE semantics).
@@ -711,7 +741,6 @@ impl FlowDirector {
         match best {
             Some(e) => {
                 e.hits.fetch_add(1, Ordering::Relaxed);
-                self.matches.fetch_add(1, Ordering::Relaxed);
                 e.action.map(|action| FdirHit {
                     id: e.location as u16,
                     bucket,
@@ -764,7 +793,13 @@ impl FlowDirector {
             .filter(|e| e.action.is_none())
             .count() as u32;
         FdirStats {
-            matches: self.matches.load(Ordering::Relaxed),
+            matches: self.retired_hits
+                + self
+                    .buckets
+                    .iter()
+                    .flatten()
+                    .map(|e| e.hits.load(Ordering::Relaxed))
+                    .sum::<u64>(),
             misses: self.misses.load(Ordering::Relaxed),
             rules: self.rules.len() as u32,
             inactive,

@@ -327,6 +327,13 @@ impl Generator {
         }
     }
 
+    fn fill_random(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            let r = self.rng.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+    }
+
     /// Writes the next frame into `buf` (at most [`MAX_GEN_FRAME`] bytes).
     pub fn next_into(&mut self, buf: &mut [u8]) -> Result<Generated, GenError> {
         if buf.len() < MAX_GEN_FRAME {
@@ -358,9 +365,7 @@ impl Generator {
                     FloodPayload::Random { min, max } => {
                         let n =
                             usize::from(*min) + self.rng.below(u64::from(max - min) + 1) as usize;
-                        for b in payload.iter_mut().take(n) {
-                            *b = self.rng.next_u64() as u8;
-                        }
+                        self.fill_random(&mut payload[..n]);
                         n
                     }
                     FloodPayload::RandomSubdomains { domain } => {
@@ -408,9 +413,7 @@ impl Generator {
                 let src = self.random_source();
                 let sport = 1024 + self.rng.below(64512) as u16;
                 let n = self.rng.below(201) as usize;
-                for b in payload.iter_mut().take(n) {
-                    *b = self.rng.next_u64() as u8;
-                }
+                self.fill_random(&mut payload[..n]);
                 let tcp = self.rng.below(100) < u64::from(self.cfg.background.tcp_percent);
                 if tcp {
                     let ports = &self.cfg.background.tcp_ports;

@@ -190,124 +190,202 @@ impl Iommu {
 }
 
 /// A cached view of one VF's IOMMU used by a DMA engine. Not shared between threads: each engine
-/// (step, feeder, threaded engine) owns its port, so the last-hit cache needs no locking.
+/// (step, feeder, threaded engine) owns its port, so its small translation cache needs no
+/// locking. The cache keeps the [`CACHE_WAYS`] most recently used mappings: a driver's
+/// descriptor ring and its packet buffers usually live in different regions, and one entry
+/// would thrash between them.
+///
+/// An access may span several mappings, as on a real IOMMU that translates page by page (QEMU's
+/// emulated IOMMU sends one DMA_MAP per 4 KiB page, and those pages need not be adjacent in the
+/// backing memfd): it is fine as long as every byte is covered. The fast path (the whole access
+/// inside the cached mapping) stays a compare and an add.
 #[derive(Debug)]
 pub(crate) struct DmaPort {
     iommu: Arc<Iommu>,
-    cache: Option<Arc<Mapping>>,
+    cache: [Option<Arc<Mapping>>; CACHE_WAYS],
     cache_gen: u64,
 }
+
+/// Mappings a [`DmaPort`] remembers.
+pub(crate) const CACHE_WAYS: usize = 4;
 
 impl DmaPort {
     pub(crate) fn new(iommu: Arc<Iommu>) -> Self {
         DmaPort {
             iommu,
-            cache: None,
+            cache: Default::default(),
             cache_gen: 0,
         }
     }
 
-    /// Translates `[iova, iova+len)` to a host pointer, or records a fault.
+    /// Host pointer for `[iova, iova+len)` if one mapping holds all of it; no fault recorded.
     #[inline(always)]
-    pub(crate) fn translate(&mut self, iova: u64, len: u64, what: &str) -> Option<*mut u8> {
+    pub(crate) fn contiguous(&mut self, iova: u64, len: u64) -> Option<*mut u8> {
         let gen = self.iommu.generation.load(Ordering::Acquire);
-        if let Some(m) = &self.cache {
-            if gen == self.cache_gen && m.contains(iova, len) {
-                // SAFETY: contains() proved iova - m.iova + len <= m.len, so the offset is
-                // inside the mapping.
-                return Some(unsafe { m.ptr.as_ptr().add((iova - m.iova) as usize) });
+        if gen == self.cache_gen {
+            for i in 0..CACHE_WAYS {
+                let Some(m) = &self.cache[i] else { break };
+                if m.contains(iova, len) {
+                    // SAFETY: contains() proved iova - m.iova + len <= m.len, so the offset is
+                    // inside the mapping.
+                    let p = unsafe { m.ptr.as_ptr().add((iova - m.iova) as usize) };
+                    if i != 0 {
+                        // Most recently used first.
+                        self.cache[..=i].rotate_right(1);
+                    }
+                    return Some(p);
+                }
             }
         }
-        self.translate_slow(iova, len, what, gen)
+        self.contiguous_slow(iova, len, gen)
     }
 
     #[cold]
-    fn translate_slow(&mut self, iova: u64, len: u64, what: &str, gen: u64) -> Option<*mut u8> {
-        match self.iommu.lookup(iova, len) {
-            Some(m) => {
-                // SAFETY: lookup() checked containment.
-                let p = unsafe { m.ptr.as_ptr().add((iova - m.iova) as usize) };
-                self.cache = Some(m);
-                self.cache_gen = gen;
-                Some(p)
-            }
-            None => {
-                self.cache = None;
-                self.iommu.record_fault(iova, len, what);
-                None
+    fn contiguous_slow(&mut self, iova: u64, len: u64, gen: u64) -> Option<*mut u8> {
+        let m = self.iommu.lookup(iova, len)?;
+        // SAFETY: lookup() checked containment.
+        let p = unsafe { m.ptr.as_ptr().add((iova - m.iova) as usize) };
+        if gen != self.cache_gen {
+            self.cache = Default::default();
+            self.cache_gen = gen;
+        }
+        self.cache.rotate_right(1);
+        self.cache[0] = Some(m);
+        Some(p)
+    }
+
+    /// Calls `f(host, offset, n)` for each piece of `[iova, iova+len)` in address order, after
+    /// checking that every byte is mapped. Records one fault (at the first unmapped byte) and
+    /// returns false otherwise, without calling `f`.
+    #[cold]
+    fn walk(
+        &mut self,
+        iova: u64,
+        len: u64,
+        what: &str,
+        mut f: impl FnMut(*mut u8, usize, usize),
+    ) -> bool {
+        let Some(end) = iova.checked_add(len) else {
+            self.iommu.record_fault(iova, len, what);
+            return false;
+        };
+        // Pass 1: coverage.
+        let mut cur = iova;
+        while cur < end {
+            match self.iommu.lookup(cur, 1) {
+                Some(m) => cur = (m.iova + m.len).min(end),
+                None => {
+                    self.iommu.record_fault(cur, end - cur, what);
+                    return false;
+                }
             }
         }
+        // Pass 2: the pieces (the table may only have grown meanwhile; re-check each lookup).
+        let mut cur = iova;
+        while cur < end {
+            let Some(m) = self.iommu.lookup(cur, 1) else {
+                self.iommu.record_fault(cur, end - cur, what);
+                return false;
+            };
+            let stop = (m.iova + m.len).min(end);
+            // SAFETY: cur lies inside m and stop <= m.iova + m.len.
+            let host = unsafe { m.ptr.as_ptr().add((cur - m.iova) as usize) };
+            f(host, (cur - iova) as usize, (stop - cur) as usize);
+            cur = stop;
+        }
+        true
+    }
+
+    /// Checks that `[iova, iova+len)` is mapped (possibly across mappings); records a fault if not.
+    #[inline(always)]
+    pub(crate) fn check(&mut self, iova: u64, len: u64, what: &str) -> bool {
+        self.contiguous(iova, len).is_some() || self.walk(iova, len, what, |_, _, _| {})
     }
 
     /// Reads a little-endian u64 (descriptor qword).
     #[inline(always)]
     pub(crate) fn read_u64(&mut self, iova: u64, what: &str) -> Option<u64> {
-        let p = self.translate(iova, 8, what)?;
-        // SAFETY: p is valid for 8 bytes (translate checked). Volatile because the driver
-        // shares this memory; unaligned addresses fall back to an unaligned read.
-        let v = unsafe {
-            if (p as usize) & 7 == 0 {
-                std::ptr::read_volatile(p as *const u64)
-            } else {
-                std::ptr::read_unaligned(p as *const u64)
-            }
-        };
-        Some(u64::from_le(v))
+        if let Some(p) = self.contiguous(iova, 8) {
+            // SAFETY: p is valid for 8 bytes. Volatile because the driver shares this memory;
+            // unaligned addresses fall back to an unaligned read.
+            let v = unsafe {
+                if (p as usize) & 7 == 0 {
+                    std::ptr::read_volatile(p as *const u64)
+                } else {
+                    std::ptr::read_unaligned(p as *const u64)
+                }
+            };
+            return Some(u64::from_le(v));
+        }
+        let mut b = [0u8; 8];
+        self.read_bytes(iova, &mut b, what)
+            .then(|| u64::from_le_bytes(b))
     }
 
     /// Reads a little-endian u32.
     #[inline(always)]
     pub(crate) fn read_u32(&mut self, iova: u64, what: &str) -> Option<u32> {
-        let p = self.translate(iova, 4, what)?;
-        // SAFETY: p is valid for 4 bytes.
-        let v = unsafe {
-            if (p as usize) & 3 == 0 {
-                std::ptr::read_volatile(p as *const u32)
-            } else {
-                std::ptr::read_unaligned(p as *const u32)
-            }
-        };
-        Some(u32::from_le(v))
+        if let Some(p) = self.contiguous(iova, 4) {
+            // SAFETY: p is valid for 4 bytes.
+            let v = unsafe {
+                if (p as usize) & 3 == 0 {
+                    std::ptr::read_volatile(p as *const u32)
+                } else {
+                    std::ptr::read_unaligned(p as *const u32)
+                }
+            };
+            return Some(u32::from_le(v));
+        }
+        let mut b = [0u8; 4];
+        self.read_bytes(iova, &mut b, what)
+            .then(|| u32::from_le_bytes(b))
     }
 
     /// Writes a little-endian u32.
     #[inline(always)]
     pub(crate) fn write_u32(&mut self, iova: u64, v: u32, what: &str) -> bool {
-        let Some(p) = self.translate(iova, 4, what) else {
-            return false;
-        };
-        // SAFETY: p is valid for 4 bytes.
-        unsafe {
-            if (p as usize) & 3 == 0 {
-                std::ptr::write_volatile(p as *mut u32, v.to_le())
-            } else {
-                std::ptr::write_unaligned(p as *mut u32, v.to_le())
+        if let Some(p) = self.contiguous(iova, 4) {
+            // SAFETY: p is valid for 4 bytes.
+            unsafe {
+                if (p as usize) & 3 == 0 {
+                    std::ptr::write_volatile(p as *mut u32, v.to_le())
+                } else {
+                    std::ptr::write_unaligned(p as *mut u32, v.to_le())
+                }
             }
+            return true;
         }
-        true
+        self.write_bytes(iova, &v.to_le_bytes(), what)
     }
 
     /// Copies `src` to device memory at `iova`.
     #[inline(always)]
     pub(crate) fn write_bytes(&mut self, iova: u64, src: &[u8], what: &str) -> bool {
-        let Some(p) = self.translate(iova, src.len() as u64, what) else {
-            return false;
-        };
-        // SAFETY: p is valid for src.len() bytes (translate checked) and does not overlap src
-        // (src is model-owned memory, p is inside a DMA mapping).
-        unsafe { volatile_copy(src.as_ptr(), p, src.len()) };
-        true
+        if let Some(p) = self.contiguous(iova, src.len() as u64) {
+            // SAFETY: p is valid for src.len() bytes and does not overlap src (src is
+            // model-owned memory, p is inside a DMA mapping).
+            unsafe { volatile_copy(src.as_ptr(), p, src.len()) };
+            return true;
+        }
+        self.walk(iova, src.len() as u64, what, |host, off, n| {
+            // SAFETY: walk() hands out host ranges of n valid bytes; off + n <= src.len().
+            unsafe { volatile_copy(src.as_ptr().add(off), host, n) }
+        })
     }
 
     /// Copies device memory at `iova` into `dst`.
     #[inline(always)]
     pub(crate) fn read_bytes(&mut self, iova: u64, dst: &mut [u8], what: &str) -> bool {
-        let Some(p) = self.translate(iova, dst.len() as u64, what) else {
-            return false;
-        };
-        // SAFETY: p is valid for dst.len() bytes; dst is model-owned and does not overlap.
-        unsafe { volatile_copy(p, dst.as_mut_ptr(), dst.len()) };
-        true
+        if let Some(p) = self.contiguous(iova, dst.len() as u64) {
+            // SAFETY: p is valid for dst.len() bytes; dst is model-owned and does not overlap.
+            unsafe { volatile_copy(p, dst.as_mut_ptr(), dst.len()) };
+            return true;
+        }
+        let d = dst.as_mut_ptr();
+        self.walk(iova, dst.len() as u64, what, |host, off, n| {
+            // SAFETY: walk() hands out host ranges of n valid bytes; off + n <= dst.len().
+            unsafe { volatile_copy(host, d.add(off), n) }
+        })
     }
 }
 
@@ -342,5 +420,84 @@ unsafe fn volatile_copy(src: *const u8, dst: *mut u8, n: usize) {
         // SAFETY: i < n.
         unsafe { std::ptr::write_volatile(dst.add(i), std::ptr::read_volatile(src.add(i))) };
         i += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+
+    /// A memfd of `pages` 4 KiB pages, page i filled with byte i+1.
+    fn memfd(pages: usize) -> OwnedFd {
+        // SAFETY: a fresh memfd with a static name.
+        let raw = unsafe { libc::memfd_create(c"iommu-test".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(raw >= 0);
+        // SAFETY: raw is ours.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        for i in 0..pages {
+            let page = vec![i as u8 + 1; 4096];
+            // SAFETY: writing our buffer to our fd at an explicit offset.
+            let n = unsafe {
+                libc::pwrite(
+                    fd.as_raw_fd(),
+                    page.as_ptr().cast(),
+                    4096,
+                    (i * 4096) as libc::off_t,
+                )
+            };
+            assert_eq!(n, 4096);
+        }
+        fd
+    }
+
+    #[test]
+    fn access_spanning_two_mappings_of_non_adjacent_pages() {
+        let fd = memfd(2);
+        let iommu = Arc::new(Iommu::new("test".into()));
+        let x = 0x10_0000u64;
+        // IOVA x → memfd page 1, x+4096 → memfd page 0: contiguous in IOVA, not in the memfd.
+        iommu.map_fd(x, 4096, fd.as_fd(), 4096).unwrap();
+        iommu.map_fd(x + 4096, 4096, fd.as_fd(), 0).unwrap();
+        let mut port = DmaPort::new(iommu.clone());
+        let mut buf = [0u8; 200];
+        assert!(port.read_bytes(x + 4000, &mut buf, "test read"));
+        assert!(buf[..96].iter().all(|&b| b == 2));
+        assert!(buf[96..].iter().all(|&b| b == 1));
+        // Writes and scalar accesses straddle too.
+        assert!(port.write_bytes(x + 4090, &[0xAA; 12], "test write"));
+        assert_eq!(port.read_u64(x + 4092, "q"), Some(0xAAAA_AAAA_AAAA_AAAA));
+        assert!(port.write_u32(x + 4094, 0x1122_3344, "w"));
+        assert_eq!(port.read_u32(x + 4094, "r"), Some(0x1122_3344));
+        assert!(port.check(x, 8192, "all"));
+        assert_eq!(iommu.faults(), 0);
+        // Take the second page away: one fault, at its first byte, and nothing copied.
+        iommu.unmap(x + 4096, 4096).unwrap();
+        let mut buf = [0u8; 200];
+        assert!(!port.read_bytes(x + 4000, &mut buf, "test read"));
+        assert_eq!(iommu.faults(), 1);
+        assert_eq!(iommu.last_fault_iova(), x + 4096);
+        assert!(buf.iter().all(|&b| b == 0));
+        assert!(!port.write_bytes(x + 4090, &[0xBB; 12], "test write"));
+        assert_eq!(iommu.faults(), 2);
+        let mut one = [0u8; 6];
+        assert!(port.read_bytes(x + 4090, &mut one, "still mapped"));
+        assert_eq!(
+            one,
+            [0xAA, 0xAA, 0xAA, 0xAA, 0x44, 0x33],
+            "the failed write left it alone"
+        );
+    }
+
+    #[test]
+    fn overlapping_and_empty_maps_are_refused() {
+        let fd = memfd(2);
+        let iommu = Iommu::new("test".into());
+        iommu.map_fd(0x2000, 8192, fd.as_fd(), 0).unwrap();
+        assert!(iommu.map_fd(0x3000, 4096, fd.as_fd(), 0).is_err());
+        assert!(iommu.map_fd(0x8000, 0, fd.as_fd(), 0).is_err());
+        assert!(iommu.map_fd(u64::MAX - 10, 4096, fd.as_fd(), 0).is_err());
+        assert!(iommu.unmap(0x2000, 4096).is_err());
+        assert_eq!(iommu.mappings(), 1);
     }
 }

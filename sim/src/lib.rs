@@ -51,10 +51,11 @@ pub mod pcap;
 pub mod rss;
 pub mod switch;
 pub mod toeplitz;
+pub mod txoffload;
 pub mod wire;
 
 pub use classify::{Classifier, Delivery, Dest, DropReason, FdirHit, Origin, StubClassifier};
-pub use engine::{Engine, EngineConfig, EngineStats, Feeder, FrameSink, FrameSource};
+pub use engine::{Engine, EngineConfig, EngineStats, Feeder, FeederConfig, FrameSink, FrameSource};
 pub use fault::{MailboxFault, RxCorruption};
 pub use iommu::Iommu;
 pub use pf::{Pf, VfLinkState};
@@ -285,6 +286,7 @@ pub(crate) struct DataPath {
     frame: Vec<u8>,
     rx_scratch: Vec<u8>,
     deliveries: Vec<Delivery>,
+    tx_macs: Vec<[u8; 6]>,
     cls: Box<switch::Classification>,
     backlog: Vec<Vec<Backlog>>,
     pub(crate) pf_sink: Option<Box<dyn FrameSink>>,
@@ -354,6 +356,7 @@ impl Nic {
             frame: Vec::with_capacity(regs::MAX_FRAME + 4),
             rx_scratch: Vec::with_capacity(regs::MAX_FRAME + 4),
             deliveries: Vec::with_capacity(64),
+            tx_macs: Vec::with_capacity(16),
             cls: Box::default(),
             backlog: (0..n)
                 .map(|_| (0..regs::MAX_QUEUES).map(|_| VecDeque::new()).collect())
@@ -659,48 +662,66 @@ impl NicInner {
     /// Fetches up to `max` frames from TX queue (vf, q) and routes them.
     pub(crate) fn run_tx(&self, dp: &mut DataPath, vf: usize, q: usize, max: usize) -> usize {
         let v = &self.vfs[vf];
-        if v.removed.load(Ordering::Relaxed) {
+        if v.removed.load(Ordering::Relaxed) || !tx::tx_pending(v, q) {
             return 0;
         }
+        // One look at the pool state per batch: transmit enable and the anti-spoofing MACs.
+        let (tx_on, spoofchk) = {
+            let pools = self.pools.read().unwrap_or_else(|e| e.into_inner());
+            let p = &pools.vfs[vf];
+            dp.tx_macs.clear();
+            dp.tx_macs.extend(p.mac);
+            dp.tx_macs.extend(p.extra_macs.iter().copied());
+            (p.tx_enabled, p.spoofchk)
+        };
         let c = &self.counters;
-        let mut n = 0;
+        // The switch is read-locked once per batch (the PF agent's pushes wait for its end).
+        let sw = (!self.has_classifier.load(Ordering::Acquire))
+            .then(|| self.switch.read().unwrap_or_else(|e| e.into_inner()));
+        let (mut n, mut bad, mut disabled, mut spoofed, mut good, mut bytes) = (0, 0, 0, 0, 0, 0);
         while n < max {
             let DataPath {
                 ports,
                 tx_ctx,
                 frame,
+                tx_macs,
                 ..
             } = &mut *dp;
             match tx::tx_one(v, &mut ports[vf], q, &mut tx_ctx[vf][q], frame) {
                 TxOne::Idle => break,
-                TxOne::Dropped => {
-                    inc(&c.tx_frames);
-                    inc(&c.tx_bad);
-                }
+                TxOne::Dropped => bad += 1,
                 TxOne::Frame => {
-                    inc(&c.tx_frames);
-                    let (ok, spoof) = {
-                        let pools = self.pools.read().unwrap_or_else(|e| e.into_inner());
-                        let p = &pools.vfs[vf];
-                        let mut src = [0u8; 6];
-                        src.copy_from_slice(&frame[6..12]);
-                        (p.tx_enabled, p.spoofchk && !p.owns_mac(&src))
-                    };
-                    if !ok {
-                        inc(&c.tx_disabled);
-                    } else if spoof {
-                        inc(&c.tx_spoofed);
-                        v.tx_spoofed.fetch_add(1, Ordering::Relaxed);
+                    if !tx_on {
+                        disabled += 1;
+                    } else if spoofchk && !tx_macs.iter().any(|m| frame[6..12] == m[..]) {
+                        spoofed += 1;
                     } else {
-                        v.count(VfCounter::Gptc, 1);
-                        v.count(VfCounter::Gotc, frame.len() as u64);
+                        good += 1;
+                        bytes += frame.len() as u64;
                         let f = std::mem::take(&mut dp.frame);
-                        self.route(dp, &f, Origin::Vf(vf as u16));
+                        match sw.as_deref() {
+                            Some(sw) => self.route_switch(dp, &f, Origin::Vf(vf as u16), sw),
+                            None => self.route(dp, &f, Origin::Vf(vf as u16)),
+                        }
                         dp.frame = f;
                     }
                 }
             }
             n += 1;
+        }
+        let add = |a: &AtomicU64, x: u64| {
+            if x != 0 {
+                a.fetch_add(x, Ordering::Relaxed);
+            }
+        };
+        add(&c.tx_frames, n as u64);
+        add(&c.tx_bad, bad);
+        add(&c.tx_disabled, disabled);
+        add(&c.tx_spoofed, spoofed);
+        add(&v.tx_spoofed, spoofed);
+        if good != 0 {
+            v.count(VfCounter::Gptc, good);
+            v.count(VfCounter::Gotc, bytes);
         }
         n
     }
@@ -735,20 +756,18 @@ impl NicInner {
                 return;
             }
         }
-        self.route_switch(dp, frame, origin);
+        let sw = self.switch.read().unwrap_or_else(|e| e.into_inner());
+        self.route_switch(dp, frame, origin, &sw);
     }
 
     /// The built-in path: flow director → L2 pools → RSS (SIM-NET's [`switch::Switch`]).
-    fn route_switch(&self, dp: &mut DataPath, frame: &[u8], origin: Origin) {
+    fn route_switch(&self, dp: &mut DataPath, frame: &[u8], origin: Origin, sw: &switch::Switch) {
         let ingress = match origin {
             Origin::Wire => switch::Ingress::Wire,
             Origin::Vf(v) => switch::Ingress::Pool(v),
             Origin::Pf => switch::Ingress::Pool(self.vfs.len() as u16),
         };
-        {
-            let sw = self.switch.read().unwrap_or_else(|e| e.into_inner());
-            sw.classify_into(frame, ingress, &mut dp.cls);
-        }
+        sw.classify_into(frame, ingress, &mut dp.cls);
         for i in 0..dp.cls.destinations().len() {
             let d = dp.cls.destinations()[i];
             let dest = match d.target {

@@ -178,10 +178,8 @@ pub(crate) fn deliver(
             return RxResult::DmaFault;
         };
         let chunk = (data.len() - i * ring.bsize).min(ring.bsize) as u64;
-        if port
-            .translate(addr, chunk.max(1), "RX buffer write")
-            .is_none()
-            || port.translate(d + 8, 8, "RX write-back").is_none()
+        if !port.check(addr, chunk.max(1), "RX buffer write")
+            || !port.check(d + 8, 8, "RX write-back")
         {
             return RxResult::DmaFault;
         }

@@ -214,9 +214,8 @@ pub struct SwitchStats {
 
 #[derive(Default)]
 struct Counters {
-    frames: AtomicU64,
     delivered: AtomicU64,
-    copies: AtomicU64,
+    extra_copies: AtomicU64,
     wire_only: AtomicU64,
     malformed: AtomicU64,
     fdir_drop: AtomicU64,
@@ -453,9 +452,15 @@ impl Switch {
         let c = &self.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         SwitchStats {
-            frames: l(&c.frames),
+            frames: l(&c.delivered)
+                + l(&c.wire_only)
+                + l(&c.malformed)
+                + l(&c.fdir_drop)
+                + l(&c.rx_disabled)
+                + l(&c.no_pool)
+                + l(&c.queue_not_in_use),
             delivered: l(&c.delivered),
-            copies: l(&c.copies),
+            copies: l(&c.delivered) + l(&c.extra_copies),
             wire_only: l(&c.wire_only),
             dropped_malformed: l(&c.malformed),
             dropped_fdir: l(&c.fdir_drop),
@@ -537,7 +542,6 @@ impl Switch {
     pub fn classify_into(&self, frame: &[u8], ingress: Ingress, out: &mut Classification) {
         out.reset();
         let c = &self.counters;
-        c.frames.fetch_add(1, Ordering::Relaxed);
         let f = match FrameInfo::parse(frame) {
             Ok(f) => f,
             Err(_) => {
@@ -613,7 +617,11 @@ impl Switch {
         }
         if out.len > 0 {
             c.delivered.fetch_add(1, Ordering::Relaxed);
-            c.copies.fetch_add(out.len as u64, Ordering::Relaxed);
+            if out.len > 1 {
+                // Only replicated frames pay for a second counter.
+                c.extra_copies
+                    .fetch_add(out.len as u64 - 1, Ordering::Relaxed);
+            }
         } else if any_candidate {
             out.drop = Some(DropReason::RxDisabled);
             c.rx_disabled.fetch_add(1, Ordering::Relaxed);
@@ -666,7 +674,6 @@ impl Switch {
             loopback,
         });
         c.delivered.fetch_add(1, Ordering::Relaxed);
-        c.copies.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -64,6 +64,14 @@ impl TxRing {
     }
 }
 
+/// Cheap check (no DMA): is the queue enabled, not stalled, with descriptors between head and tail?
+#[inline]
+pub(crate) fn tx_pending(vf: &VfShared, q: usize) -> bool {
+    vf.tx_stalled.load(Ordering::Relaxed) & (1 << q) == 0
+        && vf.reg(txq(q, TXDCTL)) & DCTL_ENABLE != 0
+        && vf.reg(txq(q, TDH)) != vf.reg(txq(q, TDT))
+}
+
 /// Processes the next complete frame on TX queue `q` into `frame`.
 pub(crate) fn tx_one(
     vf: &VfShared,

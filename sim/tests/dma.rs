@@ -494,3 +494,49 @@ fn engine_pulls_a_frame_source_through_the_switch() {
     }
     assert_eq!(nic.stats().wire_in, 10);
 }
+
+#[test]
+fn dma_spanning_page_mappings_like_a_guest_iommu() {
+    let nic = nic(NicModel::X540, 2);
+    let vf = nic.vf(0);
+    let bar = vf.bar0();
+    MbxVf::new(&vf).bring_up();
+    let rings = Rings::new(&vf, 64);
+    rings.setup_rx(&bar, 0, SRRCTL_DROP_EN | 2, 63);
+    rings.setup_tx(&bar, 0);
+    // Two 4 KiB pages mapped one DMA_MAP each, swapped: IOVA X → memfd page 1, X+4096 → page 0
+    // (what QEMU's emulated IOMMU sends over vfio-user, see qemu-guest.md).
+    let extra = region(8192);
+    let x = 0x7000_0000_0000u64;
+    vf.iommu().map_fd(x, 4096, extra.fd(), 4096).unwrap();
+    vf.iommu().map_fd(x + 4096, 4096, extra.fd(), 0).unwrap();
+    // RX: descriptor 0's buffer starts 100 bytes before the page boundary.
+    rings.w64(RING_OFF, x + 3996);
+    let f = udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 300);
+    nic.inject(&f);
+    nic.step();
+    assert_eq!(rings.rx_wb(0, 0).3, 300);
+    // SAFETY: both ranges are inside `extra` (8 KiB).
+    let (hi, lo) = unsafe {
+        (
+            std::slice::from_raw_parts(extra.as_ptr().add(4096 + 3996), 100).to_vec(),
+            std::slice::from_raw_parts(extra.as_ptr(), 200).to_vec(),
+        )
+    };
+    assert_eq!(hi, &f[..100]);
+    assert_eq!(lo, &f[100..]);
+    // TX gathers the same straddling buffer back.
+    let out = udp_frame([0x02, 7, 7, 7, 7, 7], vf_mac(0), 300);
+    // SAFETY: as above.
+    unsafe {
+        std::ptr::copy_nonoverlapping(out.as_ptr(), extra.as_ptr().add(4096 + 3996), 100);
+        std::ptr::copy_nonoverlapping(out.as_ptr().add(100), extra.as_ptr(), 200);
+    }
+    let d = TX_RING_OFF;
+    rings.tx_data(0, 0, 0, 300, true, true);
+    rings.w64(d, x + 3996);
+    bar.write32(txq(0, TDT), 1);
+    nic.step();
+    assert_eq!(nic.take_egress(), vec![out]);
+    assert_eq!(vf.dma_faults(), 0);
+}

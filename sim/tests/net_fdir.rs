@@ -296,6 +296,10 @@ fn masks_drop_rules_and_counters() {
         (1, 2, 1)
     );
     assert_eq!(sw.fdir().rule_hits(0), Some(1));
+    // FDIRMATCH keeps counting hits of deleted rules.
+    sw.ethtool_del_ntuple(0).unwrap();
+    assert_eq!(sw.stats().fdir.matches, 1);
+    assert_eq!(sw.fdir().rule_hits(0), None);
 }
 
 #[test]

@@ -168,3 +168,26 @@ fn bad_files_give_clear_errors() {
     assert!(replay.next_frame(&mut [0u8; 64]).is_none());
     assert!(replay.error.is_some());
 }
+
+#[test]
+fn garbage_after_a_valid_header_never_panics() {
+    let mut x = 0x1234_5678_9ABC_DEF1u64;
+    for round in 0..300 {
+        let mut f = be_file(round % 2 == 0);
+        f.truncate(24);
+        for _ in 0..(round % 97) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            f.push(x as u8);
+        }
+        let mut r = PcapReader::new(&f[..]).unwrap();
+        let mut b = Vec::new();
+        let mut records = 0;
+        // Ends in a clean EOF or an error, never a panic and never a loop.
+        while let Ok(Some(_)) = r.next_packet(&mut b) {
+            records += 1;
+            assert!(records <= 6);
+        }
+    }
+}

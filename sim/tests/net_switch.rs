@@ -259,3 +259,40 @@ fn counting_kernel_side() {
     assert_eq!(k.frames(), 2);
     assert!(matches!(k, KernelSide::Counting { bytes: 160, .. }));
 }
+
+#[test]
+fn random_frames_never_panic_and_are_all_accounted_for() {
+    let mut sw = switch();
+    sw.ethtool_add_ntuple(
+        &floodgate_sim::ethtool::RxFlowSpec::new(floodgate_sim::ethtool::FlowType::UdpV4)
+            .dst_port(53)
+            .to_vf(0, 1),
+    )
+    .unwrap();
+    let mut x = 0xC0FF_EE00_1234_5678u64;
+    let base = frame(VF1, OUTSIDE, Some(3));
+    let mut n = 0u64;
+    for round in 0..4000u32 {
+        let mut f = base.clone();
+        let len = (x as usize) % (f.len() + 1);
+        f.truncate(len);
+        for b in f.iter_mut().skip((round % 40) as usize) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (x >> 7) & 3 == 0 {
+                *b = x as u8;
+            }
+        }
+        let ing = if round % 5 == 0 {
+            Ingress::Pool((round / 5 % 4) as u16)
+        } else {
+            Ingress::Wire
+        };
+        let c = sw.classify(&f, ing);
+        assert!(c.destinations().len() <= 4);
+        n += 1;
+    }
+    let s = sw.stats();
+    assert_eq!(s.frames, n);
+}

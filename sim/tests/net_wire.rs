@@ -5,15 +5,21 @@
 //! Polling for frames is bounded by FLOODGATE_WIRE_TIMEOUT_MS (default 2000 ms); nothing is
 //! timed, the bound only keeps a broken setup from hanging the suite.
 
+mod vfdrv;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use floodgate_sim::ethtool::{FlowType, RxFlowSpec};
 use floodgate_sim::fdir::PoolLayout;
+use floodgate_sim::generator::build_udp4;
 use floodgate_sim::generator::{Generator, GeneratorConfig, Rate, TrafficClass, MAX_GEN_FRAME};
 use floodgate_sim::l2::PoolConfig;
+use floodgate_sim::regs::*;
 use floodgate_sim::switch::{Ingress, KernelSide, Switch, Target};
-use floodgate_sim::wire::{PacketSocket, TapDevice, WireError};
+use floodgate_sim::wire::{PacketSocket, TapDevice, WireError, WirePort};
+use floodgate_sim::NicModel;
+use floodgate_vfio::{Bar, Device};
 
 /// Local experimental EtherType: our test frames, never host chatter.
 const TEST_ETHERTYPE: [u8; 2] = [0x88, 0xB5];
@@ -203,5 +209,92 @@ fn tap_kernel_side_reaches_the_host_stack() {
         k.deliver(&test_frame(4));
         assert_eq!(k.frames(), 1);
         assert_eq!(wait_for(|b| host.recv_frame(b)), Some(test_frame(4)));
+    }));
+}
+
+#[test]
+fn model_wire_port_on_a_veth_talks_to_real_sockets() {
+    report(in_netns(|| {
+        veth("fgma", "fgmb");
+        let tool = PacketSocket::open("fgmb").unwrap();
+        let nic = vfdrv::nic(NicModel::X82599, 2);
+        let mut port = WirePort::attach(&nic, "fgma").unwrap();
+        assert_eq!(port.ifname(), "fgma");
+        let vf = nic.vf(0);
+        let bar = vf.bar0();
+        let reset = vfdrv::MbxVf::new(&vf).bring_up();
+        let mut vf_mac = [0u8; 6];
+        vf_mac[..4].copy_from_slice(&reset[1].to_le_bytes());
+        vf_mac[4..].copy_from_slice(&reset[2].to_le_bytes()[..2]);
+        let rings = vfdrv::Rings::new(&vf, 64);
+        rings.setup_rx(&bar, 1, SRRCTL_DROP_EN | 2, 63);
+        rings.setup_tx(&bar, 0);
+        nic.pf()
+            .add_ntuple(
+                &RxFlowSpec::new(FlowType::UdpV4)
+                    .dst_port(53)
+                    .to_vf(0, 1)
+                    .at(1),
+            )
+            .unwrap();
+        // A "real tool" sends a DNS query to the PF's MAC through the veth.
+        let pf_mac = nic.pf().pools().pf.mac;
+        let mut q = [0u8; 128];
+        let n = build_udp4(
+            &mut q,
+            pf_mac,
+            [2, 0xEE, 0, 0, 0, 1],
+            [192, 0, 2, 10],
+            [10, 0, 0, 1],
+            4444,
+            53,
+            b"query",
+        )
+        .unwrap();
+        tool.send_frame(&q[..n]).unwrap();
+        let deadline = Instant::now() + timeout();
+        while port.injected == 0 && Instant::now() < deadline {
+            if port.poll(&nic, 64).unwrap() == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        nic.step();
+        // The query is in VF 0's queue 1 (flow director).
+        let (_, dw1, st, len) = rings.rx_wb(1, 0);
+        assert_eq!(st & RXD_STAT_DD, RXD_STAT_DD);
+        assert_eq!(dw1 & 0xFFFF, 1);
+        assert_eq!(
+            rings.read(rings.rx_buf(0), (len & 0xFFFF) as usize),
+            q[..n].to_vec()
+        );
+        // VF 0 answers; the frame leaves through the veth and the tool receives it.
+        let mut reply = [0u8; 128];
+        let m = build_udp4(
+            &mut reply,
+            [2, 0xEE, 0, 0, 0, 1],
+            vf_mac,
+            [10, 0, 0, 1],
+            [192, 0, 2, 10],
+            53,
+            4444,
+            b"answer",
+        )
+        .unwrap();
+        rings.write(rings.tx_buf(0), &reply[..m]);
+        rings.tx_data(0, 0, rings.tx_buf(0), m as u32, true, true);
+        bar.write32(txq(0, TDT), 1);
+        nic.step();
+        let deadline = Instant::now() + timeout();
+        let mut got = None;
+        let mut b = vec![0u8; 2048];
+        while got.is_none() && Instant::now() < deadline {
+            match tool.recv_frame(&mut b).unwrap() {
+                Some(k) if b[..k] == reply[..m] => got = Some(k),
+                Some(_) => {}
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        assert_eq!(got, Some(m), "the VF's reply did not reach the veth peer");
+        assert_eq!(nic.stats().egress, 1);
     }));
 }

@@ -27,6 +27,10 @@ struct Pair {
 }
 
 fn pair(model: NicModel) -> Pair {
+    pair_with(model, true)
+}
+
+fn pair_with(model: NicModel, bus_master: bool) -> Pair {
     let nic = Nic::new(NicConfig {
         model,
         num_vfs: 2,
@@ -39,7 +43,14 @@ fn pair(model: NicModel) -> Pair {
         server.serve_one().unwrap();
         server.stats()
     });
-    let dev = VfioUserDevice::connect_with(&path, &UserOptions { timeout: timeout() }).unwrap();
+    let dev = VfioUserDevice::connect_with(
+        &path,
+        &UserOptions {
+            timeout: timeout(),
+            bus_master,
+        },
+    )
+    .unwrap();
     Pair {
         nic,
         dev,
@@ -315,4 +326,85 @@ fn a_live_socket_is_not_stolen_and_a_stale_one_is_replaced() {
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
     UserServer::bind(&path, nic.vf(0)).unwrap();
+}
+
+#[test]
+fn without_bus_mastering_there_is_no_dma_and_no_msix() {
+    let p = pair_with(NicModel::X82599, false);
+    let bar = p.dev.bar0();
+    bring_up(&bar);
+    let fds = p.dev.enable_msix(1).unwrap();
+    let b = [fds[0].as_fd()];
+    let now = Some(Duration::ZERO);
+    bar.write32(VTEIMS, 1);
+    bar.write32(VTEICS, 1);
+    assert_eq!(
+        wait_for(&b, now).unwrap(),
+        0,
+        "an MSI-X message needs bus mastering"
+    );
+    let r = region(64 * 1024);
+    p.dev.dma_map(&r).unwrap();
+    setup_rx(&bar, &r);
+    p.nic.inject(&frame(VF0_MAC, PEER, 1));
+    p.nic.step();
+    assert!(rx_done(&r, 0).is_none(), "no DMA into our memory");
+    assert!(
+        p.nic.vf(0).dma_faults() > 0,
+        "the attempt is a recorded fault"
+    );
+    // Bus mastering on: the mapping made earlier becomes reachable, interrupts flow.
+    p.dev.enable_bus_master().unwrap();
+    bar.write32(VTEICS, 1);
+    assert_eq!(wait_for(&b, now).unwrap(), 1);
+    let f = frame(VF0_MAC, PEER, 2);
+    p.nic.inject(&f);
+    p.nic.step();
+    let (len, _) = rx_done(&r, 0).expect("delivered once bus mastering is on");
+    assert_eq!(bytes(&r, RX_BUF_OFF, len), f);
+    // And off again.
+    p.dev.set_bus_master(false).unwrap();
+    assert_eq!(p.nic.vf(0).iommu().mappings(), 0);
+    p.finish();
+}
+
+#[test]
+fn a_malformed_version_message_costs_the_connection_not_the_server() {
+    use std::io::Write;
+    let nic = Nic::new(NicConfig::default());
+    let dir = tempdir();
+    let path = dir.path().join("bad.sock");
+    let mut server = UserServer::bind(&path, nic.vf(0)).unwrap();
+    let t = std::thread::spawn(move || {
+        let first = server.serve_one();
+        // The same server takes the next client.
+        let second = server.serve_one();
+        (first.map_err(|e| e.to_string()), second.is_ok())
+    });
+    // VERSION whose capabilities string lacks its NUL terminator.
+    let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let body = b"{}";
+    let mut m = Vec::new();
+    m.extend_from_slice(&7u16.to_le_bytes()); // message id
+    m.extend_from_slice(&1u16.to_le_bytes()); // VERSION
+    m.extend_from_slice(&((16 + 4 + body.len()) as u32).to_le_bytes());
+    m.extend_from_slice(&[0; 8]); // flags, error
+    m.extend_from_slice(&[0, 0, 1, 0]); // 0.1
+    m.extend_from_slice(body);
+    s.write_all(&m).unwrap();
+    let dev = VfioUserDevice::connect_with(
+        &path,
+        &UserOptions {
+            timeout: timeout(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    drop(s);
+    assert_eq!(dev.info().device_id, 0x10ED);
+    drop(dev);
+    let (first, second) = t.join().unwrap();
+    let e = first.unwrap_err();
+    assert!(e.contains("malformed message"), "{e}");
+    assert!(second);
 }

@@ -52,7 +52,14 @@ impl ServerProc {
             if !self.socket.exists() {
                 return None;
             }
-            VfioUserDevice::connect_with(&self.socket, &UserOptions { timeout: timeout() }).ok()
+            VfioUserDevice::connect_with(
+                &self.socket,
+                &UserOptions {
+                    timeout: timeout(),
+                    ..Default::default()
+                },
+            )
+            .ok()
         })
     }
 
@@ -213,4 +220,30 @@ fn pcap_replay_in_and_capture_out() {
     let got = rd.read_all().unwrap();
     assert_eq!(got.len(), 1, "one frame left on the wire");
     assert_eq!(got[0].1, out);
+}
+
+#[test]
+fn the_flood_mix_reaches_the_vf() {
+    let mut server = ServerProc::start(&["--generator", "flood:5000"]);
+    let dev = server.connect();
+    let bar = dev.bar0();
+    bring_up(&bar);
+    let r = region(64 * 1024);
+    dev.dma_map(&r).unwrap();
+    setup_rx(&bar, &r);
+    let mut dns = 0;
+    for i in 0..(RING as u64 - 1) {
+        let (len, _) = wait_until("a generated frame", || rx_done(&r, i));
+        let f = bytes(&r, RX_BUF_OFF + BUF * i, len);
+        assert_eq!(&f[0..6], &VF0_MAC, "to the VF's MAC");
+        assert_eq!(&f[12..14], &[0x08, 0x00], "IPv4");
+        assert_eq!(&f[30..34], &[10, 0, 0, 2], "to the VF's address");
+        if f[23] == 17 && f[36..38] == [0, 53] {
+            dns += 1;
+        }
+    }
+    assert!(dns > 0, "mostly UDP to port 53");
+    drop(bar);
+    drop(dev);
+    assert!(server.wait_exit().success());
 }

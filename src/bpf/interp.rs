@@ -9,6 +9,8 @@
 /// validator has checked to be inside the program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
+    // Keep this at 16 bytes (see the size test below): fused variants with three operands use
+    // 16-bit offsets.
     LdAbsW(u32),
     LdAbsH(u32),
     LdAbsB(u32),
@@ -46,37 +48,206 @@ pub(crate) enum Op {
     RshX,
     Neg,
     Ja(u16),
-    JeqK { k: u32, t: u16, f: u16 },
-    JeqX { t: u16, f: u16 },
-    JgtK { k: u32, t: u16, f: u16 },
-    JgtX { t: u16, f: u16 },
-    JgeK { k: u32, t: u16, f: u16 },
-    JgeX { t: u16, f: u16 },
-    JsetK { k: u32, t: u16, f: u16 },
-    JsetX { t: u16, f: u16 },
+    JeqK {
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    JeqX {
+        t: u16,
+        f: u16,
+    },
+    JgtK {
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    JgtX {
+        t: u16,
+        f: u16,
+    },
+    JgeK {
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    JgeX {
+        t: u16,
+        f: u16,
+    },
+    JsetK {
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    JsetX {
+        t: u16,
+        f: u16,
+    },
     RetK(u32),
     RetA,
     Tax,
     Txa,
     // Fused "load then compare with a constant" pairs.
-    AbsHJeq { off: u32, k: u32, t: u16, f: u16 },
-    AbsBJeq { off: u32, k: u32, t: u16, f: u16 },
-    AbsWJeq { off: u32, k: u32, t: u16, f: u16 },
-    AbsHJset { off: u32, k: u32, t: u16, f: u16 },
-    AbsBJset { off: u32, k: u32, t: u16, f: u16 },
-    AbsHJgt { off: u32, k: u32, t: u16, f: u16 },
-    AbsHJge { off: u32, k: u32, t: u16, f: u16 },
-    IndHJeq { off: u32, k: u32, t: u16, f: u16 },
-    IndBJeq { off: u32, k: u32, t: u16, f: u16 },
-    IndHJgt { off: u32, k: u32, t: u16, f: u16 },
-    IndHJge { off: u32, k: u32, t: u16, f: u16 },
+    AbsHJeq {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsBJeq {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsWJeq {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsHJset {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsBJset {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsHJgt {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsHJge {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    IndHJeq {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    IndBJeq {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    IndHJgt {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    IndHJge {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    IndBJset {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    IndHJset {
+        off: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AndJeq {
+        m: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    MshIndHJeq {
+        msh: u16,
+        off: u16,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsWAndJeq {
+        off: u16,
+        m: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsHAndJeq {
+        off: u16,
+        m: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
+    AbsBAndJeq {
+        off: u16,
+        m: u32,
+        k: u32,
+        t: u16,
+        f: u16,
+    },
 }
 
 /// Replaces each "load from the packet; conditional jump against a constant" pair with a fused
 /// operation at the load's index. The jump itself is kept, so jumps that land on it still work.
 pub(crate) fn fuse(ops: &mut [Op]) {
+    // Ascending order: position i is rewritten only after positions i+1 and i+2 were read in
+    // their original form.
     for i in 0..ops.len().saturating_sub(1) {
+        if let (Some(&a), Some(&Op::AndK(m)), Some(&Op::JeqK { k, t, f })) =
+            (ops.get(i), ops.get(i + 1), ops.get(i + 2))
+        {
+            // Offsets above 65535 stay unfused (they only keep `Op` at 16 bytes; such loads
+            // are out of bounds for any frame we see anyway).
+            let fused = match a {
+                Op::LdAbsW(off) => {
+                    u16::try_from(off)
+                        .ok()
+                        .map(|off| Op::AbsWAndJeq { off, m, k, t, f })
+                }
+                Op::LdAbsH(off) => {
+                    u16::try_from(off)
+                        .ok()
+                        .map(|off| Op::AbsHAndJeq { off, m, k, t, f })
+                }
+                Op::LdAbsB(off) => {
+                    u16::try_from(off)
+                        .ok()
+                        .map(|off| Op::AbsBAndJeq { off, m, k, t, f })
+                }
+                _ => None,
+            };
+            if let Some(op) = fused {
+                ops[i] = op;
+                continue;
+            }
+        }
+        // "ldxb 4*([k]&0xf); ldh [x+off]; jeq #k": the transport port test after an IPv4 header.
+        if let (Some(&Op::LdxMsh(msh)), Some(&Op::LdIndH(off)), Some(&Op::JeqK { k, t, f })) =
+            (ops.get(i), ops.get(i + 1), ops.get(i + 2))
+        {
+            if let (Ok(msh), Ok(off)) = (u16::try_from(msh), u16::try_from(off)) {
+                ops[i] = Op::MshIndHJeq { msh, off, k, t, f };
+                continue;
+            }
+        }
         let fused = match (ops[i], ops[i + 1]) {
+            (Op::AndK(m), Op::JeqK { k, t, f }) => Op::AndJeq { m, k, t, f },
             (Op::LdAbsH(off), Op::JeqK { k, t, f }) => Op::AbsHJeq { off, k, t, f },
             (Op::LdAbsB(off), Op::JeqK { k, t, f }) => Op::AbsBJeq { off, k, t, f },
             (Op::LdAbsW(off), Op::JeqK { k, t, f }) => Op::AbsWJeq { off, k, t, f },
@@ -87,6 +258,8 @@ pub(crate) fn fuse(ops: &mut [Op]) {
             (Op::LdIndH(off), Op::JeqK { k, t, f }) => Op::IndHJeq { off, k, t, f },
             (Op::LdIndB(off), Op::JeqK { k, t, f }) => Op::IndBJeq { off, k, t, f },
             (Op::LdIndH(off), Op::JgtK { k, t, f }) => Op::IndHJgt { off, k, t, f },
+            (Op::LdIndB(off), Op::JsetK { k, t, f }) => Op::IndBJset { off, k, t, f },
+            (Op::LdIndH(off), Op::JsetK { k, t, f }) => Op::IndHJset { off, k, t, f },
             (Op::LdIndH(off), Op::JgeK { k, t, f }) => Op::IndHJge { off, k, t, f },
             _ => continue,
         };
@@ -118,11 +291,19 @@ fn ind(x: u32, k: u32) -> usize {
     (x as usize).saturating_add(k as usize)
 }
 
+/// The result of a program that loads past the end of the frame (or divides by zero): the
+/// rare path, kept out of the hot loop's layout.
+#[cold]
+#[inline(never)]
+fn no_match() -> u32 {
+    0
+}
+
 macro_rules! load {
     ($e:expr) => {
         match $e {
             Some(v) => v,
-            None => return 0,
+            None => return no_match(),
         }
     };
 }
@@ -136,9 +317,17 @@ fn br(c: bool, t: u16, f: u16) -> usize {
     }
 }
 
-/// Runs validated `ops` over `p`. `wire_len` is what `BPF_LEN` loads.
+/// `true` when the program uses scratch memory.
+pub(crate) fn uses_mem(ops: &[Op]) -> bool {
+    ops.iter()
+        .any(|op| matches!(op, Op::St(_) | Op::Stx(_) | Op::LdMem(_) | Op::LdxMem(_)))
+}
+
+/// Runs validated `ops` over `p`. `wire_len` is what `BPF_LEN` loads. `MEM` must be `true`
+/// when the program uses scratch memory (see [`uses_mem`]); without it, memory operations end
+/// the program with 0 and the scratch array is optimised away.
 #[inline]
-pub(crate) fn run(ops: &[Op], p: &[u8], wire_len: u32) -> u32 {
+pub(crate) fn run<const MEM: bool>(ops: &[Op], p: &[u8], wire_len: u32) -> u32 {
     let mut a: u32 = 0;
     let mut x: u32 = 0;
     let mut mem = [0u32; super::MEM_WORDS];
@@ -185,6 +374,14 @@ pub(crate) fn run(ops: &[Op], p: &[u8], wire_len: u32) -> u32 {
                 a = load!(ld_b(p, ind(x, off)));
                 pc = br(a == k, t, f);
             }
+            Op::IndBJset { off, k, t, f } => {
+                a = load!(ld_b(p, ind(x, off)));
+                pc = br(a & k != 0, t, f);
+            }
+            Op::IndHJset { off, k, t, f } => {
+                a = load!(ld_h(p, ind(x, off)));
+                pc = br(a & k != 0, t, f);
+            }
             Op::IndHJgt { off, k, t, f } => {
                 a = load!(ld_h(p, ind(x, off)));
                 pc = br(a > k, t, f);
@@ -201,6 +398,28 @@ pub(crate) fn run(ops: &[Op], p: &[u8], wire_len: u32) -> u32 {
             Op::LdIndB(k) => a = load!(ld_b(p, ind(x, k))),
             Op::LdImm(k) => a = k,
             Op::LdLen => a = wire_len,
+            Op::AndJeq { m, k, t, f } => {
+                a &= m;
+                pc = br(a == k, t, f);
+            }
+            Op::MshIndHJeq { msh, off, k, t, f } => {
+                x = (load!(ld_b(p, usize::from(msh))) & 0x0f) << 2;
+                a = load!(ld_h(p, ind(x, u32::from(off))));
+                pc = br(a == k, t, f);
+            }
+            Op::AbsWAndJeq { off, m, k, t, f } => {
+                a = load!(ld_w(p, usize::from(off))) & m;
+                pc = br(a == k, t, f);
+            }
+            Op::AbsHAndJeq { off, m, k, t, f } => {
+                a = load!(ld_h(p, usize::from(off))) & m;
+                pc = br(a == k, t, f);
+            }
+            Op::AbsBAndJeq { off, m, k, t, f } => {
+                a = load!(ld_b(p, usize::from(off))) & m;
+                pc = br(a == k, t, f);
+            }
+            Op::LdMem(_) | Op::LdxMem(_) | Op::St(_) | Op::Stx(_) if !MEM => return 0,
             Op::LdMem(i) => a = mem[usize::from(i) & 15],
             Op::LdxImm(k) => x = k,
             Op::LdxLen => x = wire_len,
@@ -243,5 +462,13 @@ pub(crate) fn run(ops: &[Op], p: &[u8], wire_len: u32) -> u32 {
             Op::Tax => x = a,
             Op::Txa => a = x,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn op_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<super::Op>(), 16);
     }
 }

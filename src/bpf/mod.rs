@@ -124,6 +124,7 @@ pub fn parse_bytecode(text: &str) -> Result<Vec<RawInsn>, BpfError> {
 pub struct Program {
     ops: Box<[interp::Op]>,
     raw: Box<[RawInsn]>,
+    uses_mem: bool,
 }
 
 impl Program {
@@ -132,6 +133,7 @@ impl Program {
     pub fn new(insns: &[RawInsn]) -> Result<Self, BpfError> {
         let ops = validate::validate(insns)?;
         Ok(Program {
+            uses_mem: interp::uses_mem(&ops),
             ops: ops.into_boxed_slice(),
             raw: insns.into(),
         })
@@ -141,14 +143,18 @@ impl Program {
     /// Returns the program's result: 0 means "no match" (or a load past the end of the frame).
     #[inline]
     pub fn run(&self, frame: &[u8]) -> u32 {
-        interp::run(&self.ops, frame, frame.len() as u32)
+        self.run_with_len(frame, u32::try_from(frame.len()).unwrap_or(u32::MAX))
     }
 
     /// Runs the program over a possibly truncated capture: loads are checked against
     /// `frame.len()`, while `len` instructions see `wire_len`.
     #[inline]
     pub fn run_with_len(&self, frame: &[u8], wire_len: u32) -> u32 {
-        interp::run(&self.ops, frame, wire_len)
+        if self.uses_mem {
+            interp::run::<true>(&self.ops, frame, wire_len)
+        } else {
+            interp::run::<false>(&self.ops, frame, wire_len)
+        }
     }
 
     /// `true` when the program returns a non-zero value for `frame`.

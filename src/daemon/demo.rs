@@ -7,8 +7,11 @@
 //! loop drives the VF through floodgate-pmd exactly as on a real card.
 
 use crate::daemon::filterloop::{FilterLoop, PassSink};
+use crate::daemon::run::TapSink;
 use crate::daemon::runloop::{run_loop, LoopControl};
+use crate::softrss::RssConfig;
 use crate::stats::Counters;
+use crate::tap::{Tap, TapWriter};
 use anyhow::{bail, Context, Result};
 use floodgate_pmd::{IxgbeVf, Packet};
 use floodgate_sim::engine::{EngineConfig, FrameSource};
@@ -32,6 +35,11 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Print the per-second line.
     pub progress: bool,
+    /// Reinject survivors into this TAP (created if missing; needs root or CAP_NET_ADMIN).
+    pub tap: Option<String>,
+    /// Worker threads behind the soft-RSS dispatcher; `None` = the config's `daemon.workers`
+    /// (1 judges inline on the polling thread).
+    pub workers: Option<usize>,
 }
 
 /// Per-class counts of what the generator produced.
@@ -67,10 +75,16 @@ struct DemoSink {
     clients: Vec<[u8; 4]>,
     packets: u64,
     legit: u64,
+    /// With `--tap`: the real TAP the survivors are written to.
+    tap: Option<TapSink>,
 }
 
 impl PassSink for DemoSink {
     fn submit(&mut self, packets: &[Packet]) -> usize {
+        let accepted = match self.tap.as_mut() {
+            Some(t) => t.submit(packets),
+            None => packets.len(),
+        };
         for p in packets {
             self.packets += 1;
             let d = p.data();
@@ -82,7 +96,7 @@ impl PassSink for DemoSink {
                 }
             }
         }
-        packets.len()
+        accepted
     }
 }
 
@@ -114,8 +128,10 @@ pub struct DemoSummary {
     pub nic_to_kernel: u64,
     /// Frames the model dropped for lack of RX descriptors in the VF ring.
     pub nic_rx_missed: u64,
-    /// Per-rule hits: (name, hits).
+    /// Per-rule hits: (name, hits), then ("default", hits).
     pub rule_hits: Vec<(String, u64)>,
+    /// Per worker (fan-out mode): (packets taken from its ring, dropped, passed).
+    pub workers: Vec<(u64, u64, u64)>,
 }
 
 impl DemoSummary {
@@ -138,12 +154,22 @@ impl DemoSummary {
             .map(|(n, h)| format!("{{\"rule\":{},\"hits\":{h}}}", json_str(n)))
             .collect::<Vec<_>>()
             .join(",");
+        let workers = self
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, (rx, d, p))| {
+                format!("{{\"worker\":{i},\"rx\":{rx},\"dropped\":{d},\"passed\":{p}}}")
+            })
+            .collect::<Vec<_>>()
+            .join(",");
         format!(
             "{{\"seconds\":{:.3},\"rx_packets\":{},\"rx_bytes\":{},\"dropped\":{},\"passed\":{},\
              \"tap\":{},\"tap_dropped\":{},\"errors\":{},\"in_flight\":{},\
              \"generated\":{{\"flood\":{},\"legit\":{},\"background\":{}}},\
              \"legit_passed\":{},\"all_legit_passed\":{},\"nic_to_kernel\":{},\
-             \"nic_rx_missed\":{},\"invariant_holds\":{},\"rules\":[{}]}}",
+             \"nic_rx_missed\":{},\"dispatch_full\":{},\"invariant_holds\":{},\"rules\":[{}],\
+             \"workers\":[{}]}}",
             self.seconds,
             c.rx_packets,
             c.rx_bytes,
@@ -160,8 +186,10 @@ impl DemoSummary {
             self.all_legit_passed(),
             self.nic_to_kernel,
             self.nic_rx_missed,
+            c.dispatch_full,
             self.invariant_holds(),
-            hits
+            hits,
+            workers
         )
     }
 }
@@ -230,12 +258,41 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     let counts = Arc::new(ClassCounts::default());
 
     let rules = cfg.filter.ruleset();
-    let sink = DemoSink {
-        clients: clients.clone(),
-        packets: 0,
-        legit: 0,
+    let workers = opts.workers.unwrap_or(cfg.daemon.workers as usize).max(1);
+    let tap_fd = match &opts.tap {
+        Some(name) => {
+            let t = Tap::open(name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            t.set_up().map_err(|e| anyhow::anyhow!("{e}"))?;
+            log::info!("demo: reinjecting survivors into TAP {name}");
+            Some(t.into_fd())
+        }
+        None => None,
     };
-    let mut fl = FilterLoop::new(vf, rules, sink, cfg.device.burst as usize);
+    let mut sinks = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let tap = match &tap_fd {
+            Some(fd) => {
+                let fd = fd.try_clone().context("duplicating the TAP descriptor")?;
+                Some(TapSink::new(TapWriter::new(fd, cfg.device.burst as usize)))
+            }
+            None => None,
+        };
+        sinks.push(DemoSink {
+            clients: clients.clone(),
+            packets: 0,
+            legit: 0,
+            tap,
+        });
+    }
+    drop(tap_fd);
+    let burst = cfg.device.burst as usize;
+    let mut fl = if workers == 1 {
+        let sink = sinks.pop().context("no sink")?;
+        FilterLoop::new(vf, rules, sink, burst)
+    } else {
+        FilterLoop::with_workers(vf, rules, sinks, burst, RssConfig::default(), 4096)
+            .context("starting the workers")?
+    };
     log::info!("demo: VF 0 up, MAC {}", floodgate_pmd::fmt_mac(vf_mac));
 
     let engine = nic.start_engine(EngineConfig {
@@ -257,12 +314,19 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     let elapsed = rep.elapsed.as_secs_f64();
     let nic_stats = nic.stats();
     let counters = fl.counters();
-    let rules = fl.rules();
-    let rule_hits = rules
-        .rules()
+    let names = fl.rule_names();
+    let rc = fl.rule_counters();
+    let mut rule_hits: Vec<(String, u64)> = names
+        .into_iter()
+        .zip(rc.rules.iter())
+        .map(|(n, c)| (n, c.hits))
+        .collect();
+    rule_hits.push(("default".into(), rc.default.hits));
+    let legit_passed = fl.sinks().iter().map(|s| s.legit).sum();
+    let worker_split = fl
+        .worker_reports()
         .iter()
-        .zip(rules.counters().rules.iter())
-        .map(|(r, c)| (r.name.clone(), c.hits))
+        .map(|r| (r.rx_packets, r.counters.dropped, r.counters.passed))
         .collect();
     Ok(DemoSummary {
         counters,
@@ -270,7 +334,8 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         generated_flood: counts.flood.load(Ordering::Relaxed),
         generated_legit: counts.legit.load(Ordering::Relaxed),
         generated_background: counts.background.load(Ordering::Relaxed),
-        legit_passed: fl.sink().legit,
+        legit_passed,
+        workers: worker_split,
         nic_to_kernel: nic_stats.pf_delivered,
         nic_rx_missed: nic_stats.rx_no_desc,
         rule_hits,
@@ -302,6 +367,12 @@ pub fn print_summary(s: &DemoSummary) {
     );
     for (name, hits) in &s.rule_hits {
         println!("  rule {name:<14} {hits} hits");
+    }
+    for (i, (rx, d, p)) in s.workers.iter().enumerate() {
+        println!("  worker {i}    rx {rx} | dropped {d} | passed {p}");
+    }
+    if !s.workers.is_empty() {
+        println!("  dispatch    worker ring full {}", c.dispatch_full);
     }
     println!("  model       rx missed (ring full) {}", s.nic_rx_missed);
     println!(

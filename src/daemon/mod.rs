@@ -4,6 +4,7 @@ mod commands;
 pub mod demo;
 pub mod filterloop;
 pub mod metrics;
+pub mod run;
 pub mod runloop;
 
 pub use commands::{describe_config, rules_test, RulesTestTotals};

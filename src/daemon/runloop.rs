@@ -77,14 +77,13 @@ fn snapshot<D: Device, S: PassSink>(
     reload_errors: u64,
     pf_resets: u64,
 ) -> Snapshot {
-    let rules = fl.rules();
-    let c = rules.counters();
-    let mut rs: Vec<RuleSnapshot> = rules
-        .rules()
-        .iter()
+    let names = fl.rule_names();
+    let c = fl.rule_counters();
+    let mut rs: Vec<RuleSnapshot> = names
+        .into_iter()
         .zip(c.rules.iter())
-        .map(|(r, rc)| RuleSnapshot {
-            name: r.name.clone(),
+        .map(|(name, rc)| RuleSnapshot {
+            name,
             hits: rc.hits,
             passed: rc.passed,
             dropped: rc.dropped,
@@ -123,10 +122,15 @@ pub fn run_loop<D: Device, S: PassSink>(
     let mut iter: u32 = 0;
     // The rules' clock (rate limiters) is refreshed every 32 polls: a few microseconds of
     // granularity, and no clock read per burst.
-    let mut now_ns = 0u64;
+    // Rule time stamps are nanoseconds since the Unix epoch (sampled frames are written with
+    // them); the monotonic clock advances them so a stepping wall clock cannot run them back.
+    let epoch_base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut now_ns = epoch_base;
     loop {
         if iter.is_multiple_of(32) {
-            now_ns = start.elapsed().as_nanos() as u64;
+            now_ns = epoch_base + start.elapsed().as_nanos() as u64;
         }
         fl.poll(now_ns);
         iter = iter.wrapping_add(1);
@@ -138,7 +142,7 @@ pub fn run_loop<D: Device, S: PassSink>(
                 Some(Ok(rules)) => {
                     fl.replace_rules(rules);
                     rep.reloads += 1;
-                    log::info!("reloaded rules ({} rules)", fl.rules().rules().len());
+                    log::info!("reloaded rules ({} rules)", fl.rule_names().len());
                 }
                 Some(Err(e)) => {
                     rep.reload_errors += 1;
@@ -149,14 +153,16 @@ pub fn run_loop<D: Device, S: PassSink>(
         }
         let now = Instant::now();
         if now.duration_since(last_tick) >= ctl.interval {
-            fl.sync_driver_errors();
-            let m = fl.vf().maintain()?;
+            let m = fl.maintain()?;
             if m.reinitialised {
                 rep.pf_resets += 1;
                 log::warn!("PF reset: VF and queues re-initialised");
             }
             if let Some(l) = m.link_changed {
                 log::info!("link changed: {l:?}");
+            }
+            if let Err(e) = fl.flush_samples() {
+                log::warn!("writing sampled packets: {e}");
             }
             let c = fl.counters();
             if ctl.progress {
@@ -184,7 +190,7 @@ pub fn run_loop<D: Device, S: PassSink>(
     // most), so no received packet is left without a verdict.
     let mut idle = 0;
     while idle < 100 {
-        if fl.poll(start.elapsed().as_nanos() as u64) == 0 {
+        if fl.poll(epoch_base + start.elapsed().as_nanos() as u64) == 0 {
             idle += 1;
             std::thread::sleep(Duration::from_micros(100));
         } else {
@@ -192,6 +198,11 @@ pub fn run_loop<D: Device, S: PassSink>(
         }
     }
     fl.sync_driver_errors();
+    if let Err(e) = fl.flush_samples() {
+        log::warn!("writing sampled packets: {e}");
+    }
+    // Workers drain their rings and stop; after this the counters are final.
+    fl.finish();
     rep.counters = fl.counters();
     if let Some(metrics) = &ctl.metrics {
         metrics.publish(snapshot(fl, rep.reloads, rep.reload_errors, rep.pf_resets));

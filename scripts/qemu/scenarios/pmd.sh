@@ -1,10 +1,11 @@
 # fg.test=pmd: our PMD drives the model's VF through the guest kernel's
 # vfio-pci and the emulated intel-iommu.
-# Needs /bin/fg-pmd-test (a static program added with
-# mkinitramfs.sh --bin PROG:/bin/fg-pmd-test). It is called as
-#   /bin/fg-pmd-test <BDF> <IOMMU group> [fg.arg]
-# and must exit 0 on success; it may print its own FG-RESULT lines.
-# DRAFT: not yet run (neither the server nor the program exists yet).
+# Needs /bin/fg-pmd-test (pmd/examples/guest_pmd.rs, built static by
+# guest-test.sh and added with mkinitramfs.sh --bin PROG:/bin/fg-pmd-test).
+# It is called as
+#   /bin/fg-pmd-test <BDF> <IOMMU group> [fg.arg = frames to forward]
+# prints its own FG-RESULT lines (and FG-FAULT-IOVA for the host's check of
+# the model server's fault record) and exits 0 when all passed.
 bdf=$(find_pci 8086 10ed || find_pci 8086 1515 || find_pci 8086 1565) || bdf=
 if [ -z "$bdf" ]; then
     result pmd-probe FAIL "no 82599/X540/X550 VF on the PCI bus"

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! floodgate-sim serve --socket PATH [--vf N] [--vfs N] [--model 82599|x540]
-//!                     [--generator udp[:PPS[:LEN]] | --pcap-in FILE [--pcap-pps N]]
+//!                     [--generator udp[:PPS[:LEN]]|flood[:PPS] | --pcap-in FILE [--pcap-pps N]]
 //!                     [--respond IP] [--pcap-out FILE] [--tap NAME] [--af-packet IFACE]
 //!                     [--idle-sleep-us N] [--once]
 //! ```
@@ -15,9 +15,10 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use floodgate_sim::generator::{Generator, GeneratorConfig, Rate};
 use floodgate_sim::pcap::{PcapReader, PcapReplay, PcapWriter};
 use floodgate_sim::vfio_user::responder::Responder;
-use floodgate_sim::vfio_user::udpgen::{UdpGen, PEER_MAC};
+use floodgate_sim::vfio_user::udpgen::{UdpGen, PEER_MAC, VF_IP};
 use floodgate_sim::vfio_user::wire_side::{
     PcapLoop, ReadFn, SharedPacket, SharedTap, Tee, WireReader,
 };
@@ -36,6 +37,10 @@ options:
   --vf N                 which VF to serve (default 0)
   --vfs N                VFs in the model (default: max(2, N+1))
   --model 82599|x540     silicon (VF 8086:10ED or 8086:1515; default 82599)
+  --generator flood[:PPS]
+                         wire traffic: the DNS-flood mix of floodgate_sim::generator (90% flood
+                         to UDP 53, 2% legitimate queries, 8% background) to the VF's MAC and
+                         10.0.0.2, PPS per second (default 1000; 0 = as fast as possible)
   --generator udp[:PPS[:LEN]]
                          wire traffic: IPv4/UDP frames to the VF's MAC, PPS per second
                          (default 1000; 0 = as fast as possible), LEN bytes (default 64)
@@ -58,7 +63,7 @@ struct Args {
     vf: usize,
     vfs: Option<usize>,
     model: NicModel,
-    generator: Option<(u64, usize)>,
+    generator: Option<GenSpec>,
     respond: Option<[u8; 4]>,
     pcap_in: Option<PathBuf>,
     pcap_pps: Option<u64>,
@@ -77,13 +82,26 @@ fn parse_ip(s: &str) -> Result<[u8; 4], String> {
     Ok(ip.octets())
 }
 
-fn parse_generator(s: &str) -> Result<(u64, usize), String> {
+/// `--generator`: which built-in source, at what rate.
+#[derive(Debug, Clone, Copy)]
+struct GenSpec {
+    /// SIM-NET's DNS-flood mix instead of plain UDP.
+    flood: bool,
+    pps: u64,
+    len: usize,
+}
+
+fn parse_generator(s: &str) -> Result<GenSpec, String> {
     let mut it = s.split(':');
-    if it.next() != Some("udp") {
-        return Err(format!(
-            "--generator {s:?}: only `udp[:PPS[:LEN]]` is built in (e.g. udp:1000:64)"
-        ));
-    }
+    let flood = match it.next() {
+        Some("udp") => false,
+        Some("flood") => true,
+        _ => {
+            return Err(format!(
+                "--generator {s:?}: use `udp[:PPS[:LEN]]` or `flood[:PPS]` (e.g. udp:1000:64)"
+            ))
+        }
+    };
     let pps = match it.next() {
         Some(p) => p
             .parse()
@@ -91,12 +109,17 @@ fn parse_generator(s: &str) -> Result<(u64, usize), String> {
         None => 1000,
     };
     let len = match it.next() {
+        Some(_) if flood => {
+            return Err(format!(
+                "--generator {s:?}: the flood mix has its own lengths"
+            ))
+        }
         Some(l) => l
             .parse()
             .map_err(|_| format!("--generator {s:?}: LEN {l:?} is not a number"))?,
         None => 64,
     };
-    Ok((pps, len))
+    Ok(GenSpec { flood, pps, len })
 }
 
 fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -254,9 +277,28 @@ fn serve(a: Args) -> Result<(), String> {
     }
     let (source, rate): (Option<Box<dyn FrameSource>>, Option<u64>) =
         match (&a.generator, &a.pcap_in) {
-            (Some((pps, len)), _) => (
-                Some(Box::new(UdpGen::new(nic.pf(), a.vf, *len, None))),
-                (*pps > 0).then_some(*pps),
+            (Some(g), _) if g.flood => {
+                // SIM-NET's mix (90% flood to UDP 53, 2% legitimate DNS, 8% background) to the
+                // VF's MAC at start and to 10.0.0.2, the address the guest scenarios use.
+                let mac = nic
+                    .pf()
+                    .vf_state(a.vf)
+                    .ok()
+                    .and_then(|st| st.mac)
+                    .unwrap_or([0xff; 6]);
+                let cfg = GeneratorConfig {
+                    dst_mac: mac,
+                    src_mac: PEER_MAC,
+                    server_ip: VF_IP,
+                    rate: Rate::MaxSpeed,
+                    ..Default::default()
+                };
+                let gen = Generator::new(cfg).map_err(|e| format!("--generator flood: {e}"))?;
+                (Some(Box::new(gen)), (g.pps > 0).then_some(g.pps))
+            }
+            (Some(g), _) => (
+                Some(Box::new(UdpGen::new(nic.pf(), a.vf, g.len, None))),
+                (g.pps > 0).then_some(g.pps),
             ),
             (None, Some(p)) if a.pcap_loop => (
                 Some(Box::new(

@@ -25,10 +25,15 @@ struct Entry {
 }
 
 /// IOVA table of one connection.
+///
+/// While the table is inactive (the function's Bus Master Enable bit is clear) its ranges are
+/// kept but not in the IOMMU, so any DMA the model attempts is a recorded fault, as a device
+/// that may not master the bus cannot reach memory.
 #[derive(Debug, Default)]
 pub(crate) struct DmaTable {
     maps: BTreeMap<u64, Entry>,
     files: HashMap<(u64, u64), Arc<File>>,
+    active: bool,
 }
 
 fn inode_key(f: &File) -> std::io::Result<(u64, u64)> {
@@ -68,6 +73,35 @@ impl DmaTable {
             .collect()
     }
 
+    /// Whether the ranges are in the IOMMU.
+    pub(crate) fn active(&self) -> bool {
+        self.active
+    }
+
+    /// Puts every backed range into the IOMMU (`true`) or takes them all out (`false`).
+    pub(crate) fn set_active(&mut self, iommu: &Iommu, on: bool) {
+        if on == self.active {
+            return;
+        }
+        self.active = on;
+        for (&iova, e) in &self.maps {
+            let Some(key) = e.key else { continue };
+            if on {
+                let Some(f) = self.files.get(&key) else {
+                    continue;
+                };
+                if let Err(err) = iommu.map_fd(iova, e.len, f.as_fd(), e.offset) {
+                    log::warn!(
+                        "bus master on: mapping {iova:#x}+{:#x} failed: {err}",
+                        e.len
+                    );
+                }
+            } else if let Err(err) = iommu.unmap(iova, e.len) {
+                log::warn!("bus master off: unmapping {iova:#x}+{:#x}: {err}", e.len);
+            }
+        }
+    }
+
     /// DMA_MAP: `len` bytes of `fd` at `offset`, seen by the device at `iova`.
     pub(crate) fn map(
         &mut self,
@@ -97,9 +131,11 @@ impl DmaTable {
             Some(f) => {
                 let key = inode_key(&f)?;
                 let file = self.files.entry(key).or_insert_with(|| Arc::new(f)).clone();
-                iommu
-                    .map_fd(iova, len, file.as_fd(), offset)
-                    .map_err(|e| io_err(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+                if self.active {
+                    iommu
+                        .map_fd(iova, len, file.as_fd(), offset)
+                        .map_err(|e| io_err(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+                }
                 Some(key)
             }
         };
@@ -121,7 +157,7 @@ impl DmaTable {
             let Some(e) = self.maps.remove(&a) else {
                 continue;
             };
-            if e.key.is_some() {
+            if e.key.is_some() && self.active {
                 if let Err(err) = iommu.unmap(a, e.len) {
                     log::warn!("DMA_UNMAP {a:#x}+{:#x}: {err}", e.len);
                 }
@@ -141,7 +177,7 @@ impl DmaTable {
                     offset: e.offset + (lo - a),
                     key: e.key,
                 };
-                if let Some(f) = &file {
+                if let (Some(f), true) = (&file, self.active) {
                     if let Err(err) = iommu.map_fd(lo, piece.len, f.as_fd(), piece.offset) {
                         log::warn!("DMA_UNMAP: keeping {lo:#x}..{hi:#x} failed: {err}");
                         continue;
@@ -177,10 +213,33 @@ mod tests {
         Iommu::new("test".into())
     }
 
+    fn active() -> DmaTable {
+        DmaTable {
+            active: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn inactive_table_keeps_ranges_out_of_the_iommu() {
+        let m = iommu();
+        let mut t = DmaTable::default();
+        t.map(&m, 0x1000, 0x2000, 0, Some(memfd(0x4000))).unwrap();
+        assert_eq!(m.mappings(), 0, "bus mastering off: not reachable");
+        t.set_active(&m, true);
+        assert_eq!(m.mappings(), 1);
+        t.set_active(&m, false);
+        assert_eq!(m.mappings(), 0);
+        assert_eq!(t.len(), 1, "the range is remembered");
+        assert_eq!(t.unmap(&m, 0, 0, true), 0x2000);
+        t.set_active(&m, true);
+        assert_eq!(m.mappings(), 0);
+    }
+
     #[test]
     fn pages_of_one_memfd_share_one_file() {
         let m = iommu();
-        let mut t = DmaTable::default();
+        let mut t = active();
         let f = memfd(1 << 20);
         for i in 0..8u64 {
             t.map(
@@ -201,7 +260,7 @@ mod tests {
     #[test]
     fn overlap_refused_and_fdless_map_accepted() {
         let m = iommu();
-        let mut t = DmaTable::default();
+        let mut t = active();
         t.map(&m, 0x1000, 0x2000, 0, Some(memfd(0x4000))).unwrap();
         let e = t
             .map(&m, 0x2000, 0x1000, 0, Some(memfd(0x1000)))
@@ -215,7 +274,7 @@ mod tests {
     #[test]
     fn unmap_covering_nothing_part_and_all() {
         let m = iommu();
-        let mut t = DmaTable::default();
+        let mut t = active();
         let f = memfd(0x10000);
         t.map(&m, 0x10000, 0x4000, 0x1000, Some(f)).unwrap();
         assert_eq!(t.unmap(&m, 0x100000, 0x100000, false), 0);

@@ -9,6 +9,8 @@
 //! * region 7 is the configuration space ([`ConfigSpace`]); a write of DevCtl "initiate FLR"
 //!   resets the function;
 //! * DMA_MAP fds are mapped into the VF's IOMMU table ([`crate::Iommu`]), DMA_UNMAP removes them;
+//!   while the command register's Bus Master Enable is clear they are kept out of it (DMA is a
+//!   recorded fault) and no MSI-X message is sent, as on silicon;
 //! * SET_IRQS eventfds (MSI-X index) are signalled whenever the model raises a vector, which
 //!   already honours VTEIMS/VTEIAC/VTEIAM and the VTIVAR mapping.
 //!
@@ -34,7 +36,7 @@ pub mod wire_side;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use floodgate_vfio::{Bar, Device};
@@ -74,6 +76,15 @@ pub enum ServeError {
     InUse {
         /// The socket path.
         path: PathBuf,
+    },
+    /// The client sent something the `vfio_user` crate could not handle (it panicked on it);
+    /// the connection was dropped.
+    #[error("vfio-user connection on {}: malformed message from the client ({what})", path.display())]
+    Malformed {
+        /// The socket path.
+        path: PathBuf,
+        /// The crate's panic message.
+        what: String,
     },
     /// Serving a connection failed (the client went away mid-message, or the socket broke).
     #[error("vfio-user connection on {}: {source}", path.display())]
@@ -129,6 +140,8 @@ impl ServeStats {
 /// The eventfds the client gave us, by IRQ index.
 #[derive(Debug, Default)]
 struct IrqFds {
+    /// Bus Master Enable: an MSI-X message is a memory write, so none without it.
+    bus_master: AtomicBool,
     msix: RwLock<[Option<File>; config::MSIX_VECTORS as usize]>,
     err: Mutex<Option<File>>,
     req: Mutex<Option<File>>,
@@ -136,6 +149,10 @@ struct IrqFds {
 
 impl IrqFds {
     fn signal(&self, vector: u32, stats: &ServeStats) {
+        if !self.bus_master.load(Ordering::Acquire) {
+            stats.irqs_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let fds = self.msix.read().unwrap_or_else(|e| e.into_inner());
         match fds.get(vector as usize).and_then(|f| f.as_ref()) {
             Some(mut f) => {
@@ -194,6 +211,11 @@ impl Backend {
     /// interrupts masked, MSI-X and bus mastering off in config space.
     fn function_reset(&mut self) {
         self.stats.resets.fetch_add(1, Ordering::Relaxed);
+        self.reset_state();
+    }
+
+    /// The reset itself, uncounted (also used between clients).
+    fn reset_state(&mut self) {
         for q in 0..regs::MAX_QUEUES {
             self.bar.write32(regs::rxq(q, regs::RXDCTL), 0);
             self.bar.write32(regs::txq(q, regs::TXDCTL), 0);
@@ -202,6 +224,27 @@ impl Backend {
         self.bar.write32(regs::VFCTRL, regs::VFCTRL_RST);
         self.config.flr();
         self.bar3.fill(0);
+        self.sync_bus_master();
+    }
+
+    /// Follows the command register's Bus Master Enable: without it the function can neither
+    /// reach memory (its DMA ranges leave the IOMMU, so attempts are recorded faults) nor send
+    /// MSI-X messages.
+    fn sync_bus_master(&mut self) {
+        let on = self.config.bus_master();
+        if on != self.dma.active() {
+            log::info!(
+                "{}: bus mastering {}",
+                self.vf_name(),
+                if on {
+                    "enabled"
+                } else {
+                    "disabled: no DMA, no MSI-X"
+                }
+            );
+        }
+        self.dma.set_active(self.vf.iommu(), on);
+        self.irqs.bus_master.store(on, Ordering::Release);
     }
 
     /// BAR0 read of any size: whole dwords through the register file.
@@ -281,6 +324,7 @@ impl ServerBackend for Backend {
                     log::info!("{}: function-level reset (config write)", self.vf_name());
                     self.function_reset();
                 }
+                self.sync_bus_master();
             }
             _ => log::debug!("write to region {region} ignored"),
         }
@@ -498,7 +542,11 @@ impl UserServer {
     /// Accepts one client and serves it on this thread until it hangs up. Afterwards every
     /// DMA mapping and eventfd of that client is dropped, so the next client starts clean.
     pub fn serve_one(&mut self) -> Result<(), ServeError> {
-        let r = self.server.run(&mut self.backend);
+        // The crate unwraps a few things a client sends (the VERSION JSON's terminator, for
+        // one); a malformed message must cost the connection, not the process.
+        let server = &self.server;
+        let backend = &mut self.backend;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.run(backend)));
         let b = &mut self.backend;
         log::info!(
             "{}: dropping the client's {} DMA ranges ({} bytes backed by fds)",
@@ -508,6 +556,8 @@ impl UserServer {
         );
         b.dma.unmap(b.vf.iommu(), 0, 0, true);
         b.irqs.clear();
+        // The next client starts from a reset function: bus mastering off.
+        b.reset_state();
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
         log::info!(
             "{}: client gone; {}; DMA faults so far {}",
@@ -515,10 +565,20 @@ impl UserServer {
             self.stats.summary(),
             b.vf.dma_faults()
         );
-        r.map_err(|source| ServeError::Serve {
-            path: self.path.clone(),
-            source,
-        })
+        match r {
+            Ok(r) => r.map_err(|source| ServeError::Serve {
+                path: self.path.clone(),
+                source,
+            }),
+            Err(p) => Err(ServeError::Malformed {
+                path: self.path.clone(),
+                what: p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into()),
+            }),
+        }
     }
 }
 

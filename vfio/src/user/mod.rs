@@ -45,12 +45,16 @@ pub use proto::MAX_MESSAGE;
 pub struct UserOptions {
     /// How long to wait for each reply before declaring the server gone.
     pub timeout: Duration,
+    /// Set Bus Master Enable in the command register at connect, as the kernel backend does
+    /// at open (default `true`). Without it a faithful device does no DMA and sends no MSI-X.
+    pub bus_master: bool,
 }
 
 impl Default for UserOptions {
     fn default() -> Self {
         UserOptions {
             timeout: Duration::from_secs(5),
+            bus_master: true,
         }
     }
 }
@@ -98,8 +102,11 @@ impl Conn {
         proto_err(&self.location, what)
     }
 
-    /// Sends one command (header + `parts`, `fds` attached) and returns the reply body.
-    /// `into` receives the reply body when it fits (no allocation), else a Vec is returned.
+    /// Sends one command (header + `parts`, `fds` attached), waits for its reply and copies
+    /// the reply body into `into` (a longer body is cut to it); returns the body length kept.
+    ///
+    /// A refused request (error reply) is an error and leaves the connection usable; any other
+    /// failure marks the connection broken.
     fn call(
         &self,
         cmd: Command,
@@ -111,17 +118,20 @@ impl Conn {
             return Err(self.err("connection already failed"));
         }
         let mut s = self.stream.lock().unwrap_or_else(|e| e.into_inner());
-        let r = self.call_locked(&mut s, cmd, parts, fds, into);
-        if let Err(e) = &r {
-            if !matches!(e, Error::Device(m) if m.contains("server refused")) {
+        match self.call_locked(&mut s, cmd, parts, fds, into) {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(refused)) => Err(refused),
+            Err(e) => {
                 // The stream may be out of step now: nothing after this can be trusted.
                 self.broken.store(true, Ordering::Release);
                 log::warn!("{e}; the device is now treated as removed");
+                Err(e)
             }
         }
-        r
     }
 
+    /// The exchange itself. Outer `Err`: the connection failed (I/O, timeout, a reply out of
+    /// step). Inner `Err`: the server answered with an error reply.
     fn call_locked(
         &self,
         s: &mut Stream,
@@ -129,7 +139,7 @@ impl Conn {
         parts: &[&[u8]],
         fds: &[RawFd],
         into: &mut [u8],
-    ) -> Result<usize, Error> {
+    ) -> Result<Result<usize, Error>, Error> {
         let body: usize = parts.iter().map(|p| p.len()).sum();
         let id = s.next_id;
         s.next_id = s.next_id.wrapping_add(1);
@@ -143,7 +153,8 @@ impl Conn {
         .to_bytes();
         let mut iov: [&[u8]; 4] = [&hdr, &[], &[], &[]];
         if parts.len() > 3 {
-            return Err(self.err("internal: too many message parts"));
+            // Nothing was sent: the connection is still in step.
+            return Ok(Err(self.err("internal: too many message parts")));
         }
         for (slot, p) in iov[1..].iter_mut().zip(parts) {
             *slot = p;
@@ -212,16 +223,16 @@ impl Conn {
             return Err(self.err(format_args!("{cmd:?}: answer is not a reply")));
         }
         if reply.flags & proto::FLAG_ERROR != 0 {
-            return Err(self.err(format_args!(
+            return Ok(Err(self.err(format_args!(
                 "server refused {cmd:?}: {}",
                 if reply.error == 0 {
                     "no errno given".to_string()
                 } else {
                     std::io::Error::from_raw_os_error(reply.error as i32).to_string()
                 }
-            )));
+            ))));
         }
-        Ok(body_len)
+        Ok(Ok(body_len))
     }
 
     /// REGION_READ of up to 8 bytes into `out` (no allocation).
@@ -437,7 +448,7 @@ impl VfioUserDevice {
             info.device_id,
             regions[0].size
         );
-        Ok(VfioUserDevice {
+        let dev = VfioUserDevice {
             conn,
             path: path.to_path_buf(),
             info,
@@ -445,7 +456,11 @@ impl VfioUserDevice {
             irqs,
             server_version: (major, minor),
             max_msg_fds,
-        })
+        };
+        if opts.bus_master {
+            dev.enable_bus_master()?;
+        }
+        Ok(dev)
     }
 
     /// The socket path.
@@ -518,11 +533,18 @@ impl VfioUserDevice {
     }
 
     /// Sets the command register's bus-master bit (and memory space), which a device needs
-    /// before it may do DMA or send MSI-X messages.
+    /// before it may do DMA or send MSI-X messages. [`VfioUserDevice::connect`] does this unless
+    /// [`UserOptions::bus_master`] is false.
     pub fn enable_bus_master(&self) -> Result<(), Error> {
+        self.set_bus_master(true)
+    }
+
+    /// Sets or clears Bus Master Enable (command register bit 2; memory space stays on).
+    pub fn set_bus_master(&self, on: bool) -> Result<(), Error> {
         let mut cmd = [0u8; 2];
         self.config_read(4, &mut cmd)?;
-        let v = u16::from_le_bytes(cmd) | 0x0006;
+        let v = u16::from_le_bytes(cmd) | 0x0002;
+        let v = if on { v | 0x0004 } else { v & !0x0004 };
         self.config_write(4, &v.to_le_bytes())
     }
 

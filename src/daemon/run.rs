@@ -1,0 +1,237 @@
+//! `floodgate run --config FILE`: the daemon on a real VF (or on the model with `pci = "sim"`).
+//!
+//! Order of events:
+//! 1. load and validate the config (nothing is touched if it is invalid);
+//! 2. open the VF through VFIO and bring it up;
+//! 3. install the steering rules on the PF (cleaning up rules a crashed run left behind);
+//! 4. open the TAP;
+//! 5. drop privileges (keeping CAP_NET_ADMIN so the rules can be removed at exit);
+//! 6. run the filter loop until SIGINT/SIGTERM; SIGHUP reloads the rules;
+//! 7. drain the rings, remove the steering rules, print the final counters.
+
+use crate::config::{Config, DeviceAddr, FlowType as CfgFlow, SteeringRule as CfgRule};
+use crate::daemon::filterloop::{FilterLoop, PassSink};
+use crate::daemon::metrics::{Metrics, MetricsServer};
+use crate::daemon::runloop::{run_loop, LoopControl, LoopReport};
+use crate::steering::{Action, Flow, Steering, SteeringBackend, SteeringRule};
+use crate::tap::{Reinject, Tap, TapWriter};
+use anyhow::{bail, Context, Result};
+use floodgate_pmd::{IxgbeVf, Packet, MAX_BATCH};
+use floodgate_vfio::Device;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Converts a configured steering rule into the ethtool rule the steering layer installs.
+pub fn steering_rule(r: &CfgRule) -> SteeringRule {
+    let flow = match r.flow {
+        CfgFlow::Udp4 => Flow::Udp4,
+        CfgFlow::Tcp4 => Flow::Tcp4,
+        CfgFlow::Sctp4 => Flow::Sctp4,
+        CfgFlow::Ip4 => Flow::Ip4 { proto: None },
+    };
+    let mut s = SteeringRule::new(
+        flow,
+        Action::ToVf {
+            vf: r.vf as u32,
+            queue: r.queue as u32,
+        },
+    )
+    .named(r.name.clone());
+    if let Some(m) = r.src {
+        s.src_ip = m.addr;
+        s.src_mask = m.mask;
+    }
+    if let Some(m) = r.dst {
+        s.dst_ip = m.addr;
+        s.dst_mask = m.mask;
+    }
+    if let Some(p) = r.src_port {
+        s.src_port = p.port;
+        s.src_port_mask = p.mask;
+    }
+    if let Some(p) = r.dst_port {
+        s.dst_port = p.port;
+        s.dst_port_mask = p.mask;
+    }
+    s.location = r.location;
+    s
+}
+
+/// Passed packets go to the TAP, one io_uring submission per burst. The slices point into the
+/// packets' DMA buffers: the kernel's copy in the TAP write is the only copy.
+pub struct TapSink {
+    writer: TapWriter,
+}
+
+impl TapSink {
+    /// Wraps a TAP writer.
+    pub fn new(writer: TapWriter) -> TapSink {
+        TapSink { writer }
+    }
+}
+
+impl PassSink for TapSink {
+    fn submit(&mut self, packets: &[Packet]) -> usize {
+        let mut slices: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+        let mut written = 0usize;
+        for chunk in packets.chunks(MAX_BATCH) {
+            for (s, p) in slices.iter_mut().zip(chunk) {
+                *s = p.data();
+            }
+            let o = self.writer.write_burst(&slices[..chunk.len()]);
+            written += o.written as usize;
+        }
+        written
+    }
+}
+
+/// Installs the SIGINT/SIGTERM (stop) and SIGHUP (reload) handlers on `ctl`'s flags.
+pub fn install_signal_handlers(ctl: &LoopControl) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(sig, ctl.stop.clone())
+            .with_context(|| format!("installing the handler for signal {sig}"))?;
+    }
+    signal_hook::flag::register(SIGHUP, ctl.reload.clone())
+        .context("installing the SIGHUP handler")?;
+    Ok(())
+}
+
+fn reloader(path: PathBuf) -> crate::daemon::runloop::Reloader {
+    Box::new(move || {
+        Config::load(&path)
+            .map(|c| c.filter.ruleset())
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Runs the daemon as configured by the file at `path`.
+pub fn run(path: &Path) -> Result<LoopReport> {
+    let cfg = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match cfg.device.device {
+        DeviceAddr::Pci(addr) => run_vfio(&cfg, path, &addr.to_string()),
+        DeviceAddr::Sim => bail!(
+            "{}: device \"sim\" is the built-in model: run `floodgate demo` for it \
+             (`run` drives a real VF given by its PCI address)",
+            path.display()
+        ),
+    }
+}
+
+fn run_vfio(cfg: &Config, path: &Path, pci: &str) -> Result<LoopReport> {
+    let dev = floodgate_vfio::kernel::VfioDevice::open(pci)
+        .with_context(|| format!("opening VF {pci}"))?;
+    let vf =
+        IxgbeVf::open(dev, pmd_config(cfg)).with_context(|| format!("bringing up VF {pci}"))?;
+    log::info!(
+        "VF {pci} up: MAC {}, {} queue pair(s)",
+        floodgate_pmd::fmt_mac(vf.mac()),
+        vf.num_queues()
+    );
+
+    let mut steering = if cfg.steering.is_empty() {
+        None
+    } else {
+        let pf = cfg.device.pf.as_deref().with_context(|| {
+            format!(
+                "{}: steering rules need [device] pf = \"<netdev>\"",
+                path.display()
+            )
+        })?;
+        let backend =
+            crate::steering::EthtoolBackend::open(pf).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut s = Steering::new(backend, Some(cfg.daemon.state_file.clone()));
+        let rules: Vec<SteeringRule> = cfg.steering.iter().map(steering_rule).collect();
+        let rep = s.install(&rules).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !rep.leftovers_removed.is_empty() {
+            log::warn!(
+                "removed {} steering rule(s) left by a previous run at locations {:?}",
+                rep.leftovers_removed.len(),
+                rep.leftovers_removed
+            );
+        }
+        for i in &rep.installed {
+            log::info!("steering: {} at location {}", i.rule.action, i.location);
+        }
+        Some(s)
+    };
+
+    let result = (|| {
+        let tap = Tap::open(&cfg.tap.name).map_err(|e| anyhow::anyhow!("{e}"))?;
+        tap.set_up().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let writer = TapWriter::new(tap.into_fd(), cfg.device.burst as usize);
+        log::info!(
+            "reinjecting into TAP {} ({:?})",
+            cfg.tap.name,
+            writer.method()
+        );
+
+        if let Some(user) = &cfg.daemon.user {
+            crate::privdrop::drop_privileges(user, cfg.daemon.group.as_deref(), steering.is_some())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let rules = cfg.filter.ruleset();
+        let mut fl = FilterLoop::new(vf, rules, TapSink::new(writer), cfg.device.burst as usize);
+        serve(&mut fl, cfg, path)
+    })();
+
+    if let Some(s) = steering.as_mut() {
+        match s.remove_all() {
+            Ok(n) => log::info!("removed {n} steering rule(s) from {}", s.backend().pf()),
+            Err(e) => log::error!("removing steering rules: {e}"),
+        }
+    }
+    result
+}
+
+/// The PMD configuration of a daemon config.
+pub fn pmd_config(cfg: &Config) -> floodgate_pmd::Config {
+    floodgate_pmd::Config {
+        rx_ring_size: cfg.device.rx_ring as usize,
+        tx_ring_size: cfg.device.tx_ring as usize,
+        pool_buffers: Some(cfg.device.pool_size),
+        headroom: cfg.device.headroom as usize,
+        max_queues: Some(cfg.device.queues as usize),
+        ..Default::default()
+    }
+}
+
+/// Runs the loop with signals, reload and metrics as configured; prints the final counters.
+pub fn serve<D: Device, S: PassSink>(
+    fl: &mut FilterLoop<D, S>,
+    cfg: &Config,
+    path: &Path,
+) -> Result<LoopReport> {
+    let mut ctl = LoopControl::new();
+    install_signal_handlers(&ctl)?;
+    ctl.progress = true;
+    ctl.interval = std::time::Duration::from_millis(cfg.stats.interval_ms.max(100));
+    ctl.reloader = Some(reloader(path.to_path_buf()));
+    let metrics = Arc::new(Metrics::default());
+    let _server = match cfg.stats.prometheus {
+        Some(addr) => Some(MetricsServer::start(addr, metrics.clone())?),
+        None => None,
+    };
+    ctl.metrics = Some(metrics);
+    let rep = run_loop(fl, &mut ctl).context("filter loop")?;
+    let c = rep.counters;
+    println!(
+        "floodgate: rx {} | dropped {} | passed {} (tap {}, refused {}) | errors {} | reloads {} \
+         ({} rejected) | PF resets {} | invariant {}",
+        c.rx_packets,
+        c.dropped,
+        c.passed,
+        c.tap,
+        c.tap_dropped,
+        c.errors,
+        rep.reloads,
+        rep.reload_errors,
+        rep.pf_resets,
+        if c.invariant_holds() {
+            "holds"
+        } else {
+            "VIOLATED"
+        }
+    );
+    Ok(rep)
+}
