@@ -73,8 +73,8 @@ fn main() {
                 d[6..12].copy_from_slice(&mac);
             }
             vf.tx_burst(0, &mut batch);
-            // Whatever did not fit in the TX ring is dropped (buffers go back in bulk).
-            batch.clear();
+            // Whatever did not fit in the TX ring is dropped (buffers back to the RX cache).
+            vf.recycle(0, &mut batch);
         }
         let now = Instant::now();
         if now.duration_since(last) >= Duration::from_secs(1) || now >= end {
