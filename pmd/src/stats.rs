@@ -102,6 +102,10 @@ impl HwAccum {
 }
 
 /// All counters of one VF.
+///
+/// Frames the NIC drops because the ring had no free descriptor (SRRCTL.DROP_EN) never reach
+/// the VF and no VF register counts them (the PF sees them in QPRDC). The driver-side cause is
+/// counted in [`RxStats::no_buffers`]; the ring itself is re-armed on every burst.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Receive counters summed over queues.
