@@ -7,15 +7,15 @@
 //! loop drives the VF through floodgate-pmd exactly as on a real card.
 
 use crate::daemon::filterloop::{FilterLoop, PassSink};
-use crate::daemon::run::TapSink;
+use crate::daemon::run::{steering_rule, TapSink};
 use crate::daemon::runloop::{run_loop, LoopControl};
 use crate::softrss::RssConfig;
 use crate::stats::Counters;
+use crate::steering::{SimBackend, Steering};
 use crate::tap::{Tap, TapWriter};
 use anyhow::{bail, Context, Result};
 use floodgate_pmd::{IxgbeVf, Packet};
 use floodgate_sim::engine::{EngineConfig, FrameSource};
-use floodgate_sim::ethtool::{FlowType, RxFlowSpec};
 use floodgate_sim::generator::{Generator, GeneratorConfig, Rate, TrafficClass};
 use floodgate_sim::{Nic, NicConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -221,19 +221,14 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         ..NicConfig::default()
     });
 
-    // Steering: the same rules an operator installs with ethtool's n-tuple ioctl, here given to
-    // the model's PF agent (`ethtool -N <pf> flow-type udp4 dst-port 53 action $((1 << 32))`).
-    for (i, r) in cfg.steering.iter().enumerate() {
-        let spec = sim_spec(r);
-        nic.pf().add_ntuple(&spec).map_err(|e| {
-            anyhow::anyhow!(
-                "steering rule {} ({:?}): model PF refused it: {e}",
-                i + 1,
-                r.name
-            )
-        })?;
-    }
-
+    // Steering: the same code and rules as `floodgate run`, with the model's PF agent as the
+    // backend instead of the kernel's ethtool ioctl (`ethtool -N <pf> flow-type udp4 dst-port 53
+    // action $((1 << 32))` on a real box).
+    let mut steering = Steering::new(SimBackend::model("sim0", nic.pf()), None);
+    let rules: Vec<_> = cfg.steering.iter().map(steering_rule).collect();
+    steering
+        .install(&rules)
+        .map_err(|e| anyhow::anyhow!("model PF refused the steering rules: {e}"))?;
     let pmd_cfg = floodgate_pmd::Config {
         rx_ring_size: cfg.device.rx_ring as usize,
         tx_ring_size: cfg.device.tx_ring as usize,
@@ -313,6 +308,10 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     let rep = run_loop(&mut fl, &mut ctl).context("filter loop")?;
     let elapsed = rep.elapsed.as_secs_f64();
     let nic_stats = nic.stats();
+    // Clean up like the daemon does at exit (the model would forget them anyway).
+    steering
+        .remove_all()
+        .map_err(|e| anyhow::anyhow!("removing the steering rules: {e}"))?;
     let counters = fl.counters();
     let names = fl.rule_names();
     let rc = fl.rule_counters();
@@ -383,36 +382,4 @@ pub fn print_summary(s: &DemoSummary) {
             "VIOLATED"
         }
     );
-}
-
-/// The model's form of a configured steering rule (the ethtool flow spec).
-fn sim_spec(r: &crate::config::SteeringRule) -> RxFlowSpec {
-    use crate::config::FlowType as F;
-    let ft = match r.flow {
-        F::Udp4 => FlowType::UdpV4,
-        F::Tcp4 => FlowType::TcpV4,
-        F::Sctp4 => FlowType::SctpV4,
-        F::Ip4 => FlowType::IpUserV4,
-    };
-    let mut s = RxFlowSpec::new(ft).to_vf(r.vf as u32, r.queue as u32);
-    if let Some(m) = r.src {
-        s.src_ip = m.addr;
-        s.src_ip_mask = m.mask;
-    }
-    if let Some(m) = r.dst {
-        s.dst_ip = m.addr;
-        s.dst_ip_mask = m.mask;
-    }
-    if let Some(p) = r.src_port {
-        s.src_port = p.port;
-        s.src_port_mask = p.mask;
-    }
-    if let Some(p) = r.dst_port {
-        s.dst_port = p.port;
-        s.dst_port_mask = p.mask;
-    }
-    if let Some(l) = r.location {
-        s = s.at(l);
-    }
-    s
 }

@@ -167,8 +167,23 @@ fn run_vfio(cfg: &Config, path: &Path, pci: &str) -> Result<LoopReport> {
         );
 
         if let Some(user) = &cfg.daemon.user {
-            crate::privdrop::drop_privileges(user, cfg.daemon.group.as_deref(), steering.is_some())
+            let creds = crate::privdrop::resolve(user, cfg.daemon.group.as_deref())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // The unprivileged process must still be able to delete its state file at exit.
+            if let Some(s) = &steering {
+                s.chown_state(creds.uid, creds.gid)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            // Keep CAP_NET_ADMIN only when steering rules must be removed at exit.
+            creds
+                .apply(steering.is_some())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            log::info!(
+                "running as {} (uid {}, gid {})",
+                creds.user,
+                creds.uid,
+                creds.gid
+            );
         }
         let rules = cfg.filter.ruleset();
         let mut fl = FilterLoop::new(vf, rules, TapSink::new(writer), cfg.device.burst as usize);
