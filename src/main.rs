@@ -22,7 +22,7 @@ enum Cmd {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
         /// Generated packets per second (flood + legitimate + background).
-        #[arg(long, default_value_t = 2_000_000)]
+        #[arg(long, default_value_t = 500_000)]
         rate: u64,
         /// Generate as fast as the model can instead of at --rate.
         #[arg(long, conflicts_with = "rate")]
