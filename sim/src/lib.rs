@@ -284,6 +284,9 @@ pub(crate) struct DataPath {
     ports: Vec<DmaPort>,
     tx_ctx: Vec<[TxContext; regs::MAX_QUEUES]>,
     frame: Vec<u8>,
+    /// TSO: the segment being built, and the same with a VLAN tag inserted.
+    tso_seg: Vec<u8>,
+    tso_tagged: Vec<u8>,
     rx_scratch: Vec<u8>,
     deliveries: Vec<Delivery>,
     tx_macs: Vec<[u8; 6]>,
@@ -354,6 +357,8 @@ impl Nic {
             ports: vfs.iter().map(|v| DmaPort::new(v.iommu.clone())).collect(),
             tx_ctx: vec![[TxContext::default(); regs::MAX_QUEUES]; n],
             frame: Vec::with_capacity(regs::MAX_FRAME + 4),
+            tso_seg: Vec::with_capacity(regs::MAX_FRAME + 4),
+            tso_tagged: Vec::with_capacity(regs::MAX_FRAME + 4),
             rx_scratch: Vec::with_capacity(regs::MAX_FRAME + 4),
             deliveries: Vec::with_capacity(64),
             tx_macs: Vec::with_capacity(16),
@@ -705,6 +710,50 @@ impl NicInner {
                         }
                         dp.frame = f;
                     }
+                }
+                TxOne::Tso {
+                    ctx: octx,
+                    ixsm,
+                    txsm,
+                    vlan,
+                } => {
+                    // TSO (facts §6.2 TSE): every segment is a frame on the wire, counted in
+                    // VFGPTC/VFGOTC like any other.
+                    let f = std::mem::take(&mut dp.frame);
+                    let mut seg = std::mem::take(&mut dp.tso_seg);
+                    let mut tagged = std::mem::take(&mut dp.tso_tagged);
+                    let r = txoffload::segment(&f, &octx, ixsm, txsm, &mut seg, |s| {
+                        let out: &[u8] = match vlan {
+                            Some(tag) => {
+                                tagged.clear();
+                                tagged.extend_from_slice(&s[..12]);
+                                tagged.extend_from_slice(&[0x81, 0x00]);
+                                tagged.extend_from_slice(&tag.to_be_bytes());
+                                tagged.extend_from_slice(&s[12..]);
+                                &tagged
+                            }
+                            None => s,
+                        };
+                        if !tx_on {
+                            disabled += 1;
+                        } else if spoofchk && !dp.tx_macs.iter().any(|m| out[6..12] == m[..]) {
+                            spoofed += 1;
+                        } else {
+                            good += 1;
+                            bytes += out.len() as u64;
+                            match sw.as_deref() {
+                                Some(sw) => self.route_switch(dp, out, Origin::Vf(vf as u16), sw),
+                                None => self.route(dp, out, Origin::Vf(vf as u16)),
+                            }
+                        }
+                    });
+                    if let Err(e) = r {
+                        log::debug!("sim:vf{vf}: TX queue {q}: {e}");
+                        bad += 1;
+                    }
+                    dp.frame = f;
+                    dp.tso_seg = seg;
+                    dp.tso_tagged = tagged;
                 }
             }
             n += 1;

@@ -5,7 +5,14 @@ use std::sync::atomic::{fence, Ordering};
 
 use crate::iommu::DmaPort;
 use crate::regs::*;
+use crate::txoffload::{self, TxOffloadCtx};
 use crate::vf::VfShared;
+
+/// POPTS.IXSM / POPTS.TXSM in a data descriptor's olinfo (facts §6.2).
+const POPTS_IXSM: u32 = 1 << 8;
+const POPTS_TXSM: u32 = 1 << 9;
+/// Largest TSO payload a data descriptor chain may gather (PAYLEN is 18 bits, facts §6.2).
+const TSO_MAX: usize = (1 << 18) - 1;
 
 /// What one call of [`tx_one`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,13 +23,28 @@ pub(crate) enum TxOne {
     Dropped,
     /// A complete frame is in the scratch buffer.
     Frame,
+    /// A TSO request (DCMD.TSE): the headers and the whole payload are in the scratch buffer;
+    /// the caller cuts it into segments with [`txoffload::segment`] and inserts `vlan` (VLE)
+    /// into each.
+    Tso {
+        /// The context descriptor the data descriptors referred to.
+        ctx: TxOffloadCtx,
+        /// POPTS.IXSM.
+        ixsm: bool,
+        /// POPTS.TXSM.
+        txsm: bool,
+        /// VLAN tag to insert into every segment.
+        vlan: Option<u16>,
+    },
 }
 
 /// Per-queue context the engine remembers between descriptors (two context slots, facts §6.2
-/// IDX): the VLAN tag to insert when a data descriptor has VLE.
+/// IDX): the VLAN tag to insert when a data descriptor has VLE, and the header lengths and L4
+/// type for the checksum and segmentation offloads (facts §6.3).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct TxContext {
     pub vlan: [u16; 2],
+    pub off: [TxOffloadCtx; 2],
 }
 
 struct TxRing {
@@ -104,6 +126,8 @@ pub(crate) fn tx_one(
     frame.clear();
     let mut bad = false;
     let mut vle: Option<u16> = None;
+    // Offloads requested by the first data descriptor of the frame: (slot, IXSM, TXSM, TSE).
+    let mut first: Option<(usize, bool, bool, bool)> = None;
     for i in 0..=eop {
         let d = ring.desc(ring.head + i);
         let (Some(addr), Some(cmd), Some(olinfo)) = (
@@ -120,11 +144,20 @@ pub(crate) fn tx_one(
             bad = true;
         } else if dtyp == TXD_DTYP_CTXT {
             // Context descriptor: dword 0 bits 31:16 VLAN, dword 3 bits 6:4 IDX (facts §6.3).
+            // Dwords 0, 2, 3 also carry MACLEN/IPLEN, TUCMD, L4LEN/MSS for the offloads.
             let slot = ((olinfo >> TXD_IDX_SHIFT) & 1) as usize;
             ctx.vlan[slot] = (addr >> 16) as u16;
+            ctx.off[slot] = TxOffloadCtx::from_desc(addr as u32, cmd, olinfo);
         } else if dtyp == TXD_DTYP_DATA {
             let len = (cmd & TXD_DTALEN_MASK) as usize;
-            if frame.len() + len > MAX_FRAME {
+            let (_, _, _, tse) = *first.get_or_insert((
+                ((olinfo >> TXD_IDX_SHIFT) & 1) as usize,
+                olinfo & POPTS_IXSM != 0,
+                olinfo & POPTS_TXSM != 0,
+                cmd & TXD_CMD_TSE != 0,
+            ));
+            let limit = if tse { TSO_MAX } else { MAX_FRAME };
+            if frame.len() + len > limit {
                 bad = true;
             } else if len > 0 {
                 let start = frame.len();
@@ -157,6 +190,20 @@ pub(crate) fn tx_one(
     vf.raise_queue(q, true);
     if bad || frame.len() < 14 {
         return TxOne::Dropped;
+    }
+    if let Some((slot, ixsm, txsm, tse)) = first {
+        if tse {
+            return TxOne::Tso {
+                ctx: ctx.off[slot],
+                ixsm,
+                txsm,
+                vlan: vle,
+            };
+        }
+        if ixsm || txsm {
+            // A context that does not fit the frame leaves it unchanged (sent as it is).
+            txoffload::insert_checksums(frame, &ctx.off[slot], ixsm, txsm);
+        }
     }
     if let Some(tag) = vle {
         let t = tag.to_be_bytes();
