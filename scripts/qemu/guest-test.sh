@@ -259,6 +259,7 @@ if wanted ixgbevf; then
         # Every checksum of what ixgbevf sent, as it left the model on the wire: ixgbevf
         # offloads the TCP/UDP checksum to the device (the guest sends a DNS query and a
         # SYN for this), so a wrong one is the model's fault.
+        command -v python3 >/dev/null || p+="python3 is missing: it checks the wire capture's checksums (scripts/qemu/check-csum.py)"$'\n'
         for cap in "$a.pcap" "$b.pcap"; do
             out=$(python3 "$HERE/check-csum.py" "$cap" --src-net 10.0.) || p+="wire capture $(basename "$cap"): $out"$'\n'
         done
