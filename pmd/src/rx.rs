@@ -282,60 +282,88 @@ impl<B: Bar> RxQueue<B> {
         let (mask, data_room, stride) = (self.mask, self.data_room, self.stride);
         let (iova0, va0, core) = (self.iova0, self.va0, self.core);
         let mut left = want - seen;
-        while left > 0 {
-            // SAFETY: next <= mask, so the descriptor is inside the ring; volatile because the
-            // device writes it.
-            let d = unsafe { ring.add(2 * next as usize) };
-            let st = unsafe { (d.add(1) as *const u32).read_volatile() };
-            // One test for the common case: done, end of packet, no error bits.
-            if st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK) != RXD_STAT_DD | RXD_STAT_EOP {
-                if st & RXD_STAT_DD == 0 {
-                    break;
+        // At most MAX_BATCH (1024) packets of at most 16 KiB: fits in 32 bits.
+        let mut bytes = 0u32;
+        // The ring is walked in runs that do not wrap, so the inner loop advances plain
+        // pointers instead of masking a slot index per packet.
+        'runs: while left > 0 {
+            let run = left.min((mask - next) as usize + 1);
+            // SAFETY: next <= mask, and next + run <= size: the run's descriptors and buffer
+            // slots are inside the ring and `bufs` (both have `size` entries).
+            let (d0, slot0) = unsafe { (ring.add(2 * next as usize), bufs.add(next as usize)) };
+            // SAFETY: one past the run's last descriptor, inside or one past the ring.
+            let end = unsafe { d0.add(2 * run) };
+            let mut d = d0;
+            let mut slot = slot0;
+            while d != end {
+                // SAFETY: d is a descriptor of the run (d < end); volatile because the device
+                // writes it.
+                let st = unsafe { (d.add(1) as *const u32).read_volatile() };
+                // One test for the common case: done, end of packet, no error bits.
+                let bad = if st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK)
+                    != RXD_STAT_DD | RXD_STAT_EOP
+                {
+                    true
+                } else {
+                    // Read the rest of the descriptor only after seeing DD (Linux: dma_rmb()).
+                    fence(Ordering::Acquire);
+                    // SAFETY: as above: the length, bits 15:0 of dword 3 (little-endian).
+                    let len = unsafe { (d.add(1) as *const u16).add(2).read_volatile() } as u32;
+                    if len.wrapping_sub(1) >= data_room {
+                        true
+                    } else {
+                        // SAFETY: slot < slot0 + run, inside `bufs`; the cache holds at least
+                        // `left` more entries (only delivered packets take one, and `left`
+                        // shrinks with every descriptor consumed).
+                        let (buf, nb) = unsafe {
+                            let buf = *slot;
+                            cache_top = cache_top.sub(1);
+                            let nb = *cache_top;
+                            *slot = nb;
+                            (buf, nb)
+                        };
+                        // SAFETY: `buf` was armed in this slot and the device completed it, so
+                        // the buffer is ours to hand out; len <= data_room was checked above.
+                        // `out` stays inside the batch's spare capacity (at most want <=
+                        // free_slots packets are written). `d` is our descriptor: re-arm it
+                        // with the new buffer, header address 0 (clears DD; facts §6.1).
+                        unsafe {
+                            out.write(Packet::from_parts(
+                                core,
+                                va0.wrapping_add(buf as usize * stride),
+                                buf,
+                                len,
+                            ));
+                            out = out.add(1);
+                            d.write_volatile(iova0.wrapping_add(nb as u64 * stride as u64));
+                            d.add(1).write_volatile(0);
+                            d = d.add(2);
+                            slot = slot.add(1);
+                        }
+                        bytes += len;
+                        false
+                    }
+                };
+                if bad {
+                    // Close the run up to here, then let the cold path consume the bad
+                    // descriptor (and any continuation) and start a new run after it.
+                    // SAFETY: d and d0 are in the same run.
+                    let done = unsafe { d.offset_from(d0) } as usize / 2;
+                    next = (next + done as u32) & mask;
+                    left -= done;
+                    if st & RXD_STAT_DD == 0 {
+                        break 'runs;
+                    }
+                    let c = self.reject_from(next, st, left);
+                    next = (next + c as u32) & mask;
+                    left -= c;
+                    continue 'runs;
                 }
-                let c = self.reject_from(next, st, left);
-                next = (next + c as u32) & mask;
-                left -= c;
-                continue;
             }
-            // Read the rest of the descriptor only after seeing DD (Linux: dma_rmb()).
-            fence(Ordering::Acquire);
-            // SAFETY: as above: the length, bits 15:0 of dword 3 (little-endian).
-            let len = unsafe { (d.add(1) as *const u16).add(2).read_volatile() } as u32;
-            if len.wrapping_sub(1) >= data_room {
-                let c = self.reject_from(next, st, left);
-                next = (next + c as u32) & mask;
-                left -= c;
-                continue;
-            }
-            // SAFETY: next <= mask < bufs.len(); the cache holds at least want - seen more
-            // entries (only delivered packets take one, and seen counts them).
-            let (buf, nb) = unsafe {
-                let buf = *bufs.add(next as usize);
-                cache_top = cache_top.sub(1);
-                let nb = *cache_top;
-                *bufs.add(next as usize) = nb;
-                (buf, nb)
-            };
-            // SAFETY: `buf` was armed in this slot and the device completed it, so the buffer
-            // is ours to hand out; len <= data_room was checked above. `out` stays inside the
-            // batch's spare capacity (at most want <= free_slots packets are written). `d` is
-            // our descriptor: re-arm it with the new buffer, header address 0 (clears DD;
-            // facts §6.1).
-            unsafe {
-                out.write(Packet::from_parts(
-                    core,
-                    va0.wrapping_add(buf as usize * stride),
-                    buf,
-                    len,
-                ));
-                out = out.add(1);
-                d.write_volatile(iova0.wrapping_add(nb as u64 * stride as u64));
-                d.add(1).write_volatile(0);
-            }
-            self.stats.bytes += len as u64;
-            next = (next + 1) & mask;
-            left -= 1;
+            next = (next + run as u32) & mask;
+            left -= run;
         }
+        self.stats.bytes += bytes as u64;
         let seen = want - left;
         // SAFETY: out and out0 point into the same spare area.
         let delivered = unsafe { out.offset_from(out0) } as usize;
@@ -652,6 +680,47 @@ pub(crate) mod tests {
         assert_eq!(f.q.burst(&mut b), 0);
         assert_eq!(f.q.stats.no_buffers, 1);
         assert_eq!(f.q.stats.descriptors, 0, "descriptor left for later");
+    }
+
+    #[test]
+    fn bad_descriptors_at_the_ring_end_and_after_the_wrap() {
+        let mut f = fixture(64, 512);
+        let mut b = PacketBatch::new(64);
+        // Move to slot 60 first.
+        for s in 0..60 {
+            f.complete(s, GOOD, 64, 0);
+        }
+        assert_eq!(f.q.burst(&mut b), 60);
+        b.clear();
+        // Slots 60..64 then 0..6: bad ones at 62, 63 (last slot), 0 (first after the wrap)
+        // and a multi-buffer frame 3..=4.
+        let plan: [(u32, u32, u16); 10] = [
+            (60, GOOD, 70),
+            (61, GOOD, 71),
+            (62, GOOD | RXD_ERR_RXE, 72),
+            (63, GOOD, 0),
+            (0, GOOD, 3000),
+            (1, GOOD, 75),
+            (2, GOOD, 76),
+            (3, RXD_STAT_DD, 2048),
+            (4, GOOD, 10),
+            (5, GOOD, 79),
+        ];
+        for &(slot, st, len) in &plan {
+            f.complete(slot, st, len, 0x55);
+        }
+        assert_eq!(f.q.burst(&mut b), 5);
+        let lens: Vec<usize> = b.iter().map(|p| p.len()).collect();
+        assert_eq!(lens, vec![70, 71, 75, 76, 79]);
+        let s = f.q.stats;
+        assert_eq!(s.descriptors, 70);
+        assert_eq!((s.err_mac, s.err_length, s.err_multiseg), (1, 2, 2));
+        assert_eq!(s.descriptors, s.packets + s.dropped());
+        assert_eq!(s.bytes, 60 * 64 + (70 + 71 + 75 + 76 + 79));
+        assert_eq!(*f.tails().last().unwrap(), 5);
+        b.clear();
+        drop(f.q);
+        assert_eq!(f.pool.available(), 512);
     }
 
     #[test]
