@@ -92,12 +92,15 @@ pub enum ConfigError {
 }
 
 /// Which device to drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceAddr {
     /// The built-in NIC model (no hardware, no root).
     Sim,
     /// A VF bound to vfio-pci, by PCI address.
     Pci(PciAddr),
+    /// A VF served over vfio-user (`pci = "vfio-user:/path/to/socket"`), for example the NIC
+    /// model in another process (`floodgate-sim serve`).
+    VfioUser(std::path::PathBuf),
 }
 
 impl fmt::Display for DeviceAddr {
@@ -105,6 +108,7 @@ impl fmt::Display for DeviceAddr {
         match self {
             DeviceAddr::Sim => f.write_str("sim"),
             DeviceAddr::Pci(p) => p.fmt(f),
+            DeviceAddr::VfioUser(p) => write!(f, "vfio-user:{}", p.display()),
         }
     }
 }
@@ -540,13 +544,23 @@ fn device(ctx: &Ctx, raw: &Option<RawDevice>, whole: usize) -> Result<DeviceConf
     let c = "[device]";
     let device = if d.pci.get_ref() == "sim" {
         DeviceAddr::Sim
+    } else if let Some(path) = d.pci.get_ref().strip_prefix("vfio-user:") {
+        if path.is_empty() {
+            return Err(ctx.err(
+                d.pci.span(),
+                c,
+                "pci: \"vfio-user:\" needs the server's socket path, e.g. \"vfio-user:/run/vf0.sock\"",
+            ));
+        }
+        DeviceAddr::VfioUser(path.into())
     } else {
-        DeviceAddr::Pci(
-            d.pci
-                .get_ref()
-                .parse()
-                .map_err(|m: String| ctx.err(d.pci.span(), c, format!("pci: {m}, or \"sim\"")))?,
-        )
+        DeviceAddr::Pci(d.pci.get_ref().parse().map_err(|m: String| {
+            ctx.err(
+                d.pci.span(),
+                c,
+                format!("pci: {m}, or \"sim\", or \"vfio-user:/path/to/socket\""),
+            )
+        })?)
     };
     let pf = match &d.pf {
         None => None,
@@ -1310,7 +1324,7 @@ impl Config {
         let device = device(&ctx, &raw.device, 0)?;
         let steering = steering(&ctx, &raw.steering, &device)?;
         if let (DeviceAddr::Pci(_), None, Some(first)) =
-            (device.device, &device.pf, raw.steering.first())
+            (&device.device, &device.pf, raw.steering.first())
         {
             return Err(ctx.err(
                 first.span(),

@@ -156,3 +156,24 @@ fn rules_test_over_a_generated_capture() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn device_can_be_a_vfio_user_socket() {
+    let c = floodgate::config::Config::from_str_named(
+        "[device]\npci = \"vfio-user:/run/vf0.sock\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.device.device,
+        floodgate::config::DeviceAddr::VfioUser("/run/vf0.sock".into())
+    );
+    let e = floodgate::config::Config::from_str_named("[device]\npci = \"vfio-user:\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("t.toml:2") && e.contains("socket path"), "{e}");
+    let e = floodgate::config::Config::from_str_named("[device]\npci = \"nonsense\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("vfio-user:/path/to/socket"), "{e}");
+}

@@ -13,6 +13,7 @@ use crate::config::{Config, DeviceAddr, FlowType as CfgFlow, SteeringRule as Cfg
 use crate::daemon::filterloop::{FilterLoop, PassSink};
 use crate::daemon::metrics::{Metrics, MetricsServer};
 use crate::daemon::runloop::{run_loop, LoopControl, LoopReport};
+use crate::softrss::RssConfig;
 use crate::steering::{Action, Flow, Steering, SteeringBackend, SteeringRule};
 use crate::tap::{Reinject, Tap, TapWriter};
 use anyhow::{bail, Context, Result};
@@ -108,23 +109,32 @@ fn reloader(path: PathBuf) -> crate::daemon::runloop::Reloader {
 /// Runs the daemon as configured by the file at `path`.
 pub fn run(path: &Path) -> Result<LoopReport> {
     let cfg = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    match cfg.device.device {
-        DeviceAddr::Pci(addr) => run_vfio(&cfg, path, &addr.to_string()),
+    match &cfg.device.device {
+        DeviceAddr::Pci(addr) => {
+            let pci = addr.to_string();
+            let dev = floodgate_vfio::kernel::VfioDevice::open(&pci)
+                .with_context(|| format!("opening VF {pci}"))?;
+            run_device(&cfg, path, dev, &pci)
+        }
+        DeviceAddr::VfioUser(sock) => {
+            let dev = floodgate_vfio::user::VfioUserDevice::connect(sock).with_context(|| {
+                format!("connecting to the vfio-user server at {}", sock.display())
+            })?;
+            run_device(&cfg, path, dev, &format!("vfio-user:{}", sock.display()))
+        }
         DeviceAddr::Sim => bail!(
             "{}: device \"sim\" is the built-in model: run `floodgate demo` for it \
-             (`run` drives a real VF given by its PCI address)",
+             (`run` drives a VF given by its PCI address, or a vfio-user socket)",
             path.display()
         ),
     }
 }
 
-fn run_vfio(cfg: &Config, path: &Path, pci: &str) -> Result<LoopReport> {
-    let dev = floodgate_vfio::kernel::VfioDevice::open(pci)
-        .with_context(|| format!("opening VF {pci}"))?;
+fn run_device<D: Device>(cfg: &Config, path: &Path, dev: D, name: &str) -> Result<LoopReport> {
     let vf =
-        IxgbeVf::open(dev, pmd_config(cfg)).with_context(|| format!("bringing up VF {pci}"))?;
+        IxgbeVf::open(dev, pmd_config(cfg)).with_context(|| format!("bringing up VF {name}"))?;
     log::info!(
-        "VF {pci} up: MAC {}, {} queue pair(s)",
+        "VF {name} up: MAC {}, {} queue pair(s)",
         floodgate_pmd::fmt_mac(vf.mac()),
         vf.num_queues()
     );
@@ -159,11 +169,23 @@ fn run_vfio(cfg: &Config, path: &Path, pci: &str) -> Result<LoopReport> {
     let result = (|| {
         let tap = Tap::open(&cfg.tap.name).map_err(|e| anyhow::anyhow!("{e}"))?;
         tap.set_up().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let writer = TapWriter::new(tap.into_fd(), cfg.device.burst as usize);
+        let burst = cfg.device.burst as usize;
+        let workers = (cfg.daemon.workers as usize).max(1);
+        let fd = tap.into_fd();
+        // One writer (and io_uring) per judging thread, all on the same TAP.
+        let mut sinks = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let w = TapWriter::new(
+                fd.try_clone().context("duplicating the TAP descriptor")?,
+                burst,
+            );
+            sinks.push(TapSink::new(w));
+        }
+        drop(fd);
         log::info!(
-            "reinjecting into TAP {} ({:?})",
+            "reinjecting into TAP {} ({} writer(s))",
             cfg.tap.name,
-            writer.method()
+            sinks.len()
         );
 
         if let Some(user) = &cfg.daemon.user {
@@ -186,7 +208,13 @@ fn run_vfio(cfg: &Config, path: &Path, pci: &str) -> Result<LoopReport> {
             );
         }
         let rules = cfg.filter.ruleset();
-        let mut fl = FilterLoop::new(vf, rules, TapSink::new(writer), cfg.device.burst as usize);
+        let mut fl = if workers == 1 {
+            let sink = sinks.pop().context("no TAP writer")?;
+            FilterLoop::new(vf, rules, sink, burst)
+        } else {
+            FilterLoop::with_workers(vf, rules, sinks, burst, RssConfig::default(), 4096)
+                .context("starting the workers")?
+        };
         serve(&mut fl, cfg, path)
     })();
 
