@@ -404,35 +404,63 @@ impl<B: Bar> RxQueue<B> {
         // back exactly once below (Packet has no other resources).
         unsafe { batch.set_len_raw(0) };
         let own = self.core;
+        let len = self.cache_len;
+        let mut i = 0;
+        if len + n <= self.cache.len() {
+            // Fast path: room for all, and (usually) every packet from our own pool. Four at a
+            // time: check their pools, then copy their indices; stop at the first group with a
+            // foreign packet and leave it to the general loop below.
+            // SAFETY: len + n <= cache.len(), so len + i + 4 <= cache.len() while i + 4 <= n.
+            let dst = unsafe { self.cache.as_mut_ptr().add(len) };
+            while i + 4 <= n {
+                // SAFETY: i + 3 < n: initialised packets we own; `dst + i + 3` is inside the
+                // cache (see above).
+                unsafe {
+                    let p = src.add(i);
+                    if (*p).core_ptr() != own
+                        || (*p.add(1)).core_ptr() != own
+                        || (*p.add(2)).core_ptr() != own
+                        || (*p.add(3)).core_ptr() != own
+                    {
+                        break;
+                    }
+                    *dst.add(i) = (*p).buffer_index();
+                    *dst.add(i + 1) = (*p.add(1)).buffer_index();
+                    *dst.add(i + 2) = (*p.add(2)).buffer_index();
+                    *dst.add(i + 3) = (*p.add(3)).buffer_index();
+                }
+                i += 4;
+            }
+            self.cache_len = len + i;
+            if i == n {
+                return;
+            }
+        }
+        // SAFETY: packets i..n are initialised and still ours (the fast path took only 0..i).
+        unsafe { self.recycle_slow(src.add(i), n - i) };
+    }
+
+    /// The general case of `recycle`: a few packets, a full cache, or foreign pools.
+    ///
+    /// # Safety
+    /// `src[..n]` are initialised packets the caller gives up (they are not dropped again).
+    #[inline(never)]
+    unsafe fn recycle_slow(&mut self, src: *const Packet, n: usize) {
+        let own = self.core;
         let cap = self.cache.len();
         let cache = self.cache.as_mut_ptr();
         let mut len = self.cache_len;
         let mut other = BulkFree::new();
-        if len + n <= cap {
-            // Room for all: no bounds test per packet.
-            for i in 0..n {
-                // SAFETY: i < n: an initialised packet we own.
-                let p = unsafe { &*src.add(i) };
-                if p.core_ptr() == own {
-                    // SAFETY: len < cap = cache.len() (at most n stores, len + n <= cap).
-                    unsafe { *cache.add(len) = p.buffer_index() };
-                    len += 1;
-                } else {
-                    other.push(p.core_ptr(), p.buffer_index());
-                }
-            }
-        } else {
-            for i in 0..n {
-                // SAFETY: i < n: an initialised packet we own.
-                let p = unsafe { &*src.add(i) };
-                let (core, index) = (p.core_ptr(), p.buffer_index());
-                if core == own && len < cap {
-                    // SAFETY: len < cap = cache.len().
-                    unsafe { *cache.add(len) = index };
-                    len += 1;
-                } else {
-                    other.push(core, index);
-                }
+        for i in 0..n {
+            // SAFETY: i < n: an initialised packet we own (caller's contract).
+            let p = unsafe { &*src.add(i) };
+            let (core, index) = (p.core_ptr(), p.buffer_index());
+            if core == own && len < cap {
+                // SAFETY: len < cap = cache.len().
+                unsafe { *cache.add(len) = index };
+                len += 1;
+            } else {
+                other.push(core, index);
             }
         }
         self.cache_len = len;
@@ -721,6 +749,51 @@ pub(crate) mod tests {
         b.clear();
         drop(f.q);
         assert_eq!(f.pool.available(), 512);
+    }
+
+    #[test]
+    fn recycle_keeps_own_buffers_and_returns_foreign_ones() {
+        let mut f = fixture(64, 1024);
+        let other = pool(64);
+        assert_eq!(f.pool.available(), 960);
+        // 16 own packets, then slot 6 (inside the second group of four) replaced by a
+        // foreign one.
+        let mut b = PacketBatch::new(16);
+        assert_eq!(f.pool.alloc_into(&mut b), 16);
+        drop(std::mem::replace(
+            &mut b.as_mut_slice()[6],
+            other.alloc().unwrap(),
+        ));
+        assert_eq!((f.pool.available(), other.available()), (945, 63));
+        f.q.recycle(&mut b);
+        assert!(b.is_empty());
+        assert_eq!(f.q.cache_len, 15, "own buffers go into the queue's cache");
+        assert_eq!(
+            other.available(),
+            64,
+            "the foreign buffer goes back to its pool"
+        );
+        assert_eq!(f.pool.available(), 945);
+        // More than the cache can take: it fills up, the rest goes back to the pool.
+        let mut big = PacketBatch::new(500);
+        assert_eq!(f.pool.alloc_into(&mut big), 500);
+        f.q.recycle(&mut big);
+        assert_eq!(f.q.cache_len, CACHE_SIZE);
+        assert_eq!(f.pool.available(), 945 - 500 + 3);
+        // 6 own packets: one group of four and a tail of two.
+        let mut small = PacketBatch::new(6);
+        f.q.cache_len = 100;
+        let cached: Vec<u32> = f.q.cache[100..CACHE_SIZE].to_vec();
+        assert_eq!(f.pool.alloc_into(&mut small), 6);
+        let idx: Vec<u32> = small.iter().map(|p| p.buffer_index()).collect();
+        f.q.recycle(&mut small);
+        assert_eq!(f.q.cache_len, 106);
+        assert_eq!(&f.q.cache[100..106], &idx[..]);
+        // Give back what the test took out of the cache by hand, then everything returns.
+        f.pool.core().free_bulk(&cached[6..]);
+        f.pool.core().free_bulk(&cached[..6]);
+        drop(f.q);
+        assert_eq!(f.pool.available(), 1024);
     }
 
     #[test]
