@@ -200,7 +200,7 @@ stop_servers() {
     done
     SERVER_PIDS=()
 }
-trap stop_servers EXIT
+trap 'stop_servers; tcp_peer_stop' EXIT
 # counter LOG NAME: the number after NAME in that server's final summary line.
 counter() {
     grep -a 'client left:' "$1" | tail -n 1 | grep -oP "$2 \K[0-9]+" | head -n 1
@@ -220,6 +220,84 @@ need_counter() {
 # replies LOG PEER: the ping replies the guest reported for PEER.
 replies() {
     grep -a "^FG-INFO ping-replies [0-9]* $2" "$1" | tr -d '\r' | awk '{s += $3} END {print s + 0}'
+}
+
+# --- a TCP peer on the X540 server's wire (for TSO) ----------------------------
+# As root, a network namespace with a veth pair: the server's wire side is one
+# end (--af-packet), the namespace holds 10.0.1.3 and a TCP sink on port 5001
+# that reads exactly the bytes the guest sends (`seq 1 40000`) and records
+# their count and SHA-256. Without root (or ip netns) the step is skipped
+# with a line saying so.
+TCP_NS=fgq$$
+TCP_HOST=fgqa$$
+TCP_ARGS=()
+TCP_APPEND=
+TCP_SKIP=
+tcp_peer_start() {
+    TCP_ARGS=(); TCP_APPEND=; TCP_SKIP=
+    if [[ $(id -u) != 0 ]]; then TCP_SKIP="needs root for a network namespace"; return 0; fi
+    if ! command -v ip >/dev/null || ! command -v python3 >/dev/null; then
+        TCP_SKIP="needs ip (iproute2) and python3"; return 0
+    fi
+    if ! { ip netns add "$TCP_NS" && ip link add "$TCP_HOST" type veth peer name fgqb$$ \
+        && ip link set fgqb$$ netns "$TCP_NS" && ip link set "$TCP_HOST" up \
+        && ip -n "$TCP_NS" link set lo up && ip -n "$TCP_NS" link set fgqb$$ up \
+        && ip -n "$TCP_NS" addr add 10.0.1.3/24 dev fgqb$$; } 2>"$WORK/tcp-peer.log"; then
+        TCP_SKIP="could not set up a network namespace with a veth pair ($(tail -n 1 "$WORK/tcp-peer.log"))"
+        tcp_peer_stop
+        return 0
+    fi
+    local want
+    want=$(seq 1 40000 | wc -c)
+    rm -f "$WORK/tcp-peer.out"
+    ip netns exec "$TCP_NS" timeout 50 python3 -c '
+import ctypes, fcntl, hashlib, socket, struct, sys
+want, out, ifname = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+# A veth leaves TCP checksums to the receiver (CHECKSUM_PARTIAL); what the model reads
+# through AF_PACKET would carry no checksum. Turn TX checksumming off on this end
+# (SIOCETHTOOL ETHTOOL_STXCSUM 0): the ethtool tool may not be installed.
+ev = ctypes.create_string_buffer(struct.pack("II", 0x17, 0))
+ifr = struct.pack("16sP16x", ifname.encode(), ctypes.addressof(ev))
+ctl = socket.socket()
+fcntl.ioctl(ctl.fileno(), 0x8946, ifr)
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.0.1.3", 5001)); s.listen(1)
+c, _ = s.accept(); h = hashlib.sha256(); n = 0
+while n < want:
+    b = c.recv(65536)
+    if not b: break
+    h.update(b); n += len(b)
+c.close()
+open(out, "w").write("%d %s\n" % (n, h.hexdigest()))
+' "$want" "$WORK/tcp-peer.out" fgqb$$ >>"$WORK/tcp-peer.log" 2>&1 &
+    TCP_PID=$!
+    TCP_ARGS=(--af-packet "$TCP_HOST")
+    TCP_APPEND=fg.tcp=1
+}
+# tcp_peer_check PROBLEMS-VAR SERVER-LOG: what the sink received must be the
+# guest's bytes, and the server must have cut TSO chains into more frames
+# (egress) than it fetched (tx).
+tcp_peer_check() {
+    local -n _q=$1
+    if [[ -n $TCP_SKIP ]]; then
+        echo "skipped: ixgbevf TSO over TCP (part of \"ixgbevf bring-up + traffic\"): $TCP_SKIP"
+        return 0
+    fi
+    wait "$TCP_PID" 2>/dev/null
+    local got want tx eg
+    got=$(cat "$WORK/tcp-peer.out" 2>/dev/null)
+    want="$(seq 1 40000 | wc -c) $(seq 1 40000 | sha256sum | cut -d' ' -f1)"
+    [[ $got == "$want" ]] || _q+="TCP sink in the namespace got '${got:-nothing}', expected '$want' (log $WORK/tcp-peer.log)"$'\n'
+    tx=$(counter "$2" "tx"); eg=$(counter "$2" "egress")
+    if [[ -n $tx && -n $eg ]] && (( eg <= tx )); then
+        _q+="model server ($(basename "$2")): egress $eg <= tx $tx: no TSO chain was cut into segments"$'\n'
+    fi
+}
+tcp_peer_stop() {
+    [[ -n ${TCP_PID:-} ]] && { kill "$TCP_PID" 2>/dev/null; wait "$TCP_PID" 2>/dev/null; TCP_PID=; }
+    ip link del "$TCP_HOST" 2>/dev/null
+    ip netns del "$TCP_NS" 2>/dev/null
+    return 0
 }
 
 SIM=
@@ -246,10 +324,13 @@ if wanted ixgbevf; then
     elif [[ -z $SIM ]]; then
         skip "$label" "$NO_SERVER"
     elif start_server "$a" --respond 10.0.0.1 --generator udp:200:64 --pcap-out "$a.pcap" \
-        && start_server "$b" --model x540 --respond 10.0.1.1 --pcap-out "$b.pcap"; then
-        run_scenario "$label" ixgbevf --vfio-user "$a" --vfio-user "$b"
+        && tcp_peer_start \
+        && start_server "$b" --model x540 --respond 10.0.1.1 --pcap-out "$b.pcap" "${TCP_ARGS[@]}"; then
+        run_scenario "$label" ixgbevf --vfio-user "$a" --vfio-user "$b" --append "${TCP_APPEND:-}"
         finish_servers
         p=
+        tcp_peer_check p "$b.log"
+        tcp_peer_stop
         log=$WORK/ixgbevf.log
         need_counter p "$a.log" "echo" -ge "$(replies "$log" 10.0.0.1)" "every ping reply the guest saw was sent by the responder"
         need_counter p "$b.log" "echo" -ge "$(replies "$log" 10.0.1.1)" "every ping reply the guest saw was sent by the responder"
