@@ -171,13 +171,12 @@ impl<B: Bar> TxQueue<B> {
 
     #[inline(never)]
     fn reclaim_slow(&mut self, sink: &mut CacheSink<'_>) -> usize {
-        // Buffers of the VF's own pool are gathered locally and returned 64 at a time; other
-        // pools go through the generic bulk free.
+        // Buffers of the VF's own pool go into the RX queue's cache while it has room, the
+        // rest back to the pool straight from `slots` (no copy); other pools go through the
+        // generic bulk free.
         let own = self.own;
         // SAFETY: the own pool's core outlives the queue (pools[0] keeps it alive).
         let own_core = unsafe { own.as_ref() };
-        let mut idx = [const { std::mem::MaybeUninit::<u32>::uninit() }; 64];
-        let mut k = 0usize;
         let mut other = BulkFree::new();
         let mut n = 0usize;
         let mask = self.mask;
@@ -190,47 +189,69 @@ impl<B: Bar> TxQueue<B> {
                 break;
             }
             fence(Ordering::Acquire);
-            // Slots clean..=pos are done. Only the range [clean, tail) is ever read, so the
-            // slots are not cleared here.
-            loop {
-                // SAFETY: clean <= mask < slots.len().
-                let v = unsafe { *slots.add(clean as usize) };
-                if v & FOREIGN == 0 {
-                    n += 1;
-                    // Straight into the RX queue's cache when it has room.
-                    if slen < scap {
-                        // SAFETY: slen < scap = sink.buf.len().
-                        unsafe { *sbuf.add(slen) = v };
-                        slen += 1;
-                    } else {
-                        idx[k].write(v);
-                        k += 1;
-                        if k == idx.len() {
-                            // SAFETY: idx[..k] written; MaybeUninit<u32> has u32's layout.
-                            own_core.free_bulk(unsafe {
-                                std::slice::from_raw_parts(idx.as_ptr() as *const u32, k)
-                            });
-                            k = 0;
+            // Slots clean..=pos are done, walked in runs that do not wrap. Only the range
+            // [clean, tail) is ever read, so the slots are not cleared here.
+            let mut cnt = (pos.wrapping_sub(clean) & mask) as usize + 1;
+            while cnt > 0 {
+                let run = cnt.min((mask - clean) as usize + 1);
+                // SAFETY: clean + run <= size = slots.len().
+                let s = unsafe { slots.add(clean as usize) };
+                let mut i = 0;
+                while i < run {
+                    // Own-pool buffers i..j: scanned four at a time (one test: none of them
+                    // FOREIGN or NO_BUF, which has the bit), then one by one.
+                    let mut j = i;
+                    // SAFETY: every index read is < run, inside this run of `slots`.
+                    unsafe {
+                        while j + 4 <= run
+                            && (*s.add(j) | *s.add(j + 1) | *s.add(j + 2) | *s.add(j + 3)) & FOREIGN
+                                == 0
+                        {
+                            j += 4;
+                        }
+                        while j < run && *s.add(j) & FOREIGN == 0 {
+                            j += 1;
                         }
                     }
-                } else if v != NO_BUF {
-                    if let Some(c) = self.foreign[clean as usize] {
-                        other.push(c, v & !FOREIGN);
-                        n += 1;
+                    let m = j - i;
+                    if m > 0 {
+                        // As many as fit straight into the RX queue's cache, the rest back to
+                        // the pool directly from `slots`.
+                        let to_sink = m.min(scap - slen);
+                        // SAFETY: slots i..i + to_sink are inside the run; sink slots
+                        // slen..slen + to_sink are inside the sink (to_sink <= scap - slen);
+                        // the two arrays are distinct allocations.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(s.add(i), sbuf.add(slen), to_sink);
+                        }
+                        slen += to_sink;
+                        if to_sink < m {
+                            // SAFETY: i + to_sink..j is inside the run of `slots`.
+                            own_core.free_bulk(unsafe {
+                                std::slice::from_raw_parts(s.add(i + to_sink), m - to_sink)
+                            });
+                        }
+                        n += m;
                     }
+                    if j < run {
+                        // A context slot (NO_BUF) or a buffer of another pool.
+                        let slot = clean as usize + j;
+                        // SAFETY: j < run, inside this run.
+                        let v = unsafe { *s.add(j) };
+                        if v != NO_BUF {
+                            if let Some(c) = self.foreign[slot] {
+                                other.push(c, v & !FOREIGN);
+                                n += 1;
+                            }
+                        }
+                        j += 1;
+                    }
+                    i = j;
                 }
-                let c = clean;
-                clean = (clean + 1) & mask;
-                if c == pos {
-                    break;
-                }
+                clean = (clean + run as u32) & mask;
+                cnt -= run;
             }
             self.rs_head = self.rs_head.wrapping_add(1);
-        }
-        if k > 0 {
-            // SAFETY: as above.
-            own_core
-                .free_bulk(unsafe { std::slice::from_raw_parts(idx.as_ptr() as *const u32, k) });
         }
         *sink.len = slen;
         self.clean = clean;
@@ -554,6 +575,58 @@ mod tests {
         let n = q.drain_all();
         assert_eq!(n, 63);
         drop(b);
+        drop(q);
+        assert_eq!(p.available(), 256);
+    }
+
+    #[test]
+    fn reclaim_splits_between_cache_pool_and_foreign_pools_across_the_wrap() {
+        let bar = RecBar::default();
+        let ring = region(64 * 16);
+        let p = pool(256);
+        let other = pool(16);
+        let mut q = make(&bar, &ring, &p);
+        q.add_pool(other.clone());
+        let mut cache = [0u32; 20];
+        // Three bursts of 40: slots 1..=40, 41..=16 (wraps), 17..=56.
+        for round in 0..3u64 {
+            let mut b = packets(&p, 40, 64);
+            for pos in [9, 30] {
+                let mut x = other.alloc().unwrap();
+                x.set_len(64).unwrap();
+                drop(std::mem::replace(&mut b.as_mut_slice()[pos], x));
+            }
+            let own: Vec<u32> = b
+                .iter()
+                .filter(|x| x.core_ptr() == p.core_ptr())
+                .map(|x| x.buffer_index())
+                .collect();
+            let mut clen = 0;
+            let mut sink = CacheSink {
+                buf: &mut cache,
+                len: &mut clen,
+            };
+            assert_eq!(q.burst(&mut b, &mut sink), 40);
+            assert_eq!(other.available(), 14);
+            // The device completes every RS descriptor.
+            for s in 0..64 {
+                // SAFETY: test ring.
+                unsafe {
+                    if qw(&ring, s, 1).read() as u32 & TXD_CMD_RS != 0 {
+                        qw(&ring, s, 1).write_volatile(1u64 << 32);
+                    }
+                }
+            }
+            assert_eq!(q.reclaim(&mut sink), 40);
+            assert_eq!(q.stats.completed, 40 * (round + 1));
+            // The first 20 own buffers (in ring order) filled the cache; the other 18 and
+            // the foreign two went back to their pools.
+            assert_eq!(clen, 20);
+            assert_eq!(&cache[..], &own[..20]);
+            assert_eq!(other.available(), 16);
+            assert_eq!(p.available(), 256 - 20);
+            p.core().free_bulk(&cache);
+        }
         drop(q);
         assert_eq!(p.available(), 256);
     }
