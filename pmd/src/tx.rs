@@ -332,10 +332,9 @@ impl<B: Bar> TxQueue<B> {
         let mask = self.mask;
         let mut t = self.tail;
         let mut rs_tail = self.rs_tail;
-        let mut since_rs = 0usize;
         let mut posted = 0usize;
-        let mut bytes = 0u64;
-        let mut last = (0u32, 0u64);
+        // At most MAX_BATCH (1024) packets of at most 0x3FFF bytes: fits in 32 bits.
+        let mut bytes = 0u32;
         let mut rejected = BulkFree::new();
         let src = batch.raw_ptr();
         let ring = self.ring.as_ptr();
@@ -343,50 +342,69 @@ impl<B: Bar> TxQueue<B> {
         // SAFETY: length 0 first: the batch's packets are now owned through `src`; the first
         // n are consumed below (each exactly once), the rest moved back afterwards.
         unsafe { batch.set_len_raw(0) };
-        for i in 0..n {
-            // SAFETY: i < n <= total: an initialised packet we now own (not moved yet).
-            let p = unsafe { &*src.add(i) };
-            let len = p.len() as u32;
-            let core = p.core_ptr();
-            let hi = if core == own && len.wrapping_sub(1) < 0x3FFF {
-                let iova = p.data_addr().wrapping_add(own_delta);
-                let index = p.buffer_index();
-                // facts §6.2: DTYP data, DEXT, IFCS, EOP, length; PAYLEN = frame, CC, IDX 0.
-                let cmd = TXD_DTYP_DATA | TXD_CMD_DEXT | TXD_CMD_IFCS | TXD_CMD_EOP | len;
-                let olinfo = (len << TXD_PAYLEN_SHIFT) | TXD_CC;
-                let hi = ((olinfo as u64) << 32) | cmd as u64;
-                // SAFETY: t <= mask: slot t of the ring and of `slots`. The packet's buffer
-                // now belongs to the slot (the handle is forgotten: never dropped).
-                unsafe {
-                    let d = ring.add(2 * t as usize);
-                    d.write_volatile(iova);
-                    d.add(1).write_volatile(hi);
-                    *slots.add(t as usize) = index;
-                }
-                hi
-            } else {
-                // SAFETY: we own the packet at src + i and hand it over by value.
-                let p = unsafe { src.add(i).read() };
-                match self.post_other(t, p, &mut rejected) {
-                    Some(hi) => hi,
-                    None => continue,
-                }
+        let mut i = 0usize;
+        // Groups of at most RS_GROUP packets that do not wrap the ring; RS goes on the last
+        // descriptor of each group, so the inner loop only advances pointers.
+        while i < n {
+            let group_end = i + (n - i).min(RS_GROUP).min((mask - t) as usize + 1);
+            // SAFETY: t <= mask: slot t of the ring and of `slots`; the group posts at most
+            // size - t descriptors, so d and sl stay inside (or one past) both.
+            let (slot0, mut d, mut sl) = unsafe {
+                let slot0 = slots.add(t as usize);
+                (slot0, ring.add(2 * t as usize), slot0)
             };
-            last = (t, hi);
-            since_rs += 1;
-            if since_rs == RS_GROUP {
-                // SAFETY: slot t of our ring; rs has one entry per ring slot.
+            while i < group_end {
+                // SAFETY: i < n <= total: an initialised packet we now own (not moved yet).
+                let p = unsafe { &*src.add(i) };
+                i += 1;
+                let len = p.len() as u32;
+                if p.core_ptr() == own && len.wrapping_sub(1) < 0x3FFF {
+                    let iova = p.data_addr().wrapping_add(own_delta);
+                    // facts §6.2: DTYP data, DEXT, IFCS, EOP, length; PAYLEN = frame, CC, IDX 0.
+                    let cmd = TXD_DTYP_DATA | TXD_CMD_DEXT | TXD_CMD_IFCS | TXD_CMD_EOP | len;
+                    let olinfo = (len << TXD_PAYLEN_SHIFT) | TXD_CC;
+                    let hi = ((olinfo as u64) << 32) | cmd as u64;
+                    // SAFETY: d and sl are the next slot of this group (see above). The
+                    // packet's buffer now belongs to the slot (the handle is forgotten: never
+                    // dropped).
+                    unsafe {
+                        d.write_volatile(iova);
+                        d.add(1).write_volatile(hi);
+                        *sl = p.buffer_index();
+                        d = d.add(2);
+                        sl = sl.add(1);
+                    }
+                    bytes += len;
+                } else {
+                    // SAFETY: sl and slot0 are in the same group.
+                    let ts = t + unsafe { sl.offset_from(slot0) } as u32;
+                    // SAFETY: we own the packet at src + i - 1 and hand it over by value.
+                    let p = unsafe { src.add(i - 1).read() };
+                    if self.post_other(ts, p, &mut rejected).is_some() {
+                        // SAFETY: post_other filled slot ts; move on as above.
+                        unsafe {
+                            d = d.add(2);
+                            sl = sl.add(1);
+                        }
+                        bytes += len;
+                    }
+                }
+            }
+            // SAFETY: sl and slot0 are in the same group.
+            let k = unsafe { sl.offset_from(slot0) } as u32;
+            if k > 0 {
+                let lt = t + k - 1;
+                // SAFETY: slot lt of our ring (not yet handed to the device: the tail moves
+                // below); rs has one entry per ring slot.
                 unsafe {
-                    ring.add(2 * t as usize + 1)
-                        .write_volatile(hi | TXD_CMD_RS as u64);
-                    *self.rs.as_mut_ptr().add((rs_tail & mask) as usize) = t;
+                    let hi = ring.add(2 * lt as usize + 1);
+                    hi.write_volatile(hi.read_volatile() | TXD_CMD_RS as u64);
+                    *self.rs.as_mut_ptr().add((rs_tail & mask) as usize) = lt;
                 }
                 rs_tail = rs_tail.wrapping_add(1);
-                since_rs = 0;
+                t = (t + k) & mask;
+                posted += k as usize;
             }
-            t = (t + 1) & mask;
-            posted += 1;
-            bytes += len as u64;
         }
         // SAFETY: packets n..total are still initialised; move them to the front.
         unsafe {
@@ -396,19 +414,6 @@ impl<B: Bar> TxQueue<B> {
             batch.set_len_raw(total - n);
         }
         drop(rejected);
-        if since_rs != 0 {
-            // RS on the last descriptor of the burst.
-            let (lt, hi) = last;
-            // SAFETY: slot lt of our ring; rs has one entry per ring slot.
-            unsafe {
-                self.ring
-                    .as_ptr()
-                    .add(2 * lt as usize + 1)
-                    .write_volatile(hi | TXD_CMD_RS as u64);
-                *self.rs.as_mut_ptr().add((rs_tail & mask) as usize) = lt;
-            }
-            rs_tail = rs_tail.wrapping_add(1);
-        }
         self.stats.rejected += (n - posted) as u64;
         if posted > 0 {
             self.rs_tail = rs_tail;
@@ -416,7 +421,7 @@ impl<B: Bar> TxQueue<B> {
             fence(Ordering::Release);
             self.bar.write32(vftdt(self.q), t);
             self.stats.packets += posted as u64;
-            self.stats.bytes += bytes;
+            self.stats.bytes += bytes as u64;
         }
         n
     }
@@ -627,6 +632,50 @@ mod tests {
             assert_eq!(p.available(), 256 - 20);
             p.core().free_bulk(&cache);
         }
+        drop(q);
+        assert_eq!(p.available(), 256);
+    }
+
+    #[test]
+    fn rejected_packet_and_ring_end_split_groups_with_rs_on_each_last() {
+        let bar = RecBar::default();
+        let ring = region(64 * 16);
+        let p = pool(256);
+        let mut q = make(&bar, &ring, &p);
+        // Move the tail to slot 61.
+        let mut b = packets(&p, 60, 64);
+        assert_eq!(q.burst(&mut b, &mut no_sink!()), 60);
+        // SAFETY: test ring: complete the RS descriptors (slots 32 and 60).
+        unsafe {
+            qw(&ring, 32, 1).write_volatile(1u64 << 32);
+            qw(&ring, 60, 1).write_volatile(1u64 << 32);
+        }
+        assert_eq!(q.reclaim(&mut no_sink!()), 60);
+        // 10 packets, the third with length 0 (rejected): slots 61, 62 | 63 | 0..=5.
+        let mut b = packets(&p, 10, 100);
+        b.as_mut_slice()[2].set_len(0).unwrap();
+        let addrs: Vec<u64> = b
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 2)
+            .map(|(_, x)| x.iova())
+            .collect();
+        assert_eq!(q.burst(&mut b, &mut no_sink!()), 10);
+        assert_eq!((q.stats.packets, q.stats.rejected), (69, 1));
+        assert_eq!(q.stats.bytes, 60 * 64 + 9 * 100);
+        let slots: Vec<u32> = vec![61, 62, 63, 0, 1, 2, 3, 4, 5];
+        for (k, &s) in slots.iter().enumerate() {
+            // SAFETY: test ring.
+            let (a, hi) = unsafe { (qw(&ring, s, 0).read(), qw(&ring, s, 1).read()) };
+            assert_eq!(a, addrs[k], "slot {s}");
+            assert_eq!(hi as u32 & 0xFFFF, 100);
+            assert_eq!(
+                hi as u32 & TXD_CMD_RS != 0,
+                [62, 63, 5].contains(&s),
+                "RS at {s}"
+            );
+        }
+        assert_eq!(q.tail, 6);
         drop(q);
         assert_eq!(p.available(), 256);
     }
