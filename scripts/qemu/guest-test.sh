@@ -224,9 +224,10 @@ replies() {
 
 # --- a TCP peer on the X540 server's wire (for TSO) ----------------------------
 # As root, a network namespace with a veth pair: the server's wire side is one
-# end (--af-packet), the namespace holds 10.0.1.3 and a TCP sink on port 5001
-# that reads exactly the bytes the guest sends (`seq 1 40000`) and records
-# their count and SHA-256. Without root (or ip netns) the step is skipped
+# end (--af-packet), the namespace holds 10.0.1.3 and an HTTP client that
+# fetches /blob (`seq 1 40000`) from the guest's busybox httpd, which sends it
+# with sendfile (large TSO chains of page fragments), and records the body's
+# length and SHA-256; then it fetches /done, the guest's signal to go on. Without root (or ip netns) the step is skipped
 # with a line saying so.
 TCP_NS=fgq$$
 TCP_HOST=fgqa$$
@@ -250,25 +251,34 @@ tcp_peer_start() {
     local want
     want=$(seq 1 40000 | wc -c)
     rm -f "$WORK/tcp-peer.out"
-    ip netns exec "$TCP_NS" timeout 50 python3 -c '
-import ctypes, fcntl, hashlib, socket, struct, sys
+    ip netns exec "$TCP_NS" timeout 55 python3 -c '
+import ctypes, fcntl, hashlib, socket, struct, sys, time
 want, out, ifname = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 # A veth leaves TCP checksums to the receiver (CHECKSUM_PARTIAL); what the model reads
 # through AF_PACKET would carry no checksum. Turn TX checksumming off on this end
 # (SIOCETHTOOL ETHTOOL_STXCSUM 0): the ethtool tool may not be installed.
-ev = ctypes.create_string_buffer(struct.pack("II", 0x17, 0))
-ifr = struct.pack("16sP16x", ifname.encode(), ctypes.addressof(ev))
 ctl = socket.socket()
-fcntl.ioctl(ctl.fileno(), 0x8946, ifr)
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("10.0.1.3", 5001)); s.listen(1)
-c, _ = s.accept(); h = hashlib.sha256(); n = 0
-while n < want:
-    b = c.recv(65536)
-    if not b: break
-    h.update(b); n += len(b)
-c.close()
-open(out, "w").write("%d %s\n" % (n, h.hexdigest()))
+ev = ctypes.create_string_buffer(struct.pack("II", 0x17, 0))
+fcntl.ioctl(ctl.fileno(), 0x8946, struct.pack("16sP16x", ifname.encode(), ctypes.addressof(ev)))
+def get(path):
+    c = socket.create_connection(("10.0.1.2", 8080), timeout=20)
+    c.sendall(b"GET " + path + b" HTTP/1.0\r\n\r\n")
+    data = b""
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        data += b
+    c.close()
+    return data.partition(b"\r\n\r\n")[2]
+deadline = time.time() + 50
+while True:
+    try:
+        body = get(b"/blob"); break
+    except OSError:
+        if time.time() > deadline: raise
+        time.sleep(0.3)
+open(out, "w").write("%d %s\n" % (len(body), hashlib.sha256(body).hexdigest()))
+get(b"/done")
 ' "$want" "$WORK/tcp-peer.out" fgqb$$ >>"$WORK/tcp-peer.log" 2>&1 &
     TCP_PID=$!
     TCP_ARGS=(--af-packet "$TCP_HOST")
@@ -287,7 +297,7 @@ tcp_peer_check() {
     local got want tx eg
     got=$(cat "$WORK/tcp-peer.out" 2>/dev/null)
     want="$(seq 1 40000 | wc -c) $(seq 1 40000 | sha256sum | cut -d' ' -f1)"
-    [[ $got == "$want" ]] || _q+="TCP sink in the namespace got '${got:-nothing}', expected '$want' (log $WORK/tcp-peer.log)"$'\n'
+    [[ $got == "$want" ]] || _q+="HTTP client in the namespace got '${got:-nothing}', expected '$want' (log $WORK/tcp-peer.log)"$'\n'
     tx=$(counter "$2" "tx"); eg=$(counter "$2" "egress")
     if [[ -n $tx && -n $eg ]] && (( eg <= tx )); then
         _q+="model server ($(basename "$2")): egress $eg <= tx $tx: no TSO chain was cut into segments"$'\n'

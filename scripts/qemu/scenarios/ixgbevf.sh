@@ -186,17 +186,22 @@ if [ -n "$x540" ] && [ "$x540" != "$bdf" ]; then
             $IP link set "$ifc2" up
             carrier_up "$ifc2" ixgbevf-x540-mtu9000-link \
                 && ping_peer ixgbevf-x540-ping-jumbo 3 8000 10.0.1.1
-            # fg.tcp=1: the host put a TCP sink at 10.0.1.3:5001 on the X540 server's
-            # wire (a veth in a network namespace). A TCP stream makes ixgbevf use TSO
-            # (facts §6.2 TSE); the host checks that every byte arrived.
+            # fg.tcp=1: the host put an HTTP client at 10.0.1.3 on the X540 server's
+            # wire (a veth in a network namespace). busybox httpd sends /blob with
+            # sendfile: TCP with TSO (facts §6.2 TSE) over several buffers per frame.
+            # The client fetches /done when it has the whole body; the host checks it.
             if grep -q 'fg.tcp=1' /proc/cmdline; then
-                seq 1 40000 >/tmp/blob
+                mkdir -p /www
+                seq 1 40000 >/www/blob
                 echo "FG-INFO tso: $($ETHTOOL -k "$ifc2" | grep -E '^tcp-segmentation-offload')"
-                if timeout 20 nc 10.0.1.3 5001 </tmp/blob >/dev/null 2>&1; then
-                    result ixgbevf-x540-tcp PASS "$(wc -c </tmp/blob) bytes sent over TCP to 10.0.1.3:5001 (the host checks what arrived)"
+                httpd -f -vv -p 8080 -h /www 2>/tmp/httpd.log &
+                hpid=$!
+                if wait_for 40 grep -q 'url:/done' /tmp/httpd.log; then
+                    result ixgbevf-x540-tcp PASS "$(wc -c </www/blob) bytes served over TCP (TSO) to 10.0.1.3 (the host checks what arrived)"
                 else
-                    result ixgbevf-x540-tcp FAIL "nc to 10.0.1.3:5001 failed or timed out"
+                    result ixgbevf-x540-tcp FAIL "the HTTP client at 10.0.1.3 did not finish within 40 s: $(tail -n 3 /tmp/httpd.log | tr '\n' ' ')"
                 fi
+                kill "$hpid" 2>/dev/null
             fi
         else
             result ixgbevf-x540-mtu9000 FAIL "ip link set mtu 9000 on the X540 VF: $(cat /tmp/mtu.out)"
