@@ -177,13 +177,6 @@ impl<B: Bar> RxQueue<B> {
         unsafe { (self.desc(i).add(1) as *const u32).read_volatile() }
     }
 
-    /// Length/VLAN dword of slot `i` (dword 3).
-    #[inline(always)]
-    fn len_vlan(&self, i: u32) -> u32 {
-        // SAFETY: inside the ring; volatile because the device writes it.
-        unsafe { (self.desc(i).add(1) as *const u32).add(1).read_volatile() }
-    }
-
     /// Whether the next descriptor is complete (for idle waiting; no register access).
     pub(crate) fn ready(&self) -> bool {
         self.status(self.next) & RXD_STAT_DD != 0
@@ -204,7 +197,7 @@ impl<B: Bar> RxQueue<B> {
 
     /// Classifies one descriptor that cannot be delivered (facts §6.1: never trust the device).
     #[inline(always)]
-    fn classify_bad(&mut self, st: u32, len: u32) {
+    fn classify_bad(&mut self, st: u32) {
         if self.discarding || st & RXD_STAT_EOP == 0 {
             self.stats.err_multiseg += 1;
             self.discarding = st & RXD_STAT_EOP == 0;
@@ -215,7 +208,8 @@ impl<B: Bar> RxQueue<B> {
         } else if st & RXD_ERR_L4E != 0 {
             self.stats.err_l4_csum += 1;
         } else {
-            debug_assert!(len == 0 || len > self.data_room);
+            // Length 0 or past the buffer (the caller checked it; not re-read here, so a
+            // device changing it between reads cannot make this inconsistent).
             self.stats.err_length += 1;
         }
     }
@@ -230,8 +224,7 @@ impl<B: Bar> RxQueue<B> {
         let mut n = 0;
         loop {
             fence(Ordering::Acquire);
-            let len = self.len_vlan(next) & 0xFFFF;
-            self.classify_bad(st, len);
+            self.classify_bad(st);
             self.arm(next, self.bufs[next as usize]);
             n += 1;
             next = (next + 1) & self.mask;
@@ -272,9 +265,10 @@ impl<B: Bar> RxQueue<B> {
         }
         let out0 = batch.spare_ptr();
         let mut out = out0;
-        // Top of the cache; it shrinks by one per delivered packet (cache_len >= want).
-        // SAFETY: cache_len <= cache.len().
-        let mut cache_top = unsafe { self.cache.as_ptr().add(self.cache_len) };
+        // The top `want` cache entries are reserved for this burst and handed out in ascending
+        // order; those not used are moved down afterwards. SAFETY: want <= cache_len <=
+        // cache.len().
+        let reserved = unsafe { self.cache.as_mut_ptr().add(self.cache_len - want) };
         let bufs = self.bufs.as_mut_ptr();
         // Hot loop state in locals (the raw-pointer stores below would otherwise force the
         // compiler to reload them from `self`).
@@ -284,73 +278,43 @@ impl<B: Bar> RxQueue<B> {
         let mut left = want - seen;
         // At most MAX_BATCH (1024) packets of at most 16 KiB: fits in 32 bits.
         let mut bytes = 0u32;
-        // The ring is walked in runs that do not wrap, so the inner loop advances plain
-        // pointers instead of masking a slot index per packet.
+        // The ring is walked in runs that do not wrap. Inside a run every descriptor the inner
+        // loop finishes is delivered (a bad one ends the run), so descriptor, buffer slot and
+        // cache entry are all addressed from one counter running from -run up to 0.
         'runs: while left > 0 {
             let run = left.min((mask - next) as usize + 1);
-            // SAFETY: next <= mask, and next + run <= size: the run's descriptors and buffer
-            // slots are inside the ring and `bufs` (both have `size` entries).
-            let (d0, slot0) = unsafe { (ring.add(2 * next as usize), bufs.add(next as usize)) };
-            // SAFETY: one past the run's last descriptor, inside or one past the ring.
-            let end = unsafe { d0.add(2 * run) };
-            let mut d = d0;
-            let mut slot = slot0;
-            while d != end {
-                // SAFETY: d is a descriptor of the run (d < end); volatile because the device
-                // writes it.
+            // SAFETY: out and out0 point into the same spare area.
+            let done = unsafe { out.offset_from(out0) } as usize;
+            // SAFETY: next + run <= size, so the ends are inside or one past the ring and
+            // `bufs` (both have `size` entries). `done` (delivered so far) is at most the
+            // descriptors consumed so far, want - seen - left, so done + run <= want: inside
+            // or one past the reserved block.
+            let (dend, bend, cend) = unsafe {
+                let e = next as usize + run;
+                (ring.add(2 * e), bufs.add(e), reserved.add(done + run))
+            };
+            // j counts qwords (two per descriptor), so that the descriptor (j * 8 bytes), the
+            // buffer slot and the cache entry (j * 2 bytes) share one index register.
+            let mut j = -2 * run as isize;
+            while j != 0 {
+                // SAFETY: -2 run <= j < 0, even: a descriptor of this run.
+                let d = unsafe { dend.offset(j) };
+                // SAFETY: volatile because the device writes it.
                 let st = unsafe { (d.add(1) as *const u32).read_volatile() };
                 // One test for the common case: done, end of packet, no error bits.
-                let bad = if st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK)
-                    != RXD_STAT_DD | RXD_STAT_EOP
-                {
-                    true
-                } else {
-                    // Read the rest of the descriptor only after seeing DD (Linux: dma_rmb()).
-                    fence(Ordering::Acquire);
-                    // SAFETY: as above: the length, bits 15:0 of dword 3 (little-endian).
-                    let len = unsafe { (d.add(1) as *const u16).add(2).read_volatile() } as u32;
-                    if len.wrapping_sub(1) >= data_room {
-                        true
-                    } else {
-                        // SAFETY: slot < slot0 + run, inside `bufs`; the cache holds at least
-                        // `left` more entries (only delivered packets take one, and `left`
-                        // shrinks with every descriptor consumed).
-                        let (buf, nb) = unsafe {
-                            let buf = *slot;
-                            cache_top = cache_top.sub(1);
-                            let nb = *cache_top;
-                            *slot = nb;
-                            (buf, nb)
-                        };
-                        // SAFETY: `buf` was armed in this slot and the device completed it, so
-                        // the buffer is ours to hand out; len <= data_room was checked above.
-                        // `out` stays inside the batch's spare capacity (at most want <=
-                        // free_slots packets are written). `d` is our descriptor: re-arm it
-                        // with the new buffer, header address 0 (clears DD; facts §6.1).
-                        unsafe {
-                            out.write(Packet::from_parts(
-                                core,
-                                va0.wrapping_add(buf as usize * stride),
-                                buf,
-                                len,
-                            ));
-                            out = out.add(1);
-                            d.write_volatile(iova0.wrapping_add(nb as u64 * stride as u64));
-                            d.add(1).write_volatile(0);
-                            d = d.add(2);
-                            slot = slot.add(1);
-                        }
-                        bytes += len;
-                        false
-                    }
-                };
-                if bad {
+                let good =
+                    st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK) == RXD_STAT_DD | RXD_STAT_EOP;
+                // Read the rest of the descriptor only after seeing DD (Linux: dma_rmb()).
+                fence(Ordering::Acquire);
+                // SAFETY: as above: the length, bits 15:0 of dword 3 (little-endian). Read
+                // for bad descriptors too (harmless: our memory), used only when good.
+                let len = unsafe { (d.add(1) as *const u16).add(2).read_volatile() } as u32;
+                if !good || len.wrapping_sub(1) >= data_room {
                     // Close the run up to here, then let the cold path consume the bad
                     // descriptor (and any continuation) and start a new run after it.
-                    // SAFETY: d and d0 are in the same run.
-                    let done = unsafe { d.offset_from(d0) } as usize / 2;
-                    next = (next + done as u32) & mask;
-                    left -= done;
+                    let x = ((j + 2 * run as isize) / 2) as usize;
+                    next = (next + x as u32) & mask;
+                    left -= x;
                     if st & RXD_STAT_DD == 0 {
                         break 'runs;
                     }
@@ -359,14 +323,46 @@ impl<B: Bar> RxQueue<B> {
                     left -= c;
                     continue 'runs;
                 }
+                // SAFETY: -run <= j / 2 < 0: inside this run of `bufs` and of the reserved
+                // cache block (see above).
+                let (buf, nb) = unsafe {
+                    let slot = (bend as *mut u8).offset(j * 2) as *mut u32;
+                    let buf = *slot;
+                    let nb = *((cend as *const u8).offset(j * 2) as *const u32);
+                    *slot = nb;
+                    (buf, nb)
+                };
+                // SAFETY: `buf` was armed in this slot and the device completed it, so the
+                // buffer is ours to hand out; len <= data_room was checked above. `out` stays
+                // inside the batch's spare capacity (at most want <= free_slots packets are
+                // written). `d` is our descriptor: re-arm it with the new buffer, header
+                // address 0 (clears DD; facts §6.1).
+                unsafe {
+                    out.write(Packet::from_parts(
+                        core,
+                        va0.wrapping_add(buf as usize * stride),
+                        buf,
+                        len,
+                    ));
+                    out = out.add(1);
+                    d.write_volatile(iova0.wrapping_add(nb as u64 * stride as u64));
+                    d.add(1).write_volatile(0);
+                }
+                bytes += len;
+                j += 2;
             }
             next = (next + run as u32) & mask;
             left -= run;
         }
         self.stats.bytes += bytes as u64;
-        let seen = want - left;
         // SAFETY: out and out0 point into the same spare area.
         let delivered = unsafe { out.offset_from(out0) } as usize;
+        if delivered < want {
+            // Unused reserved entries move down over the used ones. SAFETY: both ranges are
+            // inside the reserved block of `want` entries (ptr::copy allows overlap).
+            unsafe { std::ptr::copy(reserved.add(delivered), reserved, want - delivered) };
+        }
+        let seen = want - left;
         // SAFETY: the first `delivered` spare slots were written above.
         unsafe { batch.add_len(delivered) };
         self.cache_len -= delivered;
@@ -792,6 +788,50 @@ pub(crate) mod tests {
         // Give back what the test took out of the cache by hand, then everything returns.
         f.pool.core().free_bulk(&cached[6..]);
         f.pool.core().free_bulk(&cached[..6]);
+        drop(f.q);
+        assert_eq!(f.pool.available(), 1024);
+    }
+
+    #[test]
+    fn short_bursts_never_hand_out_a_buffer_twice() {
+        let mut f = fixture(64, 1024);
+        // Fill the cache so that bursts take from it rather than the pool.
+        let mut held = PacketBatch::new(1024);
+        let mut b = PacketBatch::new(32);
+        let mut slot = 0u32;
+        for round in 0..40u32 {
+            // 1..=7 completed descriptors, a bad one in the middle every other round: fewer
+            // than the 32 the burst reserves.
+            let k = round % 7 + 1;
+            for i in 0..k {
+                let st = if round % 2 == 1 && i == k / 2 {
+                    GOOD | RXD_ERR_L4E
+                } else {
+                    GOOD
+                };
+                f.complete(slot, st, 64, 0);
+                slot = (slot + 1) % 64;
+            }
+            let got = f.q.burst(&mut b);
+            assert_eq!(got as u32, if round % 2 == 1 { k - 1 } else { k });
+            for p in b.drain() {
+                held.push(p).ok().unwrap();
+            }
+        }
+        let mut idx: Vec<u32> = held.iter().map(|p| p.buffer_index()).collect();
+        let iovas: Vec<u64> = held.iter().map(|p| p.iova()).collect();
+        let n = idx.len();
+        idx.sort_unstable();
+        idx.dedup();
+        assert_eq!(idx.len(), n, "a buffer was handed out twice");
+        let mut armed: Vec<u64> = (0..64).map(|s| f.armed(s)).collect();
+        for (s, a) in armed.iter().enumerate() {
+            assert!(!iovas.contains(a), "slot {s} armed with a delivered buffer");
+        }
+        armed.sort_unstable();
+        armed.dedup();
+        assert_eq!(armed.len(), 64, "two slots armed with the same buffer");
+        drop(held);
         drop(f.q);
         assert_eq!(f.pool.available(), 1024);
     }
