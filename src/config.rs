@@ -447,7 +447,7 @@ pub mod defaults {
     /// `daemon.workers`.
     pub const WORKERS: u16 = 1;
     /// `daemon.state_file`.
-    pub const STATE_FILE: &str = "/run/floodgate/steering.state";
+    pub const STATE_FILE: &str = "/run/floodgate/steering.json";
 }
 
 /// Largest rate-limit table (keys); 4 Mi slots of 24 bytes is 96 MiB.

@@ -175,6 +175,45 @@ impl Tap {
         self.fd
     }
 
+    /// Sets the TAP's MAC address (`SIOCSIFHWADDR`). The daemon gives the TAP the PF's MAC, so
+    /// that reinjected frames, which still carry the PF's MAC as destination, are addressed to
+    /// the TAP (`PACKET_HOST`) and reach the kernel's IP layer instead of being discarded as
+    /// `PACKET_OTHERHOST`. Must be called while the interface is down.
+    pub fn set_mac(&self, mac: [u8; 6]) -> Result<(), TapError> {
+        let fail = |msg: String| TapError::Up {
+            name: self.name.clone(),
+            msg: format!("setting MAC address: {msg}"),
+        };
+        let name = ifname(&self.name).ok_or_else(|| TapError::BadName(self.name.clone()))?;
+        // SAFETY: plain socket(2); checked.
+        let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if s < 0 {
+            return Err(fail(std::io::Error::last_os_error().to_string()));
+        }
+        // SAFETY: fresh descriptor.
+        let s = unsafe { OwnedFd::from_raw_fd(s) };
+        // SAFETY: plain old data.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        ifr.ifr_name = name;
+        // SAFETY: ifru_hwaddr is a sockaddr; we fill family and the first 6 data bytes.
+        unsafe {
+            ifr.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
+            for (d, b) in ifr.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac) {
+                *d = b as libc::c_char;
+            }
+        }
+        // SAFETY: SIOCSIFHWADDR reads one ifreq.
+        if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFHWADDR as _, &mut ifr) } < 0 {
+            let e = errno();
+            return Err(fail(match e {
+                libc::EPERM | libc::EACCES => "permission denied: needs CAP_NET_ADMIN".into(),
+                libc::EBUSY => "the interface is up; set the MAC before bringing it up".into(),
+                e => std::io::Error::from_raw_os_error(e).to_string(),
+            }));
+        }
+        Ok(())
+    }
+
     /// Sets `IFF_UP` on the interface (in the calling thread's network namespace).
     pub fn set_up(&self) -> Result<(), TapError> {
         let up = |msg: String| TapError::Up {

@@ -136,3 +136,48 @@ fn bad_reload_keeps_old_rules_good_reload_swaps_and_nothing_is_lost() {
     let rc = fl.rule_counters();
     assert_eq!(rc.rules[0].hits, c3.rx_packets - rc.default.hits);
 }
+
+#[test]
+fn a_pf_reset_in_progress_is_retried_and_recovered_not_fatal() {
+    let nic = Nic::new(NicConfig {
+        capture_egress: false,
+        ..NicConfig::default()
+    });
+    let vf = IxgbeVf::open(
+        nic.vf(0),
+        floodgate_pmd::Config {
+            timeouts: Timeouts::fast(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mac = vf.mac();
+    let cfg = Config::from_str_named(BASE, "base.toml").unwrap();
+    let mut fl = FilterLoop::new(vf, cfg.filter.ruleset(), CountingSink::default(), 32);
+    let mut ctl = LoopControl::new();
+    ctl.interval = Duration::from_millis(2);
+    // The PF starts resetting (the VF sees RSTI) and finishes 50 ms later.
+    nic.pf_reset_begin();
+    let n2 = nic.clone();
+    let ender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        n2.pf_reset_end();
+    });
+    ctl.deadline = Some(Instant::now() + Duration::from_millis(200));
+    let rep = run_loop(&mut fl, &mut ctl).expect("a PF reset must not end the loop");
+    ender.join().unwrap();
+    assert!(rep.maintenance_retries >= 1, "{rep:?}");
+    assert_eq!(rep.pf_resets, 1, "{rep:?}");
+    // And traffic flows again after the recovery.
+    let mut gen = Generator::new(GeneratorConfig {
+        rate: Rate::MaxSpeed,
+        dst_mac: mac,
+        ..GeneratorConfig::default()
+    })
+    .unwrap();
+    feed(&nic, &mut gen, 500);
+    ctl.deadline = Some(Instant::now() + Duration::from_millis(50));
+    let rep = run_loop(&mut fl, &mut ctl).unwrap();
+    assert!(rep.counters.rx_packets > 0, "{rep:?}");
+    assert!(rep.counters.invariant_holds());
+}

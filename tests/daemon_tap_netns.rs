@@ -175,3 +175,22 @@ fn demo_reinjects_exactly_the_legitimate_queries_into_a_tap() {
         );
     }
 }
+
+#[test]
+fn tap_takes_the_pf_mac_so_reinjected_frames_are_addressed_to_it() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !Path::new("/dev/net/tun").exists() {
+        return skip("TAP MAC test needs root and /dev/net/tun");
+    }
+    let name = format!("fgmac{}", std::process::id() % 100000);
+    let tap = floodgate::tap::Tap::open(&name).expect("create TAP");
+    let mac = [0x02, 0xf0, 0x00, 0x00, 0x00, 0x01];
+    tap.set_mac(mac).expect("set MAC while down");
+    let got = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).unwrap();
+    assert_eq!(got.trim(), "02:f0:00:00:00:01");
+    tap.set_up().unwrap();
+    // Once up, the kernel refuses a MAC change on a TAP, and the error says why.
+    if let Err(e) = tap.set_mac([0x02, 0, 0, 0, 0, 9]) {
+        assert!(e.to_string().contains("MAC"), "{e}");
+    }
+}

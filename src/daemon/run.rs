@@ -168,6 +168,18 @@ fn run_device<D: Device>(cfg: &Config, path: &Path, dev: D, name: &str) -> Resul
 
     let result = (|| {
         let tap = Tap::open(&cfg.tap.name).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Survivors still carry the PF's MAC as destination: give the TAP that MAC so the
+        // kernel takes them as addressed to it.
+        if let Some(pf) = cfg.device.pf.as_deref() {
+            match pf_mac(pf) {
+                Some(mac) => tap.set_mac(mac).map_err(|e| anyhow::anyhow!("{e}"))?,
+                None => log::warn!(
+                    "could not read {pf}'s MAC address; reinjected frames keep it as \
+                     destination, so give TAP {} the same MAC by hand",
+                    cfg.tap.name
+                ),
+            }
+        }
         tap.set_up().map_err(|e| anyhow::anyhow!("{e}"))?;
         let burst = cfg.device.burst as usize;
         let workers = (cfg.daemon.workers as usize).max(1);
@@ -277,4 +289,25 @@ pub fn serve<D: Device, S: PassSink>(
         }
     );
     Ok(rep)
+}
+
+/// The MAC address of netdev `name`, from sysfs.
+fn pf_mac(name: &str) -> Option<[u8; 6]> {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).ok()?;
+    let mut mac = [0u8; 6];
+    let mut parts = text.trim().split(':');
+    for b in mac.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pf_mac_reads_sysfs_and_refuses_nonsense() {
+        // Loopback exists everywhere and has the all-zero address.
+        assert_eq!(super::pf_mac("lo"), Some([0; 6]));
+        assert_eq!(super::pf_mac("no-such-if-xyz"), None);
+    }
 }

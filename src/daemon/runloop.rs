@@ -67,6 +67,8 @@ pub struct LoopReport {
     pub reload_errors: u64,
     /// PF resets the VF recovered from.
     pub pf_resets: u64,
+    /// Maintenance passes that hit a PF reset in progress or a mailbox timeout and were retried.
+    pub maintenance_retries: u64,
     /// Wall time from start to the stop request.
     pub elapsed: Duration,
 }
@@ -153,7 +155,22 @@ pub fn run_loop<D: Device, S: PassSink>(
         }
         let now = Instant::now();
         if now.duration_since(last_tick) >= ctl.interval {
-            let m = fl.maintain()?;
+            // A PF reset still in progress, or a mailbox that did not answer in time, is retried
+            // at the next interval (the VF keeps its buffers); only a device that is gone (or an
+            // unrecoverable driver error) ends the loop.
+            let m = match fl.maintain() {
+                Ok(m) => m,
+                Err(
+                    e @ (floodgate_pmd::Error::PfResetInProgress { .. }
+                    | floodgate_pmd::Error::ResetTimeout { .. }
+                    | floodgate_pmd::Error::MailboxTimeout { .. }),
+                ) => {
+                    rep.maintenance_retries += 1;
+                    log::warn!("VF maintenance will be retried: {e}");
+                    Default::default()
+                }
+                Err(e) => return Err(e),
+            };
             if m.reinitialised {
                 rep.pf_resets += 1;
                 log::warn!("PF reset: VF and queues re-initialised");
