@@ -165,11 +165,31 @@ impl PacketBatch {
             // SAFETY: i < n, inside the former initialised prefix.
             let core = unsafe { (*base.add(i)).core_ptr() };
             let mut k = 0;
-            // SAFETY: as above for every i < n.
-            while i < n && k < idx.len() && unsafe { (*base.add(i)).core_ptr() } == core {
-                idx[k].write(unsafe { (*base.add(i)).buffer_index() });
-                k += 1;
-                i += 1;
+            // A run of packets of the same pool, at most idx.len(): four at a time, then one
+            // by one. SAFETY: every packet read is below n, inside the former initialised
+            // prefix; every idx slot written is below idx.len().
+            unsafe {
+                while i + 4 <= n && k + 4 <= idx.len() {
+                    let p = base.add(i);
+                    if (*p).core_ptr() != core
+                        || (*p.add(1)).core_ptr() != core
+                        || (*p.add(2)).core_ptr() != core
+                        || (*p.add(3)).core_ptr() != core
+                    {
+                        break;
+                    }
+                    idx[k].write((*p).buffer_index());
+                    idx[k + 1].write((*p.add(1)).buffer_index());
+                    idx[k + 2].write((*p.add(2)).buffer_index());
+                    idx[k + 3].write((*p.add(3)).buffer_index());
+                    k += 4;
+                    i += 4;
+                }
+                while i < n && k < idx.len() && (*base.add(i)).core_ptr() == core {
+                    idx[k].write((*base.add(i)).buffer_index());
+                    k += 1;
+                    i += 1;
+                }
             }
             // SAFETY: idx[..k] written above; MaybeUninit<u32> has u32's layout. The core
             // outlives its outstanding buffers.
@@ -234,5 +254,36 @@ impl<'a> IntoIterator for &'a mut PacketBatch {
     type IntoIter = std::slice::IterMut<'a, Packet>;
     fn into_iter(self) -> Self::IntoIter {
         self.pkts.iter_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rx::tests::pool;
+
+    #[test]
+    fn clear_returns_mixed_pool_runs_longer_than_the_gather_buffer() {
+        let a = pool(512);
+        let b = pool(16);
+        let mut batch = PacketBatch::new(300);
+        // 70 of a, 3 of b, 130 of a, 1 of b, 5 of a: runs cross the 64-entry gather buffer
+        // and groups of four.
+        for (p, n) in [(&a, 70), (&b, 3), (&a, 130), (&b, 1), (&a, 5)] {
+            for _ in 0..n {
+                batch.push(p.alloc().unwrap()).ok().unwrap();
+            }
+        }
+        assert_eq!((a.available(), b.available()), (512 - 205, 12));
+        batch.clear();
+        assert!(batch.is_empty());
+        assert_eq!((a.available(), b.available()), (512, 16));
+        // Every buffer came back exactly once: allocating them all again gives distinct ones.
+        let mut again = PacketBatch::new(512);
+        assert_eq!(a.alloc_into(&mut again), 512);
+        let mut idx: Vec<u32> = again.iter().map(|p| p.buffer_index()).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        assert_eq!(idx.len(), 512);
     }
 }
