@@ -365,33 +365,41 @@ if wanted ixgbevf; then
 fi
 
 # Test 2: our PMD through the guest's vfio-pci and emulated IOMMU, on the
-# model's generated traffic; the DMA fault is checked in the server's record.
+# model's generated traffic, once on an 82599 VF and once on an X540 VF (one
+# server each); the DMA fault is checked in each server's record.
 if wanted pmd; then
     label="pmd via vfio-pci"
-    a=$WORK/pmd.sock
+    a=$WORK/pmd-82599.sock
+    b=$WORK/pmd-x540.sock
     if [[ -n $BUILD_ERR ]]; then
         echo "FAIL $label ($BUILD_ERR)"; FAILED=$((FAILED + 1))
     elif [[ -z $SIM ]]; then
         skip "$label" "$NO_SERVER"
-    elif start_server "$a" --generator udp:1000:64; then
-        # ixgbevf stays out so that the VF is free for vfio-pci.
-        run_scenario "$label" pmd --vfio-user "$a" --append "fg.skipmod=ixgbevf fg.arg=300"
+    elif start_server "$a" --generator udp:1000:64 \
+        && start_server "$b" --model x540 --generator udp:1000:64; then
+        # ixgbevf stays out so that the VFs are free for vfio-pci.
+        run_scenario "$label" pmd --vfio-user "$a" --vfio-user "$b" --append "fg.skipmod=ixgbevf fg.arg=300"
         finish_servers
         p=
-        iova=$(grep -a -oP '^FG-FAULT-IOVA \K0x[0-9a-f]+' "$WORK/pmd.log" | head -n 1)
-        fwd=$(grep -a -oP '^FG-RESULT pmd-forward PASS forwarded \K[0-9]+' "$WORK/pmd.log" | head -n 1)
-        if [[ -z $iova ]]; then
-            p+="the guest printed no FG-FAULT-IOVA line (fault check did not run)"$'\n'
-        elif ! grep -aq "unmapped iova $iova" "$a.log"; then
-            p+="model server: no DMA fault recorded at the unmapped IOVA $iova (see $a.log)"$'\n'
-        fi
-        # Exactly one fault: the one descriptor the guest pointed at an unmapped IOVA.
-        need_counter p "$a.log" "dma faults" -eq 1 "the guest posted one descriptor with an unmapped buffer, and nothing else may fault"
-        need_counter p "$a.log" "irqs signalled" -ge 1 "the PMD slept on the RX vector"
-        need_counter p "$a.log" "egress" -ge "${fwd:-1}" "frames the PMD forwarded must leave on the wire"
+        mapfile -t iovas < <(grep -a -oP '^FG-FAULT-IOVA \K0x[0-9a-f]+' "$WORK/pmd.log")
+        mapfile -t fwds < <(grep -a -oP '^FG-RESULT pmd-forward PASS forwarded \K[0-9]+' "$WORK/pmd.log")
+        k=0
+        for srv in "$a" "$b"; do
+            iova=${iovas[$k]:-}
+            if [[ -z $iova ]]; then
+                p+="$(basename "$srv"): the guest printed no FG-FAULT-IOVA line for it (fault check did not run)"$'\n'
+            elif ! grep -aq "unmapped iova $iova" "$srv.log"; then
+                p+="model server ($(basename "$srv")): no DMA fault recorded at the unmapped IOVA $iova"$'\n'
+            fi
+            # Exactly one fault: the one descriptor the guest pointed at an unmapped IOVA.
+            need_counter p "$srv.log" "dma faults" -eq 1 "the guest posted one descriptor with an unmapped buffer, and nothing else may fault"
+            need_counter p "$srv.log" "irqs signalled" -ge 1 "the PMD slept on the RX vector"
+            need_counter p "$srv.log" "egress" -ge "${fwds[$k]:-1}" "frames the PMD forwarded must leave on the wire"
+            k=$((k + 1))
+        done
         verdict "$label" "$p"
     else
-        echo "FAIL $label (server did not start)"; FAILED=$((FAILED + 1))
+        echo "FAIL $label (a server did not start)"; FAILED=$((FAILED + 1))
     fi
 fi
 

@@ -6,23 +6,27 @@
 #   /bin/fg-pmd-test <BDF> <IOMMU group> [fg.arg = frames to forward]
 # prints its own FG-RESULT lines (and FG-FAULT-IOVA for the host's check of
 # the model server's fault record) and exits 0 when all passed.
-bdf=$(find_pci 8086 10ed || find_pci 8086 1515 || find_pci 8086 1565) || bdf=
-if [ -z "$bdf" ]; then
-    result pmd-probe FAIL "no 82599/X540/X550 VF on the PCI bus"
-    return 0
-fi
-if ! grp=$(bind_vfio "$bdf"); then
-    result pmd-bind FAIL "$bdf could not be bound to vfio-pci"
-    return 0
-fi
-result pmd-bind PASS "$bdf bound to vfio-pci, /dev/vfio/$grp"
+# Every 82599 (8086:10ED) and X540 (8086:1515) VF attached, in that order; the
+# host serves one of each. Each gets its own fg-pmd-test run.
 if [ ! -x /bin/fg-pmd-test ]; then
     result pmd-run FAIL "/bin/fg-pmd-test missing from the initramfs"
     return 0
 fi
-if /bin/fg-pmd-test "$bdf" "$grp" $FG_ARG; then
-    result pmd-run PASS "fg-pmd-test exited 0"
-else
-    result pmd-run FAIL "fg-pmd-test exited $?"
-fi
+found=
+for id in 10ed 1515; do
+    bdf=$(find_pci 8086 $id) || continue
+    found=1
+    if ! grp=$(bind_vfio "$bdf"); then
+        result pmd-bind-$id FAIL "$bdf could not be bound to vfio-pci"
+        continue
+    fi
+    result pmd-bind-$id PASS "$bdf (8086:$id) bound to vfio-pci, /dev/vfio/$grp"
+    echo "FG-INFO fg-pmd-test on 8086:$id"
+    if /bin/fg-pmd-test "$bdf" "$grp" $FG_ARG; then
+        result pmd-run-$id PASS "fg-pmd-test on $bdf exited 0"
+    else
+        result pmd-run-$id FAIL "fg-pmd-test on $bdf exited $?"
+    fi
+done
+[ -n "$found" ] || result pmd-probe FAIL "no 82599/X540 VF on the PCI bus"
 dmesg | grep -iE 'DMAR|fault' | tail -n 10
