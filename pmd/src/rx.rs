@@ -427,6 +427,15 @@ impl<B: Bar> RxQueue<B> {
                 }
                 i += 4;
             }
+            // The last (up to three) packets, or the rest of a group that had a foreign one,
+            // one by one while they are ours.
+            // SAFETY: i < n as in the loop above; dst + i is inside the cache.
+            unsafe {
+                while i < n && (*src.add(i)).core_ptr() == own {
+                    *dst.add(i) = (*src.add(i)).buffer_index();
+                    i += 1;
+                }
+            }
             self.cache_len = len + i;
             if i == n {
                 return;
@@ -436,7 +445,7 @@ impl<B: Bar> RxQueue<B> {
         unsafe { self.recycle_slow(src.add(i), n - i) };
     }
 
-    /// The general case of `recycle`: a few packets, a full cache, or foreign pools.
+    /// The general case of `recycle`: a full cache, or packets of other pools.
     ///
     /// # Safety
     /// `src[..n]` are initialised packets the caller gives up (they are not dropped again).
