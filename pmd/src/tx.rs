@@ -183,11 +183,19 @@ impl<B: Bar> TxQueue<B> {
         let slots = self.slots.as_ptr();
         let mut clean = self.clean;
         let (sbuf, scap, mut slen) = (sink.buf.as_mut_ptr(), sink.buf.len(), *sink.len);
+        // How far completion reaches: the last of the consecutive done RS descriptors, oldest
+        // first. The span up to it is then taken back in one go (small groups, as at batch
+        // size 1, would otherwise pay the per-run costs once per packet).
+        let mut last = None;
         while self.rs_head != self.rs_tail {
             let pos = self.rs[(self.rs_head & mask) as usize];
             if !self.done(pos) {
                 break;
             }
+            last = Some(pos);
+            self.rs_head = self.rs_head.wrapping_add(1);
+        }
+        if let Some(pos) = last {
             fence(Ordering::Acquire);
             // Slots clean..=pos are done, walked in runs that do not wrap. Only the range
             // [clean, tail) is ever read, so the slots are not cleared here.
@@ -251,7 +259,6 @@ impl<B: Bar> TxQueue<B> {
                 clean = (clean + run as u32) & mask;
                 cnt -= run;
             }
-            self.rs_head = self.rs_head.wrapping_add(1);
         }
         *sink.len = slen;
         self.clean = clean;
