@@ -181,6 +181,7 @@ fn run_device<D: Device>(cfg: &Config, path: &Path, dev: D, name: &str) -> Resul
             }
         }
         tap.set_up().map_err(|e| anyhow::anyhow!("{e}"))?;
+        loose_rp_filter(&cfg.tap.name);
         let burst = cfg.device.burst as usize;
         let workers = (cfg.daemon.workers as usize).max(1);
         let fd = tap.into_fd();
@@ -289,6 +290,24 @@ pub fn serve<D: Device, S: PassSink>(
         }
     );
     Ok(rep)
+}
+
+/// Sets loose reverse-path filtering (`rp_filter = 2`) on the TAP: reinjected packets come from
+/// sources the kernel routes through the PF, so strict filtering (1) would drop them all.
+/// Failures (no IPv4 conf directory, read-only /proc) are logged, not fatal.
+fn loose_rp_filter(tap: &str) {
+    let path = format!("/proc/sys/net/ipv4/conf/{tap}/rp_filter");
+    match std::fs::read_to_string(&path) {
+        Ok(v) if v.trim() == "1" => match std::fs::write(&path, "2") {
+            Ok(()) => log::info!("{tap}: rp_filter 1 -> 2 (loose), so reinjected packets are kept"),
+            Err(e) => log::warn!(
+                "{tap}: strict rp_filter drops reinjected packets and it could not be set to 2: \
+                 {e}; run `sysctl -w net.ipv4.conf.{tap}.rp_filter=2`"
+            ),
+        },
+        Ok(_) => {}
+        Err(e) => log::debug!("{path}: {e}"),
+    }
 }
 
 /// The MAC address of netdev `name`, from sysfs.
