@@ -194,3 +194,115 @@ fn tap_takes_the_pf_mac_so_reinjected_frames_are_addressed_to_it() {
         assert!(e.to_string().contains("MAC"), "{e}");
     }
 }
+
+const UDP_SINK: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 53))
+s.settimeout(0.2)
+print("READY", flush=True)
+n = 0
+deadline = time.time() + float(sys.argv[2])
+while time.time() < deadline:
+    try:
+        data, addr = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    n += 1
+    open(sys.argv[1], "w").write(str(n))
+"#;
+
+#[test]
+fn reinjected_queries_reach_a_udp_socket_of_the_kernel() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip("not root (needs network namespaces and a TAP)");
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return skip("/dev/net/tun is missing (modprobe tun)");
+    }
+    if sh(&["ip", "-V"]).is_err() || sh(&["python3", "-c", "import socket"]).is_err() {
+        return skip("iproute2 or python3 is not installed");
+    }
+    let ns = Netns(format!("fgudp{}", std::process::id()));
+    if let Err(e) = sh(&["ip", "netns", "add", &ns.0]) {
+        return skip(&format!("cannot create a network namespace: {e}"));
+    }
+    let inns = |args: &[&str]| {
+        let mut v = vec!["ip", "netns", "exec", ns.0.as_str()];
+        v.extend_from_slice(args);
+        sh(&v)
+    };
+    // The host side of the demo: the TAP carries the PF's MAC and the attacked server's address
+    // (what `floodgate run` sets up from the PF), and a default route so loose reverse-path
+    // filtering accepts the clients' addresses.
+    inns(&["ip", "tuntap", "add", "dev", "fg0", "mode", "tap"]).expect("create TAP");
+    let m = floodgate_sim::NicConfig::default().pf_mac;
+    let pf_mac = format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    );
+    inns(&["ip", "link", "set", "fg0", "address", &pf_mac]).expect("TAP MAC");
+    inns(&["ip", "addr", "add", "10.0.0.1/24", "dev", "fg0"]).expect("address");
+    inns(&["ip", "link", "set", "fg0", "up"]).expect("up");
+    inns(&["ip", "route", "add", "default", "dev", "fg0"]).expect("route");
+    inns(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"]).ok();
+    inns(&["sysctl", "-qw", "net.ipv4.conf.fg0.rp_filter=2"]).ok();
+
+    let dir = std::env::temp_dir().join(format!("fgudp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let count_file = dir.join("count");
+    let mut sink = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "python3", "-c", UDP_SINK])
+        .arg(&count_file)
+        .arg("60")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the UDP sink");
+    let mut line = String::new();
+    BufReader::new(sink.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "READY");
+
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_floodgate")])
+        .args([
+            "demo",
+            "--tap",
+            "fg0",
+            "--seconds",
+            "1",
+            "--rate",
+            "20000",
+            "--json",
+        ])
+        .output()
+        .expect("run the demo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("demo JSON");
+    let tap = j["tap"].as_u64().unwrap();
+    assert!(tap > 0, "{j}");
+    let read = || {
+        std::fs::read_to_string(&count_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let t0 = Instant::now();
+    while read() < tap && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = read();
+    let _ = sink.kill();
+    let _ = sink.wait();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(
+        got, tap,
+        "every reinjected DNS query reached the kernel's UDP socket on port 53"
+    );
+}
