@@ -183,6 +183,11 @@ pub struct DeviceConfig {
     pub pool_size: u32,
     /// Bytes of application headroom in front of each packet.
     pub headroom: u16,
+    /// The VF's MTU (SET_LPE asks the PF for MTU + 18 bytes; facts §3.8 step 11).
+    pub mtu: u32,
+    /// Multicast/promiscuous mode to ask the PF for (UPDATE_XCAST_MODE); `None` leaves the
+    /// PF's default. An untrusted VF is downgraded by the PF (facts §3.3).
+    pub xcast: Option<floodgate_pmd::XcastMode>,
     /// Packets per receive burst.
     pub burst: u16,
 }
@@ -333,6 +338,8 @@ struct RawDevice {
     pool_size: Option<S<i64>>,
     headroom: Option<S<i64>>,
     burst: Option<S<i64>>,
+    mtu: Option<S<i64>>,
+    xcast: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -428,6 +435,8 @@ pub mod defaults {
     pub const HEADROOM: u16 = 128;
     /// `device.burst`.
     pub const BURST: u16 = 32;
+    /// `device.mtu`.
+    pub const MTU: u32 = 1500;
     /// `filter.default`.
     pub const DEFAULT_ACTION: &str = "pass";
     /// `rule.table_size` for rate limits.
@@ -571,6 +580,26 @@ fn device(ctx: &Ctx, raw: &Option<RawDevice>, whole: usize) -> Result<DeviceConf
     let tx_ring = ring_size(ctx, &d.tx_ring, defaults::TX_RING, "tx_ring")?;
     let headroom = ctx.int_or(&d.headroom, defaults::HEADROOM, 0, 256, c, "headroom")?;
     let burst = ctx.int_or(&d.burst, defaults::BURST, 1, 512, c, "burst")?;
+    // 9710 = ixgbe's largest frame (9728) minus the 18 bytes of header and CRC.
+    let mtu: u32 = ctx.int_or(&d.mtu, defaults::MTU, 68, 9710, c, "mtu")?;
+    let xcast = match &d.xcast {
+        None => None,
+        Some(v) => Some(match v.get_ref().as_str() {
+            "none" => floodgate_pmd::XcastMode::None,
+            "multi" => floodgate_pmd::XcastMode::Multi,
+            "allmulti" => floodgate_pmd::XcastMode::AllMulti,
+            "promisc" => floodgate_pmd::XcastMode::Promisc,
+            other => {
+                return Err(ctx.err(
+                    v.span(),
+                    c,
+                    format!(
+                        "xcast = {other:?} is not a mode: use \"none\", \"multi\", \"allmulti\" or \"promisc\""
+                    ),
+                ))
+            }
+        }),
+    };
     let pool_size: u32 = ctx.int_or(
         &d.pool_size,
         defaults::POOL_SIZE,
@@ -605,6 +634,8 @@ fn device(ctx: &Ctx, raw: &Option<RawDevice>, whole: usize) -> Result<DeviceConf
         pool_size,
         headroom,
         burst,
+        mtu,
+        xcast,
     })
 }
 

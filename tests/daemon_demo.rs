@@ -177,3 +177,31 @@ fn device_can_be_a_vfio_user_socket() {
         .to_string();
     assert!(e.contains("vfio-user:/path/to/socket"), "{e}");
 }
+
+#[test]
+fn mtu_and_xcast_reach_the_driver_and_bad_values_are_refused() {
+    use floodgate::config::Config;
+    let c = Config::from_str_named(
+        "[device]\npci = \"sim\"\nmtu = 1400\nxcast = \"allmulti\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.device.mtu, 1400);
+    assert_eq!(c.device.xcast, Some(floodgate_pmd::XcastMode::AllMulti));
+    let p = floodgate::daemon::run::pmd_config(&c);
+    assert_eq!(
+        (p.mtu, p.xcast),
+        (1400, Some(floodgate_pmd::XcastMode::AllMulti))
+    );
+    // Defaults: MTU 1500, the PF's xcast default left alone.
+    let d = Config::from_str_named("[device]\npci = \"sim\"\n", "t.toml").unwrap();
+    assert_eq!((d.device.mtu, d.device.xcast), (1500, None));
+    let e = Config::from_str_named("[device]\npci = \"sim\"\nmtu = 20000\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("t.toml:3") && e.contains("mtu"), "{e}");
+    let e = Config::from_str_named("[device]\npci = \"sim\"\nxcast = \"all\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("allmulti") && e.contains("t.toml:3"), "{e}");
+}

@@ -229,14 +229,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     steering
         .install(&rules)
         .map_err(|e| anyhow::anyhow!("model PF refused the steering rules: {e}"))?;
-    let pmd_cfg = floodgate_pmd::Config {
-        rx_ring_size: cfg.device.rx_ring as usize,
-        tx_ring_size: cfg.device.tx_ring as usize,
-        pool_buffers: Some(cfg.device.pool_size),
-        headroom: cfg.device.headroom as usize,
-        max_queues: Some(cfg.device.queues as usize),
-        ..Default::default()
-    };
+    let pmd_cfg = crate::daemon::run::pmd_config(&cfg);
     let vf = IxgbeVf::open(nic.vf(0), pmd_cfg).context("bringing up VF 0 of the model")?;
     let vf_mac = vf.mac();
 

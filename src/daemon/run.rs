@@ -248,6 +248,8 @@ pub fn pmd_config(cfg: &Config) -> floodgate_pmd::Config {
         pool_buffers: Some(cfg.device.pool_size),
         headroom: cfg.device.headroom as usize,
         max_queues: Some(cfg.device.queues as usize),
+        mtu: cfg.device.mtu,
+        xcast: cfg.device.xcast,
         ..Default::default()
     }
 }
