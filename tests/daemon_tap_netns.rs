@@ -237,11 +237,7 @@ fn reinjected_queries_reach_a_udp_socket_of_the_kernel() {
     // (what `floodgate run` sets up from the PF), and a default route so loose reverse-path
     // filtering accepts the clients' addresses.
     inns(&["ip", "tuntap", "add", "dev", "fg0", "mode", "tap"]).expect("create TAP");
-    let m = floodgate_sim::NicConfig::default().pf_mac;
-    let pf_mac = format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    );
+    let pf_mac = floodgate_pmd::fmt_mac(floodgate_sim::NicConfig::default().pf_mac);
     inns(&["ip", "link", "set", "fg0", "address", &pf_mac]).expect("TAP MAC");
     inns(&["ip", "addr", "add", "10.0.0.1/24", "dev", "fg0"]).expect("address");
     inns(&["ip", "link", "set", "fg0", "up"]).expect("up");
