@@ -6,8 +6,13 @@ use floodgate::daemon::{describe_config, rules_test};
 use floodgate::pcapfile::PcapWriter;
 use floodgate_sim::generator::{Generator, GeneratorConfig, Rate, TrafficClass, MAX_GEN_FRAME};
 
+/// The demo tests each run the model's engine and the filter loop (and workers) at full spin:
+/// run them one at a time so they do not starve each other on a 2-core machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn demo_drops_the_flood_passes_every_legit_query_and_accounts_for_every_packet() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // A low rate leaves the filter loop ample slack even on a loaded 2-core CI machine, so no
     // frame is lost to a full ring before the rules see it.
     let s = demo::run(&DemoOptions {
@@ -57,6 +62,7 @@ fn demo_drops_the_flood_passes_every_legit_query_and_accounts_for_every_packet()
 
 #[test]
 fn demo_with_two_workers_splits_by_flow_and_still_accounts_for_everything() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let s = demo::run(&DemoOptions {
         seconds: 1.0,
         rate: Some(20_000),
