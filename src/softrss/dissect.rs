@@ -586,6 +586,9 @@ fn ip6(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
         }
     };
     level(d).l3 = off16(off);
+    // Every exit records the addresses with the next header reached so far.
+    let (src, dst) = (pad16(&ip.src_addr()), pad16(&ip.dst_addr()));
+    let v6_tuple = |d: &mut Dissection, nh: u8| set_ip_tuple(d, AddrKind::Ipv6, src, dst, nh);
     if ip.is_truncated() {
         d.flags |= flags::TRUNCATED;
     }
@@ -604,13 +607,7 @@ fn ip6(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
         }
         if n >= cfg.max_ipv6_ext_headers {
             d.flags |= flags::EXT_LIMIT;
-            set_ip_tuple(
-                d,
-                AddrKind::Ipv6,
-                pad16(&ip.src_addr()),
-                pad16(&ip.dst_addr()),
-                nh,
-            );
+            v6_tuple(d, nh);
             d.flags |= fragment;
             return Step::Done;
         }
@@ -620,13 +617,7 @@ fn ip6(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
             let f = match Ipv6FragHeader::new_checked(rest) {
                 Ok(f) => f,
                 Err(err) => {
-                    set_ip_tuple(
-                        d,
-                        AddrKind::Ipv6,
-                        pad16(&ip.src_addr()),
-                        pad16(&ip.dst_addr()),
-                        nh,
-                    );
+                    v6_tuple(d, nh);
                     d.flags |= err_flag(err);
                     return Step::Done;
                 }
@@ -637,13 +628,7 @@ fn ip6(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
             if f.frag_offset() != 0 || f.more_frags() {
                 fragment = flags::FRAGMENT;
                 if f.frag_offset() != 0 {
-                    set_ip_tuple(
-                        d,
-                        AddrKind::Ipv6,
-                        pad16(&ip.src_addr()),
-                        pad16(&ip.dst_addr()),
-                        nh,
-                    );
+                    v6_tuple(d, nh);
                     d.flags |= fragment;
                     return Step::Done;
                 }
@@ -653,13 +638,7 @@ fn ip6(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
             let x = match Ipv6ExtHeader::new_checked(rest, nh) {
                 Ok(x) => x,
                 Err(err) => {
-                    set_ip_tuple(
-                        d,
-                        AddrKind::Ipv6,
-                        pad16(&ip.src_addr()),
-                        pad16(&ip.dst_addr()),
-                        nh,
-                    );
+                    v6_tuple(d, nh);
                     d.flags |= err_flag(err);
                     return Step::Done;
                 }
@@ -668,13 +647,7 @@ fn ip6(cfg: &DissectConfig, frame: &[u8], off: usize, d: &mut Dissection) -> Ste
             pos += x.header_len();
         }
     }
-    set_ip_tuple(
-        d,
-        AddrKind::Ipv6,
-        pad16(&ip.src_addr()),
-        pad16(&ip.dst_addr()),
-        nh,
-    );
+    v6_tuple(d, nh);
     d.flags |= fragment;
     if first {
         d.flags |= flags::FIRST_FRAGMENT;
