@@ -39,6 +39,11 @@ enum Cmd {
         /// Worker threads behind the symmetric soft-RSS dispatcher (1 = judge inline).
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// Run the NIC model on its own thread, beside the filter loop, as hardware runs beside
+        /// the CPU (default: in lockstep with the loop). On a busy machine the model can then
+        /// overflow the VF ring while the filter thread waits for a CPU (counted as rx missed).
+        #[arg(long)]
+        nic_thread: bool,
     },
     /// Run the daemon on a real VF as configured (SIGHUP reloads the rules, SIGINT/SIGTERM stop).
     Run {
@@ -96,6 +101,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seed,
             tap,
             workers,
+            nic_thread,
         } => {
             let opts = demo::DemoOptions {
                 seconds,
@@ -105,6 +111,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 progress: !json,
                 tap,
                 workers: Some(workers),
+                nic_thread,
             };
             let s = demo::run(&opts)?;
             if json {

@@ -556,6 +556,16 @@ fn tap_stats_daemon_errors() {
     check(&with_dev("[daemon]\nworkers = 0\n"), 4, &["workers = 0"]);
     check(&with_dev("[daemon]\nworkers = 65\n"), 4, &["workers = 65"]);
     check(
+        &with_dev("[daemon]\nidle_sleep_us = 500\n"),
+        4,
+        &["idle_sleep_us = 500"],
+    );
+    check(
+        &with_dev("[daemon]\nidle_sleep_us = -1\n"),
+        4,
+        &["idle_sleep_us"],
+    );
+    check(
         &with_dev("[daemon]\nstate_file = \"\"\n"),
         4,
         &["state_file is empty"],
@@ -573,6 +583,14 @@ fn minimal_config_gets_defaults() {
     assert_eq!(cfg.tap.name, "floodgate0");
     assert_eq!(cfg.stats.prometheus.unwrap().to_string(), "127.0.0.1:9110");
     assert_eq!(cfg.daemon.workers, 1);
+    assert_eq!(cfg.daemon.idle_sleep_us, 50);
+    let busy =
+        Config::from_str_named(&with_dev("[daemon]\nidle_sleep_us = 0\n"), "t.toml").unwrap();
+    assert_eq!(busy.daemon.idle_sleep_us, 0);
+    assert_eq!(
+        floodgate::daemon::runloop::IdlePolicy::nap_us(busy.daemon.idle_sleep_us),
+        floodgate::daemon::runloop::IdlePolicy::BUSY
+    );
     let off = Config::from_str_named(&with_dev("[stats]\nprometheus = false\n"), "t.toml").unwrap();
     assert!(off.stats.prometheus.is_none());
 }

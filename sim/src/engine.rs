@@ -220,6 +220,11 @@ pub struct EngineConfig {
     pub process_ingress: bool,
     /// Frames per queue per iteration.
     pub batch: usize,
+    /// How far a paced source may fall behind its schedule (the thread was descheduled) and
+    /// still catch up by sending back to back; anything beyond (at least four batches) is
+    /// written off and counted in [`EngineStats::behind_schedule`]. Default 1 ms: a wire does
+    /// not replay the time the simulator's thread lost as one long burst.
+    pub max_catch_up: Duration,
     /// Sleep this long after an idle iteration. `None`: spin like silicon polls (yielding every
     /// 64 idle polls), and after about 100 000 idle polls in a row back off to 20 µs naps so an
     /// idle model does not burn a core; the first frame or doorbell ends the back-off.
@@ -235,6 +240,7 @@ impl Default for EngineConfig {
             process_tx: true,
             process_ingress: true,
             batch: 64,
+            max_catch_up: Duration::from_millis(1),
             idle_sleep: None,
         }
     }
@@ -260,6 +266,9 @@ pub struct EngineStats {
     pub fed: u64,
     /// Frames taken from the source.
     pub generated: u64,
+    /// Frames a paced source (`source_rate_pps`) did not send because the engine thread was
+    /// descheduled for longer than its catch-up allowance (four batches or 1 ms of traffic).
+    pub behind_schedule: u64,
     /// TX frames fetched.
     pub tx_frames: u64,
     /// Injected frames delivered.
@@ -318,78 +327,168 @@ impl Drop for Engine {
 /// Idle polls in a row before the engine starts napping (see [`EngineConfig::idle_sleep`]).
 const IDLE_BACKOFF: u32 = 100_000;
 
-fn run(nic: Nic, mut cfg: EngineConfig, stop: &AtomicBool) -> EngineStats {
-    let mut st = EngineStats::default();
-    let mut feeder = cfg
-        .feeder
-        .take()
-        .map(|f| nic.feeder(f.vf, f.queue, &f.template));
-    let mut source = cfg.source.take();
-    let mut buf = vec![0u8; MAX_FRAME];
-    let batch = cfg.batch.max(1);
-    let start = Instant::now();
-    let qpp = nic.inner.cfg.queues_per_pool();
-    let mut idle: u32 = 0;
-    while !stop.load(Ordering::Acquire) {
-        st.iterations += 1;
+/// One pass of the engine's work, shared by the thread ([`Engine`]) and the lockstep driver
+/// ([`InlineEngine`]).
+struct Core {
+    nic: Nic,
+    feeder: Option<Feeder>,
+    source: Option<Box<dyn FrameSource>>,
+    rate: Option<u64>,
+    max_catch_up: Duration,
+    process_tx: bool,
+    process_ingress: bool,
+    buf: Vec<u8>,
+    batch: usize,
+    start: Instant,
+    qpp: usize,
+    st: EngineStats,
+}
+
+/// What one pass did.
+struct Pass {
+    /// Frames moved (fed, fetched from TX, delivered, generated).
+    work: usize,
+    /// A paced source has nothing due for this long.
+    pace_wait: Option<Duration>,
+}
+
+impl Core {
+    fn new(nic: Nic, mut cfg: EngineConfig) -> Core {
+        let feeder = cfg
+            .feeder
+            .take()
+            .map(|f| nic.feeder(f.vf, f.queue, &f.template));
+        let qpp = nic.inner.cfg.queues_per_pool();
+        Core {
+            feeder,
+            source: cfg.source.take(),
+            rate: cfg.source_rate_pps,
+            max_catch_up: cfg.max_catch_up,
+            process_tx: cfg.process_tx,
+            process_ingress: cfg.process_ingress,
+            buf: vec![0u8; MAX_FRAME],
+            batch: cfg.batch.max(1),
+            start: Instant::now(),
+            qpp,
+            nic,
+            st: EngineStats::default(),
+        }
+    }
+
+    /// How many source frames may go out now, or how long until a chunk is due.
+    fn source_allowance(&mut self) -> (usize, Option<Duration>) {
+        let batch = self.batch as u64;
+        let Some(r) = self.rate else {
+            return (self.batch, None);
+        };
+        if r == 0 {
+            return (0, None);
+        }
+        let due = (self.start.elapsed().as_secs_f64() * r as f64) as u64;
+        let mut owed = due.saturating_sub(self.st.generated + self.st.behind_schedule);
+        // A wire does not replay the time this thread spent descheduled as one back-to-back
+        // burst: debt beyond four batches or `max_catch_up` of traffic is written off (and
+        // counted), so the offered load stays smooth.
+        let cap = (batch * 4).max((self.max_catch_up.as_secs_f64() * r as f64) as u64);
+        if owed > cap {
+            self.st.behind_schedule += owed - cap;
+            owed = cap;
+        }
+        // Frames go out in chunks of about 50 µs of traffic, so a paced source naps between
+        // chunks instead of spinning for every frame.
+        let chunk = (r / 20_000).clamp(1, batch);
+        if owed >= chunk {
+            (owed.min(batch) as usize, None)
+        } else {
+            let wait = (chunk - owed) as f64 / r as f64;
+            (0, Some(Duration::from_secs_f64(wait.min(100e-6))))
+        }
+    }
+
+    fn pass(&mut self) -> Pass {
+        self.st.iterations += 1;
         let mut work = 0usize;
-        if let Some(f) = feeder.as_mut() {
+        let mut pace_wait = None;
+        if let Some(f) = self.feeder.as_mut() {
             let n = f.fill();
-            st.fed += n as u64;
+            self.st.fed += n as u64;
             work += n;
         }
-        if cfg.process_tx || cfg.process_ingress || source.is_some() {
-            let inner = &nic.inner;
-            let mut dp = inner.dp.lock().unwrap_or_else(|e| e.into_inner());
-            if cfg.process_tx {
-                for vf in 0..inner.vfs.len() {
-                    for q in 0..qpp {
-                        let n = inner.run_tx(&mut dp, vf, q, batch);
-                        st.tx_frames += n as u64;
-                        work += n;
-                    }
-                }
-            }
-            inner.drain_backlogs(&mut dp);
-            if cfg.process_ingress {
-                for _ in 0..batch {
-                    let f = inner
-                        .ingress
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .pop_front();
-                    let Some(f) = f else { break };
-                    inner.route(&mut dp, &f, Origin::Wire);
-                    st.ingress += 1;
-                    work += 1;
-                }
-            }
-            if let Some(src) = source.as_mut() {
-                let allowed = match cfg.source_rate_pps {
-                    Some(r) => {
-                        let due = (start.elapsed().as_secs_f64() * r as f64) as u64;
-                        due.saturating_sub(st.generated).min(batch as u64) as usize
-                    }
-                    None => batch,
-                };
-                for _ in 0..allowed {
-                    let Some(len) = src.next_frame(&mut buf) else {
-                        st.source_exhausted = true;
-                        break;
-                    };
-                    inner.counters.wire_in.fetch_add(1, Ordering::Relaxed);
-                    inner.route(&mut dp, &buf[..len.min(MAX_FRAME)], Origin::Wire);
-                    st.generated += 1;
-                    work += 1;
-                }
-                if st.source_exhausted {
-                    source = None;
+        if !(self.process_tx || self.process_ingress || self.source.is_some()) {
+            return Pass { work, pace_wait };
+        }
+        let (allowed, wait) = if self.source.is_some() {
+            self.source_allowance()
+        } else {
+            (0, None)
+        };
+        pace_wait = wait;
+        let inner = &self.nic.inner;
+        let mut dp = inner.dp.lock().unwrap_or_else(|e| e.into_inner());
+        if self.process_tx {
+            for vf in 0..inner.vfs.len() {
+                for q in 0..self.qpp {
+                    let n = inner.run_tx(&mut dp, vf, q, self.batch);
+                    self.st.tx_frames += n as u64;
+                    work += n;
                 }
             }
         }
-        if work == 0 {
+        inner.drain_backlogs(&mut dp);
+        if self.process_ingress {
+            for _ in 0..self.batch {
+                let f = inner
+                    .ingress
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop_front();
+                let Some(f) = f else { break };
+                inner.route(&mut dp, &f, Origin::Wire);
+                self.st.ingress += 1;
+                work += 1;
+            }
+        }
+        if let Some(src) = self.source.as_mut() {
+            for _ in 0..allowed {
+                let Some(len) = src.next_frame(&mut self.buf) else {
+                    self.st.source_exhausted = true;
+                    break;
+                };
+                inner.counters.wire_in.fetch_add(1, Ordering::Relaxed);
+                inner.route(&mut dp, &self.buf[..len.min(MAX_FRAME)], Origin::Wire);
+                self.st.generated += 1;
+                work += 1;
+            }
+            if self.st.source_exhausted {
+                self.source = None;
+            }
+        }
+        Pass { work, pace_wait }
+    }
+}
+
+fn set_fine_timer_slack() {
+    // Pacing naps are tens of microseconds; the default 50 µs timer slack would stretch them.
+    // SAFETY: PR_SET_TIMERSLACK takes an integer argument and affects only the calling thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
+}
+
+fn run(nic: Nic, cfg: EngineConfig, stop: &AtomicBool) -> EngineStats {
+    let idle_sleep = cfg.idle_sleep;
+    let mut core = Core::new(nic, cfg);
+    if core.rate.is_some() {
+        set_fine_timer_slack();
+    }
+    let mut idle: u32 = 0;
+    while !stop.load(Ordering::Acquire) {
+        let pass = core.pass();
+        if pass.work == 0 {
             idle = idle.saturating_add(1);
-            match cfg.idle_sleep {
+            if let Some(w) = pass.pace_wait.filter(|w| *w >= Duration::from_micros(5)) {
+                std::thread::sleep(w);
+                continue;
+            }
+            match idle_sleep {
                 Some(d) => std::thread::sleep(d),
                 None if idle > IDLE_BACKOFF => std::thread::sleep(Duration::from_micros(20)),
                 None if idle & 63 == 0 => std::thread::yield_now(),
@@ -399,5 +498,61 @@ fn run(nic: Nic, mut cfg: EngineConfig, stop: &AtomicBool) -> EngineStats {
             idle = 0;
         }
     }
-    st
+    core.st
+}
+
+/// The engine's work driven from the caller's thread, one [`InlineEngine::pump`] at a time:
+/// the model in lockstep with its driver.
+///
+/// On real hardware the NIC runs beside the CPU. The threaded [`Engine`] does the same, which
+/// is faithful on an idle machine but not on a busy one: when the scheduler runs the engine
+/// thread and not the driver's thread for longer than the RX ring's slack, the ring overflows
+/// for reasons no real NIC would have. Pumping the model from the polling thread right before
+/// each poll keeps the two in step: frames are only generated when the driver is running, a
+/// paced source writes off (and counts, [`EngineStats::behind_schedule`]) the time the thread
+/// was descheduled, and each pump generates at most `batch` frames, so a driver that polls at
+/// least `batch` descriptors per pump can never fall behind.
+///
+/// ```
+/// use floodgate_sim::{Nic, NicConfig, EngineConfig};
+/// let nic = Nic::new(NicConfig::default());
+/// let mut eng = nic.inline_engine(EngineConfig::default());
+/// assert_eq!(eng.pump(), 0); // nothing to do: no source, no TX, no ingress
+/// assert_eq!(eng.stats().iterations, 1);
+/// ```
+pub struct InlineEngine {
+    core: Core,
+}
+
+impl std::fmt::Debug for InlineEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlineEngine")
+            .field("stats", &self.core.st)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InlineEngine {
+    pub(crate) fn new(nic: Nic, cfg: EngineConfig) -> InlineEngine {
+        InlineEngine {
+            core: Core::new(nic, cfg),
+        }
+    }
+
+    /// One pass of the datapath: TX fetch, backlogs, injected frames, and up to `batch` frames
+    /// of the source if they are due. Returns the frames moved.
+    pub fn pump(&mut self) -> usize {
+        self.core.pass().work
+    }
+
+    /// Stops the source (TX and ingress keep being processed by later pumps), as when the
+    /// traffic on the wire ends.
+    pub fn stop_source(&mut self) {
+        self.core.source = None;
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &EngineStats {
+        &self.core.st
+    }
 }

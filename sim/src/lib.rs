@@ -55,7 +55,9 @@ pub mod txoffload;
 pub mod wire;
 
 pub use classify::{Classifier, Delivery, Dest, DropReason, FdirHit, Origin, StubClassifier};
-pub use engine::{Engine, EngineConfig, EngineStats, Feeder, FeederConfig, FrameSink, FrameSource};
+pub use engine::{
+    Engine, EngineConfig, EngineStats, Feeder, FeederConfig, FrameSink, FrameSource, InlineEngine,
+};
 pub use fault::{MailboxFault, RxCorruption};
 pub use iommu::Iommu;
 pub use pf::{Pf, VfLinkState};
@@ -656,6 +658,11 @@ impl Nic {
     /// Starts the threaded engine.
     pub fn start_engine(&self, cfg: EngineConfig) -> Engine {
         Engine::start(self.clone(), cfg)
+    }
+
+    /// The engine's work without a thread: the caller pumps it (see [`InlineEngine`]).
+    pub fn inline_engine(&self, cfg: EngineConfig) -> InlineEngine {
+        InlineEngine::new(self.clone(), cfg)
     }
 
     pub(crate) fn count_fed(&self, n: u64) {

@@ -495,6 +495,75 @@ fn engine_pulls_a_frame_source_through_the_switch() {
     assert_eq!(nic.stats().wire_in, 10);
 }
 
+/// An endless source of one frame.
+struct Endless(Vec<u8>);
+impl floodgate_sim::FrameSource for Endless {
+    fn next_frame(&mut self, buf: &mut [u8]) -> Option<usize> {
+        buf[..self.0.len()].copy_from_slice(&self.0);
+        Some(self.0.len())
+    }
+}
+
+#[test]
+fn inline_engine_generates_at_most_one_batch_per_pump() {
+    let nic = nic(NicModel::X82599, 2);
+    let vf = nic.vf(0);
+    let bar = vf.bar0();
+    MbxVf::new(&vf).bring_up();
+    let rings = Rings::new(&vf, 64);
+    rings.setup_rx(&bar, 0, SRRCTL_DROP_EN | 2, 63);
+    let f = udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 80);
+    let mut eng = nic.inline_engine(EngineConfig {
+        source: Some(Box::new(Endless(f))),
+        batch: 16,
+        ..Default::default()
+    });
+    // Unpaced: exactly one batch per pump, routed into VF 0's ring.
+    assert_eq!(eng.pump(), 16);
+    assert_eq!(bar.read32(rxq(0, RDH)), 16);
+    assert_eq!(eng.pump(), 16);
+    assert_eq!(bar.read32(rxq(0, RDH)), 32);
+    assert_eq!(eng.stats().generated, 32);
+    // After the source stops, pumps still run the datapath but generate nothing.
+    eng.stop_source();
+    assert_eq!(eng.pump(), 0);
+    assert_eq!(eng.stats().generated, 32);
+    assert_eq!(nic.stats().wire_in, 32);
+}
+
+#[test]
+fn paced_inline_engine_writes_off_time_it_was_not_pumped() {
+    let nic = nic(NicModel::X82599, 2);
+    let vf = nic.vf(0);
+    let bar = vf.bar0();
+    MbxVf::new(&vf).bring_up();
+    let rings = Rings::new(&vf, 64);
+    rings.setup_rx(&bar, 0, SRRCTL_DROP_EN | 2, 63);
+    let f = udp_frame(vf_mac(0), [0x02, 9, 9, 9, 9, 9], 80);
+    let rate = 1_000_000u64;
+    let mut eng = nic.inline_engine(EngineConfig {
+        source: Some(Box::new(Endless(f))),
+        source_rate_pps: Some(rate),
+        batch: 16,
+        max_catch_up: std::time::Duration::from_millis(1),
+        ..Default::default()
+    });
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // At least 20 000 frames are due; 1 ms (1000 frames) may be caught up, the rest is
+    // written off, and one pump sends one batch.
+    assert_eq!(eng.pump(), 16);
+    let st = eng.stats().clone();
+    let due = (t0.elapsed().as_secs_f64() * rate as f64) as u64 + 1;
+    assert_eq!(st.generated, 16);
+    assert!(st.behind_schedule >= 19_000, "{st:?}");
+    assert!(st.generated + st.behind_schedule <= due, "{st:?} due {due}");
+    // The allowance left (≈1000 frames) is sent one batch per pump: the next pumps still
+    // generate full batches without any further wait.
+    assert_eq!(eng.pump(), 16);
+    assert_eq!(eng.pump(), 16);
+}
+
 #[test]
 fn dma_spanning_page_mappings_like_a_guest_iommu() {
     let nic = nic(NicModel::X540, 2);

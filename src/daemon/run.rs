@@ -264,6 +264,7 @@ pub fn serve<D: Device, S: PassSink>(
     install_signal_handlers(&ctl)?;
     ctl.progress = true;
     ctl.interval = std::time::Duration::from_millis(cfg.stats.interval_ms.max(100));
+    ctl.idle = crate::daemon::runloop::IdlePolicy::nap_us(cfg.daemon.idle_sleep_us);
     ctl.reloader = Some(reloader(path.to_path_buf()));
     let metrics = Arc::new(Metrics::default());
     let _server = match cfg.stats.prometheus {
