@@ -5,7 +5,9 @@
 //! TAP fd, one `io_uring_enter` per burst ([`UringWriter`]). [`PlainWriter`] does one `write()` per
 //! packet; it is the baseline of the benchmark and the fallback when io_uring is unavailable
 //! (old kernel, seccomp, `kernel.io_uring_disabled`). [`TapWriter::new`] picks io_uring when a
-//! probe succeeds and logs the fallback once.
+//! probe succeeds and logs the fallback once. The two cost about the same CPU per frame (most of
+//! it is the TAP driver and the receive path, which run once per frame either way); see
+//! [`UringWriter`] and docs/performance.md.
 //!
 //! A packet the TAP refuses (`EAGAIN`, `ENOBUFS`, a short write) is counted in
 //! [`TapStats::pushed_back`]; any other failure in [`TapStats::errors`]. Every packet handed to
@@ -409,6 +411,26 @@ impl Reinject for PlainWriter {
 
 /// Batched writes through io_uring: one SQE per packet against the registered fd, one
 /// `io_uring_enter` per burst (bursts larger than the ring are split).
+///
+/// On the kernels measured (6.18, see docs/performance.md, "TAP reinjection") this costs about as
+/// much CPU per frame as one `write()` per frame: a TAP takes one frame per write, so io_uring
+/// saves only the syscall entry/exit (~80 ns of a ~285 ns `write()`), and its own per-request
+/// work (`io_submit_sqes`, `io_prep_write`, `io_write`, completion posting) costs nearly as much.
+/// `cargo bench --bench tap` prints the breakdown. Variants measured there and not used here,
+/// per frame of 64 bytes, burst 32, thread CPU time:
+///
+/// - `IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN` instead of `COOP_TASKRUN`: within ±1 %, and it
+///   would tie the ring to the thread that created it (the daemon builds writers before handing
+///   them to workers).
+/// - `IOSQE_CQE_SKIP_SUCCESS`: `IOSQE_IO_DRAIN` cannot be mixed with it (the kernel refuses the
+///   drain with `EOPNOTSUPP` once a ring has seen a skip), so the only way to know that every
+///   write of the burst is done, and the borrowed buffers are free, is a hard-linked chain ending
+///   in a NOP; the chain runs one request per task-work round and costs ~20 % more per frame.
+///   Without the chain (unsafe for borrowed buffers) it saves nothing measurable.
+/// - `IORING_SETUP_NO_SQARRAY`, `IORING_OP_WRITE_FIXED` (registered buffers): within noise.
+/// - `IORING_SETUP_SQPOLL`: the submitting thread's CPU drops to ~30 ns per frame, but the
+///   polling kernel thread does all the rest and more: 20–25 % more CPU in total per frame, and
+///   lower throughput on a 2-core machine.
 pub struct UringWriter {
     ring: ManuallyDrop<IoUring>,
     fd: OwnedFd,
@@ -462,6 +484,8 @@ impl UringWriter {
     }
 
     fn setup(entries: usize) -> std::io::Result<IoUring> {
+        // COOP_TASKRUN: no IPI to run task work; completions are reaped in the same enter.
+        // SINGLE_ISSUER | DEFER_TASKRUN measured the same (see the type's documentation).
         let ring = IoUring::builder()
             .setup_coop_taskrun()
             .build(entries as u32)

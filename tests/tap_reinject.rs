@@ -321,3 +321,182 @@ fn errors_are_counted_not_lost() {
     assert_eq!(w.stats().errors, 20);
     assert_eq!(w.stats().written, 0);
 }
+
+/// A burst in which some frames are refused by the TAP itself (shorter than an Ethernet header:
+/// `EINVAL`) and the others are fine: each refused frame is counted once in `errors`, each other
+/// one in `written` (or `pushed_back`), across the chunks a burst larger than the ring is cut
+/// into, and exactly the frames counted as written arrive.
+fn mixed_burst(method: Method) -> Result<(), String> {
+    let tap = Tap::open("fgmix0").map_err(|e| e.to_string())?;
+    tap.set_up().map_err(|e| e.to_string())?;
+    let sock = packet_socket(ifindex(tap.name()));
+    let mut w = match method {
+        // A ring of 16 entries: the burst of 40 below goes in three submissions.
+        Method::Uring => {
+            TapWriter::Uring(UringWriter::new(tap.into_fd(), 16).map_err(|(e, _)| e.to_string())?)
+        }
+        Method::Plain => TapWriter::plain(tap.into_fd()),
+    };
+    let frames: Vec<Vec<u8>> = (0..40u32)
+        .map(|i| {
+            if i % 4 == 3 {
+                vec![0xee; 10]
+            } else {
+                frame(i, 64)
+            }
+        })
+        .collect();
+    let refs: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+    let out = w.write_burst(&refs);
+    assert_eq!(out.errors, 10, "{method:?}: {out:?}");
+    assert_eq!(out.written + out.pushed_back, 30, "{method:?}: {out:?}");
+    let st = w.stats();
+    assert_eq!(st.errors, 10);
+    assert_eq!(st.written, u64::from(out.written));
+    assert_eq!(st.pushed_back, u64::from(out.pushed_back));
+    assert_eq!(st.bytes, u64::from(out.written) * 64);
+    // The same writer keeps working after the failures.
+    let more: Vec<Vec<u8>> = (100..103u32).map(|i| frame(i, 64)).collect();
+    let more: Vec<&[u8]> = more.iter().map(|f| &f[..]).collect();
+    let out2 = w.write_burst(&more);
+    assert_eq!(out2.errors, 0, "{method:?}: {out2:?}");
+    let total = out.written + out2.written;
+    let mut seqs = collect(&sock, total as usize);
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(
+        seqs.len(),
+        total as usize,
+        "{method:?}: {} frames arrived, {total} counted as written",
+        seqs.len()
+    );
+    assert!(
+        seqs.iter().all(|s| s % 4 != 3 || *s >= 100),
+        "a refused frame arrived: {seqs:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn mixed_burst_accounts_exactly_uring() {
+    if let Some(r) = skip_reason() {
+        println!("skipped: {r}");
+        return;
+    }
+    in_netns(|| mixed_burst(Method::Uring))
+        .and_then(|r| r)
+        .unwrap();
+}
+
+#[test]
+fn mixed_burst_accounts_exactly_plain() {
+    if let Some(r) = skip_reason() {
+        println!("skipped: {r}");
+        return;
+    }
+    in_netns(|| mixed_burst(Method::Plain))
+        .and_then(|r| r)
+        .unwrap();
+}
+
+/// Opens a pseudo-terminal in raw mode; returns (master, slave), both non-blocking, or why not.
+fn raw_pty() -> Result<(OwnedFd, OwnedFd), String> {
+    let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+    // SAFETY: plain libc calls on descriptors this function owns; results are checked.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        if m < 0 {
+            return Err(err("posix_openpt"));
+        }
+        let master = OwnedFd::from_raw_fd(m);
+        if libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
+            return Err(err("grantpt/unlockpt"));
+        }
+        let mut name = [0 as libc::c_char; 64];
+        if libc::ptsname_r(m, name.as_mut_ptr(), name.len()) != 0 {
+            return Err(err("ptsname_r"));
+        }
+        let s = libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        );
+        if s < 0 {
+            return Err(err("open pty slave"));
+        }
+        let slave = OwnedFd::from_raw_fd(s);
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(s, &mut t) != 0 {
+            return Err(err("tcgetattr"));
+        }
+        libc::cfmakeraw(&mut t);
+        if libc::tcsetattr(s, libc::TCSANOW, &t) != 0 {
+            return Err(err("tcsetattr"));
+        }
+        libc::fcntl(m, libc::F_SETFL, libc::O_NONBLOCK);
+        Ok((master, slave))
+    }
+}
+
+/// Reads from `fd` until `want` bytes arrived or the timeout passed.
+fn read_until(fd: &OwnedFd, want: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + timeout();
+    while got.len() < want && Instant::now() < deadline {
+        // SAFETY: valid buffer.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            got.extend_from_slice(&buf[..n as usize]);
+        } else {
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, 20) };
+        }
+    }
+    got
+}
+
+/// A file that refuses `RWF_NOWAIT` (a pty does, with `EOPNOTSUPP`): the io_uring writer retries
+/// the refused writes without the flag, turns it off for good, and every packet is written and
+/// counted once.
+#[test]
+fn nowait_refused_falls_back_and_counts_once() {
+    let (master, slave) = match raw_pty() {
+        Ok(p) => p,
+        Err(e) => {
+            println!("skipped: no pseudo-terminal here ({e})");
+            return;
+        }
+    };
+    let mut w = match UringWriter::new(slave, 8) {
+        Ok(w) => w,
+        Err((e, _)) => {
+            println!("skipped: io_uring unavailable here ({e})");
+            return;
+        }
+    };
+    assert!(w.uses_nowait());
+    let pkts: Vec<[u8; 50]> = (0..6u8).map(|i| [i; 50]).collect();
+    let refs: Vec<&[u8]> = pkts.iter().map(|p| &p[..]).collect();
+    let out = w.write_burst(&refs);
+    if w.uses_nowait() {
+        // A kernel whose ttys take RWF_NOWAIT: nothing to fall back from.
+        println!("skipped: this kernel's pty accepts RWF_NOWAIT");
+        return;
+    }
+    assert_eq!(out.written, 6, "{out:?}");
+    assert_eq!(out.pushed_back + out.errors, 0, "{out:?}");
+    let out2 = w.write_burst(&refs[..2]);
+    assert_eq!(out2.written, 2, "{out2:?}");
+    let st = w.stats();
+    assert_eq!((st.written, st.pushed_back, st.errors), (8, 0, 0));
+    assert_eq!(st.bytes, 400);
+    let mut want: Vec<u8> = pkts.iter().flatten().copied().collect();
+    want.extend_from_slice(&[0; 50]);
+    want.extend_from_slice(&[1; 50]);
+    assert_eq!(read_until(&master, 400), want);
+}
