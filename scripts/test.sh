@@ -23,9 +23,10 @@ if [ "$quick" = 1 ]; then
 fi
 
 step "demo smoke run (built-in NIC model, no hardware, no root)"
-# A modest rate: CI machines are loaded, and a frame the model drops for lack of descriptors
-# would (correctly) count as a lost legitimate query.
-cargo run --release --quiet -- demo --seconds 2 --rate 50000 --json > target/demo.json
+# Exactly the command issue 5 asks for, at the default rate (0.5 Mpps). The model runs in
+# lockstep with the filter loop, so a loaded CI machine lowers the offered load (reported as
+# generator_behind_schedule) instead of overflowing the VF ring.
+cargo run --release --quiet -- demo --seconds 5 --json > target/demo.json
 python3 - target/demo.json <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -33,6 +34,8 @@ assert d["invariant_holds"], d
 assert d["rx_packets"] > 0, d
 assert d["all_legit_passed"], d
 assert d["dropped"] == d["generated"]["flood"], d
+assert d["nic_rx_missed"] == 0, d
+assert d["nic_mode"] == "lockstep", d
 print("demo: rx %d, dropped %d (the whole flood), passed %d (every legitimate query), invariant holds"
       % (d["rx_packets"], d["dropped"], d["passed"]))
 PY
