@@ -238,7 +238,7 @@ else
 fi
 KVER=$(ls "$KERNEL_ROOT/lib/modules" | head -n1)
 [[ -n $KVER && -e $KERNEL_ROOT/boot/vmlinuz-$KVER ]] || die "no vmlinuz in $KERNEL_ROOT"
-for m in vfio vfio_iommu_type1 vfio-pci vfio-pci-core irqbypass ixgbevf; do
+for m in vfio vfio_iommu_type1 vfio-pci vfio-pci-core irqbypass ixgbevf tun; do
     find "$KERNEL_ROOT/lib/modules/$KVER" -name "$m.ko*" | grep -q . \
         || die "module $m missing from $KVER"
 done

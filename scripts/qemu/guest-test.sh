@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Real-kernel guest tests (issue 4). Entry point for CI and for people.
 #
-#   bash scripts/qemu/guest-test.sh [--only smoke|ixgbevf|pmd]... [--verbose]
+#   bash scripts/qemu/guest-test.sh [--only smoke|ixgbevf|pmd|daemon]... [--verbose]
 #
 # Steps: fetch.sh (Debian packages, cached) -> cargo build of floodgate-sim
-# (host) and of fg-pmd-test (pmd/examples/guest_pmd.rs, static, for the
-# guest) -> mkinitramfs.sh -> one QEMU guest per test (run-guest.sh), each
+# (host) and of fg-pmd-test (pmd/examples/guest_pmd.rs) and floodgate (the
+# daemon), both static, for the guest -> mkinitramfs.sh -> one QEMU guest per
+# test (run-guest.sh), each
 # under FG_GUEST_TIMEOUT seconds (55), with its `floodgate-sim serve --once`
 # model servers; the servers' final counters are checked too.
 #
@@ -18,6 +19,11 @@
 #   pmd      "pmd via vfio-pci": our PMD in the guest, through vfio-pci and the
 #            emulated IOMMU, on the model's generated traffic, plus a DMA to
 #            an unmapped IOVA that must show up in the model's fault record
+#   daemon   "floodgate run via vfio-pci": the daemon itself (`floodgate run
+#            --config`) on the model's VF in the guest; the host sends a
+#            counted DNS mix (flood + known clients) once the daemon is up, and
+#            the guest checks its final summary, its Prometheus endpoint and
+#            its TAP's counters. Needs root (a network namespace), else skipped.
 # A failed build is a FAIL, not a skip; nothing passes silently.
 # Details: docs/qemu.md.
 #
@@ -32,6 +38,8 @@
 #                     subcommand (default: built here, target/release/floodgate-sim)
 #   FG_PMD_GUEST_BIN  statically linked PMD test program for the pmd test
 #                     (default: built here from pmd/examples/guest_pmd.rs)
+#   FG_FLOODGATE_GUEST_BIN  statically linked floodgate for the daemon test
+#                     (default: built here, the root package's bin)
 #   FG_GUEST_TIMEOUT  per-guest timeout in seconds (default 55)
 set -uo pipefail
 
@@ -45,7 +53,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --only) ONLY+=("$2"); shift 2 ;;
         --verbose) VERBOSE=(--verbose); shift ;;
-        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
         *) echo "guest-test: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -74,7 +82,7 @@ mkdir -p "$WORK"
 BUILD_ERR=
 build_sim() {
     [[ -n ${FG_SIM_BIN:-} ]] && return 0
-    wanted ixgbevf || wanted pmd || return 0
+    wanted ixgbevf || wanted pmd || wanted daemon || return 0
     (cd "$REPO" && cargo build --release -p floodgate-sim --bin floodgate-sim) >"$WORK/build-sim.log" 2>&1 \
         || BUILD_ERR="cargo build -p floodgate-sim failed (log $WORK/build-sim.log)"
 }
@@ -99,11 +107,31 @@ build_pmd() {
     strip -o "$WORK/fg-pmd-test" "$src" 2>/dev/null || cp "$src" "$WORK/fg-pmd-test"
     PMD_BIN=$WORK/fg-pmd-test
 }
+# The daemon, `floodgate` (root package), static for the guest, built like fg-pmd-test.
+FG_BIN=
+build_floodgate() {
+    wanted daemon || return 0
+    local src=${FG_FLOODGATE_GUEST_BIN:-}
+    if [[ -z $src ]]; then
+        if ! (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_DEBUG=0 \
+            CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_LTO=false cargo build --release \
+            -p floodgate --bin floodgate --target x86_64-unknown-linux-gnu) \
+            >"$WORK/build-floodgate.log" 2>&1; then
+            BUILD_ERR="${BUILD_ERR:+$BUILD_ERR; }static build of floodgate failed (log $WORK/build-floodgate.log)"
+            return 0
+        fi
+        src=$REPO/target/x86_64-unknown-linux-gnu/release/floodgate
+    fi
+    strip -o "$WORK/floodgate" "$src" 2>/dev/null || cp "$src" "$WORK/floodgate"
+    FG_BIN=$WORK/floodgate
+}
 build_sim
 build_pmd
+build_floodgate
 
 mk_args=()
 [[ -n $PMD_BIN ]] && mk_args+=(--bin "$PMD_BIN:/bin/fg-pmd-test")
+[[ -n $FG_BIN ]] && mk_args+=(--bin "$FG_BIN:/bin/floodgate")
 if ! bash "$HERE/mkinitramfs.sh" "${mk_args[@]}" 2>"$WORK/mkinitramfs.log"; then
     cat "$WORK/mkinitramfs.log" >&2
     echo "FAIL guest tests: scripts/qemu/mkinitramfs.sh failed"
@@ -163,10 +191,12 @@ find_sim() {
 # start_server SOCKET ARGS...: start `floodgate-sim serve --once` (log in
 # SOCKET.log), wait for its socket. --once: it exits by itself when QEMU
 # hangs up, after printing its counters ("client left: ...") to its log.
+# SERVER_PREFIX (an array, e.g. `ip netns exec NS`) goes in front of the command.
+SERVER_PREFIX=()
 start_server() {
     local sock=$1; shift
     rm -f "$sock"
-    "$SIM" serve --socket "$sock" --once "$@" >"$sock.log" 2>&1 &
+    "${SERVER_PREFIX[@]}" "$SIM" serve --socket "$sock" --once "$@" >"$sock.log" 2>&1 &
     local pid=$!
     SERVER_PIDS+=("$pid")
     local i
@@ -200,7 +230,7 @@ stop_servers() {
     done
     SERVER_PIDS=()
 }
-trap 'stop_servers; tcp_peer_stop' EXIT
+trap 'stop_servers; tcp_peer_stop; wire_stop' EXIT
 # counter LOG NAME: the number after NAME in that server's final summary line.
 counter() {
     grep -a 'client left:' "$1" | tail -n 1 | grep -oP "$2 \K[0-9]+" | head -n 1
@@ -310,6 +340,55 @@ tcp_peer_stop() {
     return 0
 }
 
+# --- a wire peer for the daemon test --------------------------------------------
+# As root, a network namespace holding a veth pair and nothing else (IPv6 off, no
+# addresses: the kernel sends nothing on it by itself). The model server runs in
+# the namespace with --af-packet on one end; once the guest prints
+# `FG-DAEMON-UP mac=...` on its console, send-frames.py sends the counted mix on
+# the other end, so exactly that many frames enter the model's wire side, after
+# the daemon is up. Without root (or ip, or python3) the test is skipped.
+WIRE_NS=fgd$$
+WIRE_SKIP=
+WIRE_PID=
+wire_start() {
+    WIRE_SKIP=
+    if [[ $(id -u) != 0 ]]; then WIRE_SKIP="needs root for a network namespace with a veth pair"; return 0; fi
+    if ! command -v ip >/dev/null || ! command -v python3 >/dev/null; then
+        WIRE_SKIP="needs ip (iproute2) and python3"; return 0
+    fi
+    if ! { ip netns add "$WIRE_NS" \
+        && ip netns exec "$WIRE_NS" sh -c 'for f in /proc/sys/net/ipv6/conf/default/disable_ipv6 \
+            /proc/sys/net/ipv6/conf/all/disable_ipv6; do [ -e $f ] && echo 1 > $f; done; true' \
+        && ip -n "$WIRE_NS" link add fgdw type veth peer name fgdp \
+        && ip -n "$WIRE_NS" link set fgdw up && ip -n "$WIRE_NS" link set fgdp up; } 2>"$WORK/daemon-wire.log"; then
+        WIRE_SKIP="could not set up a network namespace with a veth pair ($(tail -n 1 "$WORK/daemon-wire.log"))"
+        wire_stop
+    fi
+    return 0
+}
+# wire_send LOG FLOOD FLEN LEGIT LLEN: in the background, wait for the guest's
+# FG-DAEMON-UP line in console LOG (up to the guest timeout), then send the mix.
+wire_send() {
+    local log=$1; shift
+    (
+        end=$((SECONDS + TIMEOUT)); mac=
+        while (( SECONDS < end )); do
+            mac=$(grep -a -oP '^FG-DAEMON-UP mac=\K[0-9a-f:]{17}' "$log" 2>/dev/null | head -n 1)
+            [[ -n $mac ]] && break
+            sleep 0.2
+        done
+        [[ -n $mac ]] || { echo "no FG-DAEMON-UP line in $log"; exit 1; }
+        echo "guest says the daemon is up on MAC $mac"
+        exec ip netns exec "$WIRE_NS" python3 "$HERE/send-frames.py" fgdp "$mac" "$@"
+    ) >"$WORK/daemon-send.log" 2>&1 &
+    WIRE_PID=$!
+}
+wire_stop() {
+    [[ -n ${WIRE_PID:-} ]] && { kill "$WIRE_PID" 2>/dev/null; wait "$WIRE_PID" 2>/dev/null; WIRE_PID=; }
+    ip netns del "$WIRE_NS" 2>/dev/null
+    return 0
+}
+
 SIM=
 if [[ -n $BUILD_ERR ]]; then :; else SIM=$(find_sim) || SIM=; fi
 NO_SERVER="needs the vfio-user model server (floodgate-sim serve), not found"
@@ -400,6 +479,49 @@ if wanted pmd; then
         verdict "$label" "$p"
     else
         echo "FAIL $label (a server did not start)"; FAILED=$((FAILED + 1))
+    fi
+fi
+
+# Test 3: the daemon, `floodgate run --config`, in the guest on the model's
+# 82599 VF through vfio-pci: FLOOD frames from unknown sources and LEGIT
+# queries from the four known clients, all to UDP 53, sent once it is up. The
+# guest checks the daemon's numbers (scenarios/daemon.sh); here, that exactly
+# the mix entered the model and reached the VF's ring.
+if wanted daemon; then
+    label="floodgate run via vfio-pci"
+    a=$WORK/daemon.sock
+    mix=(1000 64 100 90) # FLOOD FLOOD_LEN LEGIT LEGIT_LEN
+    total=$((mix[0] + mix[2]))
+    if [[ -n $BUILD_ERR ]]; then
+        echo "FAIL $label ($BUILD_ERR)"; FAILED=$((FAILED + 1))
+    elif [[ -z $SIM ]]; then
+        skip "$label" "$NO_SERVER"
+    elif wire_start && [[ -n $WIRE_SKIP ]]; then
+        skip "$label" "$WIRE_SKIP"
+    elif SERVER_PREFIX=(ip netns exec "$WIRE_NS") && start_server "$a" --af-packet fgdw; then
+        SERVER_PREFIX=()
+        rm -f "$WORK/daemon.log"
+        wire_send "$WORK/daemon.log" "${mix[@]}"
+        # ixgbevf stays out so that the VF is free for vfio-pci.
+        run_scenario "$label" daemon --vfio-user "$a" --append "fg.skipmod=ixgbevf fg.arg=$(IFS=:; echo "${mix[*]}")"
+        finish_servers
+        p=
+        if kill -0 "$WIRE_PID" 2>/dev/null; then
+            p+="the frames were never sent (the guest did not say the daemon was up)"$'\n'
+        elif ! wait "$WIRE_PID" || ! grep -q "^sent $total\$" "$WORK/daemon-send.log"; then
+            p+="send-frames.py failed: $(tail -n 3 "$WORK/daemon-send.log" | tr '\n' ' ')"$'\n'
+        fi
+        WIRE_PID=
+        wire_stop
+        need_counter p "$a.log" "wire in" -eq "$total" "exactly the frames sent on the veth entered the model"
+        need_counter p "$a.log" "rx delivered" -eq "$total" "all of them were written into the VF's RX ring"
+        need_counter p "$a.log" "no-desc" -eq 0 "the ring holds the whole mix"
+        need_counter p "$a.log" "dma faults" -eq 0 "the daemon only uses addresses it mapped"
+        verdict "$label" "$p"
+    else
+        SERVER_PREFIX=()
+        wire_stop
+        echo "FAIL $label (the server did not start)"; FAILED=$((FAILED + 1))
     fi
 fi
 

@@ -28,7 +28,7 @@ source "$CACHE/fetch.env"
 
 OUT=$WORK/initramfs.cpio
 GZIP=0
-MODULES="vfio vfio_iommu_type1 vfio-pci ixgbevf 8021q"
+MODULES="vfio vfio_iommu_type1 vfio-pci ixgbevf 8021q tun"
 BINS=()
 FILES=()
 while [[ $# -gt 0 ]]; do
