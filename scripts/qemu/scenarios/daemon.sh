@@ -178,3 +178,10 @@ got="rx_packets $t_rx rx_bytes $t_rxb"
 [ "$got" = "$want" ] && result daemon-tap PASS "$FGD_TAP in the guest kernel: $got (the legitimate queries)" \
     || result daemon-tap FAIL "$FGD_TAP in the guest kernel: $got, expected $want"
 grep -E 'WARN|ERROR' /tmp/fg.err | head -n 5 | sed 's/^/FG-INFO daemon: /'
+# A clean shutdown closes the VFIO device only after BAR0 is unmapped; closing it earlier makes
+# the kernel refuse to detach the group (VFIO_GROUP_UNSET_CONTAINER: EBUSY), logged as ERROR.
+if grep -qE 'UNSET_CONTAINER|Could not unbind VFIO group' /tmp/fg.err; then
+    result daemon-vfio-close FAIL "the VFIO group could not be detached at exit: $(grep -m1 -E 'UNSET_CONTAINER|unbind' /tmp/fg.err)"
+else
+    result daemon-vfio-close PASS "VFIO group detached from its container at exit (no EBUSY)"
+fi

@@ -20,6 +20,26 @@ enum Backing {
     File { file: File, offset: u64 },
 }
 
+/// The backing plus whatever must be released only after it (fields drop in order: the mapping
+/// or file goes first, then `after`).
+struct Shared {
+    backing: Backing,
+    /// For a VFIO BAR: the device handle. The kernel keeps a VFIO device open while any mapping
+    /// of (or duplicate of) its fd exists, and detaching the group from its container fails with
+    /// EBUSY until then; holding the handle here closes the device only after the last clone of
+    /// the BAR is gone.
+    after: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("backing", &self.backing)
+            .field("releases_after", &self.after.is_some())
+            .finish()
+    }
+}
+
 // SAFETY: the mapping is only touched through volatile loads and stores (or munmap once, by
 // the last owner), and File is Send + Sync; nothing in Backing is tied to one thread.
 unsafe impl Send for Backing {}
@@ -65,7 +85,7 @@ pub struct MmapBar {
     /// Start of the mapping, or null when access goes through `backing`'s file.
     base: *mut u8,
     len: usize,
-    backing: Arc<Backing>,
+    backing: Arc<Shared>,
 }
 
 // SAFETY: the mapping is device memory (or shared memory) accessed only by volatile 32-bit
@@ -112,7 +132,10 @@ impl MmapBar {
         Ok(MmapBar {
             base: ptr.as_ptr(),
             len,
-            backing: Arc::new(Backing::Mapped { ptr, len }),
+            backing: Arc::new(Shared {
+                backing: Backing::Mapped { ptr, len },
+                after: None,
+            }),
         })
     }
 
@@ -122,7 +145,23 @@ impl MmapBar {
         MmapBar {
             base: std::ptr::null_mut(),
             len,
-            backing: Arc::new(Backing::File { file, offset }),
+            backing: Arc::new(Shared {
+                backing: Backing::File { file, offset },
+                after: None,
+            }),
+        }
+    }
+
+    /// Makes `keep` live until the last clone of this BAR is gone, and be dropped after the
+    /// mapping (or file) is released. Fails, handing `keep` back, if this BAR was already cloned.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn release_after<T: Send + Sync + 'static>(&mut self, keep: T) -> Result<(), T> {
+        match Arc::get_mut(&mut self.backing) {
+            Some(shared) => {
+                shared.after = Some(Box::new(keep));
+                Ok(())
+            }
+            None => Err(keep),
         }
     }
 
@@ -160,7 +199,7 @@ impl MmapBar {
 
     #[cold]
     fn file_read(&self, offset: u32) -> u32 {
-        let Backing::File { file, offset: base } = &*self.backing else {
+        let Backing::File { file, offset: base } = &self.backing.backing else {
             return u32::MAX;
         };
         let mut b = [0u8; 4];
@@ -173,7 +212,7 @@ impl MmapBar {
 
     #[cold]
     fn file_write(&self, offset: u32, value: u32) {
-        let Backing::File { file, offset: base } = &*self.backing else {
+        let Backing::File { file, offset: base } = &self.backing.backing else {
             return;
         };
         if let Err(e) = file.write_all_at(&value.to_le_bytes(), base + u64::from(offset)) {
@@ -317,6 +356,50 @@ mod tests {
         c.write32(0x20, 42);
         assert_eq!(peek(&r, 0x20), 42);
         assert_eq!(Arc::strong_count(&c.backing), 1);
+    }
+
+    /// Records, when dropped, whether `addr` was still mapped in this process.
+    struct Witness {
+        addr: usize,
+        seen_mapped: Arc<std::sync::Mutex<Option<bool>>>,
+    }
+
+    impl Drop for Witness {
+        fn drop(&mut self) {
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+            let mapped = maps.lines().any(|l| {
+                let range = l.split_whitespace().next().unwrap_or("");
+                let mut it = range.split('-').map(|h| usize::from_str_radix(h, 16).ok());
+                matches!((it.next(), it.next()), (Some(Some(a)), Some(Some(b))) if a <= self.addr && self.addr < b)
+            });
+            *self.seen_mapped.lock().unwrap() = Some(mapped);
+        }
+    }
+
+    #[test]
+    fn release_after_runs_once_the_last_clone_has_unmapped() {
+        let r = memfd(4096);
+        let mut bar = MmapBar::map(r.fd(), 0, 4096).unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let w = Witness {
+            addr: bar.base as usize,
+            seen_mapped: seen.clone(),
+        };
+        assert!(bar.release_after(w).is_ok());
+        let c = bar.clone();
+        drop(bar);
+        assert_eq!(*seen.lock().unwrap(), None, "a clone still holds it");
+        c.write32(0, 1);
+        drop(c);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            Some(false),
+            "released after the mapping was gone"
+        );
+        // Once shared, nothing can be attached any more.
+        let mut bar = MmapBar::map(r.fd(), 0, 4096).unwrap();
+        let _c = bar.clone();
+        assert_eq!(bar.release_after(7u32), Err(7));
     }
 
     #[test]

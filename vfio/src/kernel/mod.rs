@@ -85,8 +85,8 @@ pub struct VfioDevice {
     info: DeviceInfo,
     group: u32,
     sysfs_path: PathBuf,
-    /// `Option` only so that Drop can decide how to let go of it; always `Some` otherwise.
-    device: Option<vfio_ioctls::VfioDevice>,
+    /// Shared with BAR0's mapping, which releases it last (see [`DeviceHandle`]).
+    device: Arc<DeviceHandle>,
     container: Arc<VfioContainer>,
     bar0: MmapBar,
     mappings: Mutex<IovaMap>,
@@ -135,7 +135,17 @@ impl VfioDevice {
         let usable = iova::query_iova_ranges(container.as_raw_fd());
         log::debug!("{location}: IOMMU usable IOVA ranges {usable:x?}");
 
-        let bar0 = Self::map_bar0(&device, &location)?;
+        let mut bar0 = Self::map_bar0(&device, &location)?;
+        let device = Arc::new(DeviceHandle {
+            device: Some(device),
+            sysfs_path: checked.sysfs_path.clone(),
+            location: location.clone(),
+        });
+        // The kernel keeps the device open while BAR0 is mapped (or its fd duplicated for
+        // pread), so the device handle is released only after the last BAR0 clone.
+        if bar0.release_after(device.clone()).is_err() {
+            log::debug!("{location}: BAR0 was shared before the device handle could be tied to it");
+        }
         let dev = VfioDevice {
             info: DeviceInfo {
                 vendor_id: checked.vendor_id,
@@ -144,7 +154,7 @@ impl VfioDevice {
             },
             group: checked.iommu_group,
             sysfs_path: checked.sysfs_path,
-            device: Some(device),
+            device,
             container,
             bar0,
             mappings: Mutex::new(IovaMap::new(usable)),
@@ -170,8 +180,9 @@ impl VfioDevice {
     }
 
     fn dev(&self) -> &vfio_ioctls::VfioDevice {
-        // Always Some outside Drop.
+        // Always Some outside DeviceHandle's Drop.
         self.device
+            .device
             .as_ref()
             .expect("VfioDevice used after its device was released")
     }
@@ -498,6 +509,24 @@ impl Drop for VfioDevice {
                 );
             }
         }
+        // The device itself is closed when the last holder of `self.device` goes: this struct
+        // or the last clone of BAR0, after its mapping is gone.
+    }
+}
+
+/// The vfio-ioctls device, closed when its last holder goes: the [`VfioDevice`] or, usually,
+/// the last clone of its BAR0 mapping (a queue may hold one past the device). Closing it while
+/// BAR0 is still mapped makes the kernel refuse to detach the group from the container
+/// (`VFIO_GROUP_UNSET_CONTAINER`: EBUSY).
+struct DeviceHandle {
+    /// `Option` only so that Drop can decide how to let go of it; always `Some` otherwise.
+    device: Option<vfio_ioctls::VfioDevice>,
+    sysfs_path: PathBuf,
+    location: String,
+}
+
+impl Drop for DeviceHandle {
+    fn drop(&mut self) {
         if let Some(device) = self.device.take() {
             // vfio-ioctls' Drop finds the group again through the sysfs `iommu_group` link and
             // panics if it is gone (the device was hot-removed). Leak the fd rather than panic
@@ -507,7 +536,7 @@ impl Drop for VfioDevice {
             } else {
                 log::warn!(
                     "{} disappeared from sysfs; leaving its VFIO fd open",
-                    self.info.location
+                    self.location
                 );
                 std::mem::forget(device);
             }
