@@ -269,6 +269,49 @@ pub struct TapConfig {
     pub name: String,
 }
 
+/// `[reinject]`: where the survivors go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReinjectTo {
+    /// Into the kernel through the TAP of `[tap]` (the default).
+    #[default]
+    Tap,
+    /// Back out of the VF's own TX queue, zero copy (`to = "vf"`).
+    Vf(VfReinject),
+}
+
+/// `[reinject] to = "vf"`: how survivors are transmitted out of the VF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VfReinject {
+    /// The VF TX queue survivors are sent on (one of `[device] queues`).
+    pub tx_queue: u16,
+    /// What the source MAC becomes.
+    pub src_mac: SrcMac,
+    /// What the destination MAC becomes; `None` keeps it (frames addressed to the host keep
+    /// the PF's MAC and are looped back to the PF by the NIC's switch).
+    pub dst_mac: Option<DstMac>,
+}
+
+/// `[reinject] src_mac`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrcMac {
+    /// Rewrite it to the VF's own MAC (default). The PF's MAC anti-spoofing, on by default in
+    /// Linux (facts §4.1), drops a VF transmission with any other source MAC. It also lets the
+    /// daemon recognise its own frames if the NIC loops them back into the VF.
+    #[default]
+    Vf,
+    /// Leave it as received (needs `ip link set <pf> vf N spoofchk off`).
+    Keep,
+}
+
+/// `[reinject] dst_mac`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DstMac {
+    /// The PF's MAC (read from `[device] pf` at start; the model's PF in the demo).
+    Pf,
+    /// This address: the next hop.
+    Mac([u8; 6]),
+}
+
 /// `[stats]`: periodic line and Prometheus metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsConfig {
@@ -307,6 +350,8 @@ pub struct Config {
     pub filter: FilterConfig,
     /// `[tap]`.
     pub tap: TapConfig,
+    /// `[reinject]`.
+    pub reinject: ReinjectTo,
     /// `[stats]`.
     pub stats: StatsConfig,
     /// `[daemon]`.
@@ -326,6 +371,7 @@ struct RawConfig {
     steering: Vec<S<RawSteering>>,
     filter: Option<RawFilter>,
     tap: Option<RawTap>,
+    reinject: Option<RawReinject>,
     stats: Option<RawStats>,
     daemon: Option<RawDaemon>,
 }
@@ -403,6 +449,15 @@ struct RawRule {
 #[serde(deny_unknown_fields)]
 struct RawTap {
     name: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReinject {
+    to: Option<S<String>>,
+    tx_queue: Option<S<i64>>,
+    src_mac: Option<S<String>>,
+    dst_mac: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -662,6 +717,155 @@ fn ifname(ctx: &Ctx, v: &S<String>, context: &str, key: &str) -> Result<String, 
         ));
     }
     Ok(s.clone())
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (hexadecimal, case-insensitive).
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in mac.iter_mut() {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+fn reinject(
+    ctx: &Ctx,
+    raw: &Option<RawReinject>,
+    dev: &DeviceConfig,
+) -> Result<ReinjectTo, ConfigError> {
+    let c = "[reinject]";
+    let Some(r) = raw else {
+        return Ok(ReinjectTo::Tap);
+    };
+    let vf = match r.to.as_ref().map(|t| (t.span(), t.get_ref().as_str())) {
+        None | Some((_, "tap")) => false,
+        Some((_, "vf")) => true,
+        Some((span, other)) => {
+            return Err(ctx.err(
+                span,
+                c,
+                format!("to = {other:?} is not \"tap\" (into the kernel through [tap]) or \"vf\" (back out of the VF)"),
+            ))
+        }
+    };
+    if !vf {
+        let stray = [
+            ("tx_queue", r.tx_queue.as_ref().map(|v| v.span())),
+            ("src_mac", r.src_mac.as_ref().map(|v| v.span())),
+            ("dst_mac", r.dst_mac.as_ref().map(|v| v.span())),
+        ];
+        if let Some((key, Some(span))) = stray.into_iter().find(|(_, s)| s.is_some()) {
+            return Err(ctx.err(
+                span,
+                c,
+                format!("{key} applies only to to = \"vf\"; survivors go to the TAP here (add to = \"vf\" or remove {key})"),
+            ));
+        }
+        return Ok(ReinjectTo::Tap);
+    }
+    let tx_queue: u16 = ctx.int_or(&r.tx_queue, 0, 0, 7, c, "tx_queue")?;
+    if tx_queue >= dev.queues {
+        let span = r.tx_queue.as_ref().map_or(0..0, |v| v.span());
+        return Err(ctx.err(
+            span,
+            c,
+            format!(
+                "tx_queue = {tx_queue} is not one of the VF's queues: [device] queues = {} (0 to {})",
+                dev.queues,
+                dev.queues - 1
+            ),
+        ));
+    }
+    let src_mac = match r.src_mac.as_ref() {
+        None => SrcMac::Vf,
+        Some(v) => match v.get_ref().as_str() {
+            "vf" => SrcMac::Vf,
+            "keep" => SrcMac::Keep,
+            other if parse_mac(other).is_some() => {
+                return Err(ctx.err(
+                    v.span(),
+                    c,
+                    format!(
+                        "src_mac = {other:?}: a VF can only send from its own MAC: the PF's MAC \
+                         anti-spoofing (on by default in Linux, facts §4.1) drops anything else; \
+                         use \"vf\" (rewrite to the VF's MAC) or \"keep\" (with `ip link set <pf> \
+                         vf N spoofchk off`)"
+                    ),
+                ))
+            }
+            other => {
+                return Err(ctx.err(
+                    v.span(),
+                    c,
+                    format!(
+                        "src_mac = {other:?} is not \"vf\" (rewrite to the VF's own MAC, which the \
+                         PF's anti-spoofing requires) or \"keep\" (needs spoofchk off)"
+                    ),
+                ))
+            }
+        },
+    };
+    let dst_mac = match r.dst_mac.as_ref() {
+        None => None,
+        Some(v) if v.get_ref() == "pf" => {
+            if dev.device != DeviceAddr::Sim && dev.pf.is_none() {
+                return Err(ctx.err(
+                    v.span(),
+                    c,
+                    "dst_mac = \"pf\" needs the PF's netdev to read its MAC: add `pf = \"eth0\"` (your PF's name) to [device], or give the MAC",
+                ));
+            }
+            Some(DstMac::Pf)
+        }
+        Some(v) => {
+            let Some(mac) = parse_mac(v.get_ref()) else {
+                return Err(ctx.err(
+                    v.span(),
+                    c,
+                    format!(
+                        "dst_mac = {:?} is not a MAC address like \"02:00:00:00:01:01\" (the next hop), or \"pf\"",
+                        v.get_ref()
+                    ),
+                ));
+            };
+            if mac == [0; 6] {
+                return Err(ctx.err(
+                    v.span(),
+                    c,
+                    "dst_mac = 00:00:00:00:00:00 is not a usable address",
+                ));
+            }
+            if mac[0] & 1 == 1 {
+                return Err(ctx.err(
+                    v.span(),
+                    c,
+                    format!(
+                        "dst_mac = {:?} is a multicast/broadcast address: the NIC would replicate every survivor to each pool and the wire; give the next hop's unicast MAC",
+                        v.get_ref()
+                    ),
+                ));
+            }
+            Some(DstMac::Mac(mac))
+        }
+    };
+    if src_mac == SrcMac::Keep {
+        log::warn!(
+            "{}: [reinject] src_mac = \"keep\": the PF's anti-spoofing drops these frames unless \
+             `ip link set <pf> vf N spoofchk off`, and the loop guard (which recognises the VF's \
+             own source MAC) is off",
+            ctx.file
+        );
+    }
+    Ok(ReinjectTo::Vf(VfReinject {
+        tx_queue,
+        src_mac,
+        dst_mac,
+    }))
 }
 
 fn ipv4_masked(
@@ -1412,6 +1616,8 @@ impl Config {
             },
         };
 
+        let reinject = reinject(&ctx, &raw.reinject, &device)?;
+
         let stats = match &raw.stats {
             None => StatsConfig {
                 interval_ms: defaults::INTERVAL_MS,
@@ -1528,6 +1734,7 @@ impl Config {
             steering,
             filter,
             tap,
+            reinject,
             stats,
             daemon,
         })
@@ -1577,7 +1784,23 @@ impl fmt::Display for Config {
             writeln!(f, "rule {i} {:?}: {} -> {}", r.name, r.summary, r.action)?;
         }
         writeln!(f, "default -> {}", self.filter.default)?;
-        writeln!(f, "tap {}", self.tap.name)?;
+        match &self.reinject {
+            ReinjectTo::Tap => writeln!(f, "reinject tap {}", self.tap.name)?,
+            ReinjectTo::Vf(v) => writeln!(
+                f,
+                "reinject vf: tx queue {}, source MAC {}, destination MAC {}",
+                v.tx_queue,
+                match v.src_mac {
+                    SrcMac::Vf => "the VF's own".to_string(),
+                    SrcMac::Keep => "kept (needs spoofchk off; loop guard off)".to_string(),
+                },
+                match v.dst_mac {
+                    None => "kept".to_string(),
+                    Some(DstMac::Pf) => "the PF's".to_string(),
+                    Some(DstMac::Mac(m)) => floodgate_pmd::fmt_mac(m),
+                }
+            )?,
+        }
         writeln!(
             f,
             "stats every {} ms, prometheus {}",

@@ -44,6 +44,11 @@ enum Cmd {
         /// overflow the VF ring while the filter thread waits for a CPU (counted as rx missed).
         #[arg(long)]
         nic_thread: bool,
+        /// Where survivors go: "tap" (the kernel side, or the TAP of --tap), "vf" (back out of
+        /// VF 0 to a next hop on the wire, zero copy) or "vf-pf" (out of VF 0 to the PF: the
+        /// model loops them back into the VF, and the loop guard counts them as looped).
+        #[arg(long, default_value = "tap")]
+        reinject: demo::DemoReinject,
     },
     /// Run the daemon on a real VF as configured (SIGHUP reloads the rules, SIGINT/SIGTERM stop).
     Run {
@@ -102,6 +107,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tap,
             workers,
             nic_thread,
+            reinject,
         } => {
             let opts = demo::DemoOptions {
                 seconds,
@@ -112,6 +118,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 tap,
                 workers: Some(workers),
                 nic_thread,
+                reinject,
             };
             let s = demo::run(&opts)?;
             if json {

@@ -1,8 +1,10 @@
 //! Daemon counters, the per-second line and the final summary.
 //!
 //! Every packet the filter loop takes from the VF lands in exactly one bucket:
-//! `rx = dropped + passed + errors + in_flight`. `passed` splits further into what reached the
-//! TAP (`tap`) and what the TAP pushed back (`tap_dropped`), so nothing is lost silently.
+//! `rx = dropped + passed + errors + in_flight`. `passed` splits further by where survivors
+//! went: into the TAP (`tap`) or pushed back by it (`tap_dropped`), or, with
+//! `[reinject] to = "vf"`, handed to the VF's TX ring (`vf_tx`) or refused by it (`vf_tx_dropped`):
+//! `passed = tap + tap_dropped + vf_tx + vf_tx_dropped`. Nothing is lost silently.
 
 use std::time::Duration;
 
@@ -24,6 +26,14 @@ pub struct Counters {
     pub tap: u64,
     /// Passed packets the TAP refused (queue full); counted, not lost silently.
     pub tap_dropped: u64,
+    /// Passed packets handed to the VF's TX ring (`[reinject] to = "vf"`).
+    pub vf_tx: u64,
+    /// Passed packets that did not fit the VF's TX ring (or the hand-back ring from a worker to
+    /// the polling thread), or that the driver refused; counted, not lost silently.
+    pub vf_tx_dropped: u64,
+    /// Of `dropped`: frames the loop guard recognised as the daemon's own VF transmissions
+    /// coming back in (source MAC = the VF's MAC): the NIC looped a survivor back into the VF.
+    pub looped: u64,
     /// Bad descriptors and malformed frames, counted and dropped by the driver.
     pub errors: u64,
     /// Packets received but not yet given a verdict (only non-zero mid-burst).
@@ -31,10 +41,12 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// `rx = dropped + passed + errors + in_flight`.
+    /// `rx = dropped + passed + errors + in_flight` and
+    /// `passed = tap + tap_dropped + vf_tx + vf_tx_dropped`.
     pub fn invariant_holds(&self) -> bool {
         self.rx_packets == self.dropped + self.passed + self.errors + self.in_flight
-            && self.passed == self.tap + self.tap_dropped
+            && self.passed == self.tap + self.tap_dropped + self.vf_tx + self.vf_tx_dropped
+            && self.dispatch_full + self.looped <= self.dropped
     }
 
     /// Field-wise difference `self - earlier`, for rates.
@@ -47,6 +59,9 @@ impl Counters {
             passed: self.passed - earlier.passed,
             tap: self.tap - earlier.tap,
             tap_dropped: self.tap_dropped - earlier.tap_dropped,
+            vf_tx: self.vf_tx - earlier.vf_tx,
+            vf_tx_dropped: self.vf_tx_dropped - earlier.vf_tx_dropped,
+            looped: self.looped - earlier.looped,
             errors: self.errors - earlier.errors,
             in_flight: self.in_flight,
         }
@@ -61,6 +76,9 @@ impl Counters {
         self.passed += o.passed;
         self.tap += o.tap;
         self.tap_dropped += o.tap_dropped;
+        self.vf_tx += o.vf_tx;
+        self.vf_tx_dropped += o.vf_tx_dropped;
+        self.looped += o.looped;
         self.errors += o.errors;
         self.in_flight += o.in_flight;
     }
@@ -79,16 +97,29 @@ pub fn fmt_rate(count: u64, over: Duration) -> String {
     }
 }
 
-/// The one-line-per-second progress line.
+/// The one-line-per-second progress line. Survivors show as `tap` (TAP reinjection) or as
+/// `vf tx` when the interval sent any out of the VF (`[reinject] to = "vf"`); packets refused
+/// by the TX ring and looped-back frames are added when there are any.
 pub fn progress_line(delta: &Counters, over: Duration) -> String {
-    format!(
-        "[+] rx {} | drop {} | pass {} | tap {} | err {}",
+    let mut line = format!(
+        "[+] rx {} | drop {} | pass {}",
         fmt_rate(delta.rx_packets, over),
         fmt_rate(delta.dropped, over),
         fmt_rate(delta.passed, over),
-        fmt_rate(delta.tap, over),
-        delta.errors
-    )
+    );
+    if delta.vf_tx + delta.vf_tx_dropped > 0 && delta.tap + delta.tap_dropped == 0 {
+        line.push_str(&format!(" | vf tx {}", fmt_rate(delta.vf_tx, over)));
+        if delta.vf_tx_dropped > 0 {
+            line.push_str(&format!(" | tx full {}", delta.vf_tx_dropped));
+        }
+    } else {
+        line.push_str(&format!(" | tap {}", fmt_rate(delta.tap, over)));
+    }
+    if delta.looped > 0 {
+        line.push_str(&format!(" | looped {}", delta.looped));
+    }
+    line.push_str(&format!(" | err {}", delta.errors));
+    line
 }
 
 #[cfg(test)]
@@ -122,6 +153,33 @@ mod tests {
         assert!(
             !c.invariant_holds(),
             "a passed packet neither tapped nor counted as refused"
+        );
+        c.vf_tx_dropped = 1;
+        assert!(c.invariant_holds(), "refused by the VF's TX ring");
+        c.vf_tx = 1;
+        assert!(!c.invariant_holds(), "one survivor counted twice");
+        c.vf_tx = 0;
+        c.looped = 7;
+        assert!(
+            !c.invariant_holds(),
+            "more looped frames than dropped ones is impossible"
+        );
+    }
+
+    #[test]
+    fn progress_line_shows_vf_transmissions() {
+        let d = Counters {
+            rx_packets: 1000,
+            dropped: 990,
+            passed: 10,
+            vf_tx: 8,
+            vf_tx_dropped: 2,
+            looped: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            progress_line(&d, Duration::from_secs(1)),
+            "[+] rx 1.0 kpps | drop 990 pps | pass 10 pps | vf tx 8 pps | tx full 2 | looped 3 | err 0"
         );
     }
 

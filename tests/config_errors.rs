@@ -594,3 +594,134 @@ fn minimal_config_gets_defaults() {
     let off = Config::from_str_named(&with_dev("[stats]\nprometheus = false\n"), "t.toml").unwrap();
     assert!(off.stats.prometheus.is_none());
 }
+
+#[test]
+fn reinject_errors() {
+    let ri = |body: &str| with_dev(&format!("[reinject]\n{body}"));
+    check(
+        &ri("to = \"wire\"\n"),
+        4,
+        &["[reinject]", "to = \"wire\"", "\"tap\"", "\"vf\""],
+    );
+    check(&ri("bogus = 1\n"), 4, &["bogus"]);
+    // VF-only keys while survivors go to the TAP.
+    for key in [
+        "tx_queue = 0",
+        "src_mac = \"vf\"",
+        "dst_mac = \"02:00:00:00:01:01\"",
+    ] {
+        let name = key.split(' ').next().unwrap();
+        check(
+            &ri(&format!("{key}\n")),
+            4,
+            &[name, "applies only to to = \"vf\""],
+        );
+        check(
+            &ri(&format!("to = \"tap\"\n{key}\n")),
+            5,
+            &[name, "applies only to to = \"vf\""],
+        );
+    }
+    check(
+        &ri("to = \"vf\"\ntx_queue = 1\n"),
+        5,
+        &["tx_queue = 1", "queues = 1", "0 to 0"],
+    );
+    check(
+        &ri("to = \"vf\"\ntx_queue = 9\n"),
+        5,
+        &["tx_queue = 9", "0 to 7"],
+    );
+    check(&ri("to = \"vf\"\ntx_queue = -1\n"), 5, &["tx_queue = -1"]);
+    check(
+        &ri("to = \"vf\"\nsrc_mac = \"pf\"\n"),
+        5,
+        &["src_mac = \"pf\"", "\"vf\"", "\"keep\"", "anti-spoofing"],
+    );
+    // A literal source MAC: the PF's anti-spoofing would drop it, and the message says so.
+    check(
+        &ri("to = \"vf\"\nsrc_mac = \"02:00:00:00:00:09\"\n"),
+        5,
+        &["anti-spoofing", "facts §4.1", "spoofchk off"],
+    );
+    check(
+        &ri("to = \"vf\"\ndst_mac = \"02:00:00:00:01\"\n"),
+        5,
+        &["dst_mac", "not a MAC address", "\"pf\""],
+    );
+    check(
+        &ri("to = \"vf\"\ndst_mac = \"02:00:00:00:01:0g\"\n"),
+        5,
+        &["not a MAC address"],
+    );
+    check(
+        &ri("to = \"vf\"\ndst_mac = \"00:00:00:00:00:00\"\n"),
+        5,
+        &["not a usable address"],
+    );
+    check(
+        &ri("to = \"vf\"\ndst_mac = \"ff:ff:ff:ff:ff:ff\"\n"),
+        5,
+        &["multicast/broadcast", "next hop"],
+    );
+    check(
+        &ri("to = \"vf\"\ndst_mac = \"01:00:5e:00:00:01\"\n"),
+        5,
+        &["multicast/broadcast"],
+    );
+    // "pf" on a real device needs the PF's netdev to read its MAC.
+    check(
+        "[device]\npci = \"0000:03:10.0\"\n[reinject]\nto = \"vf\"\ndst_mac = \"pf\"\n",
+        5,
+        &["dst_mac = \"pf\"", "pf = "],
+    );
+    check(&ri("to = 1\n"), 4, &["string"]);
+}
+
+#[test]
+fn reinject_accepts_and_describes_vf_mode() {
+    use floodgate::config::{DstMac, ReinjectTo, SrcMac, VfReinject};
+    let c = Config::from_str_named(&with_dev(""), "t.toml").unwrap();
+    assert_eq!(c.reinject, ReinjectTo::Tap, "TAP by default");
+    assert!(c.to_string().contains("\nreinject tap floodgate0\n"), "{c}");
+    let c = Config::from_str_named(
+        "[device]\npci = \"sim\"\nqueues = 2\npool_size = 4096\n[reinject]\nto = \"vf\"\ntx_queue = 1\ndst_mac = \"02:AA:bb:00:01:01\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.reinject,
+        ReinjectTo::Vf(VfReinject {
+            tx_queue: 1,
+            src_mac: SrcMac::Vf,
+            dst_mac: Some(DstMac::Mac([0x02, 0xaa, 0xbb, 0, 1, 1])),
+        })
+    );
+    let text = floodgate::daemon::describe_config(&c);
+    assert!(
+        text.contains(
+            "reinject vf: tx queue 1, source MAC the VF's own, destination MAC 02:aa:bb:00:01:01"
+        ),
+        "{text}"
+    );
+    let c = Config::from_str_named(
+        &with_dev("[reinject]\nto = \"vf\"\nsrc_mac = \"keep\"\ndst_mac = \"pf\"\n"),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.reinject,
+        ReinjectTo::Vf(VfReinject {
+            tx_queue: 0,
+            src_mac: SrcMac::Keep,
+            dst_mac: Some(DstMac::Pf),
+        })
+    );
+    assert!(c.to_string().contains("kept (needs spoofchk off"), "{c}");
+    // A PCI device with the PF named may use "pf".
+    Config::from_str_named(
+        "[device]\npci = \"0000:03:10.0\"\npf = \"eth0\"\n[reinject]\nto = \"vf\"\ndst_mac = \"pf\"\n",
+        "t.toml",
+    )
+    .unwrap();
+}

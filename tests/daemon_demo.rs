@@ -1,7 +1,7 @@
 //! The demo end to end on the model, `check-config` on the shipped configs, and `rules test`
 //! on a capture made here with the model's traffic generator.
 
-use floodgate::daemon::demo::{self, DemoOptions};
+use floodgate::daemon::demo::{self, DemoOptions, DemoReinject};
 use floodgate::daemon::{describe_config, rules_test};
 use floodgate::pcapfile::PcapWriter;
 use floodgate_sim::generator::{Generator, GeneratorConfig, Rate, TrafficClass, MAX_GEN_FRAME};
@@ -24,6 +24,7 @@ fn demo_drops_the_flood_passes_every_legit_query_and_accounts_for_every_packet()
         tap: None,
         workers: None,
         nic_thread: false,
+        reinject: DemoReinject::Tap,
     })
     .expect("demo runs on the model");
     let c = s.counters;
@@ -73,6 +74,7 @@ fn demo_with_two_workers_splits_by_flow_and_still_accounts_for_everything() {
         tap: None,
         workers: Some(2),
         nic_thread: false,
+        reinject: DemoReinject::Tap,
     })
     .expect("demo with workers");
     let c = s.counters;
@@ -113,6 +115,7 @@ fn lockstep_model_loses_nothing_even_at_full_speed() {
         tap: None,
         workers: None,
         nic_thread: false,
+        reinject: DemoReinject::Tap,
     })
     .expect("demo at full speed");
     assert_eq!(s.nic_mode, "lockstep");
@@ -139,6 +142,7 @@ fn threaded_model_accounts_for_every_frame() {
         tap: None,
         workers: None,
         nic_thread: true,
+        reinject: DemoReinject::Tap,
     })
     .expect("demo with the model on its own thread");
     assert_eq!(s.nic_mode, "thread");
@@ -158,6 +162,135 @@ fn threaded_model_accounts_for_every_frame() {
 }
 
 #[test]
+fn demo_reinject_vf_sends_every_legit_query_out_of_the_vf_to_the_wire() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = demo::run(&DemoOptions {
+        seconds: 1.0,
+        rate: Some(20_000),
+        json: true,
+        seed: 13,
+        progress: false,
+        tap: None,
+        workers: None,
+        nic_thread: false,
+        reinject: DemoReinject::Vf,
+    })
+    .expect("demo --reinject vf");
+    let c = s.counters;
+    assert!(s.invariant_holds(), "{s:?}");
+    assert_eq!(c.in_flight, 0);
+    assert!(s.generated_legit > 0, "{s:?}");
+    assert_eq!(c.dropped, s.generated_flood, "the flood is dropped: {s:?}");
+    assert_eq!(c.passed, s.generated_legit, "{s:?}");
+    assert_eq!(
+        (c.vf_tx, c.vf_tx_dropped, c.looped),
+        (c.passed, 0, 0),
+        "{s:?}"
+    );
+    assert_eq!((c.tap, c.tap_dropped), (0, 0));
+    // Counted where they arrive: the model's wire port, not the PF.
+    assert_eq!(s.legit_at_wire, s.generated_legit, "{s:?}");
+    assert_eq!(s.legit_at_pf, 0);
+    assert!(s.all_legit_passed(), "{s:?}");
+    assert_eq!(
+        s.nic_egress, s.generated_legit,
+        "only survivors left on the wire"
+    );
+    assert_eq!(s.nic_tx_spoofed, 0, "source MAC rewritten to the VF's");
+    assert_eq!(s.nic_to_kernel, s.generated_background);
+    let j = s.to_json();
+    for k in [
+        "\"reinject\":\"vf\"",
+        "\"all_legit_passed\":true",
+        "\"invariant_holds\":true",
+        "\"vf_tx_dropped\":0",
+        "\"looped\":0",
+    ] {
+        assert!(j.contains(k), "{k} in {j}");
+    }
+}
+
+#[test]
+fn demo_reinject_vf_with_workers_hands_survivors_back_for_transmission() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = demo::run(&DemoOptions {
+        seconds: 1.0,
+        rate: Some(20_000),
+        json: true,
+        seed: 17,
+        progress: false,
+        tap: None,
+        workers: Some(2),
+        nic_thread: false,
+        reinject: DemoReinject::Vf,
+    })
+    .expect("demo --reinject vf --workers 2");
+    let c = s.counters;
+    assert!(s.invariant_holds(), "{s:?}");
+    assert_eq!(c.in_flight, 0);
+    assert_eq!(c.dispatch_full, 0, "{s:?}");
+    assert_eq!(c.vf_tx, s.generated_legit, "{s:?}");
+    assert_eq!(s.legit_at_wire, s.generated_legit, "{s:?}");
+    assert!(s.all_legit_passed(), "{s:?}");
+    let passed: u64 = s.workers.iter().map(|w| w.2).sum();
+    assert_eq!(passed, c.passed);
+}
+
+#[test]
+fn demo_reinject_vf_pf_shows_the_model_looping_and_the_guard_catching_it() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = demo::run(&DemoOptions {
+        seconds: 0.5,
+        rate: Some(20_000),
+        json: true,
+        seed: 19,
+        progress: false,
+        tap: None,
+        workers: None,
+        nic_thread: false,
+        reinject: DemoReinject::VfToPf,
+    })
+    .expect("demo --reinject vf-pf");
+    let c = s.counters;
+    assert!(s.invariant_holds(), "{s:?}");
+    assert!(s.generated_legit > 0);
+    // Every survivor went out once, came back once through the flow director, and was caught.
+    assert_eq!(c.passed, s.generated_legit, "{s:?}");
+    assert_eq!(c.vf_tx, c.passed, "{s:?}");
+    assert_eq!(c.looped, c.vf_tx, "{s:?}");
+    assert_eq!(
+        c.rx_packets,
+        s.generated_flood + s.generated_legit + c.looped
+    );
+    assert_eq!(s.nic_loopback, c.vf_tx, "{s:?}");
+    assert_eq!(s.legit_passed, 0, "nothing reached the PF: {s:?}");
+    assert!(!s.all_legit_passed());
+    assert!(s.to_json().contains("\"reinject\":\"vf-pf\""));
+}
+
+#[test]
+fn demo_refuses_tap_with_vf_reinjection() {
+    let e = demo::run(&DemoOptions {
+        seconds: 1.0,
+        rate: None,
+        json: false,
+        seed: 1,
+        progress: false,
+        tap: Some("fgx0".into()),
+        workers: None,
+        nic_thread: false,
+        reinject: DemoReinject::Vf,
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("--tap and --reinject vf"), "{e}");
+    assert_eq!("vf-pf".parse::<DemoReinject>(), Ok(DemoReinject::VfToPf));
+    assert!("wire"
+        .parse::<DemoReinject>()
+        .unwrap_err()
+        .contains("\"tap\""));
+}
+
+#[test]
 fn demo_rejects_nonsense_duration() {
     let e = demo::run(&DemoOptions {
         seconds: 0.0,
@@ -168,6 +301,7 @@ fn demo_rejects_nonsense_duration() {
         tap: None,
         workers: None,
         nic_thread: false,
+        reinject: DemoReinject::Tap,
     })
     .unwrap_err();
     assert!(e.to_string().contains("--seconds"), "{e}");

@@ -5,7 +5,14 @@
 //! steering rule an operator would install with ethtool (UDP to port 53 → VF 0, queue 0), so
 //! only DNS traffic reaches the VF; everything else goes to the PF's "kernel side". The filter
 //! loop drives the VF through floodgate-pmd exactly as on a real card.
+//!
+//! Survivors go to the kernel side (a counting sink, or a real TAP with `--tap`), or with
+//! `--reinject vf` back out of VF 0's TX queue to a next hop on the wire (counted where they
+//! arrive: on the model's wire port). `--reinject vf-pf` addresses them to the PF instead: the
+//! model's switch loops them back, its flow director steers them into the VF again, and the
+//! loop guard catches them (`looped`); see `docs/reinject-vf.md`.
 
+use crate::config::{DstMac, SrcMac, VfReinject};
 use crate::daemon::filterloop::{FilterLoop, PassSink};
 use crate::daemon::run::{steering_rule, TapSink};
 use crate::daemon::runloop::{run_loop, LoopControl};
@@ -15,7 +22,7 @@ use crate::steering::{SimBackend, Steering};
 use crate::tap::{Tap, TapWriter};
 use anyhow::{bail, Context, Result};
 use floodgate_pmd::{IxgbeVf, Packet};
-use floodgate_sim::engine::{EngineConfig, EngineStats, FrameSource};
+use floodgate_sim::engine::{EngineConfig, EngineStats, FrameSink, FrameSource};
 use floodgate_sim::generator::{Generator, GeneratorConfig, Rate, TrafficClass};
 use floodgate_sim::{Nic, NicConfig};
 use std::cell::RefCell;
@@ -47,7 +54,53 @@ pub struct DemoOptions {
     /// poll), so a busy machine cannot make the model overflow the VF ring while the filter
     /// thread waits for a CPU — something no real NIC-plus-core pair would do.
     pub nic_thread: bool,
+    /// Where survivors go.
+    pub reinject: DemoReinject,
 }
+
+/// Where the demo's survivors go (`--reinject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DemoReinject {
+    /// To the kernel side: a counting sink, or the TAP of `--tap` (`--reinject tap`, default).
+    #[default]
+    Tap,
+    /// Back out of VF 0 to a next hop on the wire ([`DEMO_NEXT_HOP`]), source MAC rewritten to
+    /// the VF's (`--reinject vf`).
+    Vf,
+    /// Back out of VF 0 addressed to the PF (`--reinject vf-pf`): on the model this loops (see
+    /// the module docs) and shows the loop guard at work; no legitimate query arrives.
+    VfToPf,
+}
+
+impl DemoReinject {
+    /// The name used on the command line and in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            DemoReinject::Tap => "tap",
+            DemoReinject::Vf => "vf",
+            DemoReinject::VfToPf => "vf-pf",
+        }
+    }
+}
+
+impl std::str::FromStr for DemoReinject {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tap" => Ok(DemoReinject::Tap),
+            "vf" => Ok(DemoReinject::Vf),
+            "vf-pf" => Ok(DemoReinject::VfToPf),
+            other => Err(format!(
+                "{other:?} is not \"tap\" (kernel side), \"vf\" (out of the VF to a next hop on \
+                 the wire) or \"vf-pf\" (out of the VF to the PF: shows the loop guard)"
+            )),
+        }
+    }
+}
+
+/// The next hop `--reinject vf` sends survivors to: a router on the wire, unknown to the NIC's
+/// switch, so the frames leave on the wire port.
+pub const DEMO_NEXT_HOP: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x01, 0x01];
 
 /// Per-class counts of what the generator produced.
 #[derive(Debug, Default)]
@@ -86,6 +139,16 @@ struct DemoSink {
     tap: Option<TapSink>,
 }
 
+/// A legitimate query: UDP to port 53 from one of `clients`.
+fn is_legit(d: &[u8], clients: &[[u8; 4]]) -> bool {
+    // Ethernet (14) + IPv4 without options, UDP: source address at 26..30.
+    if d.len() >= 42 && d[12..14] == [0x08, 0x00] && d[23] == 17 {
+        let src = [d[26], d[27], d[28], d[29]];
+        return clients.contains(&src) && d[36..38] == [0, 53];
+    }
+    false
+}
+
 impl PassSink for DemoSink {
     fn submit(&mut self, packets: &[Packet]) -> usize {
         let accepted = match self.tap.as_mut() {
@@ -94,16 +157,26 @@ impl PassSink for DemoSink {
         };
         for p in packets {
             self.packets += 1;
-            let d = p.data();
-            // Ethernet (14) + IPv4 without options, UDP: source address at 26..30.
-            if d.len() >= 42 && d[12..14] == [0x08, 0x00] && d[23] == 17 {
-                let src = [d[26], d[27], d[28], d[29]];
-                if self.clients.contains(&src) && d[36..38] == [0, 53] {
-                    self.legit += 1;
-                }
+            if is_legit(p.data(), &self.clients) {
+                self.legit += 1;
             }
         }
         accepted
+    }
+}
+
+/// Counts the legitimate queries among the frames the model hands to its wire port or its PF
+/// (where `--reinject vf` survivors arrive).
+struct LegitCounter {
+    clients: Vec<[u8; 4]>,
+    legit: Arc<AtomicU64>,
+}
+
+impl FrameSink for LegitCounter {
+    fn frame(&mut self, frame: &[u8]) {
+        if is_legit(frame, &self.clients) {
+            self.legit.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -129,8 +202,21 @@ pub struct DemoSummary {
     pub generated_legit: u64,
     /// Background frames generated.
     pub generated_background: u64,
-    /// Legitimate queries that reached the kernel side.
+    /// Legitimate queries that arrived where survivors go: the kernel side (`tap`), or the
+    /// wire or the PF (`vf`, `vf-pf`).
     pub legit_passed: u64,
+    /// `"tap"`, `"vf"` or `"vf-pf"` (see [`DemoReinject`]).
+    pub reinject: &'static str,
+    /// Legitimate queries that left on the model's wire port.
+    pub legit_at_wire: u64,
+    /// Legitimate queries the model delivered to the PF (kernel side) from the VF's TX.
+    pub legit_at_pf: u64,
+    /// Frames the model sent out of its wire port.
+    pub nic_egress: u64,
+    /// Frames the model's switch looped back from a VF (VEB), to the PF or a VF.
+    pub nic_loopback: u64,
+    /// VF transmissions the model's anti-spoofing dropped.
+    pub nic_tx_spoofed: u64,
     /// Frames the model delivered to the PF (kernel side): background traffic.
     pub nic_to_kernel: u64,
     /// Frames the model dropped for lack of RX descriptors in the VF ring.
@@ -177,9 +263,12 @@ impl DemoSummary {
             .join(",");
         format!(
             "{{\"seconds\":{:.3},\"rx_packets\":{},\"rx_bytes\":{},\"dropped\":{},\"passed\":{},\
-             \"tap\":{},\"tap_dropped\":{},\"errors\":{},\"in_flight\":{},\
+             \"tap\":{},\"tap_dropped\":{},\"vf_tx\":{},\"vf_tx_dropped\":{},\"looped\":{},\
+             \"errors\":{},\"in_flight\":{},\
              \"generated\":{{\"flood\":{},\"legit\":{},\"background\":{}}},\
-             \"legit_passed\":{},\"all_legit_passed\":{},\"nic_to_kernel\":{},\
+             \"reinject\":\"{}\",\"legit_passed\":{},\"legit_at_wire\":{},\"legit_at_pf\":{},\
+             \"all_legit_passed\":{},\"nic_to_kernel\":{},\"nic_egress\":{},\"nic_loopback\":{},\
+             \"nic_tx_spoofed\":{},\
              \"nic_rx_missed\":{},\"generator_behind_schedule\":{},\"nic_mode\":\"{}\",\
              \"dispatch_full\":{},\"invariant_holds\":{},\"rules\":[{}],\"workers\":[{}]}}",
             self.seconds,
@@ -189,14 +278,23 @@ impl DemoSummary {
             c.passed,
             c.tap,
             c.tap_dropped,
+            c.vf_tx,
+            c.vf_tx_dropped,
+            c.looped,
             c.errors,
             c.in_flight,
             self.generated_flood,
             self.generated_legit,
             self.generated_background,
+            self.reinject,
             self.legit_passed,
+            self.legit_at_wire,
+            self.legit_at_pf,
             self.all_legit_passed(),
             self.nic_to_kernel,
+            self.nic_egress,
+            self.nic_loopback,
+            self.nic_tx_spoofed,
             self.nic_rx_missed,
             self.generator_behind_schedule,
             self.nic_mode,
@@ -228,6 +326,12 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     if opts.seconds.is_nan() || opts.seconds <= 0.0 {
         bail!("--seconds must be positive (got {})", opts.seconds);
     }
+    if opts.tap.is_some() && opts.reinject != DemoReinject::Tap {
+        bail!(
+            "--tap and --reinject {} exclude each other: survivors go either into the TAP or out of the VF",
+            opts.reinject.name()
+        );
+    }
     let cfg = demo_config()?;
     let nic = Nic::new(NicConfig {
         // The demo runs for seconds at up to millions of frames: keep no egress copies.
@@ -246,6 +350,24 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     let pmd_cfg = crate::daemon::run::pmd_config(&cfg);
     let vf = IxgbeVf::open(nic.vf(0), pmd_cfg).context("bringing up VF 0 of the model")?;
     let vf_mac = vf.mac();
+    // The same settings an operator would write in [reinject].
+    let vf_reinject = match opts.reinject {
+        DemoReinject::Tap => None,
+        DemoReinject::Vf => Some(VfReinject {
+            tx_queue: 0,
+            src_mac: SrcMac::Vf,
+            dst_mac: Some(DstMac::Mac(DEMO_NEXT_HOP)),
+        }),
+        DemoReinject::VfToPf => Some(VfReinject {
+            tx_queue: 0,
+            src_mac: SrcMac::Vf,
+            dst_mac: Some(DstMac::Pf),
+        }),
+    };
+    let pf_mac = nic.config().pf_mac;
+    let vf_tx = vf_reinject
+        .map(|r| crate::daemon::run::vf_tx(&r, vf_mac, || Ok(pf_mac)))
+        .transpose()?;
 
     let mut gcfg = GeneratorConfig {
         seed: opts.seed,
@@ -256,6 +378,19 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     // switch, as on the real NIC. Background frames go to the PF's MAC.
     gcfg.dst_mac = nic.config().pf_mac;
     let clients = gcfg.legit.clients.clone();
+    // Where `--reinject vf` survivors arrive: count the legitimate queries there.
+    let legit_at_wire = Arc::new(AtomicU64::new(0));
+    let legit_at_pf = Arc::new(AtomicU64::new(0));
+    if vf_tx.is_some() {
+        nic.set_egress_sink(Some(Box::new(LegitCounter {
+            clients: clients.clone(),
+            legit: legit_at_wire.clone(),
+        })));
+        nic.set_pf_sink(Some(Box::new(LegitCounter {
+            clients: clients.clone(),
+            legit: legit_at_pf.clone(),
+        })));
+    }
     let gen = Generator::new(gcfg).context("traffic generator config")?;
     let counts = Arc::new(ClassCounts::default());
 
@@ -288,12 +423,21 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     }
     drop(tap_fd);
     let burst = cfg.device.burst as usize;
-    let mut fl = if workers == 1 {
-        let sink = sinks.pop().context("no sink")?;
-        FilterLoop::new(vf, rules, sink, burst)
-    } else {
-        FilterLoop::with_workers(vf, rules, sinks, burst, RssConfig::default(), 4096)
-            .context("starting the workers")?
+    let mut fl = match (workers, vf_tx) {
+        (1, None) => {
+            let sink = sinks.pop().context("no sink")?;
+            FilterLoop::new(vf, rules, sink, burst)
+        }
+        (1, Some(tx)) => {
+            let sink = sinks.pop().context("no sink")?;
+            FilterLoop::new_vf(vf, rules, sink, burst, tx)?
+        }
+        (_, None) => FilterLoop::with_workers(vf, rules, sinks, burst, RssConfig::default(), 4096)
+            .context("starting the workers")?,
+        (_, Some(tx)) => {
+            FilterLoop::with_workers_vf(vf, rules, sinks, burst, RssConfig::default(), 4096, tx)
+                .context("starting the workers")?
+        }
     };
     log::info!("demo: VF 0 up, MAC {}", floodgate_pmd::fmt_mac(vf_mac));
 
@@ -338,6 +482,15 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         }));
     }
     let rep = run_loop(&mut fl, &mut ctl).context("filter loop")?;
+    // The last survivors may still sit in VF 0's TX ring: let the model fetch them (the engine
+    // has stopped, or is only pumped by the loop).
+    if vf_tx.is_some() {
+        for _ in 0..64 {
+            if nic.step() == 0 {
+                break;
+            }
+        }
+    }
     let behind = engine_stats.borrow().behind_schedule;
     let elapsed = rep.elapsed.as_secs_f64();
     let nic_stats = nic.stats();
@@ -354,7 +507,14 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         .map(|(n, c)| (n, c.hits))
         .collect();
     rule_hits.push(("default".into(), rc.default.hits));
-    let legit_passed = fl.sinks().iter().map(|s| s.legit).sum();
+    let (at_wire, at_pf) = (
+        legit_at_wire.load(Ordering::Relaxed),
+        legit_at_pf.load(Ordering::Relaxed),
+    );
+    let legit_passed = match vf_tx {
+        None => fl.sinks().iter().map(|s| s.legit).sum(),
+        Some(_) => at_wire + at_pf,
+    };
     let worker_split = fl
         .worker_reports()
         .iter()
@@ -367,6 +527,12 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         generated_legit: counts.legit.load(Ordering::Relaxed),
         generated_background: counts.background.load(Ordering::Relaxed),
         legit_passed,
+        reinject: opts.reinject.name(),
+        legit_at_wire: at_wire,
+        legit_at_pf: at_pf,
+        nic_egress: nic_stats.egress,
+        nic_loopback: nic_stats.loopback,
+        nic_tx_spoofed: nic_stats.tx_spoofed,
         workers: worker_split,
         nic_to_kernel: nic_stats.pf_delivered,
         nic_rx_missed: nic_stats.rx_no_desc,
@@ -399,10 +565,35 @@ pub fn print_summary(s: &DemoSummary) {
         c.passed,
         c.errors
     );
-    println!(
-        "  kernel      tap {} | refused {} | legit passed {}/{} | background via PF {}",
-        c.tap, c.tap_dropped, s.legit_passed, s.generated_legit, s.nic_to_kernel
-    );
+    if s.reinject == "tap" {
+        println!(
+            "  kernel      tap {} | refused {} | legit passed {}/{} | background via PF {}",
+            c.tap, c.tap_dropped, s.legit_passed, s.generated_legit, s.nic_to_kernel
+        );
+    } else {
+        println!(
+            "  VF 0 TX     sent {} | refused (ring full) {} | looped back and caught {}",
+            c.vf_tx, c.vf_tx_dropped, c.looped
+        );
+        println!(
+            "  arrived     legit {}/{} (wire {}, PF {}) | model: egress {}, loopback {}, \
+             spoofed {} | PF frames {}",
+            s.legit_passed,
+            s.generated_legit,
+            s.legit_at_wire,
+            s.legit_at_pf,
+            s.nic_egress,
+            s.nic_loopback,
+            s.nic_tx_spoofed,
+            s.nic_to_kernel
+        );
+        if c.looped > 0 {
+            println!(
+                "  loop        the model's switch looped survivors back to the PF pool and its \
+                 flow director steered them into VF 0 again; see docs/reinject-vf.md"
+            );
+        }
+    }
     for (name, hits) in &s.rule_hits {
         println!("  rule {name:<14} {hits} hits");
     }
@@ -417,7 +608,7 @@ pub fn print_summary(s: &DemoSummary) {
         s.nic_mode, s.nic_rx_missed, s.generator_behind_schedule
     );
     println!(
-        "  invariant   rx = dropped + passed + errors + in flight: {}",
+        "  invariant   rx = dropped + passed + errors + in flight, passed = tap + refused + vf tx + refused: {}",
         if s.invariant_holds() {
             "holds"
         } else {

@@ -9,10 +9,24 @@
 //! copying, to one worker thread's ring; each worker runs its own copy of the rules and its own
 //! sink. Packet order within a flow is kept (one flow, one worker, FIFO rings). A full worker
 //! ring drops the packet and counts it under `dispatch_full`.
+//!
+//! Survivors go to a [`PassSink`] (the TAP), or, with a [`VfTx`] (`[reinject] to = "vf"`),
+//! back out of the VF: the received buffer itself is put on the VF's TX ring (zero copy, one
+//! tail write per burst; TX completion returns it to the pool), after the optional source and
+//! destination MAC rewrites. What the TX ring cannot take is counted in `vf_tx_dropped`. The
+//! driver is owned by the polling thread, so in fan-out mode workers hand their survivors back
+//! through one bounded ring each and the polling thread transmits them.
+//!
+//! Loop guard: if the NIC loops a transmitted survivor back into the VF (its switch delivers it
+//! to the PF pool and the flow director's rule catches it again — the model does this, see
+//! `docs/reinject-vf.md`), the frame arrives with the VF's own MAC as source, which no frame
+//! from the wire has. Such frames are dropped before the rules and counted as `looped`, so a
+//! misrouted setup shows up in the counters instead of spinning survivors forever.
 
 use crate::filter::{Counters as RuleCounters, Decision, RuleSet};
 use crate::softrss::{Dispatcher, RssConfig, SoftRss, WorkerQueue};
 use crate::stats::Counters;
+use crossbeam::queue::ArrayQueue;
 use floodgate_pmd::{IxgbeVf, Maintenance, Packet, PacketBatch};
 use floodgate_vfio::Device;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,19 +57,182 @@ impl PassSink for CountingSink {
     }
 }
 
-/// Judges one burst with `rules` and hands the survivors to `sink`. Returns nothing; the
+/// Survivors transmitted back out of the VF (`[reinject] to = "vf"`), with the MAC rewrites
+/// resolved at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VfTx {
+    /// The VF TX queue survivors are sent on.
+    pub queue: usize,
+    /// Rewrite the source MAC to this (the VF's own MAC: the PF's anti-spoofing, on by default
+    /// in Linux, drops a VF transmission with any other source; facts §4.1).
+    pub src_mac: Option<[u8; 6]>,
+    /// Rewrite the destination MAC to this (the next hop, or the PF).
+    pub dst_mac: Option<[u8; 6]>,
+    /// Received frames with this source MAC are the daemon's own transmissions looped back by
+    /// the NIC: dropped before the rules and counted as `looped`.
+    pub loop_guard: Option<[u8; 6]>,
+}
+
+impl VfTx {
+    /// Survivors leave on `queue`. With `src_from_vf` their source MAC becomes `vf_mac` (and
+    /// the loop guard watches for it); with `dst_mac` their destination becomes that address.
+    pub fn new(vf_mac: [u8; 6], queue: usize, src_from_vf: bool, dst_mac: Option<[u8; 6]>) -> VfTx {
+        let src = src_from_vf.then_some(vf_mac);
+        VfTx {
+            queue,
+            src_mac: src,
+            dst_mac,
+            loop_guard: src,
+        }
+    }
+
+    /// Applies the MAC rewrites in place (12 bytes per packet at most; no copy of the frame).
+    #[inline]
+    fn rewrite(&self, batch: &mut PacketBatch) {
+        if self.src_mac.is_none() && self.dst_mac.is_none() {
+            return;
+        }
+        for p in batch.iter_mut() {
+            let d = p.data_mut();
+            if d.len() < 12 {
+                continue;
+            }
+            if let Some(m) = self.dst_mac {
+                d[..6].copy_from_slice(&m);
+            }
+            if let Some(m) = self.src_mac {
+                d[6..12].copy_from_slice(&m);
+            }
+        }
+    }
+}
+
+/// Errors building a filter loop.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    /// The configured TX queue does not exist on this VF.
+    #[error(
+        "reinject: TX queue {queue} is not one of the VF's {count} queue pair(s) (the PF granted \
+         fewer queues than [device] queues asked for?)"
+    )]
+    NoTxQueue {
+        /// Requested queue.
+        queue: usize,
+        /// Queues the VF has.
+        count: usize,
+    },
+    /// Starting the soft-RSS workers failed.
+    #[error(transparent)]
+    Rss(#[from] crate::softrss::RssError),
+}
+
+/// Where a burst's survivors go.
+trait Survivors {
+    /// Takes every packet of `pass` (leaving it empty) and counts where each went.
+    fn take(&mut self, pass: &mut PacketBatch, c: &mut Counters);
+}
+
+/// Into a [`PassSink`] (TAP): `tap` / `tap_dropped`.
+struct ToSink<'a, S>(&'a mut S);
+
+impl<S: PassSink> Survivors for ToSink<'_, S> {
+    #[inline]
+    fn take(&mut self, pass: &mut PacketBatch, c: &mut Counters) {
+        let accepted = self.0.submit(pass.as_slice()).min(pass.len());
+        c.tap += accepted as u64;
+        c.tap_dropped += (pass.len() - accepted) as u64;
+        pass.clear();
+    }
+}
+
+/// Out of the VF, on the polling thread: `vf_tx` / `vf_tx_dropped`.
+struct ToVf<'a, D: Device> {
+    vf: &'a mut IxgbeVf<D>,
+    tx: &'a VfTx,
+}
+
+impl<D: Device> Survivors for ToVf<'_, D> {
+    #[inline]
+    fn take(&mut self, pass: &mut PacketBatch, c: &mut Counters) {
+        self.tx.rewrite(pass);
+        transmit(self.vf, self.tx.queue, pass, c);
+    }
+}
+
+/// Hands the batch to the VF's TX ring (one tail write). What did not fit, and what the driver
+/// refused as invalid, is counted in `vf_tx_dropped` and its buffers go back to the RX cache.
+#[inline]
+fn transmit<D: Device>(vf: &mut IxgbeVf<D>, q: usize, batch: &mut PacketBatch, c: &mut Counters) {
+    let n = batch.len();
+    let rejected = |vf: &IxgbeVf<D>| vf.queue_stats(q).map_or(0, |(_, t)| t.rejected);
+    let before = rejected(vf);
+    let taken = vf.tx_burst(q, batch).min(n);
+    let refused = rejected(vf).saturating_sub(before).min(taken as u64);
+    c.vf_tx += taken as u64 - refused;
+    c.vf_tx_dropped += refused + (n - taken) as u64;
+    if !batch.is_empty() {
+        // TX ring full: these are dropped (counted above), their buffers reused at once.
+        vf.recycle(q, batch);
+    }
+}
+
+/// From a worker back to the polling thread, which owns the driver. A full ring counts the
+/// packet in `vf_tx_dropped` at the worker.
+struct HandBack<'a> {
+    ring: &'a ArrayQueue<Packet>,
+    tx: &'a VfTx,
+    handed: &'a mut u64,
+}
+
+impl Survivors for HandBack<'_> {
+    #[inline]
+    fn take(&mut self, pass: &mut PacketBatch, c: &mut Counters) {
+        // Rewriting here spreads the (small) work over the workers.
+        self.tx.rewrite(pass);
+        for p in pass.drain() {
+            match self.ring.push(p) {
+                Ok(()) => *self.handed += 1,
+                Err(p) => {
+                    c.vf_tx_dropped += 1;
+                    drop(p);
+                }
+            }
+        }
+    }
+}
+
+/// True when `p` carries `guard` as its source MAC (the daemon's own frame, looped back).
+#[inline]
+fn looped_back(p: &Packet, guard: &Option<[u8; 6]>) -> bool {
+    match guard {
+        Some(m) => p.data().get(6..12) == Some(&m[..]),
+        None => false,
+    }
+}
+
+/// Judges one burst with `rules` and hands the survivors to `out`. Returns nothing; the
 /// counters say what happened.
 #[inline]
-fn judge<S: PassSink>(
+#[allow(clippy::too_many_arguments)]
+fn judge<O: Survivors>(
     pkts: impl Iterator<Item = Packet>,
     rules: &mut RuleSet,
-    sink: &mut S,
+    out: &mut O,
     pass: &mut PacketBatch,
     drops: &mut PacketBatch,
     c: &mut Counters,
     now: u64,
+    guard: &Option<[u8; 6]>,
 ) {
     for p in pkts {
+        if looped_back(&p, guard) {
+            c.dropped += 1;
+            c.looped += 1;
+            if let Err(p) = drops.push(p) {
+                drop(p);
+            }
+            continue;
+        }
         match rules.classify(p.data(), now).action {
             // Dropped buffers go back to the pool together at the end of the burst (one free-list
             // operation per burst, not per packet), without their bytes being touched.
@@ -78,10 +255,7 @@ fn judge<S: PassSink>(
     }
     drops.clear();
     if !pass.is_empty() {
-        let accepted = sink.submit(pass.as_slice()).min(pass.len());
-        c.tap += accepted as u64;
-        c.tap_dropped += (pass.len() - accepted) as u64;
-        pass.clear();
+        out.take(pass, c);
     }
 }
 
@@ -90,8 +264,12 @@ fn judge<S: PassSink>(
 pub struct WorkerReport {
     /// Packets taken from the worker's ring.
     pub rx_packets: u64,
-    /// Verdict counters (`dropped`, `passed`, `tap`, `tap_dropped`).
+    /// Verdict counters (`dropped`, `passed`, `tap`, `tap_dropped`, and `vf_tx_dropped` for
+    /// survivors the hand-back ring could not take).
     pub counters: Counters,
+    /// Survivors handed back to the polling thread for transmission out of the VF (a part of
+    /// `counters.passed`; the polling thread counts them as `vf_tx` or `vf_tx_dropped`).
+    pub handed_back: u64,
     /// Per-rule counters of this worker's rule set.
     pub rules: RuleCounters,
 }
@@ -111,6 +289,7 @@ fn worker_main<S: PassSink>(
     mut q: WorkerQueue<Packet>,
     mut rules: RuleSet,
     mut sink: S,
+    back: Option<(Arc<ArrayQueue<Packet>>, VfTx)>,
     shared: Arc<WorkerShared>,
     burst: usize,
 ) -> S {
@@ -123,12 +302,14 @@ fn worker_main<S: PassSink>(
     let mut drops = PacketBatch::new(burst);
     let mut c = Counters::default();
     let mut rx = 0u64;
+    let mut handed = 0u64;
     let mut bursts = 0u32;
     let mut idle = 0u32;
-    let publish = |c: &Counters, rx: u64, rules: &RuleSet| {
+    let publish = |c: &Counters, rx: u64, handed: u64, rules: &RuleSet| {
         let mut r = shared.report.lock().unwrap_or_else(|e| e.into_inner());
         r.rx_packets = rx;
         r.counters = *c;
+        r.handed_back = handed;
         r.rules = rules.counters().clone();
     };
     loop {
@@ -150,7 +331,7 @@ fn worker_main<S: PassSink>(
             }
             idle += 1;
             if idle == 64 {
-                publish(&c, rx, &rules);
+                publish(&c, rx, handed, &rules);
                 if let Err(e) = rules.flush_samples() {
                     log::warn!("worker {}: writing sampled packets: {e}", q.index());
                 }
@@ -170,24 +351,42 @@ fn worker_main<S: PassSink>(
         idle = 0;
         rx += n as u64;
         let now = epoch + start.elapsed().as_nanos() as u64;
-        judge(
-            buf.drain(..),
-            &mut rules,
-            &mut sink,
-            &mut pass,
-            &mut drops,
-            &mut c,
-            now,
-        );
+        // The loop guard runs on the polling thread, before dispatch.
+        match &back {
+            Some((ring, tx)) => judge(
+                buf.drain(..),
+                &mut rules,
+                &mut HandBack {
+                    ring,
+                    tx,
+                    handed: &mut handed,
+                },
+                &mut pass,
+                &mut drops,
+                &mut c,
+                now,
+                &None,
+            ),
+            None => judge(
+                buf.drain(..),
+                &mut rules,
+                &mut ToSink(&mut sink),
+                &mut pass,
+                &mut drops,
+                &mut c,
+                now,
+                &None,
+            ),
+        }
         bursts = bursts.wrapping_add(1);
         if bursts.is_multiple_of(64) {
-            publish(&c, rx, &rules);
+            publish(&c, rx, handed, &rules);
         }
     }
     if let Err(e) = rules.flush_samples() {
         log::warn!("worker {}: writing sampled packets: {e}", q.index());
     }
-    publish(&c, rx, &rules);
+    publish(&c, rx, handed, &rules);
     sink
 }
 
@@ -204,6 +403,8 @@ enum Stage<S> {
         /// Rule names and the default action, for reports (the workers own the rule sets).
         template: RuleSet,
         finished: Vec<S>,
+        /// VF mode: one hand-back ring per worker (survivors to transmit).
+        back: Vec<Arc<ArrayQueue<Packet>>>,
     },
 }
 
@@ -215,6 +416,11 @@ pub struct FilterLoop<D: Device, S: PassSink> {
     counters: Counters,
     queues: usize,
     driver_errors_seen: u64,
+    /// `Some`: survivors leave through the VF instead of the sink.
+    vf_tx: Option<VfTx>,
+    /// Handed-back survivors on their way to the TX ring (fan-out VF mode).
+    txb: PacketBatch,
+    looped_reported: u64,
 }
 
 impl<D: Device, S: PassSink> FilterLoop<D, S> {
@@ -235,7 +441,25 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
             counters: Counters::default(),
             queues,
             driver_errors_seen: 0,
+            vf_tx: None,
+            txb: PacketBatch::new(burst),
+            looped_reported: 0,
         }
+    }
+
+    /// A loop that judges packets on this thread and transmits the survivors back out of the
+    /// VF as `tx` says (`sink` is kept but receives nothing).
+    pub fn new_vf(
+        vf: IxgbeVf<D>,
+        rules: RuleSet,
+        sink: S,
+        burst: usize,
+        tx: VfTx,
+    ) -> Result<Self, LoopError> {
+        check_tx_queue(&vf, &tx)?;
+        let mut fl = FilterLoop::new(vf, rules, sink, burst);
+        fl.vf_tx = Some(tx);
+        Ok(fl)
     }
 
     /// A loop that dispatches packets to `sinks.len()` worker threads by the soft-RSS hash
@@ -245,9 +469,50 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
         rules: RuleSet,
         sinks: Vec<S>,
         burst: usize,
-        mut rss: RssConfig,
+        rss: RssConfig,
         ring_capacity: usize,
     ) -> Result<Self, crate::softrss::RssError>
+    where
+        S: Send + 'static,
+    {
+        match Self::fanout(vf, rules, sinks, burst, rss, ring_capacity, None) {
+            Ok(fl) => Ok(fl),
+            Err(LoopError::Rss(e)) => Err(e),
+            Err(e @ LoopError::NoTxQueue { .. }) => {
+                unreachable!("no TX queue is checked without VF reinjection: {e}")
+            }
+        }
+    }
+
+    /// Like [`with_workers`](Self::with_workers), with survivors transmitted back out of the
+    /// VF as `tx` says: each worker hands its survivors back through a ring of
+    /// `ring_capacity` packets, and the polling thread (which owns the driver) transmits them.
+    /// The sinks are kept but receive nothing.
+    pub fn with_workers_vf(
+        vf: IxgbeVf<D>,
+        rules: RuleSet,
+        sinks: Vec<S>,
+        burst: usize,
+        rss: RssConfig,
+        ring_capacity: usize,
+        tx: VfTx,
+    ) -> Result<Self, LoopError>
+    where
+        S: Send + 'static,
+    {
+        check_tx_queue(&vf, &tx)?;
+        Self::fanout(vf, rules, sinks, burst, rss, ring_capacity, Some(tx))
+    }
+
+    fn fanout(
+        vf: IxgbeVf<D>,
+        rules: RuleSet,
+        sinks: Vec<S>,
+        burst: usize,
+        mut rss: RssConfig,
+        ring_capacity: usize,
+        vf_tx: Option<VfTx>,
+    ) -> Result<Self, LoopError>
     where
         S: Send + 'static,
     {
@@ -256,6 +521,7 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
         rss.workers = sinks.len();
         let (dispatcher, qs) = Dispatcher::new(SoftRss::new(rss)?, ring_capacity)?;
         let mut workers = Vec::with_capacity(sinks.len());
+        let mut back = Vec::new();
         for (q, sink) in qs.into_iter().zip(sinks) {
             let shared = Arc::new(WorkerShared {
                 report: Mutex::new(WorkerReport {
@@ -267,9 +533,14 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
             });
             let (s2, r) = (shared.clone(), rules.fork());
             let idx = q.index();
+            let wb = vf_tx.map(|tx| {
+                let ring = Arc::new(ArrayQueue::new(ring_capacity.max(1)));
+                back.push(ring.clone());
+                (ring, tx)
+            });
             let handle = std::thread::Builder::new()
                 .name(format!("floodgate-w{idx}"))
-                .spawn(move || worker_main(q, r, sink, s2, burst))
+                .spawn(move || worker_main(q, r, sink, wb, s2, burst))
                 .map_err(|_| crate::softrss::RssError::Workers(idx))?;
             workers.push(Worker {
                 shared,
@@ -283,18 +554,24 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                 workers,
                 template: rules,
                 finished: Vec::new(),
+                back,
             },
             rx: PacketBatch::new(burst),
             counters: Counters::default(),
             queues,
             driver_errors_seen: 0,
+            vf_tx,
+            txb: PacketBatch::new(burst),
+            looped_reported: 0,
         })
     }
 
-    /// Polls every queue once. Returns the packets received.
+    /// Polls every queue once (and, in fan-out VF mode, transmits what the workers handed
+    /// back). Returns the packets received plus those transmitted for workers.
     #[inline]
     pub fn poll(&mut self, now: u64) -> usize {
         let mut total = 0;
+        let guard = self.vf_tx.and_then(|t| t.loop_guard);
         for q in 0..self.queues {
             let n = self.vf.rx_burst(q, &mut self.rx);
             if n == 0 {
@@ -310,9 +587,38 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                     sink,
                     pass,
                     drops,
-                } => judge(self.rx.drain(), rules, sink, pass, drops, c, now),
+                } => match &self.vf_tx {
+                    Some(tx) => judge(
+                        self.rx.drain(),
+                        rules,
+                        &mut ToVf {
+                            vf: &mut self.vf,
+                            tx,
+                        },
+                        pass,
+                        drops,
+                        c,
+                        now,
+                        &guard,
+                    ),
+                    None => judge(
+                        self.rx.drain(),
+                        rules,
+                        &mut ToSink(sink),
+                        pass,
+                        drops,
+                        c,
+                        now,
+                        &None,
+                    ),
+                },
                 Stage::Fanout { dispatcher, .. } => {
                     for p in self.rx.drain() {
+                        if looped_back(&p, &guard) {
+                            c.dropped += 1;
+                            c.looped += 1;
+                            continue;
+                        }
                         if dispatcher.dispatch(p).is_err() {
                             // The rejected packet is dropped here, its buffer goes back.
                             c.dropped += 1;
@@ -322,7 +628,42 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                 }
             }
         }
-        total
+        total + self.transmit_handed_back(4)
+    }
+
+    /// Fan-out VF mode: moves up to `bursts` bursts per worker from the hand-back rings to the
+    /// TX ring. Returns the packets taken from the rings.
+    fn transmit_handed_back(&mut self, bursts: usize) -> usize {
+        let (Some(tx), Stage::Fanout { back, .. }) = (&self.vf_tx, &self.stage) else {
+            return 0;
+        };
+        let mut moved = 0;
+        for ring in back {
+            for _ in 0..bursts {
+                while self.txb.free_slots() > 0 {
+                    match ring.pop() {
+                        Some(p) => {
+                            if let Err(p) = self.txb.push(p) {
+                                // Cannot happen (a free slot was checked); count it all the same.
+                                self.counters.passed += 1;
+                                self.counters.vf_tx_dropped += 1;
+                                drop(p);
+                            }
+                        }
+                        None => break,
+                    }
+                }
+                let n = self.txb.len();
+                if n == 0 {
+                    break;
+                }
+                moved += n;
+                // The worker judged them; their fate is counted here.
+                self.counters.passed += n as u64;
+                transmit(&mut self.vf, tx.queue, &mut self.txb, &mut self.counters);
+            }
+        }
+        moved
     }
 
     /// Folds the driver's bad-descriptor drops into the `errors` bucket. The driver counts them
@@ -342,9 +683,29 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
     }
 
     /// Driver housekeeping: bad-descriptor counts, PF reset recovery, link, hardware counters.
+    /// Also reports survivors the loop guard caught coming back into the VF.
     pub fn maintain(&mut self) -> Result<Maintenance, floodgate_pmd::Error> {
         self.sync_driver_errors();
+        let looped = self.counters.looped;
+        if looped > self.looped_reported {
+            if self.looped_reported == 0 {
+                log::warn!(
+                    "survivors come back into the VF ({looped} so far, counted as `looped` and \
+                     dropped): the NIC looped frames we sent back to the PF and the steering rule \
+                     pulled them into the VF again. Send survivors to a next hop on the wire \
+                     ([reinject] dst_mac) or use [reinject] to = \"tap\"; see docs/reinject-vf.md"
+                );
+            } else {
+                log::debug!("loop guard: {looped} looped-back frames so far");
+            }
+            self.looped_reported = looped;
+        }
         self.vf.maintain()
+    }
+
+    /// The VF reinjection settings, when survivors leave through the VF.
+    pub fn vf_tx(&self) -> Option<&VfTx> {
+        self.vf_tx.as_ref()
     }
 
     /// Counters so far, summed over workers. With workers, what was dispatched but not yet
@@ -355,9 +716,12 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
             for w in workers {
                 let r = w.shared.report.lock().unwrap_or_else(|e| e.into_inner());
                 c.dropped += r.counters.dropped;
-                c.passed += r.counters.passed;
+                // Survivors handed back are counted as passed by the polling thread, when it
+                // transmits them (`vf_tx`) or the TX ring refuses them (`vf_tx_dropped`).
+                c.passed += r.counters.passed.saturating_sub(r.handed_back);
                 c.tap += r.counters.tap;
                 c.tap_dropped += r.counters.tap_dropped;
+                c.vf_tx_dropped += r.counters.vf_tx_dropped;
             }
             let accounted = c.dropped + c.passed + c.errors;
             c.in_flight = c.rx_packets.saturating_sub(accounted);
@@ -459,6 +823,8 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                 }
             }
         }
+        // What the workers handed back before they stopped still goes out.
+        while self.transmit_handed_back(usize::MAX) > 0 {}
     }
 
     /// The sinks: the loop's own, or (after [`finish`](Self::finish)) the workers'.
@@ -473,6 +839,17 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
     pub fn vf(&mut self) -> &mut IxgbeVf<D> {
         &mut self.vf
     }
+}
+
+fn check_tx_queue<D: Device>(vf: &IxgbeVf<D>, tx: &VfTx) -> Result<(), LoopError> {
+    let count = vf.num_queues();
+    if tx.queue >= count {
+        return Err(LoopError::NoTxQueue {
+            queue: tx.queue,
+            count,
+        });
+    }
+    Ok(())
 }
 
 impl<D: Device, S: PassSink> Drop for FilterLoop<D, S> {

@@ -106,6 +106,26 @@ pub fn render(s: &Snapshot) -> String {
         c.tap_dropped,
     );
     counter(
+        "vf_tx_packets_total",
+        "Passed packets transmitted back out of the VF ([reinject] to = \"vf\").",
+        c.vf_tx,
+    );
+    counter(
+        "vf_tx_refused_packets_total",
+        "Passed packets the VF's TX ring (or a worker's hand-back ring) pushed back (counted, not sent).",
+        c.vf_tx_dropped,
+    );
+    counter(
+        "looped_packets_total",
+        "Own VF transmissions that came back into the VF (loop guard; part of dropped).",
+        c.looped,
+    );
+    counter(
+        "dispatch_full_packets_total",
+        "Packets dropped because their worker's ring was full (part of dropped).",
+        c.dispatch_full,
+    );
+    counter(
         "error_packets_total",
         "Bad descriptors and frames dropped by the driver.",
         c.errors,
@@ -259,7 +279,10 @@ mod tests {
                 rx_packets: 10,
                 dropped: 7,
                 passed: 3,
-                tap: 3,
+                tap: 1,
+                vf_tx: 1,
+                vf_tx_dropped: 1,
+                looped: 2,
                 ..Default::default()
             },
             rules: vec![RuleSnapshot {
@@ -278,6 +301,9 @@ mod tests {
         assert!(body.starts_with("HTTP/1.0 200 OK"), "{body}");
         assert!(body.contains("floodgate_rx_packets_total 10\n"));
         assert!(body.contains("floodgate_dropped_packets_total 7\n"));
+        assert!(body.contains("floodgate_vf_tx_packets_total 1\n"));
+        assert!(body.contains("floodgate_vf_tx_refused_packets_total 1\n"));
+        assert!(body.contains("floodgate_looped_packets_total 2\n"));
         assert!(body.contains("floodgate_rule_hits_total{rule=\"dns \\\"flood\\\"\"} 7\n"));
         let mut s = TcpStream::connect(srv.addr()).unwrap();
         s.write_all(b"GET /nope HTTP/1.0\r\n\r\n").unwrap();

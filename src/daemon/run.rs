@@ -4,13 +4,17 @@
 //! 1. load and validate the config (nothing is touched if it is invalid);
 //! 2. open the VF through VFIO and bring it up;
 //! 3. install the steering rules on the PF (cleaning up rules a crashed run left behind);
-//! 4. open the TAP;
+//! 4. open the TAP (or, with `[reinject] to = "vf"`, prepare to transmit survivors back out of
+//!    the VF: no TAP);
 //! 5. drop privileges (keeping CAP_NET_ADMIN so the rules can be removed at exit);
 //! 6. run the filter loop until SIGINT/SIGTERM; SIGHUP reloads the rules;
 //! 7. drain the rings, remove the steering rules, print the final counters.
 
-use crate::config::{Config, DeviceAddr, FlowType as CfgFlow, SteeringRule as CfgRule};
-use crate::daemon::filterloop::{FilterLoop, PassSink};
+use crate::config::{
+    Config, DeviceAddr, DstMac, FlowType as CfgFlow, ReinjectTo, SrcMac, SteeringRule as CfgRule,
+    VfReinject,
+};
+use crate::daemon::filterloop::{CountingSink, FilterLoop, PassSink, VfTx};
 use crate::daemon::metrics::{Metrics, MetricsServer};
 use crate::daemon::runloop::{run_loop, LoopControl, LoopReport};
 use crate::softrss::RssConfig;
@@ -166,7 +170,116 @@ fn run_device<D: Device>(cfg: &Config, path: &Path, dev: D, name: &str) -> Resul
         Some(s)
     };
 
-    let result = (|| {
+    let result = match cfg.reinject {
+        ReinjectTo::Tap => serve_tap(cfg, path, vf, steering.as_ref()),
+        ReinjectTo::Vf(r) => serve_vf(cfg, path, vf, r, steering.as_ref()),
+    };
+
+    if let Some(s) = steering.as_mut() {
+        match s.remove_all() {
+            Ok(n) => log::info!("removed {n} steering rule(s) from {}", s.backend().pf()),
+            Err(e) => log::error!("removing steering rules: {e}"),
+        }
+    }
+    result
+}
+
+/// Resolves `[reinject] to = "vf"` for a VF with MAC `vf_mac`; `pf_mac` gives the PF's MAC
+/// for `dst_mac = "pf"` (the PF netdev's on a real box, the model's in the demo).
+pub fn vf_tx(
+    r: &VfReinject,
+    vf_mac: [u8; 6],
+    pf_mac: impl FnOnce() -> Result<[u8; 6]>,
+) -> Result<VfTx> {
+    let dst = match r.dst_mac {
+        None => None,
+        Some(DstMac::Mac(m)) => Some(m),
+        Some(DstMac::Pf) => Some(pf_mac()?),
+    };
+    Ok(VfTx::new(
+        vf_mac,
+        r.tx_queue as usize,
+        r.src_mac == SrcMac::Vf,
+        dst,
+    ))
+}
+
+fn drop_privileges<B: SteeringBackend>(cfg: &Config, steering: Option<&Steering<B>>) -> Result<()> {
+    if let Some(user) = &cfg.daemon.user {
+        let creds = crate::privdrop::resolve(user, cfg.daemon.group.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // The unprivileged process must still be able to delete its state file at exit.
+        if let Some(s) = steering {
+            s.chown_state(creds.uid, creds.gid)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        // Keep CAP_NET_ADMIN only when steering rules must be removed at exit.
+        creds
+            .apply(steering.is_some())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        log::info!(
+            "running as {} (uid {}, gid {})",
+            creds.user,
+            creds.uid,
+            creds.gid
+        );
+    }
+    Ok(())
+}
+
+/// Survivors back out of the VF: no TAP, the filter loop transmits them itself.
+fn serve_vf<D: Device, B: SteeringBackend>(
+    cfg: &Config,
+    path: &Path,
+    vf: IxgbeVf<D>,
+    r: VfReinject,
+    steering: Option<&Steering<B>>,
+) -> Result<LoopReport> {
+    let tx = vf_tx(&r, vf.mac(), || {
+        let pf = cfg
+            .device
+            .pf
+            .as_deref()
+            .context("[reinject] dst_mac = \"pf\" needs [device] pf")?;
+        pf_mac(pf)
+            .with_context(|| format!("reading {pf}'s MAC address from /sys/class/net/{pf}/address"))
+    })?;
+    log::info!(
+        "reinjecting survivors out of the VF: TX queue {}, source MAC {}, destination MAC {}",
+        tx.queue,
+        tx.src_mac
+            .map_or("kept".to_string(), floodgate_pmd::fmt_mac),
+        tx.dst_mac
+            .map_or("kept".to_string(), floodgate_pmd::fmt_mac),
+    );
+    if tx.src_mac.is_none() {
+        log::warn!(
+            "[reinject] src_mac = \"keep\": the PF's MAC anti-spoofing (on by default) drops \
+             every survivor unless `ip link set <pf> vf N spoofchk off`; the loop guard is off"
+        );
+    }
+    drop_privileges(cfg, steering)?;
+    let rules = cfg.filter.ruleset();
+    let burst = cfg.device.burst as usize;
+    let workers = (cfg.daemon.workers as usize).max(1);
+    let mut fl = if workers == 1 {
+        FilterLoop::new_vf(vf, rules, CountingSink::default(), burst, tx)?
+    } else {
+        let sinks = (0..workers).map(|_| CountingSink::default()).collect();
+        FilterLoop::with_workers_vf(vf, rules, sinks, burst, RssConfig::default(), 4096, tx)
+            .context("starting the workers")?
+    };
+    serve(&mut fl, cfg, path)
+}
+
+/// Survivors into the kernel through the TAP.
+fn serve_tap<D: Device, B: SteeringBackend>(
+    cfg: &Config,
+    path: &Path,
+    vf: IxgbeVf<D>,
+    steering: Option<&Steering<B>>,
+) -> Result<LoopReport> {
+    {
         let tap = Tap::open(&cfg.tap.name).map_err(|e| anyhow::anyhow!("{e}"))?;
         // Survivors still carry the PF's MAC as destination: give the TAP that MAC so the
         // kernel takes them as addressed to it.
@@ -201,25 +314,7 @@ fn run_device<D: Device>(cfg: &Config, path: &Path, dev: D, name: &str) -> Resul
             sinks.len()
         );
 
-        if let Some(user) = &cfg.daemon.user {
-            let creds = crate::privdrop::resolve(user, cfg.daemon.group.as_deref())
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            // The unprivileged process must still be able to delete its state file at exit.
-            if let Some(s) = &steering {
-                s.chown_state(creds.uid, creds.gid)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-            }
-            // Keep CAP_NET_ADMIN only when steering rules must be removed at exit.
-            creds
-                .apply(steering.is_some())
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            log::info!(
-                "running as {} (uid {}, gid {})",
-                creds.user,
-                creds.uid,
-                creds.gid
-            );
-        }
+        drop_privileges(cfg, steering)?;
         let rules = cfg.filter.ruleset();
         let mut fl = if workers == 1 {
             let sink = sinks.pop().context("no TAP writer")?;
@@ -229,15 +324,7 @@ fn run_device<D: Device>(cfg: &Config, path: &Path, dev: D, name: &str) -> Resul
                 .context("starting the workers")?
         };
         serve(&mut fl, cfg, path)
-    })();
-
-    if let Some(s) = steering.as_mut() {
-        match s.remove_all() {
-            Ok(n) => log::info!("removed {n} steering rule(s) from {}", s.backend().pf()),
-            Err(e) => log::error!("removing steering rules: {e}"),
-        }
     }
-    result
 }
 
 /// The PMD configuration of a daemon config.
@@ -274,14 +361,20 @@ pub fn serve<D: Device, S: PassSink>(
     ctl.metrics = Some(metrics);
     let rep = run_loop(fl, &mut ctl).context("filter loop")?;
     let c = rep.counters;
+    let out = if fl.vf_tx().is_some() {
+        format!(
+            "vf tx {}, refused {}; looped back {}",
+            c.vf_tx, c.vf_tx_dropped, c.looped
+        )
+    } else {
+        format!("tap {}, refused {}", c.tap, c.tap_dropped)
+    };
     println!(
-        "floodgate: rx {} | dropped {} | passed {} (tap {}, refused {}) | errors {} | reloads {} \
+        "floodgate: rx {} | dropped {} | passed {} ({out}) | errors {} | reloads {} \
          ({} rejected) | PF resets {} | invariant {}",
         c.rx_packets,
         c.dropped,
         c.passed,
-        c.tap,
-        c.tap_dropped,
         c.errors,
         rep.reloads,
         rep.reload_errors,
