@@ -102,10 +102,25 @@ pub fn install_signal_handlers(ctl: &LoopControl) -> Result<()> {
     Ok(())
 }
 
-fn reloader(path: PathBuf) -> crate::daemon::runloop::Reloader {
+/// Reloads the rules from `path`. Only the rules change on SIGHUP: a changed `[reinject]`
+/// (running with `running`) is reported and takes effect at the next start.
+fn reloader(path: PathBuf, running: ReinjectTo) -> crate::daemon::runloop::Reloader {
     Box::new(move || {
         Config::load(&path)
-            .map(|c| c.filter.ruleset())
+            .map(|c| {
+                if c.reinject != running {
+                    log::warn!(
+                        "{}: [reinject] changed; survivors keep going where they went ({}) until \
+                         the daemon is restarted (only the rules are reloaded)",
+                        path.display(),
+                        match running {
+                            ReinjectTo::Tap => "the TAP",
+                            ReinjectTo::Vf(_) => "out of the VF",
+                        }
+                    );
+                }
+                c.filter.ruleset()
+            })
             .map_err(|e| e.to_string())
     })
 }
@@ -352,7 +367,7 @@ pub fn serve<D: Device, S: PassSink>(
     ctl.progress = true;
     ctl.interval = std::time::Duration::from_millis(cfg.stats.interval_ms.max(100));
     ctl.idle = crate::daemon::runloop::IdlePolicy::nap_us(cfg.daemon.idle_sleep_us);
-    ctl.reloader = Some(reloader(path.to_path_buf()));
+    ctl.reloader = Some(reloader(path.to_path_buf(), cfg.reinject));
     let metrics = Arc::new(Metrics::default());
     let _server = match cfg.stats.prometheus {
         Some(addr) => Some(MetricsServer::start(addr, metrics.clone())?),
@@ -424,5 +439,37 @@ mod tests {
         // Loopback exists everywhere and has the all-zero address.
         assert_eq!(super::pf_mac("lo"), Some([0; 6]));
         assert_eq!(super::pf_mac("no-such-if-xyz"), None);
+    }
+
+    #[test]
+    fn vf_reinject_settings_resolve_to_rewrites_and_the_loop_guard() {
+        use crate::config::{DstMac, SrcMac, VfReinject};
+        let vf = [2, 0xf1, 0, 0, 0, 1];
+        let pf = [2, 0, 0, 0, 0, 0xfe];
+        let r = VfReinject {
+            tx_queue: 1,
+            src_mac: SrcMac::Vf,
+            dst_mac: Some(DstMac::Pf),
+        };
+        let t = super::vf_tx(&r, vf, || Ok(pf)).unwrap();
+        assert_eq!(
+            (t.queue, t.src_mac, t.dst_mac, t.loop_guard),
+            (1, Some(vf), Some(pf), Some(vf))
+        );
+        let r = VfReinject {
+            tx_queue: 0,
+            src_mac: SrcMac::Keep,
+            dst_mac: None,
+        };
+        let t = super::vf_tx(&r, vf, || anyhow::bail!("not asked")).unwrap();
+        assert_eq!((t.src_mac, t.dst_mac, t.loop_guard), (None, None, None));
+        // The PF's MAC is only read when asked for, and a failure to read it is reported.
+        let r = VfReinject {
+            tx_queue: 0,
+            src_mac: SrcMac::Vf,
+            dst_mac: Some(DstMac::Pf),
+        };
+        let e = super::vf_tx(&r, vf, || anyhow::bail!("no sysfs")).unwrap_err();
+        assert!(e.to_string().contains("no sysfs"), "{e}");
     }
 }
