@@ -335,3 +335,39 @@ fn the_tx_queue_must_exist_on_the_vf() {
     assert!(matches!(e, LoopError::NoTxQueue { queue: 3, count: 1 }));
     assert!(e.to_string().contains("TX queue 3"), "{e}");
 }
+
+#[test]
+fn a_stop_waits_for_the_nic_to_send_what_was_queued_and_reports_what_it_never_sent() {
+    use floodgate::daemon::runloop::{run_loop, LoopControl};
+    use std::time::{Duration, Instant};
+    // The NIC fetches TX descriptors only when the pump steps it, and only after the stop: the
+    // drain must keep pumping until every queued survivor has been reported sent.
+    let (nic, vf) = setup(512);
+    let vf_mac = vf.mac();
+    let tx = VfTx::new(vf_mac, 0, true, Some(NEXT_HOP));
+    let mut fl = FilterLoop::new_vf(vf, rules(), CountingSink::default(), 32, tx).unwrap();
+    nic.stall_tx(0, 0, true).unwrap();
+    let sent = inject_mix(&nic, 50, 40, 0);
+    nic.step();
+    let mut ctl = LoopControl::new();
+    ctl.deadline = Some(Instant::now() + Duration::from_millis(20));
+    let n2 = nic.clone();
+    ctl.before_drain = Some(Box::new(move || n2.stall_tx(0, 0, false).unwrap()));
+    let n3 = nic.clone();
+    ctl.pump = Some(Box::new(move || n3.step()));
+    let r = run_loop(&mut fl, &mut ctl).unwrap();
+    assert_eq!((r.counters.vf_tx, r.vf_tx_unsent), (40, 0), "{r:?}");
+    assert_byte_exact(&sent, &nic.take_egress(), NEXT_HOP, vf_mac);
+    assert_eq!(fl.vf_tx_outstanding(), 0);
+
+    // A NIC that never sends: the stop gives up after a bounded wait and says how many.
+    nic.stall_tx(0, 0, true).unwrap();
+    inject_mix(&nic, 0, 7, 0);
+    nic.step();
+    let mut ctl = LoopControl::new();
+    ctl.deadline = Some(Instant::now() + Duration::from_millis(20));
+    let r = run_loop(&mut fl, &mut ctl).unwrap();
+    assert_eq!(r.counters.vf_tx, 47, "{r:?}");
+    assert_eq!(r.vf_tx_unsent, 7, "{r:?}");
+    assert_eq!(fl.vf_tx_outstanding(), 7);
+}

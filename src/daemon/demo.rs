@@ -457,9 +457,16 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
             ..EngineConfig::default()
         });
         let out = engine_stats.clone();
+        let stopped = Rc::new(std::cell::Cell::new(false));
+        let s2 = stopped.clone();
         ctl.before_drain = Some(Box::new(move || {
             *out.borrow_mut() = engine.stop();
+            s2.set(true);
         }));
+        // Once the engine thread is gone, the drain steps the model itself, so survivors the
+        // loop still sends out of the VF are fetched from its TX ring.
+        let n2 = nic.clone();
+        ctl.pump = Some(Box::new(move || if stopped.get() { n2.step() } else { 0 }));
     } else {
         // Lockstep: at most one burst of frames per pump, so the loop (one burst per poll)
         // always keeps up.

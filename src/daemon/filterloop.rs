@@ -827,6 +827,22 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
         while self.transmit_handed_back(usize::MAX) > 0 {}
     }
 
+    /// Survivors handed to the VF's TX ring that the NIC has not reported sent yet (after
+    /// reclaiming what it has). Always 0 when reinjecting into the TAP.
+    pub fn vf_tx_outstanding(&mut self) -> u64 {
+        let Some(q) = self.vf_tx.as_ref().map(|t| t.queue) else {
+            return 0;
+        };
+        self.vf.tx_reclaim(q);
+        match self.vf.queue_stats(q) {
+            Some((_, t)) => t
+                .packets
+                .saturating_sub(t.completed)
+                .saturating_sub(t.dropped_reset),
+            None => 0,
+        }
+    }
+
     /// The sinks: the loop's own, or (after [`finish`](Self::finish)) the workers'.
     pub fn sinks(&self) -> Vec<&S> {
         match &self.stage {

@@ -378,8 +378,15 @@ pub fn serve<D: Device, S: PassSink>(
     let c = rep.counters;
     let out = if fl.vf_tx().is_some() {
         format!(
-            "vf tx {}, refused {}; looped back {}",
-            c.vf_tx, c.vf_tx_dropped, c.looped
+            "vf tx {}, refused {}; looped back {}{}",
+            c.vf_tx,
+            c.vf_tx_dropped,
+            c.looped,
+            if rep.vf_tx_unsent > 0 {
+                format!("; {} not reported sent at exit", rep.vf_tx_unsent)
+            } else {
+                String::new()
+            }
         )
     } else {
         format!("tap {}, refused {}", c.tap, c.tap_dropped)

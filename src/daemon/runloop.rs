@@ -123,6 +123,9 @@ pub struct LoopReport {
     pub elapsed: Duration,
     /// Naps taken on empty rings (see [`IdlePolicy`]).
     pub idle_naps: u64,
+    /// Survivors still on the VF's TX ring (not reported sent) 1 s after the stop, with
+    /// `[reinject] to = "vf"`.
+    pub vf_tx_unsent: u64,
 }
 
 fn snapshot<D: Device, S: PassSink>(
@@ -290,12 +293,30 @@ pub fn run_loop<D: Device, S: PassSink>(
             idle = 0;
         }
     }
+    // Workers drain their rings and stop; what they handed back for the VF goes out.
+    fl.finish();
+    // Survivors sent out of the VF: wait (up to 1 s, still pumping a lockstep model) until the
+    // NIC reports them sent, so a stop does not cut off packets already counted as `vf_tx`.
+    let tx_deadline = Instant::now() + Duration::from_secs(1);
+    let mut outstanding = fl.vf_tx_outstanding();
+    while outstanding > 0 && Instant::now() < tx_deadline {
+        if let Some(p) = ctl.pump.as_mut() {
+            p();
+        }
+        std::thread::sleep(Duration::from_micros(100));
+        outstanding = fl.vf_tx_outstanding();
+    }
+    if outstanding > 0 {
+        log::warn!(
+            "{outstanding} survivors were still on the VF's TX ring 1 s after the stop \
+             (counted as vf_tx; the NIC may not have sent them)"
+        );
+    }
+    rep.vf_tx_unsent = outstanding;
     fl.sync_driver_errors();
     if let Err(e) = fl.flush_samples() {
         log::warn!("writing sampled packets: {e}");
     }
-    // Workers drain their rings and stop; after this the counters are final.
-    fl.finish();
     rep.counters = fl.counters();
     if let Some(metrics) = &ctl.metrics {
         metrics.publish(snapshot(fl, rep.reloads, rep.reload_errors, rep.pf_resets));
