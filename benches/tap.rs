@@ -379,6 +379,77 @@ fn main() {
     }
 }
 
+/// `TUNSETIFF`.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// `TUNSETSNDBUF`.
+const TUNSETSNDBUF: libc::c_ulong = 0x4004_54d4;
+/// `IFF_TAP | IFF_NO_PI`, as `Tap::open` uses.
+const IFF_TAP_NO_PI: libc::c_short = 0x0002 | 0x1000;
+/// `IFF_NAPI`.
+const IFF_NAPI: libc::c_short = 0x0010;
+/// `IFF_MULTI_QUEUE`.
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+/// `IFF_VNET_HDR`.
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+
+/// Attaches a descriptor to TAP `name` with `IFF_TAP | IFF_NO_PI | extra` (creating it), for the
+/// TUN features `Tap::open` does not use; `None` if the kernel refuses.
+fn raw_tap(name: &str, extra: libc::c_short) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: open(2) on a NUL-terminated path; checked.
+    let fd = unsafe {
+        libc::open(
+            c"/dev/net/tun".as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a fresh descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, c) in ifr.ifr_name.iter_mut().zip(name.bytes().take(15)) {
+        *d = c as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_flags = IFF_TAP_NO_PI | extra;
+    // SAFETY: TUNSETIFF reads and writes one ifreq.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut ifr) } < 0 {
+        return None;
+    }
+    Some(fd)
+}
+
+/// Sets `IFF_UP` on `name`.
+fn raw_up(name: &str) -> Option<()> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket(2); checked.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return None;
+    }
+    // SAFETY: a fresh descriptor.
+    let s = unsafe { OwnedFd::from_raw_fd(s) };
+    // SAFETY: ifreq is plain data.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, c) in ifr.ifr_name.iter_mut().zip(name.bytes().take(15)) {
+        *d = c as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS / SIOCSIFFLAGS read and write one ifreq; the flags were filled in by
+    // the first.
+    unsafe {
+        if libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut ifr) < 0 {
+            return None;
+        }
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS as _, &mut ifr) < 0 {
+            return None;
+        }
+    }
+    Some(())
+}
+
 /// Interleaved rounds for the breakdown.
 const ROUNDS: usize = 15;
 /// Frames per method per round (about 20 ms of work each).
@@ -432,6 +503,27 @@ fn ceiling(
         false,
         false,
     );
+    // Kernel-side TUN features, each with write() per frame (`None` where the kernel refuses).
+    let mut keep = Vec::new();
+    let mut napi = raw_tap(&format!("{kind:.2}{burst}na"), IFF_NAPI).map(PlainWriter::new);
+    let mut vnet = raw_tap(&format!("{kind:.2}{burst}vh"), IFF_VNET_HDR).map(PlainWriter::new);
+    let mq_name = format!("{kind:.2}{burst}mq");
+    let mut mq = raw_tap(&mq_name, IFF_MULTI_QUEUE).and_then(|a| {
+        keep.push(raw_tap(&mq_name, IFF_MULTI_QUEUE)?);
+        Some(PlainWriter::new(a))
+    });
+    let mut sndbuf = Some(open("sb")).and_then(|fd| {
+        let size: libc::c_int = 1 << 30;
+        // SAFETY: TUNSETSNDBUF reads one int.
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETSNDBUF as _, &size) };
+        (rc == 0).then(|| PlainWriter::new(fd))
+    });
+    for n in ["na", "vh", "mq"] {
+        raw_up(&format!("{kind:.2}{burst}{n}"));
+    }
+    // A zeroed virtio_net_hdr (10 bytes: no checksum offload, no GSO) before each frame.
+    let vnet_frames: Vec<Vec<u8>> = refs.iter().map(|f| [&[0u8; 10][..], f].concat()).collect();
+    let vnet_refs: Vec<&[u8]> = vnet_frames.iter().map(|f| &f[..]).collect();
     let bursts = FRAMES_PER_ROUND.div_ceil(burst);
     let frames = (bursts * burst) as f64;
     #[allow(clippy::type_complexity)]
@@ -461,6 +553,21 @@ fn ceiling(
             }),
         ));
     }
+    for (name, w, r) in [
+        ("write(), TAP with IFF_NAPI", napi.as_mut(), refs),
+        (
+            "write(), TAP with IFF_VNET_HDR",
+            vnet.as_mut(),
+            &vnet_refs[..],
+        ),
+        ("write(), IFF_MULTI_QUEUE, 2 queues", mq.as_mut(), refs),
+        ("write(), TUNSETSNDBUF 1 GiB", sndbuf.as_mut(), refs),
+    ] {
+        match w {
+            Some(w) => methods.push((name, Box::new(move || w.write_burst(r).written))),
+            None => println!("{kind} burst {burst}: {name}: not available on this kernel"),
+        }
+    }
     for (name, v) in [
         ("bare ring, same flags as UringWriter", bare.as_mut()),
         ("SINGLE_ISSUER|DEFER_TASKRUN", si.as_mut()),
@@ -475,8 +582,16 @@ fn ceiling(
     }
     // [method][round] = (thread CPU, process CPU, wall) per frame in ns.
     let mut t: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); methods.len()];
-    for _ in 0..ROUNDS {
-        for (m, (name, f)) in methods.iter_mut().enumerate() {
+    // Each round starts one method further on, and each timed block follows an untimed warm-up
+    // of the same method, so no method always comes after the same one (or after SQPOLL's sleep).
+    let nm = methods.len();
+    for round in 0..ROUNDS {
+        for k in 0..nm {
+            let m = (round + k) % nm;
+            let (name, f) = &mut methods[m];
+            for _ in 0..bursts / 8 {
+                f();
+            }
             let (t0, p0, w0) = (thread_cpu(), process_cpu(), Instant::now());
             let mut ok = 0u64;
             for _ in 0..bursts {
@@ -500,7 +615,7 @@ fn ceiling(
         x[x.len() / 2]
     };
     let mut out = format!(
-        "breakdown, {kind} frames, burst {burst} (ns per frame, medians of {ROUNDS} interleaved rounds of {bursts} bursts):\n  {:<40} {:>10} {:>12} {:>8} {:>9}\n",
+        "breakdown, {kind} frames, burst {burst} (ns per frame, medians of {ROUNDS} interleaved rounds of {bursts} bursts, each after a warm-up):\n  {:<40} {:>10} {:>12} {:>8} {:>9}\n",
         "method", "thread CPU", "process CPU", "wall", "vs write"
     );
     // Ratios compare all the CPU a method costs (for SQPOLL that is two threads).

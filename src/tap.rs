@@ -412,25 +412,26 @@ impl Reinject for PlainWriter {
 /// Batched writes through io_uring: one SQE per packet against the registered fd, one
 /// `io_uring_enter` per burst (bursts larger than the ring are split).
 ///
-/// On the kernels measured (6.18, see docs/performance.md, "TAP reinjection") this costs about as
+/// On the kernel measured (6.18, see docs/performance.md, "TAP reinjection") this costs about as
 /// much CPU per frame as one `write()` per frame: a TAP takes one frame per write, so io_uring
-/// saves only the syscall entry/exit (~80 ns of a ~285 ns `write()`), and its own per-request
+/// saves only the syscall entry/exit (~80 ns of a ~290 ns `write()`), and its own per-request
 /// work (`io_submit_sqes`, `io_prep_write`, `io_write`, completion posting) costs nearly as much.
-/// `cargo bench --bench tap` prints the breakdown. Variants measured there and not used here,
-/// per frame of 64 bytes, burst 32, thread CPU time:
+/// `cargo bench --bench tap` prints the breakdown. Variants measured there and not used here
+/// (64-byte frames, CPU time per frame):
 ///
-/// - `IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN` instead of `COOP_TASKRUN`: within ±1 %, and it
-///   would tie the ring to the thread that created it (the daemon builds writers before handing
-///   them to workers).
+/// - `IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN` instead of `COOP_TASKRUN`: 1–2 % less, within
+///   the noise of the paired runs, and it would tie the ring to the thread that created it (the
+///   daemon builds its writers before handing them to the workers).
 /// - `IOSQE_CQE_SKIP_SUCCESS`: `IOSQE_IO_DRAIN` cannot be mixed with it (the kernel refuses the
 ///   drain with `EOPNOTSUPP` once a ring has seen a skip), so the only way to know that every
 ///   write of the burst is done, and the borrowed buffers are free, is a hard-linked chain ending
-///   in a NOP; the chain runs one request per task-work round and costs ~20 % more per frame.
-///   Without the chain (unsafe for borrowed buffers) it saves nothing measurable.
+///   in a NOP. The kernel issues each linked request after the previous one completes, through
+///   task work: ~20 % more per frame. Without the chain (unsafe for borrowed buffers) it saves
+///   nothing measurable.
 /// - `IORING_SETUP_NO_SQARRAY`, `IORING_OP_WRITE_FIXED` (registered buffers): within noise.
-/// - `IORING_SETUP_SQPOLL`: the submitting thread's CPU drops to ~30 ns per frame, but the
-///   polling kernel thread does all the rest and more: 20–25 % more CPU in total per frame, and
-///   lower throughput on a 2-core machine.
+/// - `IORING_SETUP_SQPOLL`: the submitting thread's CPU drops to 20–35 ns per frame, but the
+///   polling kernel thread does all the rest; the CPU of both threads together is 0.94–0.99× of
+///   `write()`'s at best, and far worse when the second core is busy.
 pub struct UringWriter {
     ring: ManuallyDrop<IoUring>,
     fd: OwnedFd,
