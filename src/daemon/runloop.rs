@@ -44,15 +44,15 @@ pub struct LoopControl {
 /// A poll-mode driver that spins on an empty ring burns a core for nothing, and worse, on a
 /// shared machine the scheduler then treats it as a CPU hog: when traffic returns it may wait a
 /// whole time slice for the CPU while the NIC fills the ring. With a nap policy the thread spins
-/// for `spin_polls` empty polls (so back-to-back bursts never sleep) and then sleeps `nap` after
-/// each further empty poll until a packet arrives. The nap must be shorter than the time the
+/// while the rings have been empty for less than `spin` (so back-to-back bursts never sleep) and
+/// then sleeps `nap` after each further empty poll until a packet arrives. The nap must be shorter than the time the
 /// NIC needs to fill the RX ring: 4096 descriptors last 275 µs at 10 GbE line rate (14.88 Mpps
 /// of 64-byte frames), so the default 50 µs nap (plus a few µs of timer slack, which the loop
 /// sets to 1 µs) loses nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdlePolicy {
-    /// Empty polls in a row before the first nap.
-    pub spin_polls: u32,
+    /// How long the rings must have been empty before the first nap.
+    pub spin: Duration,
     /// Nap length; `None` = busy-poll always.
     pub nap: Option<Duration>,
 }
@@ -60,17 +60,18 @@ pub struct IdlePolicy {
 impl IdlePolicy {
     /// Always spin (lowest latency, one core at 100 %).
     pub const BUSY: IdlePolicy = IdlePolicy {
-        spin_polls: 0,
+        spin: Duration::ZERO,
         nap: None,
     };
 
-    /// Spin for 1024 empty polls, then nap `us` microseconds per empty poll (`0` = [`Self::BUSY`]).
+    /// Spin while the rings have been empty for less than 20 µs, then nap `us` microseconds per
+    /// empty poll (`0` = [`Self::BUSY`]).
     pub fn nap_us(us: u32) -> IdlePolicy {
         if us == 0 {
             return IdlePolicy::BUSY;
         }
         IdlePolicy {
-            spin_polls: 1024,
+            spin: Duration::from_micros(20),
             nap: Some(Duration::from_micros(u64::from(us))),
         }
     }
@@ -186,6 +187,8 @@ pub fn run_loop<D: Device, S: PassSink>(
         .map_or(0, |d| d.as_nanos() as u64);
     let mut now_ns = epoch_base;
     let mut empty: u32 = 0;
+    let mut empty_since = start;
+    let mut napping = false;
     if ctl.idle.nap.is_some() {
         // Naps of tens of microseconds would otherwise be stretched by the default 50 µs timer
         // slack of a normal thread.
@@ -202,7 +205,18 @@ pub fn run_loop<D: Device, S: PassSink>(
         if fl.poll(now_ns) == 0 {
             empty = empty.saturating_add(1);
             if let Some(nap) = ctl.idle.nap {
-                if empty > ctl.idle.spin_polls {
+                // The clock is read on the first empty poll and then every 16th: an empty
+                // poll costs tens of nanoseconds, a clock read about twenty.
+                if empty == 1 {
+                    empty_since = Instant::now();
+                    napping = false;
+                } else if !napping
+                    && empty.is_multiple_of(16)
+                    && empty_since.elapsed() >= ctl.idle.spin
+                {
+                    napping = true;
+                }
+                if napping {
                     std::thread::sleep(nap);
                     rep.idle_naps += 1;
                     // The clock moved on while asleep.
