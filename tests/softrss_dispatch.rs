@@ -214,6 +214,7 @@ fn full_ring_is_counted_and_packet_returned() {
     }
     assert_eq!(ok.len(), 2);
     assert_eq!(rejected, 3);
+    assert!(d.under_pressure(), "a full ring is under pressure");
     let s = d.stats();
     assert_eq!(s.offered, 5);
     assert_eq!(s.workers[ok[0]].full, 3);
@@ -227,6 +228,10 @@ fn full_ring_is_counted_and_packet_returned() {
     assert_eq!(drops.on_main.load(Ordering::Relaxed), 7);
     let q = &mut queues[w];
     assert_eq!(tail_ids(q.pop().unwrap().data()), (5, 0));
+    assert!(
+        !d.under_pressure(),
+        "one of two slots used: not three quarters"
+    );
     assert_eq!(tail_ids(q.pop().unwrap().data()), (5, 1));
     assert!(q.pop().is_none());
     assert!(!q.is_finished());

@@ -625,6 +625,12 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                             c.dispatch_full += 1;
                         }
                     }
+                    if dispatcher.under_pressure() {
+                        // A worker is falling behind: if it shares this core, let it run now
+                        // rather than drop its packets when its ring overflows. Its flows keep
+                        // their own ring, so other workers are not held up.
+                        std::thread::yield_now();
+                    }
                 }
             }
         }

@@ -251,6 +251,17 @@ impl<P: FramePacket> Dispatcher<P> {
         self.shared.snapshot()
     }
 
+    /// Whether some worker's ring is at least three quarters full: that worker is falling
+    /// behind. The daemon's dispatcher yields its CPU then, so a worker sharing the core gets
+    /// to run before its ring overflows.
+    #[inline]
+    pub fn under_pressure(&self) -> bool {
+        self.shared
+            .rings
+            .iter()
+            .any(|r| r.len() * 4 >= r.capacity() * 3)
+    }
+
     /// Tells the workers that no more packets will come (also done on drop).
     pub fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);
