@@ -336,6 +336,7 @@ fn all_granted_queues_work() {
     for i in 0..32u8 {
         let mut f = frame(mac, 64, i);
         f[26..30].copy_from_slice(&[10, 1, i, 7]); // source IPv4: a different flow each
+        assert!(floodgate_sim::rxcsum::fix_checksums(&mut f));
         nic.inject(&f);
     }
     nic.step();

@@ -64,7 +64,10 @@ impl Feeder {
         let vfs = vfs.unwrap_or_else(|| nic.inner.vfs[0].clone());
         let ptype = packet_type(template);
         let len = template.len().min(0xFFFF) as u64;
-        let status = (RXD_STAT_DD | RXD_STAT_EOP) as u64;
+        // The checksum status is a property of the template: computed once here, not per frame
+        // (facts §6.1).
+        let csum = crate::rxcsum::status_bits(template, nic.inner.cfg.model);
+        let status = (RXD_STAT_DD | RXD_STAT_EOP | csum) as u64;
         Feeder {
             port: DmaPort::new(vfs.iommu.clone()),
             queue: if vf < nic.inner.vfs.len() && queue < MAX_QUEUES {
@@ -74,7 +77,7 @@ impl Feeder {
             },
             vf: vfs,
             template: template.to_vec(),
-            qword0: (ptype << RXD_PTYPE_SHIFT) as u64,
+            qword0: ptype as u64,
             qword1: status | len << 32,
             warned: false,
             nic,

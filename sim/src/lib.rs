@@ -37,6 +37,7 @@ pub mod pf;
 pub mod pool;
 pub mod regs;
 mod rx;
+pub mod rxcsum;
 mod switchport;
 mod tx;
 pub mod vf;
@@ -290,6 +291,9 @@ pub(crate) struct DataPath {
     tso_seg: Vec<u8>,
     tso_tagged: Vec<u8>,
     rx_scratch: Vec<u8>,
+    /// Checksum status of the frame being routed (computed at its first VF delivery, shared by
+    /// its replicas; reset for every frame).
+    rx_csum: Option<u32>,
     deliveries: Vec<Delivery>,
     tx_macs: Vec<[u8; 6]>,
     cls: Box<switch::Classification>,
@@ -362,6 +366,7 @@ impl Nic {
             tso_seg: Vec::with_capacity(regs::MAX_FRAME + 4),
             tso_tagged: Vec::with_capacity(regs::MAX_FRAME + 4),
             rx_scratch: Vec::with_capacity(regs::MAX_FRAME + 4),
+            rx_csum: None,
             deliveries: Vec::with_capacity(64),
             tx_macs: Vec::with_capacity(16),
             cls: Box::default(),
@@ -784,6 +789,7 @@ impl NicInner {
 
     /// Classifies a frame and hands every replica to its destination.
     pub(crate) fn route(&self, dp: &mut DataPath, frame: &[u8], origin: Origin) {
+        dp.rx_csum = None;
         if origin == Origin::Wire {
             // The MAC drops frames longer than MAXFRS (CRC included; a VLAN tag may add 4).
             let tagged = frame.get(12..14) == Some(&[0x81, 0x00][..]);
@@ -823,6 +829,7 @@ impl NicInner {
             Origin::Vf(v) => switch::Ingress::Pool(v),
             Origin::Pf => switch::Ingress::Pool(self.vfs.len() as u16),
         };
+        dp.rx_csum = None;
         sw.classify_into(frame, ingress, &mut dp.cls);
         for i in 0..dp.cls.destinations().len() {
             let d = dp.cls.destinations()[i];
@@ -922,10 +929,21 @@ impl NicInner {
             return self.backlog_push(dp, v, vf, q, frame, d);
         }
         let DataPath {
-            ports, rx_scratch, ..
+            ports,
+            rx_scratch,
+            rx_csum,
+            ..
         } = &mut *dp;
-        let rlpml = self.cfg.model == NicModel::X540;
-        match rx::deliver(v, &mut ports[vf], q, frame, d, rx_scratch, rlpml) {
+        match rx::deliver(
+            v,
+            &mut ports[vf],
+            q,
+            frame,
+            d,
+            rx_scratch,
+            self.cfg.model,
+            rx_csum,
+        ) {
             RxResult::Delivered => {
                 inc(&c.rx_delivered);
                 true
@@ -981,6 +999,7 @@ impl NicInner {
         for vf in 0..dp.backlog.len() {
             for q in 0..regs::MAX_QUEUES {
                 while let Some((f, d)) = dp.backlog[vf][q].pop_front() {
+                    dp.rx_csum = None;
                     if !self.rx_one(dp, vf, q, &f, &d, false) {
                         dp.backlog[vf][q].push_front((f, d));
                         break;

@@ -121,11 +121,22 @@ pub const RXD_STAT_DD: u32 = 1 << 0;
 pub const RXD_STAT_EOP: u32 = 1 << 1;
 pub const RXD_STAT_FLM: u32 = 1 << 2;
 pub const RXD_STAT_VP: u32 = 1 << 3;
+/// UDPCS: the L4 checksum checked was a UDP checksum (facts §6.1 bit 4).
+pub const RXD_STAT_UDPCS: u32 = 1 << 4;
+/// L4CS: the TCP/UDP checksum was checked (facts §6.1 bit 5).
+pub const RXD_STAT_L4CS: u32 = 1 << 5;
+/// IPCS: the IPv4 header checksum was checked (facts §6.1 bit 6).
+pub const RXD_STAT_IPCS: u32 = 1 << 6;
 pub const RXD_STAT_LB: u32 = 1 << 18;
 /// RXE: MAC error (facts §6.1 bit 29).
 pub const RXD_ERR_RXE: u32 = 1 << 29;
+/// TCPE: TCP/UDP checksum error, valid with L4CS (facts §6.1 bit 30).
 pub const RXD_ERR_TCPE: u32 = 1 << 30;
+/// IPE: IPv4 header checksum error, valid with IPCS (facts §6.1 bit 31).
 pub const RXD_ERR_IPE: u32 = 1 << 31;
+/// The packet type field starts at bit 4 of dword 0. The `PTYPE_*` values below are already in
+/// dword-0 positions (IPv4 = bit 4, UDP = bit 9), as Linux's `IXGBE_RXDADV_PKTTYPE_*` masks and
+/// DPDK's `(pkt_info >> 4) & 0x7F` ptype index read them (facts §6.1): do not shift them again.
 pub const RXD_PTYPE_SHIFT: u32 = 4;
 pub const PTYPE_IPV4: u32 = 0x10;
 pub const PTYPE_IPV6: u32 = 0x40;

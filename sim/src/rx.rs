@@ -7,6 +7,7 @@ use crate::fault::RxCorruption;
 use crate::iommu::DmaPort;
 use crate::regs::*;
 use crate::vf::{VfCounter, VfShared};
+use crate::{rxcsum, NicModel};
 
 /// Outcome of one RX delivery attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +26,8 @@ pub(crate) enum RxResult {
 /// Largest number of descriptors one frame may span (9728-byte frame in 1 KiB buffers).
 const MAX_SPAN: usize = 16;
 
-/// Packet type bits of dword 0 (facts §6.1), parsed from the frame (after an optional VLAN tag).
+/// Packet type bits of dword 0 (facts §6.1), parsed from the frame (after an optional VLAN tag),
+/// in their dword-0 positions (bits 16:4: IPv4 = 0x10, UDP = 0x200).
 #[inline]
 pub(crate) fn packet_type(frame: &[u8]) -> u32 {
     let mut off = 12;
@@ -128,6 +130,9 @@ impl RxRing {
 }
 
 /// Writes `frame` into RX queue `q` of `vf`. `scratch` is a reusable buffer (VLAN stripping).
+/// `csum` memoises the frame's checksum status bits across its replicas: computed here on the
+/// first delivery that reaches the write-back, if the caller left it `None`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn deliver(
     vf: &VfShared,
     port: &mut DmaPort,
@@ -135,8 +140,10 @@ pub(crate) fn deliver(
     frame: &[u8],
     meta: &Delivery,
     scratch: &mut Vec<u8>,
-    rlpml: bool,
+    model: NicModel,
+    csum: &mut Option<u32>,
 ) -> RxResult {
+    let rlpml = model == NicModel::X540;
     let Some(ring) = RxRing::load(vf, q) else {
         return RxResult::QueueDisabled;
     };
@@ -189,13 +196,10 @@ pub(crate) fn deliver(
     let ptype = packet_type(frame);
     let (dw0, dw1) = match meta.fdir {
         Some(f) => (
-            RSS_TYPE_FDIR as u32 | ptype << RXD_PTYPE_SHIFT,
+            RSS_TYPE_FDIR as u32 | ptype,
             f.id as u32 | (f.hash as u32) << 16,
         ),
-        None => (
-            (meta.rss_type as u32 & 0xF) | ptype << RXD_PTYPE_SHIFT,
-            meta.rss_hash,
-        ),
+        None => ((meta.rss_type as u32 & 0xF) | ptype, meta.rss_hash),
     };
     let mut status = RXD_STAT_DD;
     if vlan.is_some() {
@@ -207,6 +211,9 @@ pub(crate) fn deliver(
     if meta.loopback {
         status |= RXD_STAT_LB;
     }
+    // IPCS/L4CS/UDPCS and IPE/TCPE (facts §6.1), on the EOP descriptor with the other errors.
+    // Computed on the frame as received: a stripped VLAN tag changes no checksum.
+    let csum_bits = *csum.get_or_insert_with(|| rxcsum::status_bits(frame, model));
     for (i, &addr) in bufs.iter().enumerate().take(need) {
         let d = ring.desc(i as u32);
         let start = i * ring.bsize;
@@ -216,7 +223,7 @@ pub(crate) fn deliver(
         let mut len = (end - start) as u32;
         let mut st = status;
         if last {
-            st |= RXD_STAT_EOP;
+            st |= RXD_STAT_EOP | csum_bits;
             match corruption {
                 Some(RxCorruption::ErrorBits(b)) => st |= b & 0xFFF0_0000,
                 Some(RxCorruption::BadLength(l)) => len = l as u32,

@@ -198,7 +198,7 @@ fn rx_corruption_injection() {
     nic.step();
     assert_eq!(
         rings.rx_wb(0, 0).2,
-        RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_RXE | RXD_ERR_IPE
+        RXD_STAT_DD | RXD_STAT_EOP | UDP4_CSUM_OK | RXD_ERR_RXE | RXD_ERR_IPE
     );
     nic.corrupt_next_rx(0, 0, RxCorruption::BadLength(5000))
         .unwrap();
@@ -208,12 +208,12 @@ fn rx_corruption_injection() {
     nic.corrupt_next_rx(0, 0, RxCorruption::NoEop).unwrap();
     nic.inject(&f);
     nic.step();
-    assert_eq!(rings.rx_wb(0, 2).2, RXD_STAT_DD);
+    assert_eq!(rings.rx_wb(0, 2).2, RXD_STAT_DD | UDP4_CSUM_OK);
     // One-shot: the next frame is clean.
     nic.inject(&f);
     nic.step();
     let (_, _, st, len) = rings.rx_wb(0, 3);
-    assert_eq!((st, len), (RXD_STAT_DD | RXD_STAT_EOP, 64));
+    assert_eq!((st, len), (RXD_STAT_DD | RXD_STAT_EOP | UDP4_CSUM_OK, 64));
     assert!(nic.corrupt_next_rx(0, 4, RxCorruption::NoEop).is_err());
 }
 

@@ -14,6 +14,7 @@ fn udp_from(dst: [u8; 6], src_ip: [u8; 4], dport: u16) -> Vec<u8> {
     let mut f = udp_frame(dst, [0x02, 9, 9, 9, 9, 9], 64);
     f[26..30].copy_from_slice(&src_ip);
     f[36..38].copy_from_slice(&dport.to_be_bytes());
+    assert!(floodgate_sim::rxcsum::fix_checksums(&mut f));
     f
 }
 
@@ -44,7 +45,7 @@ fn fdir_rule_steers_into_vf_queue_with_filter_id() {
     let (dw0, dw1, st, len) = rings.rx_wb(1, 0);
     assert_eq!(dw0 & 0xF, RSS_TYPE_FDIR as u32);
     assert_eq!(dw1 & 0xFFFF, 5, "filter id in dword 1 low half");
-    assert_eq!(st, RXD_STAT_DD | RXD_STAT_EOP | RXD_STAT_FLM);
+    assert_eq!(st, RXD_STAT_DD | RXD_STAT_EOP | RXD_STAT_FLM | UDP4_CSUM_OK);
     assert_eq!(len, 64);
     assert_eq!(bar.read32(rxq(1, RDH)), 1);
     // Port 54 did not match: it went to the PF's kernel side.

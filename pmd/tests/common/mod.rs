@@ -35,7 +35,7 @@ pub fn open(nic: &Nic, vf: usize) -> IxgbeVf<SimVf> {
     IxgbeVf::open(nic.vf(vf), cfg()).expect("bring-up against the model")
 }
 
-/// A UDP/IPv4 frame of `len` bytes to `dst`, with `tag` in the payload.
+/// A UDP/IPv4 frame of `len` bytes to `dst`, with `tag` in the payload and correct checksums.
 pub fn frame(dst: [u8; 6], len: usize, tag: u8) -> Vec<u8> {
     let mut f = vec![0u8; len.max(60)];
     f[..6].copy_from_slice(&dst);
@@ -53,5 +53,7 @@ pub fn frame(dst: [u8; 6], len: usize, tag: u8) -> Vec<u8> {
     let udp_len = (f.len() - 34) as u16;
     f[38..40].copy_from_slice(&udp_len.to_be_bytes());
     f[42] = tag;
+    // Correct IPv4 header and UDP checksums: the model checks them on receive (facts §6.1).
+    assert!(floodgate_sim::rxcsum::fix_checksums(&mut f));
     f
 }

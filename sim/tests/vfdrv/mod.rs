@@ -248,7 +248,8 @@ impl Rings {
     }
 }
 
-/// A UDP/IPv4 frame of `len` bytes from `src` to `dst`.
+/// A UDP/IPv4 frame of `len` bytes from `src` to `dst`, with correct lengths and checksums (the
+/// model checks them on receive, facts §6.1).
 pub fn udp_frame(dst: [u8; 6], src: [u8; 6], len: usize) -> Vec<u8> {
     let mut f = vec![0u8; len.max(42)];
     f[0..6].copy_from_slice(&dst);
@@ -264,11 +265,17 @@ pub fn udp_frame(dst: [u8; 6], src: [u8; 6], len: usize) -> Vec<u8> {
     f[30..34].copy_from_slice(&[10, 0, 0, 2]);
     f[34..36].copy_from_slice(&1234u16.to_be_bytes());
     f[36..38].copy_from_slice(&53u16.to_be_bytes());
+    f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
     for (i, b) in f.iter_mut().enumerate().skip(42) {
         *b = i as u8;
     }
+    assert!(floodgate_sim::rxcsum::fix_checksums(&mut f));
     f
 }
+
+/// Checksum status of a good UDP/IPv4 frame in the RX write-back: IPCS, L4CS, UDPCS (facts §6.1).
+#[allow(dead_code)]
+pub const UDP4_CSUM_OK: u32 = RXD_STAT_IPCS | RXD_STAT_L4CS | RXD_STAT_UDPCS;
 
 pub fn vf_mac(i: u8) -> [u8; 6] {
     [0x02, 0xf1, 0, 0, 0, i + 1]
