@@ -318,8 +318,12 @@ pub const RXD_ERR_L4E: u32 = 1 << 30;
 pub const RXD_ERR_IPE: u32 = 1 << 31;
 /// The error bits that make the driver drop a frame.
 pub const RXD_ERR_MASK: u32 = RXD_ERR_RXE | RXD_ERR_L4E | RXD_ERR_IPE;
-/// Packet type field of dword 0 (bits 16:4): UDP bit (facts §6.1).
-pub const RXD_PTYPE_UDP: u32 = 0x200 << 4;
+/// Packet type field of dword 0 (bits 16:4): IPv4 header present. The facts §6.1 values are
+/// already dword-0 positions (Linux `IXGBE_RXDADV_PKTTYPE_IPV4` = 0x10, tested on the low half
+/// of dword 0; DPDK indexes its ptype table with `(dword0 >> 4) & 0x7F`).
+pub const RXD_PTYPE_IPV4: u32 = 0x10;
+/// Packet type field of dword 0: UDP header present (`IXGBE_RXDADV_PKTTYPE_UDP` = 0x200).
+pub const RXD_PTYPE_UDP: u32 = 0x200;
 
 // TX data descriptor, dword 2 `cmd_type_len` (facts §6.2).
 /// DTYP = data (0x3 in bits 23:20).

@@ -14,6 +14,11 @@ const CACHE_SIZE: usize = 512;
 /// Receive counters of one queue. Every descriptor the device completes lands in exactly one of
 /// `packets`, `err_length`, `err_multiseg`, `err_mac`, `err_ip_csum`, `err_l4_csum`,
 /// `dropped_reset`, so `descriptors` equals their sum.
+///
+/// A frame with several error bits is counted once, in the first of: RXE (`err_mac`), IPE
+/// (`err_ip_csum`), TCPE (`err_l4_csum`). The driver trusts the checksum error bits only where
+/// the device checked (facts §6.1: IPE with IPCS, TCPE with L4CS); TCPE on IPv4/UDP with
+/// checksum 0 is not an error (see `udp4_csum_zero`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RxStats {
     /// Completed descriptors taken off the ring.
@@ -33,6 +38,10 @@ pub struct RxStats {
     pub err_ip_csum: u64,
     /// Dropped: L4 checksum error (TCPE/L4E, bit 30).
     pub err_l4_csum: u64,
+    /// Delivered (also in `packets`) although TCPE was set: IPv4/UDP datagrams with checksum 0
+    /// ("no checksum", RFC 768), which the 82599 flags as L4 errors (82599 Specification Update
+    /// erratum 44, "Integrity Error Reported for IPv4/UDP Packets With Zero Checksum").
+    pub udp_csum_zero: u64,
     /// Completed descriptors discarded while re-initialising after a PF reset.
     pub dropped_reset: u64,
     /// Bursts cut short because the mempool had no free buffers to re-arm the ring (the NIC then
@@ -60,9 +69,47 @@ impl RxStats {
         self.err_mac += o.err_mac;
         self.err_ip_csum += o.err_ip_csum;
         self.err_l4_csum += o.err_l4_csum;
+        self.udp_csum_zero += o.udp_csum_zero;
         self.dropped_reset += o.dropped_reset;
         self.no_buffers += o.no_buffers;
     }
+}
+
+/// Whether a descriptor whose only error is TCPE holds an IPv4/UDP datagram with UDP checksum 0,
+/// which carries no checksum (RFC 768) and so cannot have a checksum error. The 82599 sets TCPE
+/// on such datagrams anyway: 82599 Specification Update erratum 44, "Integrity Error Reported for
+/// IPv4/UDP Packets With Zero Checksum" (DPDK `doc/guides/nics/ixgbe.rst`; Linux `ixgbe` skips
+/// TCPE on UDP for 82599 rings, `__IXGBE_RX_CSUM_UDP_ZERO_ERR`). Unlike those drivers, which then
+/// trust no UDP TCPE at all on an 82599, this looks at the checksum field: a non-zero checksum
+/// with TCPE is a real error on every model. `dw0` is the write-back dword 0 (packet type),
+/// `data`/`len` the received frame (a VLAN tag may still be in it).
+///
+/// # Safety
+/// `data` must point at `len` readable bytes.
+#[cold]
+#[inline(never)]
+unsafe fn udp4_csum_zero(dw0: u32, data: *const u8, len: u32) -> bool {
+    if dw0 & (RXD_PTYPE_IPV4 | RXD_PTYPE_UDP) != RXD_PTYPE_IPV4 | RXD_PTYPE_UDP {
+        return false;
+    }
+    // SAFETY: guaranteed by the caller.
+    let f = unsafe { std::slice::from_raw_parts(data, len as usize) };
+    let be16 = |at: usize| f.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let l3 = match be16(12) {
+        Some(0x8100) => 18,
+        _ => 14,
+    };
+    if be16(l3 - 2) != Some(0x0800) {
+        return false;
+    }
+    let Some(&vihl) = f.get(l3) else {
+        return false;
+    };
+    let ihl = usize::from(vihl & 0x0F) * 4;
+    if vihl >> 4 != 4 || ihl < 20 || f.get(l3 + 9) != Some(&17) {
+        return false;
+    }
+    be16(l3 + ihl + 6) == Some(0)
 }
 
 pub(crate) struct RxQueue<B: Bar> {
@@ -302,13 +349,35 @@ impl<B: Bar> RxQueue<B> {
                 // SAFETY: volatile because the device writes it.
                 let st = unsafe { (d.add(1) as *const u32).read_volatile() };
                 // One test for the common case: done, end of packet, no error bits.
-                let good =
+                let mut good =
                     st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK) == RXD_STAT_DD | RXD_STAT_EOP;
                 // Read the rest of the descriptor only after seeing DD (Linux: dma_rmb()).
                 fence(Ordering::Acquire);
                 // SAFETY: as above: the length, bits 15:0 of dword 3 (little-endian). Read
                 // for bad descriptors too (harmless: our memory), used only when good.
                 let len = unsafe { (d.add(1) as *const u16).add(2).read_volatile() } as u32;
+                if !good
+                    && st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK)
+                        == RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_L4E
+                    && len.wrapping_sub(1) < data_room
+                {
+                    // TCPE alone: an 82599 also sets it on IPv4/UDP with checksum 0.
+                    // SAFETY: -run <= j / 2 < 0 (as below): this slot's buffer index; dword 0
+                    // of our descriptor.
+                    let (buf, dw0) = unsafe {
+                        (
+                            *((bend as *const u8).offset(j * 2) as *const u32),
+                            (d as *const u32).read_volatile(),
+                        )
+                    };
+                    // SAFETY: the device completed this buffer (DD) and len <= data_room.
+                    good = unsafe {
+                        udp4_csum_zero(dw0, va0.wrapping_add(buf as usize * stride), len)
+                    };
+                    if good {
+                        self.stats.udp_csum_zero += 1;
+                    }
+                }
                 if !good || len.wrapping_sub(1) >= data_room {
                     // Close the run up to here, then let the cold path consume the bad
                     // descriptor (and any continuation) and start a new run after it.
@@ -860,5 +929,37 @@ pub(crate) mod tests {
             b.clear();
         }
         assert_eq!(*f.tails().last().unwrap(), (400 - 1) % 64);
+    }
+
+    #[test]
+    fn udp4_csum_zero_recognises_only_ipv4_udp_with_checksum_0() {
+        let pt = RXD_PTYPE_IPV4 | RXD_PTYPE_UDP;
+        let mut f = vec![0u8; 64];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[23] = 17;
+        let check = |f: &[u8], dw0| {
+            // SAFETY: f is a live slice of f.len() bytes.
+            unsafe { udp4_csum_zero(dw0, f.as_ptr(), f.len() as u32) }
+        };
+        assert!(check(&f, pt));
+        assert!(!check(&f, RXD_PTYPE_IPV4), "packet type must say UDP");
+        let mut g = f.clone();
+        g[41] = 1; // a checksum is present: TCPE is a real error
+        assert!(!check(&g, pt));
+        let mut g = f.clone();
+        g[23] = 6; // TCP
+        assert!(!check(&g, pt));
+        // Behind a VLAN tag left in the frame (no stripping), with IPv4 options.
+        let mut v = vec![0u8; 80];
+        v[12..18].copy_from_slice(&[0x81, 0x00, 0x00, 0x64, 0x08, 0x00]);
+        v[18] = 0x46;
+        v[27] = 17;
+        v[18 + 24 + 6] = 0x12;
+        assert!(!check(&v, pt));
+        v[18 + 24 + 6] = 0;
+        assert!(check(&v, pt));
+        // Cut short before the UDP checksum: not recognised.
+        assert!(!check(&f[..40], pt));
     }
 }
