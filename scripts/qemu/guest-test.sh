@@ -15,7 +15,10 @@
 #            interrupt remapping, and a vfio-pci bind of QEMU's edu device
 #   ixgbevf  "ixgbevf bring-up + traffic": Linux's ixgbevf against the model
 #            served over vfio-user (an 82599 VF answering ARP/ping at 10.0.0.1
-#            with a UDP generator, and an X540 VF for jumbo frames)
+#            with a UDP generator, and an X540 VF for jumbo frames); as root,
+#            the host also sends frames with bad IPv4/UDP checksums (and UDP
+#            checksum 0) to the 82599 VF, and ixgbevf's rx_csum_offload_errors
+#            must rise by exactly the expected count
 #   pmd      "pmd via vfio-pci": our PMD in the guest, through vfio-pci and the
 #            emulated IOMMU, on the model's generated traffic, plus a DMA to
 #            an unmapped IOVA that must show up in the model's fault record
@@ -230,7 +233,7 @@ stop_servers() {
     done
     SERVER_PIDS=()
 }
-trap 'stop_servers; tcp_peer_stop; wire_stop' EXIT
+trap 'stop_servers; tcp_peer_stop; wire_stop; csum_stop' EXIT
 # counter LOG NAME: the number after NAME in that server's final summary line.
 counter() {
     grep -a 'client left:' "$1" | tail -n 1 | grep -oP "$2 \K[0-9]+" | head -n 1
@@ -389,6 +392,62 @@ wire_stop() {
     return 0
 }
 
+# --- frames with bad checksums for the ixgbevf test -----------------------------
+# As root, a network namespace holding a veth pair and nothing else (IPv6 off, no
+# addresses), as for the daemon test: the 82599 server runs in it with --af-packet
+# on one end; once the guest prints `FG-CSUM-READY mac=...`, send-csum-frames.py
+# sends CSUM_MIX (GOOD BAD_UDP BAD_IP ZERO) on the other end. The guest checks
+# that ixgbevf's rx_csum_offload_errors rises by exactly the bad ones (and, on an
+# 82599, the UDP-checksum-0 ones: erratum 44). Without root that part is skipped.
+CSUM_NS=fgc$$
+CSUM_MIX=(200 40 30 20)
+CSUM_SKIP=
+CSUM_PID=
+CSUM_PREFIX=()
+CSUM_ARGS=()
+CSUM_APPEND=
+csum_start() {
+    CSUM_SKIP=; CSUM_PREFIX=(); CSUM_ARGS=(); CSUM_APPEND=
+    if [[ $(id -u) != 0 ]]; then CSUM_SKIP="needs root for a network namespace with a veth pair"; return 0; fi
+    if ! command -v ip >/dev/null || ! command -v python3 >/dev/null; then
+        CSUM_SKIP="needs ip (iproute2) and python3"; return 0
+    fi
+    if ! { ip netns add "$CSUM_NS" \
+        && ip netns exec "$CSUM_NS" sh -c 'for f in /proc/sys/net/ipv6/conf/default/disable_ipv6 \
+            /proc/sys/net/ipv6/conf/all/disable_ipv6; do [ -e $f ] && echo 1 > $f; done; true' \
+        && ip -n "$CSUM_NS" link add fgcw type veth peer name fgcp \
+        && ip -n "$CSUM_NS" link set fgcw up && ip -n "$CSUM_NS" link set fgcp up; } 2>"$WORK/csum-wire.log"; then
+        CSUM_SKIP="could not set up a network namespace with a veth pair ($(tail -n 1 "$WORK/csum-wire.log"))"
+        csum_stop
+        return 0
+    fi
+    CSUM_PREFIX=(ip netns exec "$CSUM_NS")
+    CSUM_ARGS=(--af-packet fgcw)
+    CSUM_APPEND="fg.csum=$(IFS=:; echo "${CSUM_MIX[*]}")"
+}
+# csum_send LOG: in the background, wait for the guest's FG-CSUM-READY line in
+# console LOG (up to the guest timeout), then send the frames.
+csum_send() {
+    local log=$1
+    (
+        end=$((SECONDS + TIMEOUT)); mac=
+        while (( SECONDS < end )); do
+            mac=$(grep -a -oP '^FG-CSUM-READY mac=\K[0-9a-f:]{17}' "$log" 2>/dev/null | head -n 1)
+            [[ -n $mac ]] && break
+            sleep 0.2
+        done
+        [[ -n $mac ]] || { echo "no FG-CSUM-READY line in $log"; exit 1; }
+        echo "guest is ready for the checksum frames on MAC $mac"
+        exec ip netns exec "$CSUM_NS" python3 "$HERE/send-csum-frames.py" fgcp "$mac" "${CSUM_MIX[@]}"
+    ) >"$WORK/csum-send.log" 2>&1 &
+    CSUM_PID=$!
+}
+csum_stop() {
+    [[ -n ${CSUM_PID:-} ]] && { kill "$CSUM_PID" 2>/dev/null; wait "$CSUM_PID" 2>/dev/null; CSUM_PID=; }
+    ip netns del "$CSUM_NS" 2>/dev/null
+    return 0
+}
+
 SIM=
 if [[ -n $BUILD_ERR ]]; then :; else SIM=$(find_sim) || SIM=; fi
 NO_SERVER="needs the vfio-user model server (floodgate-sim serve), not found"
@@ -412,12 +471,29 @@ if wanted ixgbevf; then
         echo "FAIL $label ($BUILD_ERR)"; FAILED=$((FAILED + 1))
     elif [[ -z $SIM ]]; then
         skip "$label" "$NO_SERVER"
-    elif start_server "$a" --respond 10.0.0.1 --generator udp:200:64 --pcap-out "$a.pcap" \
-        && tcp_peer_start \
+    elif csum_start && SERVER_PREFIX=("${CSUM_PREFIX[@]}") \
+        && start_server "$a" --respond 10.0.0.1 --generator udp:200:64 --pcap-out "$a.pcap" "${CSUM_ARGS[@]}" \
+        && SERVER_PREFIX=() && tcp_peer_start \
         && start_server "$b" --model x540 --respond 10.0.1.1 --pcap-out "$b.pcap" "${TCP_ARGS[@]}"; then
-        run_scenario "$label" ixgbevf --vfio-user "$a" --vfio-user "$b" --append "${TCP_APPEND:-}"
+        rm -f "$WORK/ixgbevf.log"
+        if [[ -n $CSUM_SKIP ]]; then
+            echo "skipped: ixgbevf RX checksum errors (part of \"$label\"): $CSUM_SKIP"
+        else
+            csum_send "$WORK/ixgbevf.log"
+        fi
+        run_scenario "$label" ixgbevf --vfio-user "$a" --vfio-user "$b" --append "${TCP_APPEND:-} ${CSUM_APPEND:-}"
         finish_servers
         p=
+        if [[ -z $CSUM_SKIP ]]; then
+            csum_total=$((CSUM_MIX[0] + CSUM_MIX[1] + CSUM_MIX[2] + CSUM_MIX[3]))
+            if kill -0 "$CSUM_PID" 2>/dev/null; then
+                p+="the checksum frames were never sent (the guest did not print FG-CSUM-READY)"$'\n'
+            elif ! wait "$CSUM_PID" || ! grep -q "^sent $csum_total\$" "$WORK/csum-send.log"; then
+                p+="send-csum-frames.py failed: $(tail -n 3 "$WORK/csum-send.log" | tr '\n' ' ')"$'\n'
+            fi
+            CSUM_PID=
+        fi
+        csum_stop
         tcp_peer_check p "$b.log"
         tcp_peer_stop
         log=$WORK/ixgbevf.log
@@ -439,6 +515,8 @@ if wanted ixgbevf; then
         fi
         verdict "$label" "$p"
     else
+        SERVER_PREFIX=()
+        csum_stop
         echo "FAIL $label (a server did not start)"; FAILED=$((FAILED + 1))
     fi
 fi
