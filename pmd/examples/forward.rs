@@ -43,10 +43,20 @@ fn main() {
     });
     let mac = vf.mac();
     // Frames to us from a peer; we send them back with the addresses swapped.
+    // (A UDP frame with correct checksums: the model checks them, as the NIC does.)
     let mut template = vec![0u8; 60];
-    template[..6].copy_from_slice(&mac);
-    template[6..12].copy_from_slice(&[0x02, 0xbb, 0, 0, 0, 2]);
-    template[12..14].copy_from_slice(&[0x08, 0x00]);
+    let n = floodgate_sim::generator::build_udp4(
+        &mut template,
+        mac,
+        [0x02, 0xbb, 0, 0, 0, 2],
+        [198, 51, 100, 7],
+        [192, 0, 2, 1],
+        40000,
+        53,
+        &[0u8; 18],
+    )
+    .expect("a 60-byte frame fits");
+    template.truncate(n);
     let engine = nic.start_engine(EngineConfig {
         feeder: Some(FeederConfig {
             vf: 0,

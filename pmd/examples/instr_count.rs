@@ -107,15 +107,25 @@ fn main() {
         std::process::exit(1)
     });
     let mac = vf.mac();
-    let mut frame = vec![0u8; 60];
-    if mode == "forward" {
-        frame[..6].copy_from_slice(&[0x02, 0xbb, 0, 0, 0, 2]);
-        frame[6..12].copy_from_slice(&mac);
+    let (dst, src) = if mode == "forward" {
+        ([0x02, 0xbb, 0, 0, 0, 2], mac)
     } else {
-        frame[..6].copy_from_slice(&mac);
-        frame[6..12].copy_from_slice(&[0x02, 0xbb, 0, 0, 0, 2]);
-    }
-    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        (mac, [0x02, 0xbb, 0, 0, 0, 2])
+    };
+    // A UDP frame with correct checksums: the model checks them, as the NIC does.
+    let mut frame = vec![0u8; 60];
+    let n = floodgate_sim::generator::build_udp4(
+        &mut frame,
+        dst,
+        src,
+        [198, 51, 100, 7],
+        [192, 0, 2, 1],
+        40000,
+        53,
+        &[0u8; 18],
+    )
+    .expect("a 60-byte frame fits");
+    frame.truncate(n);
     let mut feeder = nic.feeder(0, 0, &frame);
     let mut batch = PacketBatch::new(b);
     let mut done = 0;

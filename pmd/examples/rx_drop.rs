@@ -45,20 +45,22 @@ fn args() -> Result<Args, String> {
 }
 
 /// A 64-byte UDP/IPv4 frame to `dst`.
+/// A 60-byte DNS-sized UDP frame to `dst` with correct checksums (the model checks them, like
+/// the NIC, and the driver drops what it flags as bad).
 fn template(dst: [u8; 6]) -> Vec<u8> {
     let mut f = vec![0u8; 60];
-    f[..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&[0x02, 0xaa, 0, 0, 0, 1]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&46u16.to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&[198, 51, 100, 7]);
-    f[30..34].copy_from_slice(&[192, 0, 2, 1]);
-    f[34..36].copy_from_slice(&40000u16.to_be_bytes());
-    f[36..38].copy_from_slice(&53u16.to_be_bytes());
-    f[38..40].copy_from_slice(&26u16.to_be_bytes());
+    let n = floodgate_sim::generator::build_udp4(
+        &mut f,
+        dst,
+        [0x02, 0xaa, 0, 0, 0, 1],
+        [198, 51, 100, 7],
+        [192, 0, 2, 1],
+        40000,
+        53,
+        &[0u8; 18],
+    )
+    .expect("a 60-byte frame fits");
+    f.truncate(n);
     f
 }
 

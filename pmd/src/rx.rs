@@ -264,10 +264,55 @@ impl<B: Bar> RxQueue<B> {
     /// Drops the bad descriptor at `next` (status `st` already read) and, if it belongs to a
     /// frame spanning several buffers, the following completed descriptors up to its EOP, at
     /// most `budget` in all. Every slot is re-armed with its own buffer. Returns how many
-    /// descriptors were consumed (at least 1 when `st` has DD).
+    /// descriptors were consumed: at least 1 when `st` has DD, except 0 when the descriptor
+    /// turns out to be an 82599 checksum-0 UDP datagram, forgiven in place (see
+    /// [`Self::forgive_udp_csum_zero`]) for the caller's next look to deliver.
+    /// Whether the completed descriptor at `slot`, whose status is `st`, is an IPv4/UDP
+    /// datagram with checksum 0 that an 82599 flagged with TCPE (erratum 44, see
+    /// [`udp4_csum_zero`]) and nothing else. If so its TCPE bit is cleared in the write-back
+    /// (the device is done with a DD descriptor until it is re-armed) and `udp_csum_zero` is
+    /// counted, so the next look at the slot delivers it.
+    fn forgive_udp_csum_zero(&mut self, slot: u32, st: u32) -> bool {
+        if self.discarding
+            || st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK)
+                != RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_L4E
+        {
+            return false;
+        }
+        // SAFETY: slot < size: descriptor `slot` (two qwords) of our ring.
+        let d = unsafe { self.ring.as_ptr().add(slot as usize * 2) } as *const u64;
+        // SAFETY: `d` is descriptor `slot` of our ring: dword 0 (packet type) and the length in
+        // bits 15:0 of dword 3, volatile because the device writes them.
+        let (dw0, len) = unsafe {
+            (
+                (d as *const u32).read_volatile(),
+                u32::from((d.add(1) as *const u16).add(2).read_volatile()),
+            )
+        };
+        if len.wrapping_sub(1) >= self.data_room {
+            return false;
+        }
+        let buf = self.bufs[slot as usize];
+        // SAFETY: the device completed this buffer (DD) and len <= data_room bytes of it are
+        // inside the pool's region.
+        let data = self.va0.wrapping_add(buf as usize * self.stride);
+        if !unsafe { udp4_csum_zero(dw0, data, len) } {
+            return false;
+        }
+        // SAFETY: dword 2 of our descriptor (status and errors); the device does not write a
+        // completed descriptor again before we re-arm it.
+        unsafe { (d.add(1) as *mut u32).write_volatile(st & !RXD_ERR_L4E) };
+        self.stats.udp_csum_zero += 1;
+        true
+    }
+
     #[cold]
     #[inline(never)]
     fn reject_from(&mut self, mut next: u32, mut st: u32, budget: usize) -> usize {
+        fence(Ordering::Acquire);
+        if self.forgive_udp_csum_zero(next, st) {
+            return 0;
+        }
         let mut n = 0;
         loop {
             fence(Ordering::Acquire);
@@ -349,38 +394,18 @@ impl<B: Bar> RxQueue<B> {
                 // SAFETY: volatile because the device writes it.
                 let st = unsafe { (d.add(1) as *const u32).read_volatile() };
                 // One test for the common case: done, end of packet, no error bits.
-                let mut good =
+                let good =
                     st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK) == RXD_STAT_DD | RXD_STAT_EOP;
                 // Read the rest of the descriptor only after seeing DD (Linux: dma_rmb()).
                 fence(Ordering::Acquire);
                 // SAFETY: as above: the length, bits 15:0 of dword 3 (little-endian). Read
                 // for bad descriptors too (harmless: our memory), used only when good.
                 let len = unsafe { (d.add(1) as *const u16).add(2).read_volatile() } as u32;
-                if !good
-                    && st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK)
-                        == RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_L4E
-                    && len.wrapping_sub(1) < data_room
-                {
-                    // TCPE alone: an 82599 also sets it on IPv4/UDP with checksum 0.
-                    // SAFETY: -run <= j / 2 < 0 (as below): this slot's buffer index; dword 0
-                    // of our descriptor.
-                    let (buf, dw0) = unsafe {
-                        (
-                            *((bend as *const u8).offset(j * 2) as *const u32),
-                            (d as *const u32).read_volatile(),
-                        )
-                    };
-                    // SAFETY: the device completed this buffer (DD) and len <= data_room.
-                    good = unsafe {
-                        udp4_csum_zero(dw0, va0.wrapping_add(buf as usize * stride), len)
-                    };
-                    if good {
-                        self.stats.udp_csum_zero += 1;
-                    }
-                }
                 if !good || len.wrapping_sub(1) >= data_room {
                     // Close the run up to here, then let the cold path consume the bad
-                    // descriptor (and any continuation) and start a new run after it.
+                    // descriptor (and any continuation) and start a new run after it. (Or, for
+                    // an 82599 checksum-0 UDP datagram, clear its TCPE in place and consume
+                    // nothing: the new run then delivers it.)
                     let x = ((j + 2 * run as isize) / 2) as usize;
                     next = (next + x as u32) & mask;
                     left -= x;
