@@ -2,7 +2,7 @@
 //!
 //! `dma_map` maps the region's memfd into the model's own address space (MAP_SHARED, so the
 //! model sees the driver's bytes, as a device sees RAM through an IOMMU) and records the
-//! `iova -> host` range. Every DMA access goes through [`DmaPort`], which translates, checks
+//! `iova -> host` range. Every DMA access goes through the crate-internal `DmaPort`, which translates, checks
 //! bounds and uses volatile accesses. An access outside every mapping is a recorded fault
 //! (counted, logged once per VF), never undefined behaviour.
 //!
