@@ -442,6 +442,9 @@ pub struct UringWriter {
     last_err: i32,
     broken: bool,
     nowait: bool,
+    /// The TAP refused `RWF_NOWAIT`: every write goes through `write()` now (see
+    /// [`UringWriter::uses_nowait`]).
+    plain: bool,
     retry: Vec<usize>,
 }
 
@@ -480,6 +483,7 @@ impl UringWriter {
             last_err: 0,
             broken: false,
             nowait: true,
+            plain: false,
             retry: Vec::with_capacity(entries),
         })
     }
@@ -505,8 +509,9 @@ impl UringWriter {
     }
 
     /// Whether writes carry `RWF_NOWAIT` (a full TAP completes with `EAGAIN` at once). Turned
-    /// off, with a warning, on kernels whose TAP refuses it; writes then wait for room in
-    /// io_uring's worker threads.
+    /// off, with a warning, on kernels whose TAP refuses it; the writer then uses one
+    /// non-blocking `write()` per packet (and [`Reinject::method`] says `Plain`), which still
+    /// counts a full TAP as pushed back instead of waiting for room.
     pub fn uses_nowait(&self) -> bool {
         self.nowait
     }
@@ -613,15 +618,23 @@ impl UringWriter {
             }
         }
         if !self.retry.is_empty() {
-            // Older kernels: the fd does not take RWF_NOWAIT. Once per writer.
-            log::warn!("the TAP does not accept RWF_NOWAIT writes; a full TAP now makes io_uring wait for room");
+            // Older kernels (Debian 12's 6.1, for one): the TAP does not take RWF_NOWAIT.
+            // Without it io_uring would wait for room in a full TAP instead of reporting it, and
+            // it is no faster than write() anyway (docs/performance.md), so this writer switches
+            // to one non-blocking write() per packet, which counts a full TAP as pushed back.
+            // Once per writer; the ring has nothing in flight.
+            log::warn!(
+                "the TAP does not accept RWF_NOWAIT writes (older kernel); TAP writes fall back \
+                 to one write() per packet, so a full TAP is still counted as pushed back"
+            );
             self.nowait = false;
+            self.plain = true;
             let again: Vec<&[u8]> = self
                 .retry
                 .iter()
                 .filter_map(|&i| pkts.get(i).copied())
                 .collect();
-            self.chunk(&again, out);
+            plain_writes(&self.fd, &again, &mut self.stats, out, &mut self.last_err);
         }
     }
 }
@@ -639,7 +652,7 @@ impl Drop for UringWriter {
 impl Reinject for UringWriter {
     fn write_burst(&mut self, pkts: &[&[u8]]) -> BurstOutcome {
         let mut out = BurstOutcome::default();
-        if self.broken {
+        if self.broken || self.plain {
             plain_writes(
                 &self.fd,
                 pkts,
@@ -660,7 +673,11 @@ impl Reinject for UringWriter {
     }
 
     fn method(&self) -> Method {
-        Method::Uring
+        if self.broken || self.plain {
+            Method::Plain
+        } else {
+            Method::Uring
+        }
     }
 }
 

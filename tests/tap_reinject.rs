@@ -490,6 +490,9 @@ fn nowait_refused_falls_back_and_counts_once() {
     }
     assert_eq!(out.written, 6, "{out:?}");
     assert_eq!(out.pushed_back + out.errors, 0, "{out:?}");
+    // Without RWF_NOWAIT io_uring would wait for room instead of reporting a full TAP: the
+    // writer uses one non-blocking write() per packet from now on.
+    assert_eq!(w.method(), floodgate::tap::Method::Plain);
     let out2 = w.write_burst(&refs[..2]);
     assert_eq!(out2.written, 2, "{out2:?}");
     let st = w.stats();
