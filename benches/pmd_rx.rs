@@ -31,20 +31,7 @@ const BATCHES: [usize; 4] = [1, 8, 32, 64];
 /// A 60-byte Ethernet/IPv4/UDP frame with correct checksums (the model checks them, as the NIC
 /// does, and the driver drops frames it flags as bad).
 fn template(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    let n = floodgate_sim::generator::build_udp4(
-        &mut f,
-        dst,
-        src,
-        [198, 51, 100, 7],
-        [192, 0, 2, 1],
-        40000,
-        53,
-        &[0x5a; 18],
-    )
-    .expect("a 60-byte frame fits");
-    f.truncate(n);
-    f
+    floodgate_sim::generator::min_udp4_frame(dst, src)
 }
 
 fn open(nic: &Nic) -> IxgbeVf<floodgate_sim::SimVf> {

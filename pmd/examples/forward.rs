@@ -44,19 +44,7 @@ fn main() {
     let mac = vf.mac();
     // Frames to us from a peer; we send them back with the addresses swapped.
     // (A UDP frame with correct checksums: the model checks them, as the NIC does.)
-    let mut template = vec![0u8; 60];
-    let n = floodgate_sim::generator::build_udp4(
-        &mut template,
-        mac,
-        [0x02, 0xbb, 0, 0, 0, 2],
-        [198, 51, 100, 7],
-        [192, 0, 2, 1],
-        40000,
-        53,
-        &[0u8; 18],
-    )
-    .expect("a 60-byte frame fits");
-    template.truncate(n);
+    let template = floodgate_sim::generator::min_udp4_frame(mac, [0x02, 0xbb, 0, 0, 0, 2]);
     let engine = nic.start_engine(EngineConfig {
         feeder: Some(FeederConfig {
             vf: 0,

@@ -45,23 +45,10 @@ fn args() -> Result<Args, String> {
 }
 
 /// A 64-byte UDP/IPv4 frame to `dst`.
-/// A 60-byte DNS-sized UDP frame to `dst` with correct checksums (the model checks them, like
-/// the NIC, and the driver drops what it flags as bad).
+/// A 60-byte UDP frame to `dst` with correct checksums (the model checks them, like the NIC,
+/// and the driver drops what it flags as bad).
 fn template(dst: [u8; 6]) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    let n = floodgate_sim::generator::build_udp4(
-        &mut f,
-        dst,
-        [0x02, 0xaa, 0, 0, 0, 1],
-        [198, 51, 100, 7],
-        [192, 0, 2, 1],
-        40000,
-        53,
-        &[0u8; 18],
-    )
-    .expect("a 60-byte frame fits");
-    f.truncate(n);
-    f
+    floodgate_sim::generator::min_udp4_frame(dst, [0x02, 0xaa, 0, 0, 0, 1])
 }
 
 fn main() {
