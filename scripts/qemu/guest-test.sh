@@ -343,62 +343,84 @@ tcp_peer_stop() {
     return 0
 }
 
-# --- a wire peer for the daemon test --------------------------------------------
+# --- wire peers: a veth pair in a network namespace ----------------------------
 # As root, a network namespace holding a veth pair and nothing else (IPv6 off, no
 # addresses: the kernel sends nothing on it by itself). The model server runs in
-# the namespace with --af-packet on one end; once the guest prints
-# `FG-DAEMON-UP mac=...` on its console, send-frames.py sends the counted mix on
-# the other end, so exactly that many frames enter the model's wire side, after
-# the daemon is up. Without root (or ip, or python3) the test is skipped.
+# the namespace with --af-packet on one end; once the guest prints its marker line
+# (`FG-DAEMON-UP mac=...`, `FG-CSUM-READY mac=...`) on the console, a sender script
+# sends a counted mix on the other end, so exactly those frames enter the model's
+# wire side, and only after the guest is ready. Without root (or ip, or python3)
+# the test (or that part of it) is skipped.
+
+# veth_ns NS WIRE PEER LOG: sets up namespace NS with veth WIRE <-> PEER, both up.
+# Prints nothing on success; otherwise prints why (for a skip line), leaving nothing behind.
+veth_ns() {
+    local ns=$1 wire=$2 peer=$3 log=$4
+    if [[ $(id -u) != 0 ]]; then echo "needs root for a network namespace with a veth pair"; return 0; fi
+    if ! command -v ip >/dev/null || ! command -v python3 >/dev/null; then
+        echo "needs ip (iproute2) and python3"; return 0
+    fi
+    if ! { ip netns add "$ns" \
+        && ip netns exec "$ns" sh -c 'for f in /proc/sys/net/ipv6/conf/default/disable_ipv6 \
+            /proc/sys/net/ipv6/conf/all/disable_ipv6; do [ -e $f ] && echo 1 > $f; done; true' \
+        && ip -n "$ns" link add "$wire" type veth peer name "$peer" \
+        && ip -n "$ns" link set "$wire" up && ip -n "$ns" link set "$peer" up; } 2>"$log"; then
+        echo "could not set up a network namespace with a veth pair ($(tail -n 1 "$log"))"
+        ip netns del "$ns" 2>/dev/null
+    fi
+    return 0
+}
+# send_when_ready NS PEER CONSOLE MARKER OUT SCRIPT ARGS...: in the background, wait
+# (up to the guest timeout) for `MARKER mac=...` in console log CONSOLE, then run
+# `python3 SCRIPT PEER MAC ARGS...` in NS, output in OUT. Sets SEND_PID.
+send_when_ready() {
+    local ns=$1 peer=$2 console=$3 marker=$4 out=$5 script=$6
+    shift 6
+    (
+        end=$((SECONDS + TIMEOUT)); mac=
+        while (( SECONDS < end )); do
+            mac=$(grep -a -oP "^$marker mac=\K[0-9a-f:]{17}" "$console" 2>/dev/null | head -n 1)
+            [[ -n $mac ]] && break
+            sleep 0.2
+        done
+        [[ -n $mac ]] || { echo "no $marker line in $console"; exit 1; }
+        echo "guest printed $marker: MAC $mac"
+        exec ip netns exec "$ns" python3 "$HERE/$script" "$peer" "$mac" "$@"
+    ) >"$out" 2>&1 &
+    SEND_PID=$!
+}
+# send_stop PID NS: stops a sender (if still running) and removes its namespace.
+send_stop() {
+    [[ -n ${1:-} ]] && { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
+    ip netns del "$2" 2>/dev/null
+    return 0
+}
+
+# The daemon test's wire: send-frames.py sends FLOOD frames of FLEN bytes and
+# LEGIT queries of LLEN bytes once the guest prints FG-DAEMON-UP.
 WIRE_NS=fgd$$
 WIRE_SKIP=
 WIRE_PID=
 wire_start() {
-    WIRE_SKIP=
-    if [[ $(id -u) != 0 ]]; then WIRE_SKIP="needs root for a network namespace with a veth pair"; return 0; fi
-    if ! command -v ip >/dev/null || ! command -v python3 >/dev/null; then
-        WIRE_SKIP="needs ip (iproute2) and python3"; return 0
-    fi
-    if ! { ip netns add "$WIRE_NS" \
-        && ip netns exec "$WIRE_NS" sh -c 'for f in /proc/sys/net/ipv6/conf/default/disable_ipv6 \
-            /proc/sys/net/ipv6/conf/all/disable_ipv6; do [ -e $f ] && echo 1 > $f; done; true' \
-        && ip -n "$WIRE_NS" link add fgdw type veth peer name fgdp \
-        && ip -n "$WIRE_NS" link set fgdw up && ip -n "$WIRE_NS" link set fgdp up; } 2>"$WORK/daemon-wire.log"; then
-        WIRE_SKIP="could not set up a network namespace with a veth pair ($(tail -n 1 "$WORK/daemon-wire.log"))"
-        wire_stop
-    fi
+    WIRE_SKIP=$(veth_ns "$WIRE_NS" fgdw fgdp "$WORK/daemon-wire.log")
     return 0
 }
-# wire_send LOG FLOOD FLEN LEGIT LLEN: in the background, wait for the guest's
-# FG-DAEMON-UP line in console LOG (up to the guest timeout), then send the mix.
+# wire_send LOG FLOOD FLEN LEGIT LLEN
 wire_send() {
     local log=$1; shift
-    (
-        end=$((SECONDS + TIMEOUT)); mac=
-        while (( SECONDS < end )); do
-            mac=$(grep -a -oP '^FG-DAEMON-UP mac=\K[0-9a-f:]{17}' "$log" 2>/dev/null | head -n 1)
-            [[ -n $mac ]] && break
-            sleep 0.2
-        done
-        [[ -n $mac ]] || { echo "no FG-DAEMON-UP line in $log"; exit 1; }
-        echo "guest says the daemon is up on MAC $mac"
-        exec ip netns exec "$WIRE_NS" python3 "$HERE/send-frames.py" fgdp "$mac" "$@"
-    ) >"$WORK/daemon-send.log" 2>&1 &
-    WIRE_PID=$!
+    send_when_ready "$WIRE_NS" fgdp "$log" FG-DAEMON-UP "$WORK/daemon-send.log" send-frames.py "$@"
+    WIRE_PID=$SEND_PID
 }
 wire_stop() {
-    [[ -n ${WIRE_PID:-} ]] && { kill "$WIRE_PID" 2>/dev/null; wait "$WIRE_PID" 2>/dev/null; WIRE_PID=; }
-    ip netns del "$WIRE_NS" 2>/dev/null
-    return 0
+    send_stop "${WIRE_PID:-}" "$WIRE_NS"
+    WIRE_PID=
 }
 
-# --- frames with bad checksums for the ixgbevf test -----------------------------
-# As root, a network namespace holding a veth pair and nothing else (IPv6 off, no
-# addresses), as for the daemon test: the 82599 server runs in it with --af-packet
-# on one end; once the guest prints `FG-CSUM-READY mac=...`, send-csum-frames.py
-# sends CSUM_MIX (GOOD BAD_UDP BAD_IP ZERO) on the other end. The guest checks
-# that ixgbevf's rx_csum_offload_errors rises by exactly the bad ones (and, on an
-# 82599, the UDP-checksum-0 ones: erratum 44). Without root that part is skipped.
+# The ixgbevf test's frames with bad checksums: the 82599 server runs in the
+# namespace; once the guest prints FG-CSUM-READY, send-csum-frames.py sends
+# CSUM_MIX (GOOD BAD_UDP BAD_IP ZERO). The guest checks that ixgbevf's
+# rx_csum_offload_errors rises by exactly the bad ones (and, on an 82599, the
+# UDP-checksum-0 ones: erratum 44).
 CSUM_NS=fgc$$
 CSUM_MIX=(200 40 30 20)
 CSUM_SKIP=
@@ -407,45 +429,22 @@ CSUM_PREFIX=()
 CSUM_ARGS=()
 CSUM_APPEND=
 csum_start() {
-    CSUM_SKIP=; CSUM_PREFIX=(); CSUM_ARGS=(); CSUM_APPEND=
-    if [[ $(id -u) != 0 ]]; then CSUM_SKIP="needs root for a network namespace with a veth pair"; return 0; fi
-    if ! command -v ip >/dev/null || ! command -v python3 >/dev/null; then
-        CSUM_SKIP="needs ip (iproute2) and python3"; return 0
-    fi
-    if ! { ip netns add "$CSUM_NS" \
-        && ip netns exec "$CSUM_NS" sh -c 'for f in /proc/sys/net/ipv6/conf/default/disable_ipv6 \
-            /proc/sys/net/ipv6/conf/all/disable_ipv6; do [ -e $f ] && echo 1 > $f; done; true' \
-        && ip -n "$CSUM_NS" link add fgcw type veth peer name fgcp \
-        && ip -n "$CSUM_NS" link set fgcw up && ip -n "$CSUM_NS" link set fgcp up; } 2>"$WORK/csum-wire.log"; then
-        CSUM_SKIP="could not set up a network namespace with a veth pair ($(tail -n 1 "$WORK/csum-wire.log"))"
-        csum_stop
-        return 0
-    fi
+    CSUM_PREFIX=(); CSUM_ARGS=(); CSUM_APPEND=
+    CSUM_SKIP=$(veth_ns "$CSUM_NS" fgcw fgcp "$WORK/csum-wire.log")
+    [[ -n $CSUM_SKIP ]] && return 0
     CSUM_PREFIX=(ip netns exec "$CSUM_NS")
     CSUM_ARGS=(--af-packet fgcw)
     CSUM_APPEND="fg.csum=$(IFS=:; echo "${CSUM_MIX[*]}")"
 }
-# csum_send LOG: in the background, wait for the guest's FG-CSUM-READY line in
-# console LOG (up to the guest timeout), then send the frames.
+# csum_send LOG
 csum_send() {
-    local log=$1
-    (
-        end=$((SECONDS + TIMEOUT)); mac=
-        while (( SECONDS < end )); do
-            mac=$(grep -a -oP '^FG-CSUM-READY mac=\K[0-9a-f:]{17}' "$log" 2>/dev/null | head -n 1)
-            [[ -n $mac ]] && break
-            sleep 0.2
-        done
-        [[ -n $mac ]] || { echo "no FG-CSUM-READY line in $log"; exit 1; }
-        echo "guest is ready for the checksum frames on MAC $mac"
-        exec ip netns exec "$CSUM_NS" python3 "$HERE/send-csum-frames.py" fgcp "$mac" "${CSUM_MIX[@]}"
-    ) >"$WORK/csum-send.log" 2>&1 &
-    CSUM_PID=$!
+    send_when_ready "$CSUM_NS" fgcp "$1" FG-CSUM-READY "$WORK/csum-send.log" send-csum-frames.py \
+        "${CSUM_MIX[@]}"
+    CSUM_PID=$SEND_PID
 }
 csum_stop() {
-    [[ -n ${CSUM_PID:-} ]] && { kill "$CSUM_PID" 2>/dev/null; wait "$CSUM_PID" 2>/dev/null; CSUM_PID=; }
-    ip netns del "$CSUM_NS" 2>/dev/null
-    return 0
+    send_stop "${CSUM_PID:-}" "$CSUM_NS"
+    CSUM_PID=
 }
 
 SIM=
