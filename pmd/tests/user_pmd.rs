@@ -25,10 +25,19 @@ fn timeout() -> Duration {
         .map_or(Duration::from_secs(30), Duration::from_millis)
 }
 
-fn temp_socket(tag: &str) -> (PathBuf, PathBuf) {
+/// A private directory for the socket, removed when dropped (also when a test fails).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_socket(tag: &str) -> (PathBuf, TempDir) {
     let dir = std::env::temp_dir().join(format!("fg-user-pmd-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    (dir.join("vf0.sock"), dir)
+    (dir.join("vf0.sock"), TempDir(dir))
 }
 
 /// The model, its engine (generator at a modest rate) and a server for VF 0.
@@ -152,7 +161,7 @@ fn pmd_over_vfio_user_in_one_process_with_interrupts_and_tx() {
         0,
         "client gone, mappings gone"
     );
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 struct Kill(Child);
@@ -208,7 +217,7 @@ fn pmd_over_vfio_user_two_processes() {
         "PMD over vfio-user, two processes: {:.0} ms",
         t0.elapsed().as_secs_f64() * 1000.0
     );
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 /// The server half of `pmd_over_vfio_user_two_processes`, run in a child process by that test.
