@@ -358,9 +358,12 @@ mod tests {
         assert_eq!(Arc::strong_count(&c.backing), 1);
     }
 
-    /// Records, when dropped, whether `addr` was still mapped in this process.
+    /// Records, when dropped, whether `addr` was still mapped from the file with inode `ino` in
+    /// this process (the inode, because other tests running in parallel may map something else
+    /// at the same address as soon as it is free).
     struct Witness {
         addr: usize,
+        ino: u64,
         seen_mapped: Arc<std::sync::Mutex<Option<bool>>>,
     }
 
@@ -368,12 +371,25 @@ mod tests {
         fn drop(&mut self) {
             let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
             let mapped = maps.lines().any(|l| {
-                let range = l.split_whitespace().next().unwrap_or("");
-                let mut it = range.split('-').map(|h| usize::from_str_radix(h, 16).ok());
-                matches!((it.next(), it.next()), (Some(Some(a)), Some(Some(b))) if a <= self.addr && self.addr < b)
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                let mut it = cols
+                    .first()
+                    .unwrap_or(&"")
+                    .split('-')
+                    .map(|h| usize::from_str_radix(h, 16).ok());
+                let covers = matches!((it.next(), it.next()), (Some(Some(a)), Some(Some(b))) if a <= self.addr && self.addr < b);
+                covers && cols.get(4).and_then(|i| i.parse::<u64>().ok()) == Some(self.ino)
             });
             *self.seen_mapped.lock().unwrap() = Some(mapped);
         }
+    }
+
+    fn inode(fd: BorrowedFd<'_>) -> u64 {
+        // SAFETY: fstat on a live fd into a zeroed stat buffer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }, 0);
+        st.st_ino
     }
 
     #[test]
@@ -383,8 +399,17 @@ mod tests {
         let seen = Arc::new(std::sync::Mutex::new(None));
         let w = Witness {
             addr: bar.base as usize,
+            ino: inode(r.fd()),
             seen_mapped: seen.clone(),
         };
+        // The witness sees the mapping while it exists.
+        let probe_seen = Arc::new(std::sync::Mutex::new(None));
+        drop(Witness {
+            addr: w.addr,
+            ino: w.ino,
+            seen_mapped: probe_seen.clone(),
+        });
+        assert_eq!(*probe_seen.lock().unwrap(), Some(true));
         assert!(bar.release_after(w).is_ok());
         let c = bar.clone();
         drop(bar);
