@@ -16,7 +16,6 @@ use crate::config::{DstMac, SrcMac, VfReinject};
 use crate::daemon::filterloop::{FilterLoop, PassSink};
 use crate::daemon::run::{steering_rule, TapSink};
 use crate::daemon::runloop::{run_loop, LoopControl};
-use crate::softrss::RssConfig;
 use crate::stats::Counters;
 use crate::steering::{SimBackend, Steering};
 use crate::tap::{Tap, TapWriter};
@@ -423,22 +422,8 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     }
     drop(tap_fd);
     let burst = cfg.device.burst as usize;
-    let mut fl = match (workers, vf_tx) {
-        (1, None) => {
-            let sink = sinks.pop().context("no sink")?;
-            FilterLoop::new(vf, rules, sink, burst)
-        }
-        (1, Some(tx)) => {
-            let sink = sinks.pop().context("no sink")?;
-            FilterLoop::new_vf(vf, rules, sink, burst, tx)?
-        }
-        (_, None) => FilterLoop::with_workers(vf, rules, sinks, burst, RssConfig::default(), 4096)
-            .context("starting the workers")?,
-        (_, Some(tx)) => {
-            FilterLoop::with_workers_vf(vf, rules, sinks, burst, RssConfig::default(), 4096, tx)
-                .context("starting the workers")?
-        }
-    };
+    let mut fl =
+        FilterLoop::start(vf, rules, sinks, burst, vf_tx).context("starting the filter loop")?;
     log::info!("demo: VF 0 up, MAC {}", floodgate_pmd::fmt_mac(vf_mac));
 
     let source = CountingSource {
@@ -488,16 +473,9 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
             *out.borrow_mut() = e.stats().clone();
         }));
     }
+    // The drain keeps pumping the model until the NIC has sent every survivor on VF 0's TX
+    // ring (run_loop waits for them), so they are all counted where they arrive.
     let rep = run_loop(&mut fl, &mut ctl).context("filter loop")?;
-    // The last survivors may still sit in VF 0's TX ring: let the model fetch them (the engine
-    // has stopped, or is only pumped by the loop).
-    if vf_tx.is_some() {
-        for _ in 0..64 {
-            if nic.step() == 0 {
-                break;
-            }
-        }
-    }
     let behind = engine_stats.borrow().behind_schedule;
     let elapsed = rep.elapsed.as_secs_f64();
     let nic_stats = nic.stats();

@@ -107,6 +107,9 @@ impl VfTx {
     }
 }
 
+/// Packets each worker's ring (and, in VF mode, its hand-back ring) holds in the daemon.
+pub const WORKER_RING: usize = 4096;
+
 /// Errors building a filter loop.
 #[derive(Debug, thiserror::Error)]
 pub enum LoopError {
@@ -201,13 +204,19 @@ impl Survivors for HandBack<'_> {
     }
 }
 
-/// True when `p` carries `guard` as its source MAC (the daemon's own frame, looped back).
+/// True when `p` carries `guard` as its source MAC (the daemon's own frame, looped back); it is
+/// then counted as dropped and `looped`, and the caller lets go of it.
 #[inline]
-fn looped_back(p: &Packet, guard: &Option<[u8; 6]>) -> bool {
-    match guard {
+fn caught_looping(p: &Packet, guard: &Option<[u8; 6]>, c: &mut Counters) -> bool {
+    let looped = match guard {
         Some(m) => p.data().get(6..12) == Some(&m[..]),
         None => false,
+    };
+    if looped {
+        c.dropped += 1;
+        c.looped += 1;
     }
+    looped
 }
 
 /// Judges one burst with `rules` and hands the survivors to `out`. Returns nothing; the
@@ -225,9 +234,7 @@ fn judge<O: Survivors>(
     guard: &Option<[u8; 6]>,
 ) {
     for p in pkts {
-        if looped_back(&p, guard) {
-            c.dropped += 1;
-            c.looped += 1;
+        if caught_looping(&p, guard, c) {
             if let Err(p) = drops.push(p) {
                 drop(p);
             }
@@ -504,6 +511,40 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
         Self::fanout(vf, rules, sinks, burst, rss, ring_capacity, Some(tx))
     }
 
+    /// The loop the daemon runs: judging inline when there is one sink, else fanned out to
+    /// one worker per sink (default soft RSS, worker rings of [`WORKER_RING`] packets), with
+    /// survivors going to the sinks or, with `vf_tx`, back out of the VF.
+    pub fn start(
+        vf: IxgbeVf<D>,
+        rules: RuleSet,
+        mut sinks: Vec<S>,
+        burst: usize,
+        vf_tx: Option<VfTx>,
+    ) -> Result<Self, LoopError>
+    where
+        S: Send + 'static,
+    {
+        if let Some(tx) = &vf_tx {
+            check_tx_queue(&vf, tx)?;
+        }
+        if sinks.len() == 1 {
+            if let Some(sink) = sinks.pop() {
+                let mut fl = FilterLoop::new(vf, rules, sink, burst);
+                fl.vf_tx = vf_tx;
+                return Ok(fl);
+            }
+        }
+        Self::fanout(
+            vf,
+            rules,
+            sinks,
+            burst,
+            RssConfig::default(),
+            WORKER_RING,
+            vf_tx,
+        )
+    }
+
     fn fanout(
         vf: IxgbeVf<D>,
         rules: RuleSet,
@@ -614,9 +655,7 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                 },
                 Stage::Fanout { dispatcher, .. } => {
                     for p in self.rx.drain() {
-                        if looped_back(&p, &guard) {
-                            c.dropped += 1;
-                            c.looped += 1;
+                        if caught_looping(&p, &guard, c) {
                             continue;
                         }
                         if dispatcher.dispatch(p).is_err() {

@@ -17,7 +17,6 @@ use crate::config::{
 use crate::daemon::filterloop::{CountingSink, FilterLoop, PassSink, VfTx};
 use crate::daemon::metrics::{Metrics, MetricsServer};
 use crate::daemon::runloop::{run_loop, LoopControl, LoopReport};
-use crate::softrss::RssConfig;
 use crate::steering::{Action, Flow, Steering, SteeringBackend, SteeringRule};
 use crate::tap::{Reinject, Tap, TapWriter};
 use anyhow::{bail, Context, Result};
@@ -277,13 +276,9 @@ fn serve_vf<D: Device, B: SteeringBackend>(
     let rules = cfg.filter.ruleset();
     let burst = cfg.device.burst as usize;
     let workers = (cfg.daemon.workers as usize).max(1);
-    let mut fl = if workers == 1 {
-        FilterLoop::new_vf(vf, rules, CountingSink::default(), burst, tx)?
-    } else {
-        let sinks = (0..workers).map(|_| CountingSink::default()).collect();
-        FilterLoop::with_workers_vf(vf, rules, sinks, burst, RssConfig::default(), 4096, tx)
-            .context("starting the workers")?
-    };
+    let sinks = (0..workers).map(|_| CountingSink::default()).collect();
+    let mut fl =
+        FilterLoop::start(vf, rules, sinks, burst, Some(tx)).context("starting the filter loop")?;
     serve(&mut fl, cfg, path)
 }
 
@@ -331,13 +326,8 @@ fn serve_tap<D: Device, B: SteeringBackend>(
 
         drop_privileges(cfg, steering)?;
         let rules = cfg.filter.ruleset();
-        let mut fl = if workers == 1 {
-            let sink = sinks.pop().context("no TAP writer")?;
-            FilterLoop::new(vf, rules, sink, burst)
-        } else {
-            FilterLoop::with_workers(vf, rules, sinks, burst, RssConfig::default(), 4096)
-                .context("starting the workers")?
-        };
+        let mut fl =
+            FilterLoop::start(vf, rules, sinks, burst, None).context("starting the filter loop")?;
         serve(&mut fl, cfg, path)
     }
 }
