@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 pub mod classify;
+mod csum;
 pub mod engine;
 pub mod fault;
 pub mod iommu;

@@ -18,6 +18,8 @@
 //!
 //! Nothing here allocates per frame: segments are built in a caller-owned scratch buffer.
 
+use crate::csum::{fold, sum};
+
 /// Context-descriptor dword 2 (type_tucmd_mlhl): TUCMD.IPV4 (facts §6.3).
 const TUCMD_IPV4: u32 = 1 << 10;
 /// TUCMD.L4T, bits 12:11.
@@ -108,28 +110,6 @@ pub enum TsoError {
     },
 }
 
-/// One's-complement sum of `data` (RFC 1071), not folded beyond 32 bits until the end.
-fn sum16(data: &[u8], mut acc: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc = acc.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
-        if acc > 0xFFFF_0000 {
-            acc = (acc & 0xFFFF) + (acc >> 16);
-        }
-    }
-    if let [b] = chunks.remainder() {
-        acc = acc.wrapping_add(u32::from(*b) << 8);
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc > 0xFFFF {
-        acc = (acc & 0xFFFF) + (acc >> 16);
-    }
-    acc as u16
-}
-
 fn put16(frame: &mut [u8], at: usize, v: u16) {
     frame[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
@@ -141,7 +121,7 @@ fn get16(frame: &[u8], at: usize) -> u16 {
 /// Recomputes the IPv4 header checksum at `l3` (header length `iplen`).
 fn ipv4_checksum(frame: &mut [u8], l3: usize, iplen: usize) {
     put16(frame, l3 + 10, 0);
-    let c = !fold(sum16(&frame[l3..l3 + iplen], 0));
+    let c = !fold(sum(&frame[l3..l3 + iplen], 0));
     put16(frame, l3 + 10, c);
 }
 
@@ -177,7 +157,7 @@ pub fn insert_checksums(frame: &mut [u8], ctx: &TxOffloadCtx, ixsm: bool, txsm: 
     if txsm {
         match l4_csum_offset(ctx.l4t) {
             Some(off) if l4 + off + 2 <= frame.len() => {
-                let mut c = !fold(sum16(&frame[l4..], 0));
+                let mut c = !fold(sum(&frame[l4..], 0));
                 if ctx.l4t == L4Type::Udp && c == 0 {
                     c = 0xFFFF;
                 }
@@ -259,7 +239,7 @@ pub fn segment(
         if txsm {
             // The seed has no length in it: add this segment's TCP length.
             put16(s, l4 + 16, 0);
-            let acc = sum16(&s[l4..], u32::from(seed) + l4_total as u32);
+            let acc = sum(&s[l4..], u64::from(seed) + l4_total as u64);
             put16(s, l4 + 16, !fold(acc));
         }
         emit(s);
@@ -280,12 +260,12 @@ mod tests {
         pseudo.extend_from_slice(&f[l3 + 12..l3 + 20]);
         pseudo.extend_from_slice(&[0, f[l3 + 9]]);
         pseudo.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-        fold(sum16(l4, sum16(&pseudo, 0))) == 0xFFFF
+        fold(sum(l4, sum(&pseudo, 0))) == 0xFFFF
     }
 
     fn ip_ok(f: &[u8], l3: usize) -> bool {
         let ihl = (f[l3] & 15) as usize * 4;
-        fold(sum16(&f[l3..l3 + ihl], 0)) == 0xFFFF
+        fold(sum(&f[l3..l3 + ihl], 0)) == 0xFFFF
     }
 
     /// Pseudo-header sum as Linux seeds it (`~csum_tcpudp_magic(..)`): folded, not complemented.
@@ -294,7 +274,7 @@ mod tests {
         p.extend_from_slice(&f[l3 + 12..l3 + 20]);
         p.extend_from_slice(&[0, proto]);
         p.extend_from_slice(&(len as u16).to_be_bytes());
-        fold(sum16(&p, 0))
+        fold(sum(&p, 0))
     }
 
     fn ipv4_frame(proto: u8, l4hdr: usize, payload: usize) -> Vec<u8> {
