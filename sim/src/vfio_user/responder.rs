@@ -5,6 +5,7 @@
 //! It is an egress [`FrameSink`]; replies are queued with [`crate::Nic::inject`] and delivered
 //! by the engine like any wire frame.
 
+use crate::generator::inet_checksum;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -37,17 +38,6 @@ impl std::fmt::Debug for Responder {
             .field("ip", &self.ip)
             .finish_non_exhaustive()
     }
-}
-
-fn sum16(data: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in data.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s > 0xFFFF {
-        s = (s & 0xFFFF) + (s >> 16);
-    }
-    !(s as u16)
 }
 
 impl Responder {
@@ -117,12 +107,12 @@ impl Responder {
         out[30..34].copy_from_slice(&f[26..30]);
         out[22] = 64;
         out[24..26].fill(0);
-        let c = sum16(&out[14..14 + ihl]);
+        let c = inet_checksum(&out[14..14 + ihl], 0);
         out[24..26].copy_from_slice(&c.to_be_bytes());
         // Echo reply: type 0, checksum over the ICMP message.
         out[icmp] = 0;
         out[icmp + 2..icmp + 4].fill(0);
-        let c = sum16(&out[icmp..14 + total]);
+        let c = inet_checksum(&out[icmp..14 + total], 0);
         out[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
         if out.len() < 60 {
             out.resize(60, 0);
@@ -179,7 +169,7 @@ mod tests {
             0x45, 0, 0, 28, 0, 1, 0, 0, 64, 1, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1,
         ]);
         ping.extend_from_slice(&[8, 0, 0, 0, 0x12, 0x34, 0, 1]);
-        let c = sum16(&ping[34..42]);
+        let c = inet_checksum(&ping[34..42], 0);
         ping[36..38].copy_from_slice(&c.to_be_bytes());
         r.frame(&ping);
         assert_eq!(r.stats.echo_replies.load(Ordering::Relaxed), 1);
@@ -190,7 +180,11 @@ mod tests {
         );
         assert_eq!(&r.buf[30..34], &[10, 0, 0, 2]);
         assert_eq!(r.buf[34], 0, "echo reply");
-        assert_eq!(sum16(&r.buf[34..42]), 0, "ICMP checksum verifies");
-        assert_eq!(sum16(&r.buf[14..34]), 0, "IP checksum verifies");
+        assert_eq!(
+            inet_checksum(&r.buf[34..42], 0),
+            0,
+            "ICMP checksum verifies"
+        );
+        assert_eq!(inet_checksum(&r.buf[14..34], 0), 0, "IP checksum verifies");
     }
 }

@@ -5,6 +5,7 @@
 //! in the engine's buffer (no allocation per frame).
 
 use crate::engine::FrameSource;
+use crate::generator::inet_checksum;
 use crate::pf::Pf;
 
 /// Source MAC of generated frames (a locally administered "wire peer").
@@ -34,19 +35,6 @@ impl std::fmt::Debug for UdpGen {
             .field("sent", &self.sent)
             .finish_non_exhaustive()
     }
-}
-
-/// The one's-complement sum of RFC 1071 over `data`.
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        let w = u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]);
-        sum += u32::from(w);
-    }
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 impl UdpGen {
@@ -87,7 +75,7 @@ impl UdpGen {
         ip[9] = 17;
         ip[12..16].copy_from_slice(&PEER_IP);
         ip[16..20].copy_from_slice(&VF_IP);
-        let c = checksum(ip);
+        let c = inet_checksum(ip, 0);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         let udp = &mut f[34..42];
         udp[0..2].copy_from_slice(&sport.to_be_bytes());
@@ -127,13 +115,17 @@ mod tests {
         let n = g.next_frame(&mut buf).unwrap();
         assert_eq!(n, 64);
         assert_eq!(&buf[0..6], &[0x02, 0xf1, 0, 0, 0, 2]);
-        assert_eq!(checksum(&buf[14..34]), 0, "IPv4 header checksum verifies");
+        assert_eq!(
+            inet_checksum(&buf[14..34], 0),
+            0,
+            "IPv4 header checksum verifies"
+        );
         // UDP: pseudo-header (addresses, protocol, length) and the datagram sum to 0xFFFF.
         let mut pseudo = buf[26..34].to_vec();
         pseudo.extend_from_slice(&[0, 17, 0, 30]);
         pseudo.extend_from_slice(&buf[34..64]);
         assert_ne!(&buf[40..42], &[0, 0], "a checksum is present");
-        assert_eq!(checksum(&pseudo), 0, "UDP checksum verifies");
+        assert_eq!(inet_checksum(&pseudo, 0), 0, "UDP checksum verifies");
         assert_eq!(u16::from_be_bytes([buf[16], buf[17]]), 50);
         assert_eq!(u16::from_be_bytes([buf[34], buf[35]]), 1024);
         g.next_frame(&mut buf).unwrap();
