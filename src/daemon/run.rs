@@ -266,12 +266,6 @@ fn serve_vf<D: Device, B: SteeringBackend>(
         tx.dst_mac
             .map_or("kept".to_string(), floodgate_pmd::fmt_mac),
     );
-    if tx.src_mac.is_none() {
-        log::warn!(
-            "[reinject] src_mac = \"keep\": the PF's MAC anti-spoofing (on by default) drops \
-             every survivor unless `ip link set <pf> vf N spoofchk off`; the loop guard is off"
-        );
-    }
     drop_privileges(cfg, steering)?;
     let rules = cfg.filter.ruleset();
     let burst = cfg.device.burst as usize;
@@ -421,12 +415,7 @@ fn loose_rp_filter(tap: &str) {
 /// The MAC address of netdev `name`, from sysfs.
 fn pf_mac(name: &str) -> Option<[u8; 6]> {
     let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).ok()?;
-    let mut mac = [0u8; 6];
-    let mut parts = text.trim().split(':');
-    for b in mac.iter_mut() {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
+    crate::config::parse_mac(text.trim())
 }
 
 #[cfg(test)]
