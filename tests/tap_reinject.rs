@@ -153,16 +153,32 @@ fn ifindex(name: &str) -> u32 {
     unsafe { libc::if_nametoindex(c.as_ptr()) }
 }
 
-fn roundtrip(method: Method) -> Result<(), String> {
-    let tap = Tap::open("fgtap0").map_err(|e| e.to_string())?;
+/// An up TAP called `name`, an AF_PACKET socket capturing on it, and a writer of `method` (an
+/// io_uring ring for `ring` packets).
+fn tap_and_writer(name: &str, method: Method, ring: usize) -> Result<(OwnedFd, TapWriter), String> {
+    let tap = Tap::open(name).map_err(|e| e.to_string())?;
     tap.set_up().map_err(|e| e.to_string())?;
     let sock = packet_socket(ifindex(tap.name()));
-    let mut w = match method {
+    let w = match method {
         Method::Uring => {
-            TapWriter::Uring(UringWriter::new(tap.into_fd(), 32).map_err(|(e, _)| e.to_string())?)
+            TapWriter::Uring(UringWriter::new(tap.into_fd(), ring).map_err(|(e, _)| e.to_string())?)
         }
         Method::Plain => TapWriter::plain(tap.into_fd()),
     };
+    Ok((sock, w))
+}
+
+/// Runs `f` in a fresh network namespace, or prints why it is skipped.
+fn netns_test(f: impl FnOnce() -> Result<(), String> + Send + 'static) {
+    if let Some(r) = skip_reason() {
+        println!("skipped: {r}");
+        return;
+    }
+    in_netns(f).and_then(|r| r).unwrap();
+}
+
+fn roundtrip(method: Method) -> Result<(), String> {
+    let (sock, mut w) = tap_and_writer("fgtap0", method, 32)?;
     assert_eq!(w.method(), method);
     // 5 bursts of 32, plus a burst larger than the ring (split internally), various sizes.
     let frames: Vec<Vec<u8>> = (0..200u32)
@@ -206,24 +222,12 @@ fn roundtrip(method: Method) -> Result<(), String> {
 
 #[test]
 fn tap_bursts_arrive_uring() {
-    if let Some(r) = skip_reason() {
-        println!("skipped: {r}");
-        return;
-    }
-    in_netns(|| roundtrip(Method::Uring))
-        .and_then(|r| r)
-        .unwrap();
+    netns_test(|| roundtrip(Method::Uring));
 }
 
 #[test]
 fn tap_bursts_arrive_plain() {
-    if let Some(r) = skip_reason() {
-        println!("skipped: {r}");
-        return;
-    }
-    in_netns(|| roundtrip(Method::Plain))
-        .and_then(|r| r)
-        .unwrap();
+    netns_test(|| roundtrip(Method::Plain));
 }
 
 #[test]
@@ -327,16 +331,8 @@ fn errors_are_counted_not_lost() {
 /// one in `written` (or `pushed_back`), across the chunks a burst larger than the ring is cut
 /// into, and exactly the frames counted as written arrive.
 fn mixed_burst(method: Method) -> Result<(), String> {
-    let tap = Tap::open("fgmix0").map_err(|e| e.to_string())?;
-    tap.set_up().map_err(|e| e.to_string())?;
-    let sock = packet_socket(ifindex(tap.name()));
-    let mut w = match method {
-        // A ring of 16 entries: the burst of 40 below goes in three submissions.
-        Method::Uring => {
-            TapWriter::Uring(UringWriter::new(tap.into_fd(), 16).map_err(|(e, _)| e.to_string())?)
-        }
-        Method::Plain => TapWriter::plain(tap.into_fd()),
-    };
+    // A ring of 16 entries: the burst of 40 below goes in three submissions.
+    let (sock, mut w) = tap_and_writer("fgmix0", method, 16)?;
     let frames: Vec<Vec<u8>> = (0..40u32)
         .map(|i| {
             if i % 4 == 3 {
@@ -379,24 +375,12 @@ fn mixed_burst(method: Method) -> Result<(), String> {
 
 #[test]
 fn mixed_burst_accounts_exactly_uring() {
-    if let Some(r) = skip_reason() {
-        println!("skipped: {r}");
-        return;
-    }
-    in_netns(|| mixed_burst(Method::Uring))
-        .and_then(|r| r)
-        .unwrap();
+    netns_test(|| mixed_burst(Method::Uring));
 }
 
 #[test]
 fn mixed_burst_accounts_exactly_plain() {
-    if let Some(r) = skip_reason() {
-        println!("skipped: {r}");
-        return;
-    }
-    in_netns(|| mixed_burst(Method::Plain))
-        .and_then(|r| r)
-        .unwrap();
+    netns_test(|| mixed_burst(Method::Plain));
 }
 
 /// Opens a pseudo-terminal in raw mode; returns (master, slave), both non-blocking, or why not.
