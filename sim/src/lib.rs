@@ -790,7 +790,6 @@ impl NicInner {
 
     /// Classifies a frame and hands every replica to its destination.
     pub(crate) fn route(&self, dp: &mut DataPath, frame: &[u8], origin: Origin) {
-        dp.rx_csum = None;
         if origin == Origin::Wire {
             // The MAC drops frames longer than MAXFRS (CRC included; a VLAN tag may add 4).
             let tagged = frame.get(12..14) == Some(&[0x81, 0x00][..]);
@@ -807,6 +806,8 @@ impl NicInner {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             if let Some(cl) = cl {
+                // A new frame: its checksum status is computed again (route_switch does the same).
+                dp.rx_csum = None;
                 dp.deliveries.clear();
                 {
                     let pools = self.pools.read().unwrap_or_else(|e| e.into_inner());
@@ -830,6 +831,7 @@ impl NicInner {
             Origin::Vf(v) => switch::Ingress::Pool(v),
             Origin::Pf => switch::Ingress::Pool(self.vfs.len() as u16),
         };
+        // A new frame: its checksum status is computed at its first VF delivery.
         dp.rx_csum = None;
         sw.classify_into(frame, ingress, &mut dp.cls);
         for i in 0..dp.cls.destinations().len() {
