@@ -35,17 +35,40 @@ pub trait FrameSink: Send {
     fn frame(&mut self, frame: &[u8]);
 }
 
-/// Writes one template frame into every free descriptor of one RX ring: the benchmark path,
-/// with no switch, no locks and no per-frame allocation.
+/// Writes template frames into every free descriptor of one RX ring: the benchmark path, with
+/// no switch, no locks and no per-frame allocation. One template, or a mix of templates used in
+/// turn ([`Nic::feeder_mix`]).
 pub struct Feeder {
     nic: Nic,
     vf: Arc<VfShared>,
     queue: usize,
-    template: Vec<u8>,
+    templates: Vec<FeedFrame>,
+    next: usize,
     port: DmaPort,
+    warned: bool,
+}
+
+/// One template with its write-back, computed once.
+struct FeedFrame {
+    bytes: Vec<u8>,
     qword0: u64,
     qword1: u64,
-    warned: bool,
+}
+
+impl FeedFrame {
+    fn new(template: &[u8], model: crate::NicModel) -> FeedFrame {
+        let ptype = packet_type(template);
+        let len = template.len().min(0xFFFF) as u64;
+        // The checksum status is a property of the template: computed once here, not per frame
+        // (facts §6.1).
+        let csum = crate::rxcsum::status_bits(template, model);
+        let status = (RXD_STAT_DD | RXD_STAT_EOP | csum) as u64;
+        FeedFrame {
+            bytes: template.to_vec(),
+            qword0: ptype as u64,
+            qword1: status | len << 32,
+        }
+    }
 }
 
 impl std::fmt::Debug for Feeder {
@@ -53,21 +76,21 @@ impl std::fmt::Debug for Feeder {
         f.debug_struct("Feeder")
             .field("vf", &self.vf.idx)
             .field("queue", &self.queue)
-            .field("len", &self.template.len())
+            .field("templates", &self.templates.len())
             .finish()
     }
 }
 
 impl Feeder {
-    pub(crate) fn new(nic: Nic, vf: usize, queue: usize, template: &[u8]) -> Feeder {
+    pub(crate) fn new<T: AsRef<[u8]>>(
+        nic: Nic,
+        vf: usize,
+        queue: usize,
+        templates: &[T],
+    ) -> Feeder {
         let vfs = nic.inner.vfs.get(vf).cloned();
         let vfs = vfs.unwrap_or_else(|| nic.inner.vfs[0].clone());
-        let ptype = packet_type(template);
-        let len = template.len().min(0xFFFF) as u64;
-        // The checksum status is a property of the template: computed once here, not per frame
-        // (facts §6.1).
-        let csum = crate::rxcsum::status_bits(template, nic.inner.cfg.model);
-        let status = (RXD_STAT_DD | RXD_STAT_EOP | csum) as u64;
+        let model = nic.inner.cfg.model;
         Feeder {
             port: DmaPort::new(vfs.iommu.clone()),
             queue: if vf < nic.inner.vfs.len() && queue < MAX_QUEUES {
@@ -76,16 +99,18 @@ impl Feeder {
                 usize::MAX
             },
             vf: vfs,
-            template: template.to_vec(),
-            qword0: ptype as u64,
-            qword1: status | len << 32,
+            templates: templates
+                .iter()
+                .map(|t| FeedFrame::new(t.as_ref(), model))
+                .collect(),
+            next: 0,
             warned: false,
             nic,
         }
     }
 
-    /// Fills every free descriptor (head up to tail) with the template, writes back DD/EOP/len
-    /// and advances RDH. Returns the number of frames written.
+    /// Fills every free descriptor (head up to tail) with the templates in turn, writes back
+    /// DD/EOP/len and advances RDH. Returns the number of frames written.
     pub fn fill(&mut self) -> usize {
         self.fill_max(usize::MAX)
     }
@@ -93,19 +118,26 @@ impl Feeder {
     /// Like [`Feeder::fill`] but writes at most `max` frames.
     pub fn fill_max(&mut self, max: usize) -> usize {
         let vf = &*self.vf;
-        if self.queue == usize::MAX || vf.removed.load(Ordering::Relaxed) {
+        if self.queue == usize::MAX
+            || self.templates.is_empty()
+            || vf.removed.load(Ordering::Relaxed)
+        {
             return 0;
         }
         let Some(ring) = RxRing::load(vf, self.queue) else {
             return 0;
         };
-        if self.template.len() > ring.bsize || self.template.len() < 14 {
+        if let Some(t) = self
+            .templates
+            .iter()
+            .find(|t| t.bytes.len() > ring.bsize || t.bytes.len() < 14)
+        {
             if !self.warned {
                 self.warned = true;
                 log::warn!(
                     "{}: feeder template of {} bytes does not fit a {}-byte buffer",
                     vf.name,
-                    self.template.len(),
+                    t.bytes.len(),
                     ring.bsize
                 );
             }
@@ -121,25 +153,29 @@ impl Feeder {
             // A ring split over several mappings (or unaligned): the checked, slower path.
             _ => return self.fill_split(&ring, free),
         };
-        let len = self.template.len();
         let mut idx = ring.head;
         let mut n = 0;
+        let mut bytes = 0;
+        let mut next = self.next;
         while n < free {
+            let t = &self.templates[next];
             // SAFETY: idx < ring.count and ring_ptr covers count*16 bytes; 16-byte aligned.
             let d = unsafe { ring_ptr.add(idx as usize * 16) };
             // SAFETY: d is valid and 8-aligned for the descriptor's first qword.
             let addr = u64::from_le(unsafe { std::ptr::read_volatile(d as *const u64) });
-            if !self
-                .port
-                .write_bytes(addr, &self.template, "RX buffer (feeder)")
-            {
+            if !self.port.write_bytes(addr, &t.bytes, "RX buffer (feeder)") {
                 break;
             }
             // SAFETY: d..d+16 is the descriptor; aligned u64 stores.
             unsafe {
-                std::ptr::write_volatile(d as *mut u64, self.qword0.to_le());
+                std::ptr::write_volatile(d as *mut u64, t.qword0.to_le());
                 fence(Ordering::Release);
-                std::ptr::write_volatile(d.add(8) as *mut u64, self.qword1.to_le());
+                std::ptr::write_volatile(d.add(8) as *mut u64, t.qword1.to_le());
+            }
+            bytes += t.bytes.len();
+            next += 1;
+            if next == self.templates.len() {
+                next = 0;
             }
             idx += 1;
             if idx == ring.count {
@@ -147,10 +183,11 @@ impl Feeder {
             }
             n += 1;
         }
+        self.next = next;
         if n > 0 {
             vf.set_reg(rxq(self.queue, RDH), idx);
             vf.count(VfCounter::Gprc, n as u64);
-            vf.count(VfCounter::Gorc, (n * len) as u64);
+            vf.count(VfCounter::Gorc, bytes as u64);
             vf.raise_queue(self.queue, false);
             self.nic.count_fed(n as u64);
         }
@@ -162,35 +199,36 @@ impl Feeder {
     #[cold]
     fn fill_split(&mut self, ring: &RxRing, free: usize) -> usize {
         let vf = &*self.vf;
-        let len = self.template.len();
         let mut n = 0;
+        let mut bytes = 0;
         while n < free {
+            let t = &self.templates[self.next];
             let d = ring.desc(n as u32);
             let Some(addr) = self.port.read_u64(d, "RX descriptor read (feeder)") else {
                 break;
             };
             if !self.port.check(d + 8, 8, "RX write-back (feeder)")
-                || !self
-                    .port
-                    .write_bytes(addr, &self.template, "RX buffer (feeder)")
+                || !self.port.write_bytes(addr, &t.bytes, "RX buffer (feeder)")
             {
                 break;
             }
             self.port
-                .write_u32(d, self.qword0 as u32, "RX write-back (feeder)");
+                .write_u32(d, t.qword0 as u32, "RX write-back (feeder)");
             self.port
-                .write_u32(d + 4, (self.qword0 >> 32) as u32, "RX write-back (feeder)");
+                .write_u32(d + 4, (t.qword0 >> 32) as u32, "RX write-back (feeder)");
             self.port
-                .write_u32(d + 12, (self.qword1 >> 32) as u32, "RX write-back (feeder)");
+                .write_u32(d + 12, (t.qword1 >> 32) as u32, "RX write-back (feeder)");
             fence(Ordering::Release);
             self.port
-                .write_u32(d + 8, self.qword1 as u32, "RX write-back (feeder)");
+                .write_u32(d + 8, t.qword1 as u32, "RX write-back (feeder)");
+            bytes += t.bytes.len();
+            self.next = (self.next + 1) % self.templates.len();
             n += 1;
         }
         if n > 0 {
             vf.set_reg(rxq(self.queue, RDH), (ring.head + n as u32) % ring.count);
             vf.count(VfCounter::Gprc, n as u64);
-            vf.count(VfCounter::Gorc, (n * len) as u64);
+            vf.count(VfCounter::Gorc, bytes as u64);
             vf.raise_queue(self.queue, false);
             self.nic.count_fed(n as u64);
         }

@@ -658,7 +658,13 @@ impl Nic {
 
     /// A line-rate feeder writing `template` into RX queue (vf, queue), bypassing the switch.
     pub fn feeder(&self, vf: usize, queue: usize, template: &[u8]) -> Feeder {
-        Feeder::new(self.clone(), vf, queue, template)
+        Feeder::new(self.clone(), vf, queue, &[template])
+    }
+
+    /// Like [`Nic::feeder`], with a mix of templates written in turn (the first frame gets
+    /// `templates[0]`, the next `templates[1]`, and round again): varied traffic at feeder speed.
+    pub fn feeder_mix<T: AsRef<[u8]>>(&self, vf: usize, queue: usize, templates: &[T]) -> Feeder {
+        Feeder::new(self.clone(), vf, queue, templates)
     }
 
     /// Starts the threaded engine.
