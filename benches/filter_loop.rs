@@ -16,7 +16,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::{Duration, Instant};
 
-#[path = "filter_loop_kit.rs"]
+#[path = "kit/filter_loop.rs"]
 mod kit;
 
 fn bench(c: &mut Criterion) {

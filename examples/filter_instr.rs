@@ -15,7 +15,7 @@
 //! sets are `demo`, `operator` and `tcpdump` (files under `benches/rules/`), the mixes
 //! `demo-mix` and `reflection-mix`.
 
-#[path = "../benches/filter_loop_kit.rs"]
+#[path = "../benches/kit/filter_loop.rs"]
 mod kit;
 
 fn main() {

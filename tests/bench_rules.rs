@@ -1,7 +1,7 @@
 //! The filter-loop benchmark's rule sets are real configs (`check-config` accepts them), they
 //! are the rules they claim to be, and its traffic mixes get the verdicts the rules promise.
 
-#[path = "../benches/filter_loop_kit.rs"]
+#[path = "../benches/kit/filter_loop.rs"]
 mod kit;
 
 use floodgate::config::Config;
