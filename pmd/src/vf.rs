@@ -1147,6 +1147,17 @@ impl<D: Device> IxgbeVf<D> {
         &self.dev
     }
 
+    /// Buffers of this VF's own pool that the driver holds: one armed in every RX descriptor,
+    /// those in the RX queues' buffer caches, and those posted on TX rings and not reclaimed
+    /// yet. The rest are free in the pool or held by the application's packets, so with no
+    /// packet outstanding `mempool().available() + buffers_held()` is the pool's capacity; a
+    /// smaller sum is a buffer lost.
+    pub fn buffers_held(&self) -> u64 {
+        let rx: u64 = self.rx.iter().map(|q| q.buffers_held()).sum();
+        let tx: u64 = self.tx.iter().map(|q| q.own_buffers_posted()).sum();
+        rx + tx
+    }
+
     /// Driver counters of queue `q`.
     pub fn queue_stats(&self, q: usize) -> Option<(RxStats, TxStats)> {
         Some((self.rx.get(q)?.stats, self.tx.get(q)?.stats))
