@@ -20,6 +20,7 @@
 use floodgate::config::Config;
 use floodgate::daemon::filterloop::{FilterLoop, PassSink, VfTx};
 use floodgate::daemon::runloop::{run_loop, IdlePolicy, LoopControl, LoopReport};
+use floodgate::softrss::RssConfig;
 use floodgate::stats::Counters;
 use floodgate_pmd::{IxgbeVf, Mempool, Packet, Timeouts};
 use floodgate_sim::engine::{EngineConfig, InlineEngine};
@@ -29,6 +30,8 @@ use floodgate_vfio::Device;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The generator's DNS flood (and its legitimate queries) is dropped, its background passes.
@@ -59,8 +62,8 @@ const SAFETY: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 struct Tally {
     vf_mac: [u8; 6],
-    passed: Rc<Cell<u64>>,
-    garbled: Rc<Cell<u64>>,
+    passed: Arc<AtomicU64>,
+    garbled: Arc<AtomicU64>,
 }
 
 fn ipv4_header_ok(f: &[u8]) -> bool {
@@ -88,10 +91,11 @@ impl PassSink for Tally {
             let ok =
                 d.len() >= 60 && d[..6] == self.vf_mac && d[6..12] == UPSTREAM && ipv4_header_ok(d);
             if !ok {
-                self.garbled.set(self.garbled.get() + 1);
+                self.garbled.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.passed.set(self.passed.get() + packets.len() as u64);
+        self.passed
+            .fetch_add(packets.len() as u64, Ordering::Relaxed);
         packets.len()
     }
 }
@@ -127,11 +131,24 @@ struct Rig {
     engine: Rc<RefCell<InlineEngine>>,
     tally: Tally,
     fl: FilterLoop<SimVf, Tally>,
+    /// Frames a script injected itself (besides the generator's).
+    injected: Arc<AtomicU64>,
 }
 
-/// VF 0 up on a fresh model, a filter loop over it (survivors to the sink, or out of the VF to
-/// a next hop when `vf_tx`), and a lockstep engine whose generator floods VF 0's MAC.
-fn rig(vf_tx: bool) -> Rig {
+/// How the loop judges and where survivors go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Judged on the polling thread, survivors to the sink.
+    Inline,
+    /// Fanned out to two worker threads (soft RSS), survivors to their sinks.
+    Workers,
+    /// Judged on the polling thread, survivors sent back out of the VF to a next hop.
+    VfTx,
+}
+
+/// VF 0 up on a fresh model, a filter loop over it, and a lockstep engine whose generator
+/// floods VF 0's MAC.
+fn rig(mode: Mode) -> Rig {
     let _ = env_logger::builder().is_test(true).try_init();
     let nic = Nic::new(NicConfig {
         capture_egress: false,
@@ -154,18 +171,28 @@ fn rig(vf_tx: bool) -> Rig {
     let pool = vf.mempool().clone();
     let tally = Tally {
         vf_mac,
-        passed: Rc::default(),
-        garbled: Rc::default(),
+        passed: Arc::default(),
+        garbled: Arc::default(),
     };
     let rules = Config::from_str_named(RULES, "faults.toml")
         .unwrap()
         .filter
         .ruleset();
-    let fl = if vf_tx {
-        let tx = VfTx::new(vf_mac, 0, true, Some(NEXT_HOP));
-        FilterLoop::new_vf(vf, rules, tally.clone(), BATCH, tx).unwrap()
-    } else {
-        FilterLoop::new(vf, rules, tally.clone(), BATCH)
+    let fl = match mode {
+        Mode::Inline => FilterLoop::new(vf, rules, tally.clone(), BATCH),
+        Mode::Workers => FilterLoop::with_workers(
+            vf,
+            rules,
+            vec![tally.clone(), tally.clone()],
+            BATCH,
+            RssConfig::default(),
+            1024,
+        )
+        .unwrap(),
+        Mode::VfTx => {
+            let tx = VfTx::new(vf_mac, 0, true, Some(NEXT_HOP));
+            FilterLoop::new_vf(vf, rules, tally.clone(), BATCH, tx).unwrap()
+        }
     };
     let gen = Generator::new(GeneratorConfig {
         rate: Rate::MaxSpeed,
@@ -186,6 +213,7 @@ fn rig(vf_tx: bool) -> Rig {
         engine,
         tally,
         fl,
+        injected: Arc::default(),
     }
 }
 
@@ -237,13 +265,13 @@ impl Rig {
             mk.pumps = pumps;
             if pumps == script.healthy_from {
                 let s = nic.stats();
-                mk.passed_when_healthy = tally.passed.get();
+                mk.passed_when_healthy = tally.passed.load(Ordering::Relaxed);
                 mk.delivered_when_healthy = s.rx_delivered;
                 mk.egress_when_healthy = s.egress;
             }
             if pumps == script.stop_at {
                 mk.stopped = true;
-                stop.store(true, std::sync::atomic::Ordering::Release);
+                stop.store(true, Ordering::Release);
             }
             m.set(mk);
             engine.borrow_mut().pump()
@@ -263,7 +291,8 @@ impl Rig {
         let generated = self.engine.borrow().stats().generated;
         assert!(generated > 0, "{what}: no traffic");
         // The model: every offered frame in exactly one bucket.
-        assert_eq!(s.wire_in, generated, "{what}: {s:?}");
+        let offered = generated + self.injected.load(Ordering::Relaxed);
+        assert_eq!(s.wire_in, offered, "{what}: {s:?}");
         assert_eq!(self.nic.rx_backlog_len(), 0, "{what}: backlog left");
         let model_dropped = s.rx_no_desc
             + s.rx_missed
@@ -299,8 +328,16 @@ impl Rig {
             "{what}: {drv:?}"
         );
         // No corrupted survivor, and every survivor the loop counted reached the sink.
-        assert_eq!(self.tally.garbled.get(), 0, "{what}: garbled survivors");
-        assert_eq!(c.tap, self.tally.passed.get(), "{what}: {c:?}");
+        assert_eq!(
+            self.tally.garbled.load(Ordering::Relaxed),
+            0,
+            "{what}: garbled survivors"
+        );
+        assert_eq!(
+            c.tap,
+            self.tally.passed.load(Ordering::Relaxed),
+            "{what}: {c:?}"
+        );
         // No buffer lost.
         assert_eq!(
             self.pool_level(),
@@ -332,7 +369,8 @@ fn assert_recovered(what: &str, rig: &Rig, marks: &Marks, c: &Counters, s: &NicS
         s.rx_delivered > marks.delivered_when_healthy,
         "{what}: nothing reached the ring after the fault: {marks:?} {s:?}"
     );
-    let passed_after = rig.tally.passed.get() + c.vf_tx - marks.passed_when_healthy;
+    let passed_after =
+        rig.tally.passed.load(Ordering::Relaxed) + c.vf_tx - marks.passed_when_healthy;
     assert!(
         passed_after >= 100,
         "{what}: only {passed_after} survivors after the fault: {marks:?} {c:?}"
@@ -345,7 +383,7 @@ fn act(f: impl FnOnce(&Nic) + 'static) -> Action {
 
 #[test]
 fn link_flap_under_traffic_is_reported_and_the_loop_keeps_passing() {
-    let mut rig = rig(false);
+    let mut rig = rig(Mode::Inline);
     let script = Script {
         actions: vec![
             (1500, act(|n| n.set_link(false))),
@@ -368,7 +406,16 @@ fn link_flap_under_traffic_is_reported_and_the_loop_keeps_passing() {
 
 #[test]
 fn pf_reset_under_traffic_is_retried_then_recovered_without_losing_a_frame_or_buffer() {
-    let mut rig = rig(false);
+    pf_reset_case(Mode::Inline);
+}
+
+#[test]
+fn pf_reset_under_traffic_with_workers_loses_no_frame_or_buffer() {
+    pf_reset_case(Mode::Workers);
+}
+
+fn pf_reset_case(mode: Mode) {
+    let mut rig = rig(mode);
     let script = Script {
         actions: vec![
             (1500, act(|n| n.pf_reset_begin())),
@@ -393,6 +440,52 @@ fn pf_reset_under_traffic_is_retried_then_recovered_without_losing_a_frame_or_bu
     rig.close("PF reset");
 }
 
+#[test]
+fn pf_reset_with_a_full_ring_counts_the_unread_frames_as_driver_errors() {
+    let mut rig = rig(Mode::Inline);
+    // Just before a maintenance pass (every 256th poll), a burst of 300 frames lands in the
+    // ring and the PF resets at once: the loop reads one burst, then maintenance re-initialises
+    // the VF with the rest still unread. The driver counts them (`dropped_reset`) and the loop
+    // adds them to `errors`.
+    let mac = rig.fl.vf().mac();
+    let injected = rig.injected.clone();
+    let burst = move |n: &Nic| {
+        let mut gen = Generator::new(GeneratorConfig {
+            rate: Rate::MaxSpeed,
+            dst_mac: mac,
+            src_mac: UPSTREAM,
+            seed: 7,
+            ..GeneratorConfig::default()
+        })
+        .unwrap();
+        let mut buf = vec![0u8; floodgate_sim::generator::MAX_GEN_FRAME];
+        for _ in 0..300 {
+            let g = gen.next_into(&mut buf).unwrap();
+            n.inject(&buf[..g.len]);
+        }
+        injected.fetch_add(300, Ordering::Relaxed);
+        n.step();
+        n.pf_reset();
+    };
+    let script = Script {
+        actions: vec![(6 * 256, act(burst))],
+        healthy_from: 7 * 256,
+        stop_at: 6000,
+    };
+    let (r, marks) = rig.run(script);
+    let rep = r.expect("a PF reset must not end the loop");
+    let (c, s) = rig.assert_accounted("PF reset, full ring");
+    assert_recovered("PF reset, full ring", &rig, &marks.get(), &c, &s);
+    assert_eq!(rep.pf_resets, 1, "{rep:?}");
+    let drv = rig.fl.vf().stats().rx;
+    assert!(
+        drv.dropped_reset >= 300 - 2 * BATCH as u64,
+        "the unread frames were counted at the reset: {drv:?}"
+    );
+    assert_eq!(c.errors, drv.dropped_reset, "{c:?} {drv:?}");
+    rig.close("PF reset, full ring");
+}
+
 /// A PF that NACKs every request does not disturb a running VF: the data path needs no
 /// mailbox request, and the PF's link notifications (sent with CTS) are taken without one.
 /// (A NACK while the VF has to re-negotiate after a PF reset is tested at the driver level,
@@ -400,7 +493,7 @@ fn pf_reset_under_traffic_is_retried_then_recovered_without_losing_a_frame_or_bu
 /// maintenance; the daemon's loop ends on that error today.)
 #[test]
 fn mailbox_nack_under_traffic_leaves_the_running_vf_untouched() {
-    let mut rig = rig(false);
+    let mut rig = rig(Mode::Inline);
     let script = Script {
         actions: vec![
             (
@@ -429,7 +522,7 @@ fn mailbox_nack_under_traffic_leaves_the_running_vf_untouched() {
 
 #[test]
 fn mailbox_timeout_during_pf_reset_recovery_is_retried_until_the_pf_answers() {
-    let mut rig = rig(false);
+    let mut rig = rig(Mode::Inline);
     let script = Script {
         actions: vec![
             (
@@ -457,7 +550,16 @@ fn mailbox_timeout_during_pf_reset_recovery_is_retried_until_the_pf_answers() {
 
 #[test]
 fn surprise_removal_under_traffic_ends_the_loop_with_device_gone_and_counts_stay_exact() {
-    let mut rig = rig(false);
+    surprise_removal_case(Mode::Inline);
+}
+
+#[test]
+fn surprise_removal_under_traffic_with_workers_ends_cleanly_and_counts_stay_exact() {
+    surprise_removal_case(Mode::Workers);
+}
+
+fn surprise_removal_case(mode: Mode) {
+    let mut rig = rig(mode);
     let script = Script {
         actions: vec![(2000, act(|n| n.surprise_remove(0).unwrap()))],
         healthy_from: u64::MAX,
@@ -488,6 +590,8 @@ fn surprise_removal_under_traffic_ends_the_loop_with_device_gone_and_counts_stay
         polls += 1;
         assert!(polls < 10_000, "the ring of a removed device never ends");
     }
+    // The workers judge what they were handed, then stop.
+    rig.fl.finish();
     rig.fl.sync_driver_errors();
     let (c, s) = rig.assert_accounted("surprise removal");
     assert!(
@@ -504,7 +608,7 @@ fn surprise_removal_under_traffic_ends_the_loop_with_device_gone_and_counts_stay
 
 #[test]
 fn bad_descriptors_under_traffic_are_counted_as_errors_and_recycled() {
-    let mut rig = rig(false);
+    let mut rig = rig(Mode::Inline);
     const RXE: u32 = 1 << 29;
     let kinds = [
         RxCorruption::ErrorBits(RXE),
@@ -542,7 +646,7 @@ fn bad_descriptors_under_traffic_are_counted_as_errors_and_recycled() {
 
 #[test]
 fn tx_stall_under_traffic_pushes_back_counts_every_refusal_and_resumes() {
-    let mut rig = rig(true);
+    let mut rig = rig(Mode::VfTx);
     let script = Script {
         actions: vec![
             (1500, act(|n| n.stall_tx(0, 0, true).unwrap())),
@@ -556,7 +660,11 @@ fn tx_stall_under_traffic_pushes_back_counts_every_refusal_and_resumes() {
     let (c, s) = rig.assert_accounted("TX stall");
     let m = marks.get();
     assert!(m.stopped, "{m:?}");
-    assert_eq!(rig.tally.passed.get(), 0, "survivors left through the VF");
+    assert_eq!(
+        rig.tally.passed.load(Ordering::Relaxed),
+        0,
+        "survivors left through the VF"
+    );
     assert!(c.vf_tx_dropped > 0, "the full ring pushed back: {c:?}");
     assert_eq!(
         c.passed,
@@ -579,7 +687,7 @@ fn tx_stall_under_traffic_pushes_back_counts_every_refusal_and_resumes() {
 
 #[test]
 fn unmapped_dma_under_traffic_drops_in_the_model_and_never_reaches_the_loop() {
-    let mut rig = rig(false);
+    let mut rig = rig(Mode::Inline);
     // The IOMMU mapping of the VF's buffer pool disappears while the NIC is receiving (as when
     // the host tears a mapping down under a running device), then comes back.
     let (dev_a, region_a) = (rig.nic.vf(0), rig.pool.clone());
