@@ -835,7 +835,10 @@ impl<D: Device> IxgbeVf<D> {
             let n = txq.drain_all();
             txq.stats.dropped_reset += n;
         }
-        let keep_mac = (!self.info.mac_from_pf).then_some(self.info.mac);
+        // The VF keeps the MAC it runs with when the PF's RESET reply carries none (an
+        // administrative MAC removed meanwhile, or a PF that NACKs RESET): the application's
+        // filters, steering and rewrites use it. A MAC the PF does assign still wins.
+        let keep_mac = Some(self.info.mac);
         let info = Self::reset_and_negotiate(
             &self.bar,
             &mut self.mbx,

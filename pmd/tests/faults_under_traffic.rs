@@ -330,3 +330,37 @@ fn surprise_removal_with_buffers_on_both_rings_returns_every_buffer() {
     drop(vf);
     assert_eq!(pool.available(), pool.capacity());
 }
+
+#[test]
+fn a_pf_reset_that_comes_back_without_the_vfs_mac_keeps_the_mac_the_vf_runs_with() {
+    // The VF got its MAC from the PF at bring-up. The administrative MAC is then removed and
+    // the PF resets: its RESET reply carries no MAC. The VF must keep receiving on the MAC it
+    // runs with (the daemon's steering, reinjection rewrites and loop guard use it), not
+    // invent another one.
+    let nic = nic(NicModel::X82599);
+    let mut vf = open(&nic, 0);
+    assert!(vf.info().mac_from_pf);
+    let mac = vf.mac();
+    let mut echo = Echo::new(&vf);
+    for round in 0..3u8 {
+        echo.arrive(&nic, round, 10);
+        assert_eq!(echo.receive(&mut vf), 10);
+        echo.transmit(&mut vf, &nic);
+    }
+    nic.pf().set_vf_mac(0, None).unwrap();
+    nic.pf_reset();
+    let m = vf.maintain().expect("re-initialised");
+    assert!(m.reinitialised);
+    assert_eq!(vf.mac(), mac, "the VF keeps its MAC across the PF reset");
+    for round in 3..6u8 {
+        echo.arrive(&nic, round, 10);
+        assert_eq!(echo.receive(&mut vf), 10, "round {round}: still reachable");
+        echo.transmit(&mut vf, &nic);
+    }
+    assert_eq!(echo.corrupt, 0);
+    assert_eq!(nic.stats().tx_spoofed, 0, "its echoes pass anti-spoofing");
+    assert_eq!(nic.take_egress().len(), 60);
+    let pool = vf.mempool().clone();
+    drop(vf);
+    assert_eq!(pool.available(), pool.capacity());
+}
