@@ -144,6 +144,8 @@ enum Mode {
     Workers,
     /// Judged on the polling thread, survivors sent back out of the VF to a next hop.
     VfTx,
+    /// Two workers judge; the polling thread sends their survivors out of the VF.
+    WorkersVfTx,
 }
 
 /// VF 0 up on a fresh model, a filter loop over it, and a lockstep engine whose generator
@@ -192,6 +194,19 @@ fn rig(mode: Mode) -> Rig {
         Mode::VfTx => {
             let tx = VfTx::new(vf_mac, 0, true, Some(NEXT_HOP));
             FilterLoop::new_vf(vf, rules, tally.clone(), BATCH, tx).unwrap()
+        }
+        Mode::WorkersVfTx => {
+            let tx = VfTx::new(vf_mac, 0, true, Some(NEXT_HOP));
+            FilterLoop::with_workers_vf(
+                vf,
+                rules,
+                vec![tally.clone(), tally.clone()],
+                BATCH,
+                RssConfig::default(),
+                1024,
+                tx,
+            )
+            .unwrap()
         }
     };
     let gen = Generator::new(GeneratorConfig {
@@ -727,4 +742,60 @@ fn unmapped_dma_under_traffic_drops_in_the_model_and_never_reaches_the_loop() {
     );
     assert_eq!(c.errors, 0, "the driver never saw a faulted frame: {c:?}");
     rig.close("unmapped DMA");
+}
+
+#[test]
+fn pf_reset_while_the_tx_ring_is_stalled_returns_the_unsent_survivors_and_counts_them() {
+    pf_reset_with_stalled_tx(Mode::VfTx);
+}
+
+#[test]
+fn pf_reset_while_the_tx_ring_is_stalled_with_workers_handing_back() {
+    pf_reset_with_stalled_tx(Mode::WorkersVfTx);
+}
+
+/// `[reinject] to = "vf"`: the TX ring stalls and fills with survivors, then the PF resets. The
+/// driver takes back the buffers the NIC never fetched (`dropped_reset`); they stay counted as
+/// `vf_tx` (handed to the VF) and are reported as not sent, never as sent.
+fn pf_reset_with_stalled_tx(mode: Mode) {
+    let mut rig = rig(mode);
+    let script = Script {
+        actions: vec![
+            (1000, act(|n| n.stall_tx(0, 0, true).unwrap())),
+            (2000, act(|n| n.pf_reset_begin())),
+            (3000, act(|n| n.pf_reset_end())),
+            // After the recovery (the maintenance pass at 3072), so the ring was still full.
+            (3500, act(|n| n.stall_tx(0, 0, false).unwrap())),
+        ],
+        healthy_from: 3500,
+        stop_at: 6500,
+    };
+    let (r, marks) = rig.run(script);
+    let rep = r.expect("a PF reset must not end the loop");
+    let (c, s) = rig.assert_accounted("PF reset, stalled TX");
+    let m = marks.get();
+    assert!(m.stopped, "{m:?}");
+    assert_eq!(rep.pf_resets, 1, "{rep:?}");
+    let st = rig.fl.vf().stats().tx;
+    assert!(
+        st.dropped_reset > 0,
+        "the stalled ring was full at the reset: {st:?}"
+    );
+    assert_eq!(
+        c.passed,
+        c.vf_tx + c.vf_tx_dropped,
+        "every survivor sent or counted as refused: {c:?}"
+    );
+    assert_eq!(
+        c.vf_tx,
+        st.completed + st.dropped_reset,
+        "every survivor on the ring either sent or returned at the reset: {c:?} {st:?}"
+    );
+    assert_eq!(s.egress, st.completed, "{s:?} {st:?}");
+    assert_eq!(rep.vf_tx_unsent, 0, "{rep:?}");
+    assert!(
+        s.egress > m.egress_when_healthy + 100,
+        "survivors go out again after the reset: {m:?} {s:?}"
+    );
+    rig.close("PF reset, stalled TX");
 }
