@@ -472,6 +472,11 @@ impl<B: Bar> RxQueue<B> {
         delivered
     }
 
+    /// Buffers this queue holds: one armed in every descriptor, plus its buffer cache.
+    pub(crate) fn buffers_held(&self) -> u64 {
+        (self.bufs.len() + self.cache_len) as u64
+    }
+
     /// The queue's buffer cache, for TX reclaim of buffers of the same pool.
     #[inline(always)]
     pub(crate) fn sink(&mut self) -> CacheSink<'_> {

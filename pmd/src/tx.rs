@@ -433,6 +433,19 @@ impl<B: Bar> TxQueue<B> {
         n
     }
 
+    /// Buffers of the VF's own pool posted on this ring and not reclaimed yet.
+    pub(crate) fn own_buffers_posted(&self) -> u64 {
+        let mut n = 0;
+        let mut c = self.clean;
+        while c != self.tail {
+            if self.slots[c as usize] & FOREIGN == 0 {
+                n += 1;
+            }
+            c = (c + 1) & self.mask;
+        }
+        n
+    }
+
     /// Takes back every posted buffer, completed or not (queue stopped), and empties the ring.
     /// Returns how many packets were not completed.
     pub(crate) fn drain_all(&mut self) -> u64 {

@@ -835,7 +835,10 @@ impl<D: Device> IxgbeVf<D> {
             let n = txq.drain_all();
             txq.stats.dropped_reset += n;
         }
-        let keep_mac = (!self.info.mac_from_pf).then_some(self.info.mac);
+        // The VF keeps the MAC it runs with when the PF's RESET reply carries none (an
+        // administrative MAC removed meanwhile, or a PF that NACKs RESET): the application's
+        // filters, steering and rewrites use it. A MAC the PF does assign still wins.
+        let keep_mac = Some(self.info.mac);
         let info = Self::reset_and_negotiate(
             &self.bar,
             &mut self.mbx,
@@ -1145,6 +1148,17 @@ impl<D: Device> IxgbeVf<D> {
     /// The device backend.
     pub fn device(&self) -> &D {
         &self.dev
+    }
+
+    /// Buffers of this VF's own pool that the driver holds: one armed in every RX descriptor,
+    /// those in the RX queues' buffer caches, and those posted on TX rings and not reclaimed
+    /// yet. The rest are free in the pool or held by the application's packets, so with no
+    /// packet outstanding `mempool().available() + buffers_held()` is the pool's capacity; a
+    /// smaller sum is a buffer lost.
+    pub fn buffers_held(&self) -> u64 {
+        let rx: u64 = self.rx.iter().map(|q| q.buffers_held()).sum();
+        let tx: u64 = self.tx.iter().map(|q| q.own_buffers_posted()).sum();
+        rx + tx
     }
 
     /// Driver counters of queue `q`.

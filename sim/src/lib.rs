@@ -235,6 +235,9 @@ pub struct NicStats {
     /// Dropped: longer than the port's max frame (MAXFRS: PF MTU + 18, or a larger accepted
     /// SET_LPE), or than 9728 bytes.
     pub rx_oversize: u64,
+    /// Dropped: arrived from the wire while the link was down ([`Nic::set_link`]); a real port
+    /// receives nothing then.
+    pub rx_link_down: u64,
     /// Dropped by the switch / flow director.
     pub switch_dropped: u64,
     /// Frames fetched from VF TX rings.
@@ -265,6 +268,7 @@ struct Counters {
     rx_vf_disabled: AtomicU64,
     rx_dma_fault: AtomicU64,
     rx_oversize: AtomicU64,
+    rx_link_down: AtomicU64,
     switch_dropped: AtomicU64,
     tx_frames: AtomicU64,
     tx_spoofed: AtomicU64,
@@ -603,6 +607,7 @@ impl Nic {
             rx_vf_disabled: l(&c.rx_vf_disabled),
             rx_dma_fault: l(&c.rx_dma_fault),
             rx_oversize: l(&c.rx_oversize),
+            rx_link_down: l(&c.rx_link_down),
             switch_dropped: l(&c.switch_dropped),
             tx_frames: l(&c.tx_frames),
             tx_spoofed: l(&c.tx_spoofed),
@@ -797,6 +802,11 @@ impl NicInner {
     /// Classifies a frame and hands every replica to its destination.
     pub(crate) fn route(&self, dp: &mut DataPath, frame: &[u8], origin: Origin) {
         if origin == Origin::Wire {
+            // Link down (a link-flap fault): nothing arrives from the wire.
+            if !self.link_up.load(Ordering::Relaxed) {
+                inc(&self.counters.rx_link_down);
+                return;
+            }
             // The MAC drops frames longer than MAXFRS (CRC included; a VLAN tag may add 4).
             let tagged = frame.get(12..14) == Some(&[0x81, 0x00][..]);
             let limit = self.max_frame.load(Ordering::Relaxed) + if tagged { 4 } else { 0 };
