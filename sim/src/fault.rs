@@ -1,4 +1,5 @@
-//! Fault injection (issue 2 §7).
+//! Fault injection: how the PF agent can misbehave on the mailbox, and how the RX engine can
+//! corrupt a write-back descriptor.
 
 /// What the PF agent does wrong with a VF's mailbox requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
