@@ -278,7 +278,7 @@ fn serve(a: Args) -> Result<(), String> {
     let (source, rate): (Option<Box<dyn FrameSource>>, Option<u64>) =
         match (&a.generator, &a.pcap_in) {
             (Some(g), _) if g.flood => {
-                // The generator's mix (90% flood to UDP 53, 2% legitimate DNS, 8% background) to the
+                // Generator mix (90% flood to UDP 53, 2% legitimate DNS, 8% background) to the
                 // VF's MAC at start and to 10.0.0.2, the address the guest scenarios use.
                 let mac = nic
                     .pf()
