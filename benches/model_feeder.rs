@@ -1,4 +1,4 @@
-//! How fast the model's line-rate feeder writes 64-byte frames into one RX ring (issue 2 §6).
+//! How fast the model's line-rate feeder writes 64-byte frames into one RX ring.
 //!
 //! Each iteration the "driver" re-arms every descriptor and hands the whole ring to the model
 //! (not timed); the timed part is `Feeder::fill`, which writes the template, the DD/EOP/length

@@ -1,4 +1,4 @@
-//! floodgate-pmd data path cost (issue 3, "Performance"): packets per second of the driver's
+//! floodgate-pmd data path cost: packets per second of the driver's
 //! own work, with the NIC model filling the RX ring (and completing TX) outside the timed
 //! section.
 //!

@@ -1,4 +1,4 @@
-//! Cost of SIM-NET's per-frame work in the model: the classifier (FDIR, L2, RSS), the Toeplitz
+//! Cost of the model's per-frame switch work: the classifier (FDIR, L2, RSS), the Toeplitz
 //! hash and the traffic generator. Reported as frames per second (Throughput::Elements, 1024
 //! frames per iteration). These run on the model's side of every non-feeder benchmark, so they
 //! must stay well above the driver's rate.

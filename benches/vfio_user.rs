@@ -1,4 +1,4 @@
-//! Cost of one register access over vfio-user (issue 4): `VfioUserDevice`'s BAR0 talking to
+//! Cost of one register access over vfio-user: `VfioUserDevice`'s BAR0 talking to
 //! `UserServer` on another thread over a Unix socket, next to the same access on the in-process
 //! model. One iteration is one 32-bit access; criterion reports time per access.
 

@@ -338,7 +338,7 @@ fn fault_check(vf: &mut IxgbeVf<VfioDevice>, r: &mut Report) {
     let dev = vf.device();
     let bar = dev.bar0();
     let q = FAULT_QUEUE;
-    // One data descriptor: 60 bytes at the unmapped IOVA, EOP|IFCS|RS (facts §6.3).
+    // One data descriptor: 60 bytes at the unmapped IOVA, EOP|IFCS|RS (facts §6.2).
     let desc = ring.as_ptr();
     let len = 60u32;
     let cmd = TXD_DTYP_DATA | TXD_CMD_DEXT | TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS | len;

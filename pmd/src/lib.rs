@@ -47,7 +47,7 @@
 //!
 //! ## Design
 //!
-//! One flat module per concern: [`regs`] (register map, cites the facts sheet), `mailbox`
+//! One flat module per concern: [`regs`] (register map, cites `docs/datasheet.md`), `mailbox`
 //! (PF↔VF protocol), `vf` (bring-up, reset recovery, link, stats), `rx`/`tx` (rings), `mempool`
 //! and `ring` (buffers and their lock-free free list), `batch`.
 //!

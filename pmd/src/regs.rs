@@ -1,5 +1,5 @@
 //! VF BAR0 register map, mailbox message layout and descriptor bits of the 82599/X540 virtual
-//! function, read from `ixgbe-facts.md` (cited per item). These are the driver's own reading of
+//! function, read from `docs/datasheet.md` (cited per item). These are the driver's own reading of
 //! the facts; the NIC model keeps its own, independent copy on purpose.
 
 #![allow(dead_code)]

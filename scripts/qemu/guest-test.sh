@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Real-kernel guest tests (issue 4). Entry point for CI and for people.
+# Real-kernel guest tests: Linux's ixgbevf, our PMD and the daemon in a QEMU guest, against
+# the model served over vfio-user. Entry point for CI and for people.
 #
 #   bash scripts/qemu/guest-test.sh [--only smoke|ixgbevf|pmd|daemon]... [--verbose]
 #
@@ -38,12 +39,14 @@
 #
 # Environment:
 #   FG_SIM_BIN        floodgate-sim binary with a `serve --socket PATH`
-#                     subcommand (default: built here, target/release/floodgate-sim)
+#                     subcommand (default: built here, <target dir>/release/floodgate-sim)
 #   FG_PMD_GUEST_BIN  statically linked PMD test program for the pmd test
 #                     (default: built here from pmd/examples/guest_pmd.rs)
 #   FG_FLOODGATE_GUEST_BIN  statically linked floodgate for the daemon test
 #                     (default: built here, the root package's bin)
 #   FG_GUEST_TIMEOUT  per-guest timeout in seconds (default 55)
+#   CARGO_TARGET_DIR  honoured: binaries are looked up where cargo puts them (asked
+#                     with `cargo metadata`, so build.target-dir in .cargo/config too)
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -56,7 +59,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --only) ONLY+=("$2"); shift 2 ;;
         --verbose) VERBOSE=(--verbose); shift ;;
-        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,49p' "$0"; exit 0 ;;
         *) echo "guest-test: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -77,6 +80,15 @@ elif [[ $rc != 0 ]]; then
     exit 1
 fi
 mkdir -p "$WORK"
+
+# Cargo's output directory: CARGO_TARGET_DIR, build.target-dir or <repo>/target. Cargo
+# itself resolves a relative CARGO_TARGET_DIR against the directory it runs in, which is $REPO.
+TARGET=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps 2>/dev/null \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+if [[ -z $TARGET ]]; then
+    TARGET=${CARGO_TARGET_DIR:-target}
+    [[ $TARGET == /* ]] || TARGET=$REPO/$TARGET
+fi
 
 # --- what the guest tests need from this tree ------------------------------------
 # floodgate-sim (the model's vfio-user server) for the host, and the PMD test
@@ -104,7 +116,7 @@ build_pmd() {
             BUILD_ERR="${BUILD_ERR:+$BUILD_ERR; }static build of fg-pmd-test failed (log $WORK/build-pmd.log)"
             return 0
         fi
-        src=$REPO/target/x86_64-unknown-linux-gnu/release/examples/guest_pmd
+        src=$TARGET/x86_64-unknown-linux-gnu/release/examples/guest_pmd
     fi
     # Without debug info the initramfs is 10 MB smaller (faster to load under TCG).
     strip -o "$WORK/fg-pmd-test" "$src" 2>/dev/null || cp "$src" "$WORK/fg-pmd-test"
@@ -123,7 +135,7 @@ build_floodgate() {
             BUILD_ERR="${BUILD_ERR:+$BUILD_ERR; }static build of floodgate failed (log $WORK/build-floodgate.log)"
             return 0
         fi
-        src=$REPO/target/x86_64-unknown-linux-gnu/release/floodgate
+        src=$TARGET/x86_64-unknown-linux-gnu/release/floodgate
     fi
     strip -o "$WORK/floodgate" "$src" 2>/dev/null || cp "$src" "$WORK/floodgate"
     FG_BIN=$WORK/floodgate
@@ -185,7 +197,7 @@ verdict() {
 SERVER_PIDS=()
 find_sim() {
     local c
-    for c in "${FG_SIM_BIN:-}" "$REPO/target/release/floodgate-sim" "$REPO/target/debug/floodgate-sim"; do
+    for c in "${FG_SIM_BIN:-}" "$TARGET/release/floodgate-sim" "$TARGET/debug/floodgate-sim"; do
         [[ -n $c && -x $c ]] || continue
         "$c" serve --help >/dev/null 2>&1 && { echo "$c"; return 0; }
     done

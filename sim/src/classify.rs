@@ -1,4 +1,4 @@
-//! The seam between the datapath (SIM-CORE) and the switch (SIM-NET): a frame goes in, a list of
+//! The seam between the datapath and the switch: a frame goes in, a list of
 //! deliveries comes out.
 //!
 //! Order of matching on the silicon (facts §4): flow-director perfect filters win, otherwise the L2
@@ -87,7 +87,7 @@ impl Delivery {
     }
 }
 
-/// Decides where a frame goes. Implemented by SIM-NET's switch; [`StubClassifier`] until then.
+/// Decides where a frame goes. Implemented by the switch and by [`StubClassifier`].
 pub trait Classifier: Send + Sync {
     /// Appends one [`Delivery`] per replica of `frame` to `out` (which the caller has cleared).
     fn classify(&self, frame: &[u8], origin: Origin, pools: &PoolTable, out: &mut Vec<Delivery>);

@@ -12,7 +12,7 @@ use crate::rx::{packet_type, RxRing};
 use crate::vf::{VfCounter, VfShared};
 use crate::{Nic, Origin};
 
-/// A source of wire frames (SIM-NET's traffic generator and pcap reader implement it).
+/// A source of wire frames (the traffic generator and the pcap reader implement it).
 pub trait FrameSource: Send {
     /// Writes the next frame into the start of `buf` (9728 bytes, the largest frame) and returns
     /// its length, or `None` when the source is exhausted.

@@ -1,5 +1,5 @@
 //! In-memory traffic generator: a seeded, deterministic mix of a UDP/53 flood, legitimate DNS
-//! queries and background TCP/UDP traffic (issue 2 item 5).
+//! queries and background TCP/UDP traffic.
 //!
 //! Frames are written into a caller-provided buffer (no allocation per frame) and each carries
 //! its [`TrafficClass`], so a test can check that every legitimate query was passed. IPv4 header

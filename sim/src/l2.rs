@@ -1,7 +1,7 @@
 //! Per-pool L2 state the switch reads (owned by the PF agent), the MAC table and the multicast
 //! table array (MTA) (facts §4.1, §3.3).
 //!
-//! [`PoolConfig`] is the small struct through which SIM-CORE's PF agent hands over what the
+//! [`PoolConfig`] is the small struct through which the PF agent hands over what the
 //! Linux PF programs per pool: RAR entries (unicast MACs), VLAN membership (VLVF), VMOLR bits
 //! (AUPE, BAM, ROMPE, MPE, UPE, VPE), VFRE (receive enable) and PSRTYPE.RQPL.
 //!

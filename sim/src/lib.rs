@@ -43,7 +43,7 @@ mod switchport;
 mod tx;
 pub mod vf;
 pub mod vfio_user;
-// SIM-NET modules (switch, flow director, RSS, wire ports).
+// The receive switch (flow director, L2 pools, RSS) and the wire ports.
 pub mod ethtool;
 pub mod fdir;
 pub mod frame;
@@ -840,7 +840,7 @@ impl NicInner {
         self.route_switch(dp, frame, origin, &sw);
     }
 
-    /// The built-in path: flow director → L2 pools → RSS (SIM-NET's [`switch::Switch`]).
+    /// The built-in path: flow director → L2 pools → RSS ([`switch::Switch`]).
     fn route_switch(&self, dp: &mut DataPath, frame: &[u8], origin: Origin, sw: &switch::Switch) {
         let ingress = match origin {
             Origin::Wire => switch::Ingress::Wire,

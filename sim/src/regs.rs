@@ -1,6 +1,6 @@
 //! The model's own reading of the VF register map and descriptor layouts.
 //!
-//! Every constant here was taken from `ixgbe-facts.md` (the section is cited next to it). The
+//! Every constant here was taken from `docs/datasheet.md` (the section is cited next to it). The
 //! model deliberately does not import the driver's constants: two independent readings of the
 //! datasheet catch each other's mistakes.
 

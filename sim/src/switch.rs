@@ -1,12 +1,12 @@
 //! The receive classifier: flow director, then the L2 pool switch (VEB), then RSS inside the
-//! pool (issue 2 item 4; facts §4.1–§4.6, §6.1).
+//! pool (facts §4.1–§4.6, §6.1).
 //!
-//! SIM-CORE calls [`Switch::classify_into`] for every ingress frame: frames from the wire port
+//! The datapath calls [`Switch::classify_into`] for every ingress frame: frames from the wire port
 //! and frames a VF transmitted (VEB loopback). The result lists every pool/queue that receives a
 //! copy, the RX descriptor fields for each, and whether the frame also leaves on the wire. The
 //! hot path takes `&self`, touches no lock and allocates nothing; counters are atomics.
 //!
-//! Order (issue 2 item 4):
+//! Order:
 //! 1. the L2 switch computes the candidate pools from the destination MAC and VLAN, replicating
 //!    broadcast/multicast per each pool's VMOLR bits, unknown unicast to the PF's default pool;
 //! 2. a flow-director perfect-filter hit wins over that and names one absolute queue (or drops);

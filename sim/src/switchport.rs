@@ -1,4 +1,5 @@
-//! Glue between SIM-CORE (PF agent, datapath) and SIM-NET's switch (`switch.rs`, `l2.rs`).
+//! Glue between the PF agent and datapath on one side and the switch (`switch.rs`, `l2.rs`) on
+//! the other.
 //!
 //! The PF agent keeps the per-pool state in [`crate::pool::PoolTable`]; after every change it
 //! pushes the pool's [`l2::PoolConfig`] (RAR/MTA/VLVF/VMOLR/VFRE/PSRTYPE as the Linux PF programs

@@ -1,4 +1,4 @@
-//! Wire ports on real Linux interfaces (issue 2 item 5): an AF_PACKET raw socket bound to an
+//! Wire ports on real Linux interfaces: an AF_PACKET raw socket bound to an
 //! existing TAP/veth by ifindex, and a host TAP device (`IFF_TAP | IFF_NO_PI`) for the PF's
 //! "kernel side". Both need CAP_NET_RAW/CAP_NET_ADMIN (root); errors say so.
 //!

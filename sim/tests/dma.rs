@@ -626,7 +626,7 @@ fn dma_spanning_page_mappings_like_a_guest_iommu() {
 }
 
 /// RX checksum offload through descriptors (facts §6.1: UDPCS 4, L4CS 5, IPCS 6, TCPE 30,
-/// IPE 31). The frames come from the generator's builders (their checksums are SIM-NET's code, not
+/// IPE 31). The frames come from the generator's builders (checksums from the generator's code, not
 /// the RX check's) and are then damaged by hand. UDP with checksum 0 differs per model: the 82599
 /// flags TCPE (Specification Update erratum 44), the X540 does not.
 #[test]

@@ -1,4 +1,4 @@
-//! Register semantics (interrupts, statistics) and fault injection (issue 2 §7).
+//! Register semantics (interrupts, statistics) and fault injection.
 
 mod vfdrv;
 

@@ -1,4 +1,6 @@
-//! `floodgate run --config FILE`: the daemon on a real VF (or on the model with `pci = "sim"`).
+//! `floodgate run --config FILE`: the daemon on a real VF through kernel VFIO, or on a VF served
+//! over vfio-user (for example the model's `floodgate-sim serve`). `pci = "sim"` is refused here:
+//! the built-in model runs under `floodgate demo`.
 //!
 //! Order of events:
 //! 1. load and validate the config (nothing is touched if it is invalid);

@@ -85,7 +85,7 @@ fn parse_ip(s: &str) -> Result<[u8; 4], String> {
 /// `--generator`: which built-in source, at what rate.
 #[derive(Debug, Clone, Copy)]
 struct GenSpec {
-    /// SIM-NET's DNS-flood mix instead of plain UDP.
+    /// The generator's DNS-flood mix instead of plain UDP.
     flood: bool,
     pps: u64,
     len: usize,
@@ -278,7 +278,7 @@ fn serve(a: Args) -> Result<(), String> {
     let (source, rate): (Option<Box<dyn FrameSource>>, Option<u64>) =
         match (&a.generator, &a.pcap_in) {
             (Some(g), _) if g.flood => {
-                // SIM-NET's mix (90% flood to UDP 53, 2% legitimate DNS, 8% background) to the
+                // Generator mix (90% flood to UDP 53, 2% legitimate DNS, 8% background) to the
                 // VF's MAC at start and to 10.0.0.2, the address the guest scenarios use.
                 let mac = nic
                     .pf()

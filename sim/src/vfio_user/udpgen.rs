@@ -1,7 +1,7 @@
 //! A small built-in traffic source for `floodgate-sim serve --generator udp`: IPv4/UDP frames
 //! from the wire to the served VF's current MAC address, with a varying source port.
 //!
-//! It exists so that the server has traffic without SIM-NET's generator; it builds each frame
+//! It exists so that the server has traffic without the flood generator; it builds each frame
 //! in the engine's buffer (no allocation per frame).
 
 use crate::engine::FrameSource;
