@@ -22,6 +22,7 @@ pub mod libpcap;
 pub mod pcapfile;
 pub mod privdrop;
 pub mod ratelimit;
+pub mod safefile;
 pub mod softrss;
 pub mod stats;
 pub mod steering;

@@ -81,6 +81,10 @@ enum RulesCmd {
         /// Print the verdict of every packet, not only the totals.
         #[arg(long)]
         verbose: bool,
+        /// Write the sample rules' captures into this directory (the paths in the config are
+        /// never written by a test run; without this option samples are counted, not kept).
+        #[arg(long, value_name = "DIR")]
+        samples: Option<PathBuf>,
     },
 }
 
@@ -154,7 +158,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     pcap,
                     config,
                     verbose,
+                    samples,
                 },
-        } => floodgate::daemon::rules_test(&pcap, &config, verbose).map(|_| ExitCode::SUCCESS),
+        } => floodgate::daemon::rules_test(&pcap, &config, verbose, samples.as_deref())
+            .map(|_| ExitCode::SUCCESS),
     }
 }
