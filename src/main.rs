@@ -1,6 +1,6 @@
 //! `floodgate`: the filter daemon's command line.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use floodgate::daemon::demo;
 use std::path::PathBuf;
@@ -146,10 +146,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::CheckConfig { file } => {
-            let cfg = floodgate::config::Config::load(&file)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| format!("checking {}", file.display()))?;
-            print!("{}", floodgate::daemon::describe_config(&cfg));
+            print!("{}", floodgate::daemon::check_config(&file)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Rules {

@@ -13,6 +13,16 @@ pub fn describe_config(cfg: &Config) -> String {
     format!("{cfg}\nconfig OK\n")
 }
 
+/// `check-config`: loads and validates the file, checks that `[daemon] user` and `group`
+/// exist, and returns what [`describe_config`] prints.
+pub fn check_config(path: &Path) -> Result<String> {
+    let cfg = Config::load(path)
+        .and_then(|c| c.check_accounts().map(|()| c))
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("checking {}", path.display()))?;
+    Ok(describe_config(&cfg))
+}
+
 /// Totals of a `rules test` run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RulesTestTotals {
