@@ -1755,6 +1755,7 @@ impl Config {
             });
         }
         let ctx = Ctx { file, text };
+        too_many_tables(&ctx)?;
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let (line, column) = ctx.line_col(e.span().map_or(0, |s| s.start));
             ConfigError::Syntax {
@@ -1959,6 +1960,44 @@ impl Config {
             daemon,
         })
     }
+}
+
+/// Counts `[[filter.rule]]` and `[[steering]]` headers before the TOML is parsed, so that a file
+/// with too many rules is refused without building them all in memory first (rules written as
+/// inline arrays are counted after parsing, in `steering` and the filter section).
+fn too_many_tables(ctx: &Ctx) -> Result<(), ConfigError> {
+    let (mut filter, mut steer) = (0usize, 0usize);
+    let mut offset = 0;
+    for line in ctx.text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let t = line.trim_start();
+        if !t.starts_with("[[") {
+            continue;
+        }
+        let head: String = t
+            .chars()
+            .take_while(|&c| c != '#')
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let (n, what) = match head.as_str() {
+            "[[filter.rule]]" => (&mut filter, "filter"),
+            "[[steering]]" => (&mut steer, "steering"),
+            _ => continue,
+        };
+        if *n == limits::MAX_RULES {
+            return Err(ctx.err(
+                start..start,
+                &format!("{what} rule {}", limits::MAX_RULES),
+                format!(
+                    "more than {0} {what} rules, over the limit of {0} (see docs/config.md, Limits)",
+                    limits::MAX_RULES
+                ),
+            ));
+        }
+        *n += 1;
+    }
+    Ok(())
 }
 
 /// Refuses rate-limit tables whose memory goes over [`limits::MAX_RATE_TABLE_BYTES_PER_WORKER`]

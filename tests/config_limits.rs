@@ -84,7 +84,7 @@ fn rule_count_is_capped_and_names_the_first_rule_over() {
     check(
         &rules(limits::MAX_RULES + 1),
         line_of_rule(limits::MAX_RULES),
-        &["10001 filter rules", "limit of 10000"],
+        &["more than 10000 filter rules", "over the limit"],
     );
     // A file just under the size limit packed with the shortest rules is refused by count.
     let mut s = String::from(DEV);
@@ -92,7 +92,18 @@ fn rule_count_is_capped_and_names_the_first_rule_over() {
         s.push_str("[[filter.rule]]\naction=\"drop\"\n");
     }
     let msg = err(&s);
-    assert!(msg.contains("limit of 10000"), "{msg}");
+    assert!(msg.contains("more than 10000 filter rules"), "{msg}");
+    // Rules as an inline array are counted after parsing.
+    let mut s = format!("{DEV}[filter]\nrule = [\n");
+    for i in 0..=limits::MAX_RULES {
+        writeln!(s, "{{ name = \"r{i}\", action = \"drop\" }},").unwrap();
+    }
+    s.push_str("]\n");
+    check(
+        &s,
+        5 + limits::MAX_RULES,
+        &["10001 filter rules", "limit of 10000"],
+    );
     let mut st = String::from(DEV);
     for _ in 0..=limits::MAX_RULES {
         st.push_str("[[steering]]\nflow = \"udp4\"\ndst_port = 53\n");
