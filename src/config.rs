@@ -1745,6 +1745,35 @@ impl Config {
         Self::from_str_named(&text, &file)
     }
 
+    /// Reads and validates the configuration through `reader`, a process that kept the right to
+    /// read the file when the daemon dropped privileges (see [`crate::privdrop::FileReader`]):
+    /// how a reload re-reads a root-owned 0600 config. Errors are those of [`Config::load`].
+    pub fn load_via(reader: &mut crate::privdrop::FileReader) -> Result<Config, ConfigError> {
+        let file = reader.path().display().to_string();
+        let bytes = reader.read().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                ConfigError::TooLarge {
+                    file: file.clone(),
+                    size: limits::MAX_CONFIG_BYTES + 1,
+                    limit: limits::MAX_CONFIG_BYTES,
+                }
+            } else {
+                ConfigError::Io {
+                    file: file.clone(),
+                    source: e,
+                }
+            }
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Io {
+            file: file.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            ),
+        })?;
+        Self::from_str_named(&text, &file)
+    }
+
     /// Parses and validates configuration text; `file` names it in errors.
     pub fn from_str_named(text: &str, file: &str) -> Result<Config, ConfigError> {
         if text.len() as u64 > limits::MAX_CONFIG_BYTES {
