@@ -1064,6 +1064,7 @@ fn steering(
     }
     let mut out: Vec<SteeringRule> = Vec::new();
     let mut first_masks: Option<(usize, String, [u32; 4])> = None;
+    let mut locations: HashMap<u32, usize> = HashMap::new();
     for (i, r) in raw.iter().enumerate() {
         let s = r.get_ref();
         let name = s.name.clone().unwrap_or_else(|| format!("steering-{i}"));
@@ -1147,7 +1148,7 @@ fn steering(
             Some(_) => {}
         }
         if let Some(loc) = location {
-            if let Some(prev) = out.iter().position(|o| o.location == Some(loc)) {
+            if let Some(prev) = locations.insert(loc, i) {
                 return Err(ctx.err(
                     r.span(),
                     &c,
