@@ -36,7 +36,9 @@
 //! );
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
+use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -74,6 +76,16 @@ pub enum ConfigError {
         column: usize,
         /// What is wrong.
         message: String,
+    },
+    /// The file is larger than [`limits::MAX_CONFIG_BYTES`].
+    #[error("{file}: {size} bytes is over the limit of {limit} bytes for a configuration file (see docs/config.md, Limits)")]
+    TooLarge {
+        /// The file.
+        file: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
     },
     /// A value that parses but is not acceptable.
     #[error("{file}:{line}:{column}: {context}: {message}")]
@@ -337,11 +349,16 @@ pub struct DaemonConfig {
     pub idle_sleep_us: u32,
 }
 
+/// 1-based line and column in the config file.
+type LineCol = (usize, usize);
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file it came from (or the name given to [`Config::from_str_named`]).
     pub source: String,
+    /// Line and column of `[daemon] user` and `group`, for [`Config::check_accounts`].
+    accounts_at: [Option<LineCol>; 2],
     /// `[device]`.
     pub device: DeviceConfig,
     /// `[[steering]]`.
@@ -522,7 +539,112 @@ pub mod defaults {
 }
 
 /// Largest rate-limit table (keys); 4 Mi slots of 24 bytes is 96 MiB.
-pub const MAX_TABLE_SIZE: usize = 1 << 22;
+pub const MAX_TABLE_SIZE: usize = limits::MAX_TABLE_SIZE;
+
+/// Limits on what a configuration may ask for, all in one place and documented in
+/// docs/config.md ("Limits"). Each is checked with an error that names the file and line and
+/// gives the figure; they exist so that a mistaken or hostile config is refused quickly instead
+/// of taking minutes of CPU or gigabytes of memory. To go beyond one, change the constant here
+/// and rebuild.
+pub mod limits {
+    /// Largest configuration file, in bytes (checked before parsing).
+    pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+    /// Most `[[filter.rule]]` entries, and most `[[steering]]` entries.
+    pub const MAX_RULES: usize = 10_000;
+    /// Longest `tcpdump` expression, in bytes.
+    pub const MAX_TCPDUMP_BYTES: usize = 64 << 10;
+    /// Most terms in one `tcpdump` expression (`and`/`or` connectives plus one). libpcap's
+    /// optimizer takes time that grows about with the cube of this: 300 `host` terms take a few
+    /// seconds, 600 about half a minute, 3000 many minutes.
+    pub const MAX_TCPDUMP_TERMS: usize = 1000;
+    /// Longest time libpcap may take to compile one `tcpdump` expression; see
+    /// [`crate::libpcap::compile_within`].
+    pub const TCPDUMP_COMPILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+    /// Largest rate-limit table (keys per rule and worker).
+    pub const MAX_TABLE_SIZE: usize = 1 << 22;
+    /// Most memory all rate-limit tables of one worker may take, in bytes.
+    pub const MAX_RATE_TABLE_BYTES_PER_WORKER: u64 = 256 << 20;
+    /// Most memory all rate-limit tables of all workers may take, in bytes.
+    pub const MAX_RATE_TABLE_BYTES: u64 = 1 << 30;
+    /// Values quoted in error messages are cut to this many characters.
+    pub const MAX_QUOTED_CHARS: usize = 40;
+}
+
+/// `s` quoted for an error message, cut to [`limits::MAX_QUOTED_CHARS`] characters with
+/// `…(N bytes)` when longer.
+pub fn quote_clipped(s: &str) -> String {
+    match s.char_indices().nth(limits::MAX_QUOTED_CHARS) {
+        None => format!("{s:?}"),
+        Some((cut, _)) => format!("{:?}…({} bytes)", &s[..cut], s.len()),
+    }
+}
+
+/// Cuts every double-quoted string (Rust/serde `Debug` quoting) in `msg` that is longer than
+/// [`limits::MAX_QUOTED_CHARS`] characters, so that an error never echoes a huge value back.
+fn clip_quoted(msg: &str) -> String {
+    if msg.len() <= 2 * limits::MAX_QUOTED_CHARS {
+        return msg.to_string();
+    }
+    let mut out = String::with_capacity(msg.len().min(1024));
+    let mut rest = msg;
+    while let Some(start) = rest.find('"') {
+        out.push_str(&rest[..start]);
+        let body = &rest[start + 1..];
+        // The closing quote: the first one not escaped by a backslash.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, ch) in body.char_indices() {
+            match ch {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let Some(end) = end else {
+            // An unterminated quote: cut what follows.
+            out.push('"');
+            out.push_str(&clip_plain(body));
+            return out;
+        };
+        let inner = &body[..end];
+        match inner.char_indices().nth(limits::MAX_QUOTED_CHARS) {
+            None => {
+                out.push('"');
+                out.push_str(inner);
+                out.push('"');
+            }
+            Some((cut, _)) => {
+                out.push('"');
+                out.push_str(&inner[..cut]);
+                out.push_str(&format!("\"…({} bytes)", inner.len()));
+            }
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(&clip_plain(rest));
+    out
+}
+
+/// Cuts unquoted text longer than a few hundred characters.
+fn clip_plain(s: &str) -> String {
+    let max = 8 * limits::MAX_QUOTED_CHARS;
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((cut, _)) => format!("{}…({} bytes)", &s[..cut], s.len()),
+    }
+}
+
+/// Terms of a tcpdump expression, as counted for [`limits::MAX_TCPDUMP_TERMS`]: `and`/`or`
+/// connectives (also `&&`, `||`) plus one.
+pub fn tcpdump_terms(expr: &str) -> usize {
+    1 + expr
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter(|w| matches!(*w, "and" | "or" | "&&" | "||"))
+        .count()
+}
 
 struct Ctx<'a> {
     file: &'a str,
@@ -548,8 +670,8 @@ impl Ctx<'_> {
             file: self.file.to_string(),
             line,
             column,
-            context: context.to_string(),
-            message: message.into(),
+            context: clip_quoted(context),
+            message: clip_quoted(&message.into()),
         }
     }
 
@@ -929,8 +1051,20 @@ fn steering(
     raw: &[S<RawSteering>],
     dev: &DeviceConfig,
 ) -> Result<Vec<SteeringRule>, ConfigError> {
+    if let Some(over) = raw.get(limits::MAX_RULES) {
+        return Err(ctx.err(
+            over.span(),
+            &format!("steering rule {}", limits::MAX_RULES),
+            format!(
+                "{} steering rules is over the limit of {} (see docs/config.md, Limits)",
+                raw.len(),
+                limits::MAX_RULES
+            ),
+        ));
+    }
     let mut out: Vec<SteeringRule> = Vec::new();
     let mut first_masks: Option<(usize, String, [u32; 4])> = None;
+    let mut locations: HashMap<u32, usize> = HashMap::new();
     for (i, r) in raw.iter().enumerate() {
         let s = r.get_ref();
         let name = s.name.clone().unwrap_or_else(|| format!("steering-{i}"));
@@ -1014,7 +1148,7 @@ fn steering(
             Some(_) => {}
         }
         if let Some(loc) = location {
-            if let Some(prev) = out.iter().position(|o| o.location == Some(loc)) {
+            if let Some(prev) = locations.insert(loc, i) {
                 return Err(ctx.err(
                     r.span(),
                     &c,
@@ -1213,7 +1347,7 @@ fn rule(
     ctx: &Ctx,
     i: usize,
     raw: &S<RawRule>,
-    names: &mut Vec<String>,
+    names: &mut HashMap<String, usize>,
 ) -> Result<Rule, ConfigError> {
     let r = raw.get_ref();
     let name = match &r.name {
@@ -1224,14 +1358,14 @@ fn rule(
         None => format!("rule-{i}"),
     };
     let c = format!("filter rule {i} ({name:?})");
-    if let (Some(n), Some(j)) = (&r.name, names.iter().position(|x| *x == name)) {
+    if let (Some(n), Some(j)) = (&r.name, names.get(&name)) {
         return Err(ctx.err(
             n.span(),
             &c,
             format!("the name is already used by filter rule {j}"),
         ));
     }
-    names.push(name.clone());
+    names.entry(name.clone()).or_insert(i);
     let mut matchers = Vec::new();
     let mut summary: Vec<String> = Vec::new();
 
@@ -1315,7 +1449,37 @@ fn rule(
         matchers.extend(m);
     }
     if let Some(t) = &r.tcpdump {
-        let insns = crate::libpcap::compile(t.get_ref())
+        let expr = t.get_ref();
+        if expr.trim().is_empty() {
+            return Err(ctx.err(
+                t.span(),
+                &c,
+                "tcpdump is empty, which libpcap would compile to match every frame; write the expression, or remove the key to match all frames",
+            ));
+        }
+        if expr.len() > limits::MAX_TCPDUMP_BYTES {
+            return Err(ctx.err(
+                t.span(),
+                &c,
+                format!(
+                    "tcpdump expression of {} bytes is over the limit of {} bytes (see docs/config.md, Limits)",
+                    expr.len(),
+                    limits::MAX_TCPDUMP_BYTES
+                ),
+            ));
+        }
+        let terms = tcpdump_terms(expr);
+        if terms > limits::MAX_TCPDUMP_TERMS {
+            return Err(ctx.err(
+                t.span(),
+                &c,
+                format!(
+                    "tcpdump expression of {terms} terms is over the limit of {} (libpcap's optimizer would take minutes); split it into several rules, or use `src`/`dst` lists, which take any number of networks",
+                    limits::MAX_TCPDUMP_TERMS
+                ),
+            ));
+        }
+        let insns = crate::libpcap::compile_within(expr, limits::TCPDUMP_COMPILE_TIMEOUT)
             .map_err(|e| ctx.err(t.span(), &c, format!("tcpdump: {e}")))?;
         let prog = Program::new(&insns).map_err(|e| {
             ctx.err(
@@ -1331,6 +1495,13 @@ fn rule(
         matchers.push(Matcher::Bpf(Arc::new(prog)));
     }
     if let Some(b) = &r.bpf {
+        if b.get_ref().trim().is_empty() {
+            return Err(ctx.err(
+                b.span(),
+                &c,
+                "bpf is empty: give the program as `tcpdump -ddd` prints it, or remove the key",
+            ));
+        }
         let insns = bpf::parse_bytecode(b.get_ref())
             .map_err(|e| ctx.err(b.span(), &c, format!("bpf: {e}")))?;
         let prog = Program::new(&insns).map_err(|e| ctx.err(b.span(), &c, format!("bpf: {e}")))?;
@@ -1544,23 +1715,84 @@ impl Config {
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let io = |source| ConfigError::Io {
             file: file.clone(),
             source,
+        };
+        let f = std::fs::File::open(path).map_err(io)?;
+        let size = f.metadata().map_err(io)?.len();
+        let too_large = |size| ConfigError::TooLarge {
+            file: file.clone(),
+            size,
+            limit: limits::MAX_CONFIG_BYTES,
+        };
+        if size > limits::MAX_CONFIG_BYTES {
+            return Err(too_large(size));
+        }
+        // Read at most one byte past the limit, whatever the size said (a growing file, a pipe).
+        let mut bytes = Vec::with_capacity(size as usize);
+        f.take(limits::MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > limits::MAX_CONFIG_BYTES {
+            return Err(too_large(bytes.len() as u64));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            ))
+        })?;
+        Self::from_str_named(&text, &file)
+    }
+
+    /// Reads and validates the configuration through `reader`, a process that kept the right to
+    /// read the file when the daemon dropped privileges (see [`crate::privdrop::FileReader`]):
+    /// how a reload re-reads a root-owned 0600 config. Errors are those of [`Config::load`].
+    pub fn load_via(reader: &mut crate::privdrop::FileReader) -> Result<Config, ConfigError> {
+        let file = reader.path().display().to_string();
+        let bytes = reader.read().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                ConfigError::TooLarge {
+                    file: file.clone(),
+                    size: limits::MAX_CONFIG_BYTES + 1,
+                    limit: limits::MAX_CONFIG_BYTES,
+                }
+            } else {
+                ConfigError::Io {
+                    file: file.clone(),
+                    source: e,
+                }
+            }
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Io {
+            file: file.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            ),
         })?;
         Self::from_str_named(&text, &file)
     }
 
     /// Parses and validates configuration text; `file` names it in errors.
     pub fn from_str_named(text: &str, file: &str) -> Result<Config, ConfigError> {
+        if text.len() as u64 > limits::MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                file: file.to_string(),
+                size: text.len() as u64,
+                limit: limits::MAX_CONFIG_BYTES,
+            });
+        }
         let ctx = Ctx { file, text };
+        too_many_tables(&ctx)?;
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let (line, column) = ctx.line_col(e.span().map_or(0, |s| s.start));
             ConfigError::Syntax {
                 file: file.to_string(),
                 line,
                 column,
-                message: e.message().trim().to_string(),
+                message: clip_quoted(e.message().trim()),
             }
         })?;
         let device = device(&ctx, &raw.device, 0)?;
@@ -1598,7 +1830,18 @@ impl Config {
                         ))
                     }
                 };
-                let mut names = Vec::new();
+                if let Some(over) = fr.rule.get(limits::MAX_RULES) {
+                    return Err(ctx.err(
+                        over.span(),
+                        &format!("filter rule {}", limits::MAX_RULES),
+                        format!(
+                            "{} filter rules is over the limit of {} (see docs/config.md, Limits)",
+                            fr.rule.len(),
+                            limits::MAX_RULES
+                        ),
+                    ));
+                }
+                let mut names = HashMap::with_capacity(fr.rule.len());
                 let rules = fr
                     .rule
                     .iter()
@@ -1728,7 +1971,15 @@ impl Config {
             }
         };
 
+        rate_table_memory(&ctx, &raw, &filter, &daemon)?;
+        let account_at = |v: Option<&S<String>>| v.map(|v| ctx.line_col(v.span().start));
+        let accounts_at = [
+            account_at(raw.daemon.as_ref().and_then(|d| d.user.as_ref())),
+            account_at(raw.daemon.as_ref().and_then(|d| d.group.as_ref())),
+        ];
+
         Ok(Config {
+            accounts_at,
             source: file.to_string(),
             device,
             steering,
@@ -1738,6 +1989,139 @@ impl Config {
             stats,
             daemon,
         })
+    }
+}
+
+/// Counts `[[filter.rule]]` and `[[steering]]` headers before the TOML is parsed, so that a file
+/// with too many rules is refused without building them all in memory first (rules written as
+/// inline arrays are counted after parsing, in `steering` and the filter section).
+fn too_many_tables(ctx: &Ctx) -> Result<(), ConfigError> {
+    let (mut filter, mut steer) = (0usize, 0usize);
+    let mut offset = 0;
+    for line in ctx.text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let t = line.trim_start();
+        if !t.starts_with("[[") {
+            continue;
+        }
+        let head: String = t
+            .chars()
+            .take_while(|&c| c != '#')
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let (n, what) = match head.as_str() {
+            "[[filter.rule]]" => (&mut filter, "filter"),
+            "[[steering]]" => (&mut steer, "steering"),
+            _ => continue,
+        };
+        if *n == limits::MAX_RULES {
+            return Err(ctx.err(
+                start..start,
+                &format!("{what} rule {}", limits::MAX_RULES),
+                format!(
+                    "more than {0} {what} rules, over the limit of {0} (see docs/config.md, Limits)",
+                    limits::MAX_RULES
+                ),
+            ));
+        }
+        *n += 1;
+    }
+    Ok(())
+}
+
+/// Refuses rate-limit tables whose memory goes over [`limits::MAX_RATE_TABLE_BYTES_PER_WORKER`]
+/// (one worker's tables) or [`limits::MAX_RATE_TABLE_BYTES`] (all workers), naming the rule or
+/// the `workers` key that crosses the limit and the figures.
+fn rate_table_memory(
+    ctx: &Ctx,
+    raw: &RawConfig,
+    filter: &FilterConfig,
+    daemon: &DaemonConfig,
+) -> Result<(), ConfigError> {
+    const MIB: u64 = 1 << 20;
+    let raw_rules = raw
+        .filter
+        .as_ref()
+        .map(|f| f.rule.as_slice())
+        .unwrap_or(&[]);
+    let mut per_worker: u64 = 0;
+    let mut last = None;
+    for (i, rule) in filter.rules.iter().enumerate() {
+        let Action::RateLimit(r) = &rule.action else {
+            continue;
+        };
+        let bytes = crate::ratelimit::table_bytes(r.table_size) as u64;
+        per_worker += bytes;
+        let span = raw_rules
+            .get(i)
+            .map(|raw| {
+                raw.get_ref()
+                    .table_size
+                    .as_ref()
+                    .map_or(raw.span(), |t| t.span())
+            })
+            .unwrap_or(0..0);
+        if per_worker > limits::MAX_RATE_TABLE_BYTES_PER_WORKER {
+            return Err(ctx.err(
+                span,
+                &format!("filter rule {i} ({:?})", rule.name),
+                format!(
+                    "its rate-limit table ({} keys, {} MiB) brings the tables of one worker to {} MiB, over the limit of {} MiB; lower table_size here or in the rate-limit rules before it",
+                    r.table_size.max(crate::ratelimit::WAYS).next_power_of_two(),
+                    bytes.div_ceil(MIB),
+                    per_worker.div_ceil(MIB),
+                    limits::MAX_RATE_TABLE_BYTES_PER_WORKER / MIB
+                ),
+            ));
+        }
+        last = Some((span, i, rule.name.clone()));
+    }
+    let total = per_worker * u64::from(daemon.workers);
+    if total > limits::MAX_RATE_TABLE_BYTES {
+        let msg = format!(
+            "rate-limit tables of {} MiB per worker times {} workers is {} MiB, over the limit of {} MiB; lower table_size or workers",
+            per_worker.div_ceil(MIB),
+            daemon.workers,
+            total.div_ceil(MIB),
+            limits::MAX_RATE_TABLE_BYTES / MIB
+        );
+        let workers = raw.daemon.as_ref().and_then(|d| d.workers.as_ref());
+        return Err(match (workers, last) {
+            (Some(w), _) => ctx.err(w.span(), "[daemon]", msg),
+            (None, Some((span, i, name))) => {
+                ctx.err(span, &format!("filter rule {i} ({name:?})"), msg)
+            }
+            (None, None) => ctx.err(0..0, "[filter]", msg),
+        });
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Checks that `[daemon] user` and `group` exist on this machine (`check-config` does; `run`
+    /// finds out only when it drops privileges, after the device is open).
+    pub fn check_accounts(&self) -> Result<(), ConfigError> {
+        let Some(user) = &self.daemon.user else {
+            return Ok(());
+        };
+        let at = |pos: Option<(usize, usize)>, message: String| {
+            let (line, column) = pos.unwrap_or((0, 0));
+            ConfigError::Invalid {
+                file: self.source.clone(),
+                line,
+                column,
+                context: "[daemon]".into(),
+                message,
+            }
+        };
+        match crate::privdrop::resolve(user, self.daemon.group.as_deref()) {
+            Ok(_) => Ok(()),
+            Err(e @ crate::privdrop::PrivDropError::NoGroup(_)) => {
+                Err(at(self.accounts_at[1], format!("group: {e}")))
+            }
+            Err(e) => Err(at(self.accounts_at[0], format!("user: {e}"))),
+        }
     }
 }
 

@@ -6,10 +6,12 @@
 //! - [`filter`]: the rules engine (matchers, actions, counters) and `rules test` over a pcap;
 //! - [`ratelimit`]: bounded token-bucket tables;
 //! - [`pcapfile`]: pcap reader, writer and rotating writer;
+//! - [`safefile`]: files created `O_EXCL|O_NOFOLLOW` relative to a directory opened once;
 //! - [`config`]: the TOML configuration and its validation;
 //! - [`steering`]: n-tuple rules on the PF through the ethtool ioctl (or the model's PF agent);
 //! - [`tap`]: batched TAP reinjection (io_uring, with a `write()` fallback);
-//! - [`privdrop`]: switching to an unprivileged user once the device and TAP are open;
+//! - [`privdrop`]: switching to an unprivileged user once the device and TAP are open, and a
+//!   reader process that keeps read access to the config for reloads;
 //! - [`daemon`]: the filter loop, the run loop, metrics and the commands;
 //! - [`stats`]: the daemon's counters and the per-second line;
 //! - [`softrss`]: tunnel-aware symmetric software RSS, headroom metadata and worker fan-out.
@@ -22,6 +24,7 @@ pub mod libpcap;
 pub mod pcapfile;
 pub mod privdrop;
 pub mod ratelimit;
+pub mod safefile;
 pub mod softrss;
 pub mod stats;
 pub mod steering;

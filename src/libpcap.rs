@@ -9,7 +9,10 @@
 //! path in the `FLOODGATE_LIBPCAP` environment variable when that is set.
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use libloading::Library;
 
@@ -46,7 +49,10 @@ pub enum PcapError {
         why: String,
     },
     /// The expression contains a NUL byte.
-    #[error("tcpdump expression {expr:?} contains a NUL byte")]
+    #[error(
+        "tcpdump expression {} contains a NUL byte",
+        crate::config::quote_clipped(expr)
+    )]
     NulInExpression {
         /// The expression.
         expr: String,
@@ -55,13 +61,25 @@ pub enum PcapError {
     #[error("pcap_open_dead failed (out of memory?)")]
     OpenDead,
     /// `pcap_compile` rejected the expression; `message` is libpcap's own (`pcap_geterr`).
-    #[error("tcpdump expression {expr:?} does not compile: {message}")]
+    #[error(
+        "tcpdump expression {} does not compile: {message}",
+        crate::config::quote_clipped(expr)
+    )]
     Compile {
         /// The expression.
         expr: String,
         /// libpcap's message.
         message: String,
     },
+    /// libpcap did not finish within the time given to [`compile_within`].
+    #[error("libpcap did not finish compiling the expression within {} s (its optimizer can take minutes on long expressions); split it into several rules", timeout.as_secs_f64())]
+    Timeout {
+        /// The time allowed.
+        timeout: Duration,
+    },
+    /// An earlier compilation that went over its time is still running.
+    #[error("libpcap is still busy with an earlier expression that went over the time limit; try again when it has finished")]
+    Busy,
 }
 
 #[repr(C)]
@@ -328,4 +346,68 @@ unsafe impl Send for LibPcap {}
 /// ```
 pub fn compile(expr: &str) -> Result<Vec<RawInsn>, PcapError> {
     LibPcap::get()?.compile(expr)
+}
+
+/// Compilations whose caller gave up (see [`compile_within`]) and that are still running.
+static OVERDUE: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(PartialEq, Eq)]
+enum Job {
+    Running,
+    Done,
+    Abandoned,
+}
+
+/// Like [`compile`], but gives up after `timeout`.
+///
+/// libpcap's optimizer takes time that grows steeply with the number of terms (see
+/// [`crate::config::limits::MAX_TCPDUMP_TERMS`]), and a C call cannot be interrupted, so the
+/// compilation runs on a thread of its own; when it does not finish in time the caller gets
+/// [`PcapError::Timeout`] and the thread is left to finish in the background. While such an
+/// overdue compilation runs, further calls fail at once with [`PcapError::Busy`] instead of
+/// queueing behind it, so at most one runaway compilation uses a CPU at any time.
+pub fn compile_within(expr: &str, timeout: Duration) -> Result<Vec<RawInsn>, PcapError> {
+    let lib = LibPcap::get()?;
+    if OVERDUE.load(Ordering::Acquire) > 0 {
+        return Err(PcapError::Busy);
+    }
+    let job = Arc::new(Mutex::new(Job::Running));
+    let (tx, rx) = mpsc::sync_channel(1);
+    let owned = expr.to_string();
+    let j2 = job.clone();
+    let spawned = std::thread::Builder::new()
+        .name("floodgate-pcap-compile".into())
+        .spawn(move || {
+            let r = lib.compile(&owned);
+            let mut st = j2.lock().unwrap_or_else(|p| p.into_inner());
+            if *st == Job::Abandoned {
+                OVERDUE.fetch_sub(1, Ordering::AcqRel);
+            } else {
+                *st = Job::Done;
+                let _ = tx.send(r);
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot start a thread to compile a tcpdump expression ({e}); compiling here");
+        return lib.compile(expr);
+    }
+    let ended = || PcapError::Compile {
+        expr: expr.to_string(),
+        message: "the compiling thread ended without a result".into(),
+    };
+    match rx.recv_timeout(timeout) {
+        Ok(r) => r,
+        Err(RecvTimeoutError::Disconnected) => Err(ended()),
+        Err(RecvTimeoutError::Timeout) => {
+            let mut st = job.lock().unwrap_or_else(|p| p.into_inner());
+            if *st == Job::Done {
+                // It finished between the timeout and the lock: take the result.
+                drop(st);
+                return rx.recv().unwrap_or_else(|_| Err(ended()));
+            }
+            *st = Job::Abandoned;
+            OVERDUE.fetch_add(1, Ordering::AcqRel);
+            Err(PcapError::Timeout { timeout })
+        }
+    }
 }

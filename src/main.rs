@@ -1,6 +1,6 @@
 //! `floodgate`: the filter daemon's command line.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use floodgate::daemon::demo;
 use std::path::PathBuf;
@@ -81,6 +81,10 @@ enum RulesCmd {
         /// Print the verdict of every packet, not only the totals.
         #[arg(long)]
         verbose: bool,
+        /// Write the sample rules' captures into this directory (the paths in the config are
+        /// never written by a test run; without this option samples are counted, not kept).
+        #[arg(long, value_name = "DIR")]
+        samples: Option<PathBuf>,
     },
 }
 
@@ -142,10 +146,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::CheckConfig { file } => {
-            let cfg = floodgate::config::Config::load(&file)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| format!("checking {}", file.display()))?;
-            print!("{}", floodgate::daemon::describe_config(&cfg));
+            print!("{}", floodgate::daemon::check_config(&file)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Rules {
@@ -154,7 +155,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     pcap,
                     config,
                     verbose,
+                    samples,
                 },
-        } => floodgate::daemon::rules_test(&pcap, &config, verbose).map(|_| ExitCode::SUCCESS),
+        } => floodgate::daemon::rules_test(&pcap, &config, verbose, samples.as_deref())
+            .map(|_| ExitCode::SUCCESS),
     }
 }

@@ -6,7 +6,15 @@
 //! [`RotatingPcapWriter`] bounds the disk space: when the current file would exceed a byte limit
 //! it is renamed to `NAME.1` (older ones shift to `NAME.2`, …) and a fresh file is started; at
 //! most `max_files` files exist at any time.
+//!
+//! The rotating writer works in the file's directory, opened once ([`crate::safefile::Dir`]):
+//! files are created with `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600 (captures hold traffic),
+//! and rotation renames directory entries. A symbolic link (or anything but a regular file) at
+//! the capture path is refused with an error naming it; nothing is ever written through a link.
+//! A capture left by an earlier run is rotated to `NAME.1` like a full one, not truncated.
 
+use crate::safefile::{self, Dir, EntryKind};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -308,6 +316,7 @@ pub struct RotationPolicy {
 /// A pcap writer bounded in size: see the [module documentation](self).
 pub struct RotatingPcapWriter {
     policy: RotationPolicy,
+    dir: Option<Dir>,
     current: Option<PcapWriter<BufWriter<File>>>,
     rotations: u64,
 }
@@ -321,17 +330,21 @@ impl std::fmt::Debug for RotatingPcapWriter {
     }
 }
 
-fn rotated_name(base: &Path, n: u32) -> PathBuf {
-    let mut s = base.as_os_str().to_owned();
+fn rotated_name(base: &OsStr, n: u32) -> OsString {
+    let mut s = base.to_owned();
     s.push(format!(".{n}"));
-    PathBuf::from(s)
+    s
 }
+
+/// Mode of capture files: they hold traffic, so only their owner reads them.
+pub const CAPTURE_MODE: u32 = 0o600;
 
 impl RotatingPcapWriter {
     /// Creates the writer; the first file is created lazily, on the first frame.
     pub fn new(policy: RotationPolicy) -> Self {
         RotatingPcapWriter {
             policy,
+            dir: None,
             current: None,
             rotations: 0,
         }
@@ -347,8 +360,70 @@ impl RotatingPcapWriter {
         self.rotations
     }
 
+    fn refuse(&self, what: &str) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "refusing to write samples to {}: {what}; remove it or pick another path",
+                self.policy.path.display()
+            ),
+        )
+    }
+
+    /// Shifts `NAME.1` … to `NAME.2` …, dropping the oldest, and renames the current entry (if
+    /// any) to `NAME.1`; with `max_files` 1, deletes it. Works on directory entries only.
+    fn shift(&self, dir: &Dir, name: &OsStr) -> io::Result<()> {
+        let keep = self.policy.max_files.max(1);
+        if keep == 1 {
+            return dir.unlink(name);
+        }
+        dir.unlink(&rotated_name(name, keep - 1))?;
+        for n in (1..keep - 1).rev() {
+            let from = rotated_name(name, n);
+            if dir.kind(&from)?.is_some() {
+                dir.rename(&from, &rotated_name(name, n + 1))?;
+            }
+        }
+        if dir.kind(name)?.is_some() {
+            dir.rename(name, &rotated_name(name, 1))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a fresh capture file; an existing regular file at the path (an earlier run's
+    /// capture) is rotated away first, anything else is refused.
     fn open_fresh(&mut self) -> io::Result<()> {
-        let f = File::create(&self.policy.path)?;
+        let (dir_path, name) = safefile::split(&self.policy.path)?;
+        let name = name.to_owned();
+        if self.dir.is_none() {
+            let d = Dir::open(&dir_path, false).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("opening the sample directory {}: {e}", dir_path.display()),
+                )
+            })?;
+            self.dir = Some(d);
+        }
+        let Some(dir) = self.dir.as_ref() else {
+            return Err(io::Error::other("sample directory not open"));
+        };
+        match dir.kind(&name)? {
+            None => {}
+            Some(EntryKind::File) => self.shift(dir, &name)?,
+            Some(EntryKind::Symlink) => return Err(self.refuse("it is a symbolic link")),
+            Some(EntryKind::Other) => return Err(self.refuse("it is not a regular file")),
+        }
+        let f = dir
+            .create_new(&name, CAPTURE_MODE)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EEXIST) | Some(libc::ELOOP) => {
+                    self.refuse("something was created there meanwhile")
+                }
+                _ => io::Error::new(
+                    e.kind(),
+                    format!("creating {}: {e}", self.policy.path.display()),
+                ),
+            })?;
         self.current = Some(PcapWriter::new(BufWriter::new(f), self.policy.snaplen)?);
         Ok(())
     }
@@ -357,18 +432,8 @@ impl RotatingPcapWriter {
         if let Some(mut w) = self.current.take() {
             w.flush()?;
         }
-        let keep = self.policy.max_files.max(1);
-        if keep > 1 {
-            let _ = std::fs::remove_file(rotated_name(&self.policy.path, keep - 1));
-            for n in (1..keep - 1).rev() {
-                let from = rotated_name(&self.policy.path, n);
-                if from.exists() {
-                    std::fs::rename(&from, rotated_name(&self.policy.path, n + 1))?;
-                }
-            }
-            std::fs::rename(&self.policy.path, rotated_name(&self.policy.path, 1))?;
-        }
         self.rotations += 1;
+        // open_fresh finds the full file at the path and shifts it to NAME.1.
         self.open_fresh()
     }
 

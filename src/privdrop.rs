@@ -255,6 +255,220 @@ pub fn drop_privileges(
     Ok(c)
 }
 
+/// A small process that keeps the privileges of the process that started it and reads one file
+/// on request: how the daemon re-reads its configuration on SIGHUP after dropping to an
+/// unprivileged user, when the file is root's and mode 0600.
+///
+/// [`FileReader::spawn`] forks before the privilege drop. The child closes every descriptor but
+/// its end of a socket pair, ignores the job-control signals, dies with its parent
+/// (`PR_SET_PDEATHSIG`), and does nothing but answer "read the file" with the file's bytes (at
+/// most `max_bytes`) or an error. It cannot be asked to read another path. Dropping the
+/// `FileReader` closes the socket; the child sees end-of-file, exits, and is reaped.
+#[derive(Debug)]
+pub struct FileReader {
+    sock: std::os::unix::net::UnixStream,
+    pid: libc::pid_t,
+    path: std::path::PathBuf,
+    max_bytes: u64,
+}
+
+const READER_OK: u8 = 0;
+const READER_ERR: u8 = 1;
+const READER_TOO_LARGE: u8 = 2;
+
+/// Writes all of `buf` to `fd`, retrying on EINTR; false on any other error.
+fn write_all_fd(fd: libc::c_int, mut buf: &[u8]) -> bool {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a live slice; `fd` an open descriptor.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return false;
+        }
+        buf = &buf[n as usize..];
+    }
+    true
+}
+
+fn reply(fd: libc::c_int, status: u8, payload: &[u8], len: u64) -> bool {
+    let mut head = [0u8; 9];
+    head[0] = status;
+    head[1..].copy_from_slice(&len.to_le_bytes());
+    write_all_fd(fd, &head) && write_all_fd(fd, payload)
+}
+
+/// The child's loop: one request byte in, one answer out, until end-of-file.
+fn reader_child(fd: libc::c_int, path: &CStr, max_bytes: u64) -> ! {
+    loop {
+        let mut req = 0u8;
+        // SAFETY: one byte into a live local.
+        let n = unsafe { libc::read(fd, (&mut req as *mut u8).cast(), 1) };
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n != 1 {
+            // SAFETY: leaving the child without running the parent's handlers.
+            unsafe { libc::_exit(0) };
+        }
+        // SAFETY: `path` is NUL-terminated.
+        let file = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
+            )
+        };
+        let ok = if file < 0 {
+            let e = std::io::Error::last_os_error().to_string();
+            reply(fd, READER_ERR, e.as_bytes(), e.len() as u64)
+        } else {
+            let mut data = Vec::new();
+            let mut buf = [0u8; 65536];
+            let mut err = None;
+            loop {
+                // SAFETY: reading into a live local buffer.
+                let n = unsafe { libc::read(file, buf.as_mut_ptr().cast(), buf.len()) };
+                if n < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    err = Some(e.to_string());
+                    break;
+                }
+                if n == 0 || data.len() as u64 > max_bytes {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n as usize]);
+            }
+            // SAFETY: closing the descriptor opened above.
+            unsafe { libc::close(file) };
+            match err {
+                Some(e) => reply(fd, READER_ERR, e.as_bytes(), e.len() as u64),
+                None if data.len() as u64 > max_bytes => {
+                    reply(fd, READER_TOO_LARGE, &[], data.len() as u64)
+                }
+                None => reply(fd, READER_OK, &data, data.len() as u64),
+            }
+        };
+        if !ok {
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) };
+        }
+    }
+}
+
+impl FileReader {
+    /// Forks the reader for `path` (see the [type documentation](Self)); call it before
+    /// dropping privileges, while `path` is readable.
+    pub fn spawn(path: &std::path::Path, max_bytes: u64) -> std::io::Result<FileReader> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte")
+        })?;
+        let (parent_end, child_end) = std::os::unix::net::UnixStream::pair()?;
+        // SAFETY: plain syscall.
+        let parent_pid = unsafe { libc::getpid() };
+        // SAFETY: the child only makes system calls and small allocations (glibc's malloc is
+        // fork-safe) and leaves with _exit; it never returns into the parent's code.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if pid == 0 {
+            let fd = child_end.as_raw_fd();
+            // SAFETY: plain prctl/signal/close calls on the child's own state.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                if libc::getppid() != parent_pid {
+                    libc::_exit(0);
+                }
+                for sig in [
+                    libc::SIGHUP,
+                    libc::SIGINT,
+                    libc::SIGTERM,
+                    libc::SIGPIPE,
+                    libc::SIGQUIT,
+                ] {
+                    libc::signal(sig, libc::SIG_IGN);
+                }
+                let mut lim: libc::rlimit = std::mem::zeroed();
+                let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                    lim.rlim_cur.min(1 << 16) as libc::c_int
+                } else {
+                    1024
+                };
+                for other in 3..top {
+                    if other != fd {
+                        libc::close(other);
+                    }
+                }
+            }
+            reader_child(fd, &cpath, max_bytes);
+        }
+        drop(child_end);
+        parent_end.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+        parent_end.set_write_timeout(Some(std::time::Duration::from_secs(10)))?;
+        Ok(FileReader {
+            sock: parent_end,
+            pid,
+            path: path.to_path_buf(),
+            max_bytes,
+        })
+    }
+
+    /// The file it reads.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Reads the file through the reader process. A file over `max_bytes` is an
+    /// [`InvalidData`](std::io::ErrorKind::InvalidData) error with the size; the reader's own
+    /// errors (`No such file or directory`, …) come back as `Other` with its message.
+    pub fn read(&mut self) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Write};
+        self.sock.write_all(&[1])?;
+        let mut head = [0u8; 9];
+        self.sock.read_exact(&mut head)?;
+        let len = u64::from_le_bytes(head[1..].try_into().expect("8 bytes"));
+        match head[0] {
+            READER_TOO_LARGE => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "more than {} bytes (read {len} before stopping)",
+                    self.max_bytes
+                ),
+            )),
+            READER_OK | READER_ERR if len <= self.max_bytes.max(4096) => {
+                let mut data = vec![0u8; len as usize];
+                self.sock.read_exact(&mut data)?;
+                if head[0] == READER_OK {
+                    Ok(data)
+                } else {
+                    Err(std::io::Error::other(
+                        String::from_utf8_lossy(&data).into_owned(),
+                    ))
+                }
+            }
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "malformed answer from the config reader process",
+            )),
+        }
+    }
+}
+
+impl Drop for FileReader {
+    fn drop(&mut self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        let mut status = 0;
+        // SAFETY: reaping our own child, which exits on end-of-file.
+        unsafe { libc::waitpid(self.pid, &mut status, 0) };
+    }
+}
+
 /// The user name of `uid`, for messages.
 pub fn user_name(uid: u32) -> Option<String> {
     let mut buf: Vec<libc::c_char> = vec![0; 1024];

@@ -37,6 +37,19 @@ struct Slot {
     last: u64,
 }
 
+/// Bytes of one key's slot.
+pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+
+/// Memory a [`TokenBucketTable`] for `capacity` keys takes (its slots, after rounding the
+/// capacity up like [`TokenBucketTable::new`]); each worker has its own tables.
+pub fn table_bytes(capacity: usize) -> usize {
+    capacity
+        .max(WAYS)
+        .checked_next_power_of_two()
+        .unwrap_or(usize::MAX)
+        .saturating_mul(SLOT_BYTES)
+}
+
 /// A bounded table of token buckets. See the [module documentation](self).
 #[derive(Clone)]
 pub struct TokenBucketTable {

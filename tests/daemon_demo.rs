@@ -342,7 +342,13 @@ fn rules_test_over_a_generated_capture() {
     }
     w.flush().unwrap();
     drop(w);
-    let t = rules_test(&pcap, std::path::Path::new("examples/demo.toml"), false).unwrap();
+    let t = rules_test(
+        &pcap,
+        std::path::Path::new("examples/demo.toml"),
+        false,
+        None,
+    )
+    .unwrap();
     assert_eq!(t.frames, 2000);
     // demo.toml: pass the known clients, drop the rest of UDP/53, pass everything else.
     assert_eq!(t.dropped, flood);

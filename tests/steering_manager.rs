@@ -356,20 +356,59 @@ fn errno_words() {
 }
 
 #[test]
-fn state_file_can_be_handed_to_the_unprivileged_user() {
-    use std::os::unix::fs::MetadataExt;
+fn state_is_cleared_after_the_privilege_drop_without_handing_over_the_directory() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     // SAFETY: plain syscall.
     if unsafe { libc::geteuid() } != 0 {
-        println!("skipped: chown needs root");
+        println!("skipped: dropping privileges needs root");
         return;
     }
-    let path = tmp_state("chown");
+    let path = tmp_state("privdrop");
+    let creds = floodgate::privdrop::resolve("nobody", None).expect("user nobody exists");
     let mut s = Steering::new(SimBackend::standalone("sim0", 2046), Some(path.clone()));
     s.install(&[dns([192, 0, 2, 1])]).unwrap();
-    s.chown_state(65534, 65534).unwrap();
-    assert_eq!(std::fs::metadata(&path).unwrap().uid(), 65534);
     let dir = path.parent().unwrap();
-    assert_eq!(dir.file_name().unwrap(), "floodgate");
-    assert_eq!(std::fs::metadata(dir).unwrap().uid(), 65534);
-    s.remove_all().unwrap();
+    let meta = std::fs::metadata(dir).unwrap();
+    assert_eq!((meta.uid(), meta.permissions().mode() & 0o777), (0, 0o700));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // SAFETY: the child drops privileges, makes syscalls and small allocations (glibc's malloc
+    // is fork-safe), and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = if creds.apply(true).is_err() {
+            100
+        } else {
+            match s.remove_all() {
+                Ok(1) => 0,
+                Ok(_) => 101,
+                Err(e) => {
+                    eprintln!("{e}");
+                    102
+                }
+            }
+        };
+        // SAFETY: leave the child without running the parent's handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "child died: {status:#x}");
+    assert_eq!(libc::WEXITSTATUS(status), 0, "remove_all as nobody failed");
+    // The directory stayed root's; the file was emptied, not handed over.
+    assert_eq!(std::fs::metadata(dir).unwrap().uid(), 0);
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!((meta.uid(), meta.len()), (0, 0));
+    // The next (root) start reads "nothing installed", removes the empty file and installs.
+    assert!(StateFile::new(path.clone()).read().unwrap().is_none());
+    let mut s2 = Steering::new(SimBackend::standalone("sim0", 2046), Some(path.clone()));
+    let rep = s2.install(&[dns([192, 0, 2, 1])]).unwrap();
+    assert!(rep.leftovers_removed.is_empty());
+    s2.remove_all().unwrap();
+    assert!(!path.exists());
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }

@@ -63,3 +63,75 @@ fn cap_net_admin_survives_the_drop_for_rule_removal() {
     assert_eq!(insert_errno_after_drop(false), libc::EPERM);
     assert!(explain_errno("lo", libc::EPERM, "n-tuple rules").contains("CAP_NET_ADMIN"));
 }
+
+/// After the drop, a root-owned 0600 config is no longer readable directly, but the reader
+/// process forked before the drop still reads it, including changes made afterwards.
+#[test]
+fn config_stays_readable_through_the_reader_after_the_drop() {
+    use floodgate::config::{limits, Config};
+    use floodgate::privdrop::FileReader;
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: plain syscall.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: dropping privileges needs root");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("floodgate-reader-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join("f.toml");
+    std::fs::write(&path, "[device]\npci = \"sim\"\n[daemon]\nworkers = 2\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let creds = resolve("nobody", None).expect("user nobody exists");
+    let mut reader = FileReader::spawn(&path, limits::MAX_CONFIG_BYTES).unwrap();
+    // The edit lands after the drop (while the child runs): the reader sees the new file.
+    std::fs::write(&path, "[device]\npci = \"sim\"\n[daemon]\nworkers = 3\n").unwrap();
+    // SAFETY: the child drops privileges, makes syscalls and small allocations (glibc's malloc
+    // is fork-safe), and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = (|| {
+            if creds.apply(false).is_err() {
+                return 100;
+            }
+            if std::fs::read(&path).map(|_| ()).unwrap_err().kind()
+                != std::io::ErrorKind::PermissionDenied
+            {
+                return 101;
+            }
+            match Config::load_via(&mut reader) {
+                Ok(c) if c.daemon.workers == 3 => {}
+                Ok(_) => return 102,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return 103;
+                }
+            }
+            0
+        })();
+        // SAFETY: leave the child without running the parent's handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "child died: {status:#x}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "reading through the reader as nobody"
+    );
+    // A missing file is an error that says so; a file over the limit is refused by size.
+    std::fs::remove_file(&path).unwrap();
+    let e = Config::load_via(&mut reader).unwrap_err().to_string();
+    assert!(e.contains("No such file"), "{e}");
+    drop(reader);
+    std::fs::write(&path, vec![b'#'; 5000]).unwrap();
+    let mut small = FileReader::spawn(&path, 4096).unwrap();
+    let e = small.read().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+    drop(small);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -7,9 +7,9 @@ use crate::stats::Counters;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Per-rule counters as published.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -189,7 +189,40 @@ pub fn render(s: &Snapshot) -> String {
     o
 }
 
+/// How many connections the metrics endpoint serves at once; a connection beyond that is
+/// answered `503 Service Unavailable` and closed at once.
+pub const METRICS_MAX_CONNECTIONS: usize = 16;
+
+/// How long the endpoint waits for a client to send its request (and to take the answer)
+/// before closing the connection.
+pub const METRICS_IO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Largest request head read (the request line and headers); the rest is ignored.
+const MAX_REQUEST: usize = 4096;
+
+/// Settings of a [`MetricsServer`]; [`MetricsServer::start`] uses the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsLimits {
+    /// Connections served at once (at least 1).
+    pub max_connections: usize,
+    /// Read and write timeout of each connection.
+    pub io_timeout: Duration,
+}
+
+impl Default for MetricsLimits {
+    fn default() -> Self {
+        MetricsLimits {
+            max_connections: METRICS_MAX_CONNECTIONS,
+            io_timeout: METRICS_IO_TIMEOUT,
+        }
+    }
+}
+
 /// A running metrics endpoint; stops when dropped.
+///
+/// One thread accepts connections and hands each to a short-lived thread of its own, at most
+/// [`METRICS_MAX_CONNECTIONS`] at a time, each with a read timeout of [`METRICS_IO_TIMEOUT`]:
+/// clients that connect and send nothing cannot delay a scrape, and cannot pile up threads.
 #[derive(Debug)]
 pub struct MetricsServer {
     addr: SocketAddr,
@@ -197,9 +230,28 @@ pub struct MetricsServer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Releases a connection slot when the connection's thread ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl MetricsServer {
     /// Listens on `addr` and serves `metrics`. Binding errors say which address and why.
     pub fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<MetricsServer> {
+        Self::start_with(addr, metrics, MetricsLimits::default())
+    }
+
+    /// [`start`](Self::start) with other limits (tests use a long timeout to tell a concurrent
+    /// server from a sequential one without timing anything).
+    pub fn start_with(
+        addr: SocketAddr,
+        metrics: Arc<Metrics>,
+        limits: MetricsLimits,
+    ) -> std::io::Result<MetricsServer> {
         let listener = TcpListener::bind(addr).map_err(|e| {
             std::io::Error::new(e.kind(), format!("metrics endpoint on {addr}: {e}"))
         })?;
@@ -210,14 +262,39 @@ impl MetricsServer {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
+        let active = Arc::new(AtomicUsize::new(0));
+        let max = limits.max_connections.max(1);
         let thread = std::thread::Builder::new()
             .name("floodgate-metrics".into())
             .spawn(move || {
+                let mut refused: u64 = 0;
                 while !s2.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((stream, _)) => serve(stream, &metrics),
+                        Ok((stream, peer)) => {
+                            if active.fetch_add(1, Ordering::AcqRel) >= max {
+                                active.fetch_sub(1, Ordering::AcqRel);
+                                if refused == 0 {
+                                    log::warn!("metrics endpoint: {max} connections already open, answering {peer} 503 (logged once)");
+                                }
+                                refused += 1;
+                                busy(stream);
+                                continue;
+                            }
+                            let slot = Slot(active.clone());
+                            let m = metrics.clone();
+                            let spawned = std::thread::Builder::new()
+                                .name("floodgate-metrics-conn".into())
+                                .spawn(move || {
+                                    let _slot = slot;
+                                    serve(stream, &m, limits.io_timeout);
+                                });
+                            if let Err(e) = spawned {
+                                // The closure (with its slot and stream) was dropped.
+                                log::warn!("metrics endpoint: cannot start a thread for {peer}: {e}");
+                            }
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(50))
+                            std::thread::sleep(Duration::from_millis(20))
                         }
                         Err(e) => {
                             log::warn!("metrics endpoint: accept failed: {e}");
@@ -249,12 +326,52 @@ impl Drop for MetricsServer {
     }
 }
 
-fn serve(mut stream: TcpStream, metrics: &Metrics) {
+/// Answers a connection over the limit without reading its request.
+fn busy(mut stream: TcpStream) {
+    // Take what the client already sent, without waiting, so that closing with unread data
+    // does not reset the connection before the client reads the answer.
+    let _ = stream.set_nonblocking(true);
+    let mut sink = [0u8; MAX_REQUEST];
+    let _ = stream.read(&mut sink);
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut req = [0u8; 1024];
-    let n = stream.read(&mut req).unwrap_or(0);
-    let line = String::from_utf8_lossy(&req[..n]);
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let body = "too many open connections to the metrics endpoint\n";
+    let _ = write!(
+        stream,
+        "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// Reads the request head (up to the blank line, [`MAX_REQUEST`] bytes or `timeout`).
+fn read_head(stream: &mut TcpStream, timeout: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + timeout;
+    let mut req = Vec::with_capacity(256);
+    let mut buf = [0u8; 512];
+    while req.len() < MAX_REQUEST && !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    req
+}
+
+fn serve(mut stream: TcpStream, metrics: &Metrics, timeout: Duration) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(timeout));
+    let req = read_head(&mut stream, timeout);
+    if req.is_empty() {
+        return;
+    }
+    let line = String::from_utf8_lossy(&req[..req.len().min(64)]);
     let (status, body) = if line.starts_with("GET /metrics") || line.starts_with("GET / ") {
         ("200 OK", metrics.render())
     } else {

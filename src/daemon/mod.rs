@@ -7,4 +7,4 @@ pub mod metrics;
 pub mod run;
 pub mod runloop;
 
-pub use commands::{describe_config, rules_test, RulesTestTotals};
+pub use commands::{check_config, describe_config, rules_test, RulesTestTotals};

@@ -224,11 +224,8 @@ fn drop_privileges<B: SteeringBackend>(cfg: &Config, steering: Option<&Steering<
     if let Some(user) = &cfg.daemon.user {
         let creds = crate::privdrop::resolve(user, cfg.daemon.group.as_deref())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        // The unprivileged process must still be able to delete its state file at exit.
-        if let Some(s) = steering {
-            s.chown_state(creds.uid, creds.gid)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-        }
+        // The state directory stays root's: at exit the unprivileged process empties the state
+        // file through the descriptor kept since it was written (see `StateFile`).
         // Keep CAP_NET_ADMIN only when steering rules must be removed at exit.
         creds
             .apply(steering.is_some())

@@ -625,15 +625,6 @@ impl<B: SteeringBackend> Steering<B> {
         self.state.as_ref().map(|s| s.path())
     }
 
-    /// Hands the state file to `uid:gid` (see [`StateFile::chown`]) before dropping privileges,
-    /// so that [`remove_all`](Self::remove_all) can still delete it afterwards.
-    pub fn chown_state(&self, uid: u32, gid: u32) -> Result<(), SteeringError> {
-        match &self.state {
-            Some(s) => s.chown(uid, gid),
-            None => Ok(()),
-        }
-    }
-
     /// Rules currently installed by this manager.
     pub fn installed(&self) -> &[Installed] {
         &self.installed
@@ -670,7 +661,7 @@ impl<B: SteeringBackend> Steering<B> {
         let foreign: BTreeSet<u32> = table.locations.iter().copied().collect();
         let plan = plan_locations(&pf, rules, &table, &foreign, rings)?;
 
-        if let Some(st) = &self.state {
+        if let Some(st) = &mut self.state {
             st.write_rules(&pf, rules, &plan)?;
         }
         for (i, (r, &loc)) in rules.iter().zip(plan.iter()).enumerate() {
@@ -699,7 +690,9 @@ impl<B: SteeringBackend> Steering<B> {
     }
 
     fn remove_leftovers(&mut self, report: &mut InstallReport) -> Result<(), SteeringError> {
-        let Some(st) = &self.state else { return Ok(()) };
+        let Some(st) = &mut self.state else {
+            return Ok(());
+        };
         let Some(old) = st.read()? else { return Ok(()) };
         let pf = self.backend.pf().to_string();
         if old.pf != pf {
@@ -789,7 +782,7 @@ impl<B: SteeringBackend> Steering<B> {
             self.installed = kept;
             return Err(e);
         }
-        if let Some(st) = &self.state {
+        if let Some(st) = &mut self.state {
             st.remove()?;
         }
         log::info!("{pf}: removed {removed} steering rules");

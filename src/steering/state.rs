@@ -7,9 +7,13 @@
 //! (addresses and ports, network order) and their mask, in hex. At start, a leftover location is
 //! deleted only if the rule found there still matches its fingerprint.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+
+use crate::safefile::{self, Dir, EntryKind};
 
 use serde::{Deserialize, Serialize};
 
@@ -101,16 +105,40 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Largest state file read (a real one is a few kilobytes).
+const MAX_STATE_BYTES: u64 = 1 << 20;
+
+/// Mode of the state file.
+pub const STATE_MODE: u32 = 0o600;
+
+/// Mode of a state directory floodgate creates.
+pub const STATE_DIR_MODE: u32 = 0o700;
+
 /// The state file at a path.
-#[derive(Debug, Clone)]
+///
+/// Its directory is opened once ([`crate::safefile::Dir`]) and must belong to the user running
+/// floodgate (root for the daemon) and be writable by nobody else; it is never handed to another
+/// user. The file is written while still privileged, as `NAME.tmp` created with
+/// `O_CREAT | O_EXCL | O_NOFOLLOW` and mode 0600, then renamed over `NAME`; a symbolic link at
+/// either name is refused. The descriptor of the file written last is kept: after the daemon
+/// has dropped privileges it can no longer delete entries of the root-owned directory, so
+/// [`remove`](Self::remove) then truncates the file through that descriptor instead. An empty
+/// file means "no rules installed" and is deleted by the next privileged start.
+#[derive(Debug)]
 pub struct StateFile {
     path: PathBuf,
+    dir: Option<Dir>,
+    written: Option<fs::File>,
 }
 
 impl StateFile {
     /// The file at `path` (not touched yet).
     pub fn new(path: PathBuf) -> StateFile {
-        StateFile { path }
+        StateFile {
+            path,
+            dir: None,
+            written: None,
+        }
     }
 
     /// Its path.
@@ -125,33 +153,124 @@ impl StateFile {
         }
     }
 
-    /// Reads the file; `None` if it does not exist.
-    pub fn read(&self) -> Result<Option<State>, SteeringError> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.err(format!("cannot read it: {e}"))),
+    fn name(&self) -> Result<&OsStr, SteeringError> {
+        self.path
+            .file_name()
+            .ok_or_else(|| self.err("the path does not name a file"))
+    }
+
+    fn tmp_name(&self) -> Result<OsString, SteeringError> {
+        let mut n = self.name()?.to_owned();
+        n.push(".tmp");
+        Ok(n)
+    }
+
+    /// Opens (and with `create`, creates with mode 0700) the directory, once, and checks that it
+    /// belongs to us and that nobody else can write it. `None` if it does not exist and
+    /// `create` is false.
+    fn dir(&mut self, create: bool) -> Result<Option<&Dir>, SteeringError> {
+        if self.dir.is_none() {
+            let (dpath, _) = safefile::split(&self.path).map_err(|e| self.err(e.to_string()))?;
+            if create && !dpath.exists() {
+                if let Some(up) = dpath.parent() {
+                    if !up.as_os_str().is_empty() {
+                        fs::create_dir_all(up).map_err(|e| {
+                            self.err(format!("cannot create {}: {e}", up.display()))
+                        })?;
+                    }
+                }
+                match fs::DirBuilder::new().mode(STATE_DIR_MODE).create(&dpath) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(self.err(format!("cannot create {}: {e}", dpath.display())))
+                    }
+                }
+            }
+            let d = match Dir::open(&dpath, true) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => return Ok(None),
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    return Err(self.err(format!(
+                        "its directory {} is a symbolic link; refusing to use it",
+                        dpath.display()
+                    )))
+                }
+                Err(e) => return Err(self.err(format!("cannot open {}: {e}", dpath.display()))),
+            };
+            let st = d
+                .stat()
+                .map_err(|e| self.err(format!("cannot stat {}: {e}", dpath.display())))?;
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            if st.uid != euid || st.mode & 0o022 != 0 {
+                return Err(self.err(format!(
+                    "its directory {} belongs to uid {} with mode {:04o}; it must belong to uid {euid} and be writable by nobody else (`chown {euid} {0} && chmod 0700 {0}`, or delete it)",
+                    dpath.display(),
+                    st.uid,
+                    st.mode
+                )));
+            }
+            self.dir = Some(d);
+        }
+        Ok(self.dir.as_ref())
+    }
+
+    /// Reads the file; `None` if it (or its directory) does not exist or is empty (cleared by
+    /// an unprivileged exit).
+    pub fn read(&mut self) -> Result<Option<State>, SteeringError> {
+        let name = self.name()?.to_owned();
+        let path = self.path.clone();
+        let Some(dir) = self.dir(false)? else {
+            return Ok(None);
         };
+        let err = |msg: String| SteeringError::State {
+            path: path.clone(),
+            msg,
+        };
+        let f = match dir.open_read(&name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(err(
+                    "it is a symbolic link; refusing to follow it (delete it)".into(),
+                ))
+            }
+            Err(e) => return Err(err(format!("cannot read it: {e}"))),
+        };
+        let mut text = String::new();
+        f.take(MAX_STATE_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| err(format!("cannot read it: {e}")))?;
+        if text.len() as u64 > MAX_STATE_BYTES {
+            return Err(err(format!(
+                "larger than {MAX_STATE_BYTES} bytes: not a floodgate steering state"
+            )));
+        }
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
         let st: State = serde_json::from_str(&text).map_err(|e| {
-            self.err(format!(
+            err(format!(
                 "not a floodgate steering state ({e}); if no floodgate is running, check the PF's rules with `ethtool -n <pf>` and delete the file"
             ))
         })?;
         if st.version != VERSION {
-            return Err(self.err(format!(
+            return Err(err(format!(
                 "version {} is not the supported {VERSION}",
                 st.version
             )));
         }
         if !st.rules.is_empty() && st.rules.len() != st.locations.len() {
-            return Err(self.err("rules and locations have different lengths"));
+            return Err(err("rules and locations have different lengths".into()));
         }
         Ok(Some(st))
     }
 
-    /// Records `rules` at `locations` on `pf` (written to a temporary file, then renamed).
+    /// Records `rules` at `locations` on `pf`: written to `NAME.tmp` (created new, 0600), synced,
+    /// then renamed over `NAME`. A symbolic link at either name is refused.
     pub fn write_rules(
-        &self,
+        &mut self,
         pf: &str,
         rules: &[SteeringRule],
         locations: &[u32],
@@ -167,46 +286,87 @@ impl StateFile {
                 .map(|(r, &l)| fingerprint_of(&uapi::encode_flow_spec(r, l)))
                 .collect(),
         };
-        if let Some(dir) = self.path.parent() {
-            if !dir.as_os_str().is_empty() {
-                fs::create_dir_all(dir)
-                    .map_err(|e| self.err(format!("cannot create {}: {e}", dir.display())))?;
+        let text = serde_json::to_string(&st).map_err(|e| self.err(e.to_string()))?;
+        let name = self.name()?.to_owned();
+        let tmp = self.tmp_name()?;
+        let path = self.path.clone();
+        let err = |msg: String| SteeringError::State {
+            path: path.clone(),
+            msg,
+        };
+        let Some(dir) = self.dir(true)? else {
+            return Err(err("its directory could not be opened".into()));
+        };
+        let show = |n: &OsStr| dir.path().join(n).display().to_string();
+        for n in [&tmp, &name] {
+            match dir.kind(n) {
+                Ok(Some(EntryKind::Symlink)) => {
+                    return Err(err(format!(
+                        "{} is a symbolic link; refusing to write through or over it (delete it)",
+                        show(n)
+                    )))
+                }
+                Ok(Some(EntryKind::Other)) => {
+                    return Err(err(format!("{} is not a regular file", show(n))))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(err(format!("cannot look at {}: {e}", show(n)))),
             }
         }
-        let tmp = self.path.with_extension("tmp");
-        let text = serde_json::to_string(&st).map_err(|e| self.err(e.to_string()))?;
-        let mut f = fs::File::create(&tmp)
-            .map_err(|e| self.err(format!("cannot create {}: {e}", tmp.display())))?;
+        // A temporary file left by a crash between create and rename.
+        dir.unlink(&tmp)
+            .map_err(|e| err(format!("cannot delete {}: {e}", show(&tmp))))?;
+        let mut f = dir.create_new(&tmp, STATE_MODE).map_err(|e| {
+            err(format!(
+                "cannot create {} (O_EXCL|O_NOFOLLOW): {e}",
+                show(&tmp)
+            ))
+        })?;
         f.write_all(text.as_bytes())
             .and_then(|_| f.sync_all())
-            .map_err(|e| self.err(format!("cannot write {}: {e}", tmp.display())))?;
-        fs::rename(&tmp, &self.path).map_err(|e| self.err(format!("cannot rename into place: {e}")))
-    }
-
-    /// Deletes the file (missing is fine).
-    pub fn remove(&self) -> Result<(), SteeringError> {
-        match fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.err(format!("cannot delete it: {e}"))),
-        }
-    }
-
-    /// Hands the file (and its directory, if named `floodgate`) to `uid:gid`, so the daemon can
-    /// still delete it after dropping privileges.
-    pub fn chown(&self, uid: u32, gid: u32) -> Result<(), SteeringError> {
-        let mut paths = vec![self.path.clone()];
-        if let Some(dir) = self.path.parent() {
-            if dir.file_name().is_some_and(|n| n == "floodgate") {
-                paths.push(dir.to_path_buf());
-            }
-        }
-        for p in paths {
-            if p.exists() {
-                std::os::unix::fs::chown(&p, Some(uid), Some(gid))
-                    .map_err(|e| self.err(format!("cannot chown {}: {e}", p.display())))?;
-            }
-        }
+            .map_err(|e| err(format!("cannot write {}: {e}", show(&tmp))))?;
+        dir.rename(&tmp, &name)
+            .map_err(|e| err(format!("cannot rename {} into place: {e}", show(&tmp))))?;
+        let _ = dir.sync();
+        self.written = Some(f);
         Ok(())
+    }
+
+    /// Deletes the file (missing is fine). Without the right to delete entries of its directory
+    /// (after a privilege drop), empties the file written last through its kept descriptor
+    /// instead, which the next start reads as "nothing installed".
+    pub fn remove(&mut self) -> Result<(), SteeringError> {
+        let name = self.name()?.to_owned();
+        let path = self.path.clone();
+        let Some(dir) = self.dir(false)? else {
+            return Ok(());
+        };
+        match dir.unlink(&name) {
+            Ok(()) => {
+                self.written = None;
+                Ok(())
+            }
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
+                    && self.written.is_some() =>
+            {
+                let f = self.written.take().expect("checked above");
+                f.set_len(0)
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e2| SteeringError::State {
+                        path: path.clone(),
+                        msg: format!("cannot delete it ({e}) nor empty it: {e2}"),
+                    })?;
+                log::debug!(
+                    "{}: emptied (no right to delete it after the privilege drop)",
+                    path.display()
+                );
+                Ok(())
+            }
+            Err(e) => Err(SteeringError::State {
+                path,
+                msg: format!("cannot delete it: {e}"),
+            }),
+        }
     }
 }
