@@ -6,39 +6,19 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use crate::sink::{FrameSink, FrameSource};
+
 use crate::iommu::DmaPort;
 use crate::regs::*;
 use crate::rx::{packet_type, RxRing};
-use crate::vf::{VfCounter, VfShared};
-use crate::{Nic, Origin};
-
-/// A source of wire frames (SIM-NET's traffic generator and pcap reader implement it).
-pub trait FrameSource: Send {
-    /// Writes the next frame into the start of `buf` (9728 bytes, the largest frame) and returns
-    /// its length, or `None` when the source is exhausted.
-    fn next_frame(&mut self, buf: &mut [u8]) -> Option<usize>;
-}
-
-/// A queue of prepared frames is a source (replays them once, in order).
-impl FrameSource for std::collections::VecDeque<Vec<u8>> {
-    fn next_frame(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let f = self.pop_front()?;
-        let n = f.len().min(buf.len());
-        buf[..n].copy_from_slice(&f[..n]);
-        Some(n)
-    }
-}
-
-/// A consumer of frames (pcap capture, TAP, AF_PACKET).
-pub trait FrameSink: Send {
-    /// Called once per frame.
-    fn frame(&mut self, frame: &[u8]);
-}
+use crate::state::NicInner;
+use crate::switch::Ingress;
+use crate::vfstate::{VfCounter, VfShared};
 
 /// Writes one template frame into every free descriptor of one RX ring: the benchmark path,
 /// with no switch, no locks and no per-frame allocation.
 pub struct Feeder {
-    nic: Nic,
+    nic: Arc<NicInner>,
     vf: Arc<VfShared>,
     queue: usize,
     template: Vec<u8>,
@@ -59,18 +39,18 @@ impl std::fmt::Debug for Feeder {
 }
 
 impl Feeder {
-    pub(crate) fn new(nic: Nic, vf: usize, queue: usize, template: &[u8]) -> Feeder {
-        let vfs = nic.inner.vfs.get(vf).cloned();
-        let vfs = vfs.unwrap_or_else(|| nic.inner.vfs[0].clone());
+    pub(crate) fn new(nic: Arc<NicInner>, vf: usize, queue: usize, template: &[u8]) -> Feeder {
+        let vfs = nic.vfs.get(vf).cloned();
+        let vfs = vfs.unwrap_or_else(|| nic.vfs[0].clone());
         let ptype = packet_type(template);
         let len = template.len().min(0xFFFF) as u64;
         // The checksum status is a property of the template: computed once here, not per frame
         // (facts §6.1).
-        let csum = crate::rxcsum::status_bits(template, nic.inner.cfg.model);
+        let csum = crate::rxcsum::status_bits(template, nic.cfg.model);
         let status = (RXD_STAT_DD | RXD_STAT_EOP | csum) as u64;
         Feeder {
             port: DmaPort::new(vfs.iommu.clone()),
-            queue: if vf < nic.inner.vfs.len() && queue < MAX_QUEUES {
+            queue: if vf < nic.vfs.len() && queue < MAX_QUEUES {
                 queue
             } else {
                 usize::MAX
@@ -219,7 +199,7 @@ pub struct EngineConfig {
     pub source_rate_pps: Option<u64>,
     /// Fetch TX descriptors of every VF queue (doorbell polling).
     pub process_tx: bool,
-    /// Deliver frames queued with [`Nic::inject`].
+    /// Deliver frames queued with [`crate::Nic::inject`].
     pub process_ingress: bool,
     /// Frames per queue per iteration.
     pub batch: usize,
@@ -288,7 +268,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub(crate) fn start(nic: Nic, cfg: EngineConfig) -> Engine {
+    pub(crate) fn start(nic: Arc<NicInner>, cfg: EngineConfig) -> Engine {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
         let handle = std::thread::Builder::new()
@@ -333,7 +313,7 @@ const IDLE_BACKOFF: u32 = 100_000;
 /// One pass of the engine's work, shared by the thread ([`Engine`]) and the lockstep driver
 /// ([`InlineEngine`]).
 struct Core {
-    nic: Nic,
+    nic: Arc<NicInner>,
     feeder: Option<Feeder>,
     source: Option<Box<dyn FrameSource>>,
     rate: Option<u64>,
@@ -356,12 +336,12 @@ struct Pass {
 }
 
 impl Core {
-    fn new(nic: Nic, mut cfg: EngineConfig) -> Core {
+    fn new(nic: Arc<NicInner>, mut cfg: EngineConfig) -> Core {
         let feeder = cfg
             .feeder
             .take()
-            .map(|f| nic.feeder(f.vf, f.queue, &f.template));
-        let qpp = nic.inner.cfg.queues_per_pool();
+            .map(|f| Feeder::new(nic.clone(), f.vf, f.queue, &f.template));
+        let qpp = nic.cfg.queues_per_pool();
         Core {
             feeder,
             source: cfg.source.take(),
@@ -426,7 +406,7 @@ impl Core {
             (0, None)
         };
         pace_wait = wait;
-        let inner = &self.nic.inner;
+        let inner = &self.nic;
         let mut dp = inner.dp.lock().unwrap_or_else(|e| e.into_inner());
         if self.process_tx {
             for vf in 0..inner.vfs.len() {
@@ -446,7 +426,7 @@ impl Core {
                     .unwrap_or_else(|e| e.into_inner())
                     .pop_front();
                 let Some(f) = f else { break };
-                inner.route(&mut dp, &f, Origin::Wire);
+                inner.route(&mut dp, &f, Ingress::Wire);
                 self.st.ingress += 1;
                 work += 1;
             }
@@ -458,7 +438,7 @@ impl Core {
                     break;
                 };
                 inner.counters.wire_in.fetch_add(1, Ordering::Relaxed);
-                inner.route(&mut dp, &self.buf[..len.min(MAX_FRAME)], Origin::Wire);
+                inner.route(&mut dp, &self.buf[..len.min(MAX_FRAME)], Ingress::Wire);
                 self.st.generated += 1;
                 work += 1;
             }
@@ -476,7 +456,7 @@ fn set_fine_timer_slack() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
 }
 
-fn run(nic: Nic, cfg: EngineConfig, stop: &AtomicBool) -> EngineStats {
+fn run(nic: Arc<NicInner>, cfg: EngineConfig, stop: &AtomicBool) -> EngineStats {
     let idle_sleep = cfg.idle_sleep;
     let mut core = Core::new(nic, cfg);
     if core.rate.is_some() {
@@ -536,7 +516,7 @@ impl std::fmt::Debug for InlineEngine {
 }
 
 impl InlineEngine {
-    pub(crate) fn new(nic: Nic, cfg: EngineConfig) -> InlineEngine {
+    pub(crate) fn new(nic: Arc<NicInner>, cfg: EngineConfig) -> InlineEngine {
         InlineEngine {
             core: Core::new(nic, cfg),
         }
