@@ -29,8 +29,9 @@
 //! The crate root only declares modules and re-exports; modules import each other without a
 //! circle (`tests/module_graph.rs` checks it). From the bottom up:
 //!
-//! * vocabulary: [`regs`] (offsets and bits), [`config`], [`error`], [`fault`], [`pool`],
-//!   [`sink`] (frame source/sink traits);
+//! * vocabulary: [`regs`] (offsets and bits), [`regfile`] (per register its write and read-back
+//!   masks and access kind), [`config`], [`error`], [`fault`], [`pool`], [`sink`] (frame
+//!   source/sink traits);
 //! * frames and the switch: [`frame`], [`toeplitz`], [`ethtool`], [`rss`], [`fdir`], [`l2`],
 //!   [`switch`], checksums ([`rxcsum`], [`txoffload`]);
 //! * per-VF state (`vfstate`), the PF agent's state (`agent`), the IOMMU table ([`iommu`]),
@@ -58,6 +59,7 @@ pub mod pcap;
 pub mod pf;
 pub mod pool;
 pub mod port;
+pub mod regfile;
 pub mod regs;
 pub mod rss;
 mod rx;

@@ -1,10 +1,12 @@
-//! One VF function: its BAR0 register file (facts §2), interrupts, statistics and the
-//! [`floodgate_vfio::Device`]/[`floodgate_vfio::Bar`] implementations.
+//! One VF function as the driver sees it: the read and write semantics of its BAR0 (facts §2)
+//! and the [`floodgate_vfio::Device`]/[`floodgate_vfio::Bar`] implementations.
 //!
-//! Registers are atomics, so the BAR is `Send + Sync`: the driver writes doorbells from its
-//! thread while the engine polls them from another. Plain registers (ring bases, lengths,
-//! doorbells, SRRCTL, …) are one relaxed store/load; registers with side effects (VFMAILBOX,
-//! VFCTRL, the interrupt registers, statistics) go through small handlers.
+//! Registers are atomics (in the VF's shared state), so the BAR is `Send + Sync`: the driver writes
+//! doorbells from its thread while the engine polls them from another. What a write keeps and
+//! which words are read-only or reserved comes from the register table in [`crate::regfile`]:
+//! plain registers (ring bases, lengths, doorbells, SRRCTL, …) are one store of the value under
+//! the register's write mask; registers with side effects (VFMAILBOX, VFCTRL, the interrupt
+//! registers, statistics) go through small handlers.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -16,10 +18,11 @@ pub use crate::vfstate::{IrqHandler, VfCounter};
 
 use crate::iommu::Iommu;
 use crate::pf;
+use crate::regfile;
 use crate::regs::*;
 use crate::state::NicInner;
 use crate::switchport;
-use crate::vfstate::{is_stat, VfShared};
+use crate::vfstate::VfShared;
 
 /// Handle to a VF's BAR0. Cheap to clone (two `Arc`s); implements [`Bar`].
 #[derive(Clone)]
@@ -70,12 +73,14 @@ impl Bar for SimBar {
         if offset >= BAR0_SIZE || offset & 3 != 0 || vf.removed.load(Ordering::Relaxed) {
             return;
         }
-        // Fast path: ring registers (doorbells are plain stores).
+        // Fast path: ring registers (doorbells are plain stores of the register file's write
+        // mask; the statistics and reserved words in the queue blocks have mask 0).
         if (RX_BASE..RX_BASE + 0x200).contains(&offset)
             || (TX_BASE..TX_BASE + 0x200).contains(&offset)
         {
-            if !is_stat(offset) {
-                vf.reg_atomic(offset).store(value, Ordering::Release);
+            let mask = regfile::store_mask(offset);
+            if mask != 0 {
+                vf.reg_atomic(offset).store(value & mask, Ordering::Release);
             }
             return;
         }
@@ -104,7 +109,14 @@ impl Bar for SimBar {
                 vf.reg_atomic(VFPSRTYPE).store(value, Ordering::Release);
                 switchport::sync_vf(&self.nic, vf.idx);
             }
-            _ => vf.reg_atomic(offset).store(value, Ordering::Release),
+            // Plain read/write registers keep their writable bits; read-only and reserved
+            // words ignore writes (regfile).
+            _ => {
+                let mask = regfile::store_mask(offset);
+                if mask != 0 {
+                    vf.reg_atomic(offset).store(value & mask, Ordering::Release);
+                }
+            }
         }
     }
 }
