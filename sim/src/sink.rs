@@ -1,7 +1,7 @@
 //! Where frames come from and go to outside the NIC: the wire side's sources (traffic
 //! generator, pcap replay) and sinks (pcap capture, TAP, AF_PACKET, the PF's kernel side).
 
-/// A source of wire frames (SIM-NET's traffic generator and pcap reader implement it).
+/// A source of wire frames (the traffic generator and the pcap reader implement it).
 pub trait FrameSource: Send {
     /// Writes the next frame into the start of `buf` (9728 bytes, the largest frame) and returns
     /// its length, or `None` when the source is exhausted.
