@@ -6,40 +6,20 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use crate::sink::{FrameSink, FrameSource};
+
 use crate::iommu::DmaPort;
 use crate::regs::*;
 use crate::rx::{packet_type, RxRing};
-use crate::vf::{VfCounter, VfShared};
-use crate::{Nic, Origin};
-
-/// A source of wire frames (the traffic generator and the pcap reader implement it).
-pub trait FrameSource: Send {
-    /// Writes the next frame into the start of `buf` (9728 bytes, the largest frame) and returns
-    /// its length, or `None` when the source is exhausted.
-    fn next_frame(&mut self, buf: &mut [u8]) -> Option<usize>;
-}
-
-/// A queue of prepared frames is a source (replays them once, in order).
-impl FrameSource for std::collections::VecDeque<Vec<u8>> {
-    fn next_frame(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let f = self.pop_front()?;
-        let n = f.len().min(buf.len());
-        buf[..n].copy_from_slice(&f[..n]);
-        Some(n)
-    }
-}
-
-/// A consumer of frames (pcap capture, TAP, AF_PACKET).
-pub trait FrameSink: Send {
-    /// Called once per frame.
-    fn frame(&mut self, frame: &[u8]);
-}
+use crate::state::NicInner;
+use crate::switch::Ingress;
+use crate::vfstate::{VfCounter, VfShared};
 
 /// Writes template frames into every free descriptor of one RX ring: the benchmark path, with
 /// no switch, no locks and no per-frame allocation. One template, or a mix of templates used in
 /// turn ([`Nic::feeder_mix`]).
 pub struct Feeder {
-    nic: Nic,
+    nic: Arc<NicInner>,
     vf: Arc<VfShared>,
     queue: usize,
     templates: Vec<FeedFrame>,
@@ -83,17 +63,17 @@ impl std::fmt::Debug for Feeder {
 
 impl Feeder {
     pub(crate) fn new<T: AsRef<[u8]>>(
-        nic: Nic,
+        nic: Arc<NicInner>,
         vf: usize,
         queue: usize,
         templates: &[T],
     ) -> Feeder {
-        let vfs = nic.inner.vfs.get(vf).cloned();
-        let vfs = vfs.unwrap_or_else(|| nic.inner.vfs[0].clone());
-        let model = nic.inner.cfg.model;
+        let vfs = nic.vfs.get(vf).cloned();
+        let vfs = vfs.unwrap_or_else(|| nic.vfs[0].clone());
+        let model = nic.cfg.model;
         Feeder {
             port: DmaPort::new(vfs.iommu.clone()),
-            queue: if vf < nic.inner.vfs.len() && queue < MAX_QUEUES {
+            queue: if vf < nic.vfs.len() && queue < MAX_QUEUES {
                 queue
             } else {
                 usize::MAX
@@ -257,7 +237,7 @@ pub struct EngineConfig {
     pub source_rate_pps: Option<u64>,
     /// Fetch TX descriptors of every VF queue (doorbell polling).
     pub process_tx: bool,
-    /// Deliver frames queued with [`Nic::inject`].
+    /// Deliver frames queued with [`crate::Nic::inject`].
     pub process_ingress: bool,
     /// Frames per queue per iteration.
     pub batch: usize,
@@ -326,7 +306,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub(crate) fn start(nic: Nic, cfg: EngineConfig) -> Engine {
+    pub(crate) fn start(nic: Arc<NicInner>, cfg: EngineConfig) -> Engine {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
         let handle = std::thread::Builder::new()
@@ -371,7 +351,7 @@ const IDLE_BACKOFF: u32 = 100_000;
 /// One pass of the engine's work, shared by the thread ([`Engine`]) and the lockstep driver
 /// ([`InlineEngine`]).
 struct Core {
-    nic: Nic,
+    nic: Arc<NicInner>,
     feeder: Option<Feeder>,
     source: Option<Box<dyn FrameSource>>,
     rate: Option<u64>,
@@ -394,12 +374,16 @@ struct Pass {
 }
 
 impl Core {
-    fn new(nic: Nic, mut cfg: EngineConfig) -> Core {
-        let feeder = cfg
-            .feeder
-            .take()
-            .map(|f| nic.feeder(f.vf, f.queue, &f.template));
-        let qpp = nic.inner.cfg.queues_per_pool();
+    fn new(nic: Arc<NicInner>, mut cfg: EngineConfig) -> Core {
+        let feeder = cfg.feeder.take().map(|f| {
+            Feeder::new(
+                nic.clone(),
+                f.vf,
+                f.queue,
+                std::slice::from_ref(&f.template),
+            )
+        });
+        let qpp = nic.cfg.queues_per_pool();
         Core {
             feeder,
             source: cfg.source.take(),
@@ -464,7 +448,7 @@ impl Core {
             (0, None)
         };
         pace_wait = wait;
-        let inner = &self.nic.inner;
+        let inner = &self.nic;
         let mut dp = inner.dp.lock().unwrap_or_else(|e| e.into_inner());
         if self.process_tx {
             for vf in 0..inner.vfs.len() {
@@ -484,7 +468,7 @@ impl Core {
                     .unwrap_or_else(|e| e.into_inner())
                     .pop_front();
                 let Some(f) = f else { break };
-                inner.route(&mut dp, &f, Origin::Wire);
+                inner.route(&mut dp, &f, Ingress::Wire);
                 self.st.ingress += 1;
                 work += 1;
             }
@@ -496,7 +480,7 @@ impl Core {
                     break;
                 };
                 inner.counters.wire_in.fetch_add(1, Ordering::Relaxed);
-                inner.route(&mut dp, &self.buf[..len.min(MAX_FRAME)], Origin::Wire);
+                inner.route(&mut dp, &self.buf[..len.min(MAX_FRAME)], Ingress::Wire);
                 self.st.generated += 1;
                 work += 1;
             }
@@ -514,7 +498,7 @@ fn set_fine_timer_slack() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
 }
 
-fn run(nic: Nic, cfg: EngineConfig, stop: &AtomicBool) -> EngineStats {
+fn run(nic: Arc<NicInner>, cfg: EngineConfig, stop: &AtomicBool) -> EngineStats {
     let idle_sleep = cfg.idle_sleep;
     let mut core = Core::new(nic, cfg);
     if core.rate.is_some() {
@@ -574,7 +558,7 @@ impl std::fmt::Debug for InlineEngine {
 }
 
 impl InlineEngine {
-    pub(crate) fn new(nic: Nic, cfg: EngineConfig) -> InlineEngine {
+    pub(crate) fn new(nic: Arc<NicInner>, cfg: EngineConfig) -> InlineEngine {
         InlineEngine {
             core: Core::new(nic, cfg),
         }

@@ -256,6 +256,20 @@ pub enum IndirSpec {
     Table(Vec<u32>),
 }
 
+/// Hash function selector of `ethtool -X ... hfunc` (ETH_RSS_HASH_*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HashFunc {
+    /// Keep the current function (ETH_RSS_HASH_NO_CHANGE).
+    #[default]
+    NoChange,
+    /// Toeplitz (the only one 82599/X540 implement).
+    Toeplitz,
+    /// XOR.
+    Xor,
+    /// CRC32.
+    Crc32,
+}
+
 /// An `ethtool -X` (`ETHTOOL_SRSSH`) request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RxfhRequest {
@@ -264,7 +278,7 @@ pub struct RxfhRequest {
     /// `hkey`: new key (must be 40 bytes).
     pub key: Option<Vec<u8>>,
     /// `hfunc`.
-    pub hfunc: crate::rss::HashFunc,
+    pub hfunc: HashFunc,
 }
 
 /// Parses an ethtool-CLI style key `6d:5a:56:...` into bytes.

@@ -465,7 +465,7 @@ impl Generator {
 }
 
 /// The engine pulls frames from the generator; it never runs dry.
-impl crate::engine::FrameSource for Generator {
+impl crate::sink::FrameSource for Generator {
     fn next_frame(&mut self, buf: &mut [u8]) -> Option<usize> {
         self.next_into(buf).ok().map(|g| g.len)
     }

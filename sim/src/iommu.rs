@@ -14,7 +14,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::SimError;
+use crate::error::SimError;
 
 /// One IOVA range mapped into the model.
 #[derive(Debug)]

@@ -14,31 +14,7 @@
 //! assert_eq!(mta_hash(&[0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb], 0), 0xFB0);
 //! ```
 
-/// `UPDATE_XCAST_MODE` values (facts §3.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum XcastMode {
-    /// 0: no broadcast/multicast.
-    None,
-    /// 1: broadcast + the multicast addresses the VF registered (via the MTA).
-    Multi,
-    /// 2: broadcast + all multicast.
-    AllMulti,
-    /// 3: everything, including unicast for others (trusted VF, not on 82599).
-    Promisc,
-}
-
-impl XcastMode {
-    /// From the mailbox word (values above 3 are not modes).
-    pub fn from_word(w: u32) -> Option<XcastMode> {
-        Some(match w {
-            0 => XcastMode::None,
-            1 => XcastMode::Multi,
-            2 => XcastMode::AllMulti,
-            3 => XcastMode::Promisc,
-            _ => return None,
-        })
-    }
-}
+pub use crate::pool::XcastMode;
 
 /// What the switch knows about one pool. Plain data; push a new copy with
 /// [`crate::switch::Switch::set_pool`] whenever the PF agent changes something.

@@ -279,7 +279,7 @@ impl<R: Read> PcapReplay<R> {
     }
 }
 
-impl<R: Read + Send> crate::engine::FrameSource for PcapReplay<R> {
+impl<R: Read + Send> crate::sink::FrameSource for PcapReplay<R> {
     fn next_frame(&mut self, buf: &mut [u8]) -> Option<usize> {
         if self.error.is_some() {
             return None;
@@ -307,7 +307,7 @@ pub struct PcapWriter<W: Write> {
     snaplen: u32,
     /// Records written.
     pub written: u64,
-    /// Virtual clock used by the [`crate::engine::FrameSink`] impl (1 µs per frame).
+    /// Virtual clock used by the [`crate::sink::FrameSink`] impl (1 µs per frame).
     clock_ns: u64,
 }
 
@@ -351,7 +351,7 @@ impl<W: Write> PcapWriter<W> {
     }
 }
 
-impl<W: Write + Send> crate::engine::FrameSink for PcapWriter<W> {
+impl<W: Write + Send> crate::sink::FrameSink for PcapWriter<W> {
     fn frame(&mut self, frame: &[u8]) {
         let ts = self.clock_ns;
         self.clock_ns += 1000;

@@ -10,11 +10,21 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+pub use crate::agent::VfLinkState;
+
+use crate::agent::{PfAgent, Reply};
+use crate::config::NicModel;
+use crate::error::SimError;
+use crate::ethtool::{EthtoolError, RxFlowSpec, RxfhRequest};
 use crate::fault::MailboxFault;
 use crate::pool::{PoolState, PoolTable, XcastMode};
 use crate::regs::*;
-use crate::vf::VfShared;
-use crate::{NicInner, NicModel, SimError};
+use crate::rss::RETA_SIZE;
+use crate::state::NicInner;
+use crate::switch::Switch;
+use crate::switchport;
+use crate::toeplitz::RSS_KEY_LEN;
+use crate::vfstate::VfShared;
 
 /// Largest number of multicast hashes a VF may set (IXGBE_MAX_VF_MC_ENTRIES).
 const MAX_VF_MC_ENTRIES: usize = 30;
@@ -24,56 +34,6 @@ const MAX_VF_MACVLANS: usize = 15;
 const MAX_JUMBO_FRAME: u32 = 9728;
 /// ETH_MIN_MTU, the smallest max-frame SET_LPE accepts.
 const MIN_FRAME: u32 = 68;
-
-/// Administrative link state of a VF (`ip link set … vf N state auto|enable|disable`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum VfLinkState {
-    /// Follow the PF link (default).
-    #[default]
-    Auto,
-    /// Always enabled.
-    Enable,
-    /// Administratively disabled: GET_LINK_STATE answers 0 and the VF's RX/TX are off.
-    Disable,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Reply {
-    words: [u32; MBX_WORDS],
-    len: usize,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct VfAgent {
-    /// The VF completed RESET and may send other requests.
-    cts: bool,
-    /// Negotiated API (facts §3.4 enum value).
-    api: u32,
-    /// The administrator set the MAC.
-    pf_set_mac: bool,
-    link: VfLinkState,
-    /// Administrator allowed GET_RETA/GET_RSS_KEY (`ip link set … vf N query_rss on`).
-    rss_query: bool,
-    fault: Option<MailboxFault>,
-    delayed: Option<Reply>,
-}
-
-/// PF-side state that is not per-pool data for the switch.
-#[derive(Debug)]
-pub(crate) struct PfAgent {
-    pub(crate) vfs: Vec<VfAgent>,
-    /// False while a PF reset is in progress: nobody answers the mailbox.
-    pub(crate) up: bool,
-}
-
-impl PfAgent {
-    pub(crate) fn new(num_vfs: usize) -> Self {
-        PfAgent {
-            vfs: (0..num_vfs).map(|_| VfAgent::default()).collect(),
-            up: true,
-        }
-    }
-}
 
 /// Orders API enum values (facts §3.4): 1.0 → 10 … 1.4 → 14; None for versions the PF refuses.
 fn api_rank(api: u32) -> Option<u32> {
@@ -150,7 +110,7 @@ pub(crate) fn mailbox_request(nic: &Arc<NicInner>, vf: &VfShared) {
         Some(r)
     } else {
         let r = handle(nic, &mut agent, vf, &msg);
-        crate::switchport::sync_vf(nic, vf.idx);
+        switchport::sync_vf(nic, vf.idx);
         r
     };
     if let Some(MailboxFault::Delay(n)) = fault {
@@ -284,11 +244,11 @@ fn handle(
             let a = &agent.vfs[idx];
             if a.rss_query && api_rank(a.api).unwrap_or(0) >= 12 {
                 if kind == MSG_GET_RETA {
-                    let w = crate::switchport::reta_words(nic);
+                    let w = switchport::reta_words(nic);
                     r.words[1..1 + w.len()].copy_from_slice(&w);
                     r.len = 1 + w.len();
                 } else {
-                    let w = crate::switchport::key_words(nic);
+                    let w = switchport::key_words(nic);
                     r.words[1..1 + w.len()].copy_from_slice(&w);
                     r.len = 1 + w.len();
                 }
@@ -471,7 +431,7 @@ pub(crate) fn vf_function_reset(nic: &Arc<NicInner>, vf: &VfShared) {
         vf.mbx_clear(MBX_RSTI);
         vf.mbx_set(MBX_RSTD);
     }
-    crate::switchport::sync_vf(nic, vf.idx);
+    switchport::sync_vf(nic, vf.idx);
 }
 
 /// PF reset starts: VFs see RSTI and lose CTS; nobody answers the mailbox.
@@ -489,7 +449,7 @@ pub(crate) fn pf_reset_begin(nic: &NicInner) {
             p.tx_enabled = false;
         }
     }
-    crate::switchport::sync_all(nic);
+    switchport::sync_all(nic);
     for vf in &nic.vfs {
         ping(&agent, vf);
         vf.mbx_set(MBX_RSTI);
@@ -558,7 +518,7 @@ impl Pf {
         let mut agent = self.nic.agent.lock().unwrap_or_else(|e| e.into_inner());
         agent.vfs[vf].pf_set_mac = mac.is_some();
         write_pools(&self.nic).vfs[vf].mac = mac;
-        crate::switchport::sync_vf(&self.nic, vf);
+        switchport::sync_vf(&self.nic, vf);
         Ok(())
     }
 
@@ -567,7 +527,7 @@ impl Pf {
         self.check_vf(vf)?;
         let mut agent = self.nic.agent.lock().unwrap_or_else(|e| e.into_inner());
         write_pools(&self.nic).vfs[vf].trust = trust;
-        crate::switchport::sync_vf(&self.nic, vf);
+        switchport::sync_vf(&self.nic, vf);
         agent.vfs[vf].cts = false;
         ping(&agent, &self.nic.vfs[vf]);
         Ok(())
@@ -594,7 +554,7 @@ impl Pf {
                 p.tx_enabled = false;
             }
         }
-        crate::switchport::sync_vf(&self.nic, vf);
+        switchport::sync_vf(&self.nic, vf);
         agent.vfs[vf].cts = false;
         ping(&agent, &self.nic.vfs[vf]);
         Ok(())
@@ -634,7 +594,7 @@ impl Pf {
     /// Puts the PF in or out of promiscuous mode.
     pub fn set_promisc(&self, on: bool) {
         write_pools(&self.nic).pf.promisc = on;
-        crate::switchport::sync_all(&self.nic);
+        switchport::sync_all(&self.nic);
     }
 
     /// `ip link set pf vf N query_rss on|off`: allows GET_RETA / GET_RSS_KEY.
@@ -686,5 +646,39 @@ impl Pf {
         let mut agent = self.nic.agent.lock().unwrap_or_else(|e| e.into_inner());
         agent.vfs[vf].fault = fault;
         Ok(())
+    }
+}
+
+impl Pf {
+    /// Runs `f` with shared access to the switch (flow director, RSS, pool state, counters).
+    pub fn switch<R>(&self, f: impl FnOnce(&Switch) -> R) -> R {
+        f(&self.nic.switch.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Runs `f` with exclusive access to the switch. Pool state is re-pushed by the PF agent on
+    /// its next change; use the ethtool methods below for rules and RSS.
+    pub fn switch_mut<R>(&self, f: impl FnOnce(&mut Switch) -> R) -> R {
+        f(&mut self.nic.switch.write().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// `ethtool -N … flow-type … action/vf/queue … loc N` (ETHTOOL_SRXCLSRLINS): returns the
+    /// rule's location, or the kernel's error (facts §4.2, §4.3).
+    pub fn add_ntuple(&self, spec: &RxFlowSpec) -> Result<u32, EthtoolError> {
+        self.switch_mut(|s| s.ethtool_add_ntuple(spec))
+    }
+
+    /// `ethtool -N … delete N`.
+    pub fn del_ntuple(&self, location: u32) -> Result<(), EthtoolError> {
+        self.switch_mut(|s| s.ethtool_del_ntuple(location))
+    }
+
+    /// `ethtool -X …` (ETHTOOL_SRXFH): RETA (`equal`, `weight`, `default`, table) and key.
+    pub fn set_rxfh(&self, req: &RxfhRequest) -> Result<(), EthtoolError> {
+        self.switch_mut(|s| s.ethtool_set_rxfh(req))
+    }
+
+    /// `ethtool -x`: the RETA and the key.
+    pub fn rxfh(&self) -> ([u8; RETA_SIZE], [u8; RSS_KEY_LEN]) {
+        self.switch(|s| s.ethtool_get_rxfh())
     }
 }

@@ -5,17 +5,19 @@
 //! administrator's `ip link set … vf N …` settings. The model keeps it as plain data: the PF agent
 //! writes it under a write lock, the datapath reads it once per batch.
 
-/// Multicast/promiscuous mode a VF asked for with UPDATE_XCAST_MODE, as applied (facts §3.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The `UPDATE_XCAST_MODE` values a VF asks for, and the mode the PF applied (facts §3.3). The
+/// switch turns a mode into VMOLR bits with [`crate::l2::PoolConfig::apply_xcast`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum XcastMode {
-    /// Only its own unicast MAC(s) and broadcast (Linux PF default, facts §4.1).
+    /// 0: its own unicast MAC(s) only, no broadcast or multicast (before any UPDATE_XCAST_MODE
+    /// the pool keeps the PF's post-reset filter instead, see [`PoolState::xcast_set`]).
     #[default]
     None,
-    /// Plus the multicast hashes set with SET_MULTICAST.
+    /// 1: broadcast plus the multicast addresses the VF registered with SET_MULTICAST (MTA).
     Multi,
-    /// All multicast.
+    /// 2: broadcast plus all multicast.
     AllMulti,
-    /// Everything (trusted VFs on X540 only).
+    /// 3: everything, including unicast for others (trusted VFs, not on the 82599).
     Promisc,
 }
 

@@ -16,6 +16,8 @@
 //! assert_eq!(t.len(), RETA_SIZE);
 //! ```
 
+pub use crate::ethtool::HashFunc;
+
 use crate::ethtool::EthtoolError;
 use crate::frame::{FrameInfo, L3, L4};
 use crate::toeplitz::{Toeplitz, RSS_KEY_LEN};
@@ -78,20 +80,6 @@ pub enum RssType {
     Ipv6ExUdp = 9,
     /// Flow Director filter match (replaces the RSS type when FDIR reports, facts §6.1).
     FdirMatch = 0xF,
-}
-
-/// Hash function selector of `ethtool -X ... hfunc` (ETH_RSS_HASH_*).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum HashFunc {
-    /// Keep the current function (ETH_RSS_HASH_NO_CHANGE).
-    #[default]
-    NoChange,
-    /// Toeplitz (the only one 82599/X540 implement).
-    Toeplitz,
-    /// XOR.
-    Xor,
-    /// CRC32.
-    Crc32,
 }
 
 /// Round-robin table: entry i = i mod n (`ethtool -X equal n` in userspace; the kernel core's

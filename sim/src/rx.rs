@@ -2,12 +2,13 @@
 
 use std::sync::atomic::{fence, Ordering};
 
-use crate::classify::Delivery;
+use crate::config::NicModel;
 use crate::fault::RxCorruption;
 use crate::iommu::DmaPort;
 use crate::regs::*;
-use crate::vf::{VfCounter, VfShared};
-use crate::{rxcsum, NicModel};
+use crate::rxcsum;
+use crate::switch::Destination;
+use crate::vfstate::{VfCounter, VfShared};
 
 /// Outcome of one RX delivery attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +139,7 @@ pub(crate) fn deliver(
     port: &mut DmaPort,
     q: usize,
     frame: &[u8],
-    meta: &Delivery,
+    meta: &Destination,
     scratch: &mut Vec<u8>,
     model: NicModel,
     csum: &mut Option<u32>,
@@ -197,7 +198,7 @@ pub(crate) fn deliver(
     let (dw0, dw1) = match meta.fdir {
         Some(f) => (
             RSS_TYPE_FDIR as u32 | ptype,
-            f.id as u32 | (f.hash as u32) << 16,
+            f.id as u32 | (f.bucket as u32) << 16,
         ),
         None => ((meta.rss_type as u32 & 0xF) | ptype, meta.rss_hash),
     };

@@ -44,9 +44,9 @@
 //! assert_eq!(status_bits(&f, NicModel::X540), IPCS | L4CS | UDPCS | 1 << 30);
 //! ```
 
+use crate::config::NicModel;
 use crate::csum::{fold, sum};
 use crate::regs::{RXD_ERR_IPE, RXD_ERR_TCPE, RXD_STAT_IPCS, RXD_STAT_L4CS, RXD_STAT_UDPCS};
-use crate::NicModel;
 
 const ETH_VLAN: u16 = 0x8100;
 const ETH_IPV4: u16 = 0x0800;

@@ -39,6 +39,7 @@ use crate::fdir::{AtrInput, FdirAction, FdirHit, FdirStats, FlowDirector, PoolLa
 use crate::frame::{FrameInfo, L3};
 use crate::l2::{mta_hash, MacTable, Mta, PoolConfig};
 use crate::rss::{self, Rss, RssType, RETA_SIZE};
+use crate::sink::FrameSink;
 use crate::toeplitz::RSS_KEY_LEN;
 
 /// Most destinations one frame can have (one per pool).
@@ -743,5 +744,12 @@ impl KernelSide {
         match self {
             KernelSide::Counting { frames, .. } | KernelSide::Tap { frames, .. } => *frames,
         }
+    }
+}
+
+/// The PF's kernel side (counting sink or TAP) receives PF-pool frames (`Nic::set_pf_sink`).
+impl FrameSink for KernelSide {
+    fn frame(&mut self, frame: &[u8]) {
+        self.deliver(frame);
     }
 }

@@ -2,28 +2,15 @@
 //! the other.
 //!
 //! The PF agent keeps the per-pool state in [`crate::pool::PoolTable`]; after every change it
-//! pushes the pool's [`l2::PoolConfig`] (RAR/MTA/VLVF/VMOLR/VFRE/PSRTYPE as the Linux PF programs
-//! them, facts §4.1) into the switch here. The ethtool-like control API of [`crate::Pf`] forwards
-//! to the switch.
+//! pushes the pool's [`PoolConfig`] (RAR/MTA/VLVF/VMOLR/VFRE/PSRTYPE as the Linux PF programs
+//! them, facts §4.1) into the switch here, and reads the RSS key and RETA back for the mailbox.
 
-use crate::engine::FrameSink;
-use crate::ethtool::{EthtoolError, RxFlowSpec, RxfhRequest};
-use crate::l2::{self, PoolConfig};
-use crate::pool::{PoolState, XcastMode};
+use crate::l2::PoolConfig;
+use crate::pool::PoolState;
 use crate::regs::VFPSRTYPE;
 use crate::rss::{self, RETA_SIZE};
-use crate::switch::{KernelSide, Switch};
+use crate::state::NicInner;
 use crate::toeplitz::RSS_KEY_LEN;
-use crate::{NicInner, Pf};
-
-fn l2_xcast(m: XcastMode) -> l2::XcastMode {
-    match m {
-        XcastMode::None => l2::XcastMode::None,
-        XcastMode::Multi => l2::XcastMode::Multi,
-        XcastMode::AllMulti => l2::XcastMode::AllMulti,
-        XcastMode::Promisc => l2::XcastMode::Promisc,
-    }
-}
 
 /// The switch's view of VF pool state `p`; `psrtype` is the VF's VFPSRTYPE register.
 pub(crate) fn pool_config(p: &PoolState, psrtype: u32) -> PoolConfig {
@@ -41,7 +28,7 @@ pub(crate) fn pool_config(p: &PoolState, psrtype: u32) -> PoolConfig {
     c.mc_hashes = p.mc_hashes.clone();
     c.vlans = p.vlans.clone();
     if p.xcast_set {
-        c.apply_xcast(l2_xcast(p.xcast));
+        c.apply_xcast(p.xcast);
     }
     c.rx_enabled = p.rx_enabled;
     // VFPSRTYPE bits 31:29 = RQPL (facts §2.1): 0 → 1 queue, 1 → 2, 2 → 4.
@@ -111,45 +98,4 @@ pub(crate) fn key_words(nic: &NicInner) -> [u32; RSS_KEY_LEN / 4] {
         w[i] = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
     }
     w
-}
-
-impl Pf {
-    /// Runs `f` with shared access to the switch (flow director, RSS, pool state, counters).
-    pub fn switch<R>(&self, f: impl FnOnce(&Switch) -> R) -> R {
-        f(&self.nic.switch.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Runs `f` with exclusive access to the switch. Pool state is re-pushed by the PF agent on
-    /// its next change; use the ethtool methods below for rules and RSS.
-    pub fn switch_mut<R>(&self, f: impl FnOnce(&mut Switch) -> R) -> R {
-        f(&mut self.nic.switch.write().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// `ethtool -N … flow-type … action/vf/queue … loc N` (ETHTOOL_SRXCLSRLINS): returns the
-    /// rule's location, or the kernel's error (facts §4.2, §4.3).
-    pub fn add_ntuple(&self, spec: &RxFlowSpec) -> Result<u32, EthtoolError> {
-        self.switch_mut(|s| s.ethtool_add_ntuple(spec))
-    }
-
-    /// `ethtool -N … delete N`.
-    pub fn del_ntuple(&self, location: u32) -> Result<(), EthtoolError> {
-        self.switch_mut(|s| s.ethtool_del_ntuple(location))
-    }
-
-    /// `ethtool -X …` (ETHTOOL_SRXFH): RETA (`equal`, `weight`, `default`, table) and key.
-    pub fn set_rxfh(&self, req: &RxfhRequest) -> Result<(), EthtoolError> {
-        self.switch_mut(|s| s.ethtool_set_rxfh(req))
-    }
-
-    /// `ethtool -x`: the RETA and the key.
-    pub fn rxfh(&self) -> ([u8; RETA_SIZE], [u8; RSS_KEY_LEN]) {
-        self.switch(|s| s.ethtool_get_rxfh())
-    }
-}
-
-/// The PF's kernel side (counting sink or TAP) receives PF-pool frames (`Nic::set_pf_sink`).
-impl FrameSink for KernelSide {
-    fn frame(&mut self, frame: &[u8]) {
-        self.deliver(frame);
-    }
 }

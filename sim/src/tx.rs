@@ -6,7 +6,7 @@ use std::sync::atomic::{fence, Ordering};
 use crate::iommu::DmaPort;
 use crate::regs::*;
 use crate::txoffload::{self, TxOffloadCtx};
-use crate::vf::VfShared;
+use crate::vfstate::VfShared;
 
 /// POPTS.IXSM / POPTS.TXSM in a data descriptor's olinfo (facts §6.2).
 const POPTS_IXSM: u32 = 1 << 8;

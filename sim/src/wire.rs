@@ -3,13 +3,15 @@
 //! "kernel side". Both need CAP_NET_RAW/CAP_NET_ADMIN (root); errors say so.
 //!
 //! Both are non-blocking: `recv_frame`/`read_frame` return `Ok(None)` when nothing is waiting.
-//! Both implement [`crate::engine::FrameSink`] so the engine can push egress into them (the
+//! Both implement [`FrameSink`] so the engine can push egress into them (the
 //! engine's `FrameSource` treats `None` as "exhausted", so a poller for ingress lives with the
-//! caller: read, then `nic.inject`).
+//! caller: read, then `nic.inject`; [`crate::WirePort`] does that for a NIC).
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::sink::FrameSink;
 
 /// Wire-port errors: which interface, which step, and the OS error.
 #[derive(Debug, thiserror::Error)]
@@ -350,7 +352,7 @@ impl TapDevice {
     }
 }
 
-impl crate::engine::FrameSink for PacketSocket {
+impl FrameSink for PacketSocket {
     fn frame(&mut self, frame: &[u8]) {
         if let Err(e) = self.send_frame(frame) {
             log::debug!("wire: {e}");
@@ -358,60 +360,10 @@ impl crate::engine::FrameSink for PacketSocket {
     }
 }
 
-impl crate::engine::FrameSink for TapDevice {
+impl FrameSink for TapDevice {
     fn frame(&mut self, frame: &[u8]) {
         if let Err(e) = self.write_frame(frame) {
             log::debug!("wire: {e}");
         }
-    }
-}
-
-/// The model's wire port attached to a real interface: frames the interface receives are
-/// injected into the NIC, and frames the NIC transmits on the wire are sent out of it.
-///
-/// Egress is immediate (an AF_PACKET socket installed as the NIC's egress sink); ingress is
-/// pulled by [`WirePort::poll`], which the caller runs in its loop next to `nic.step()` (or
-/// beside the engine).
-#[derive(Debug)]
-pub struct WirePort {
-    rx: PacketSocket,
-    buf: Vec<u8>,
-    /// Frames injected so far.
-    pub injected: u64,
-}
-
-impl WirePort {
-    /// Attaches `nic`'s wire port to the existing interface `ifname` (TAP or veth end).
-    /// Replaces any egress sink the NIC had.
-    pub fn attach(nic: &crate::Nic, ifname: &str) -> Result<WirePort, WireError> {
-        let rx = PacketSocket::open(ifname)?;
-        let tx = PacketSocket::open(ifname)?;
-        nic.set_egress_sink(Some(Box::new(tx)));
-        Ok(WirePort {
-            rx,
-            buf: vec![0u8; 9728 + 64],
-            injected: 0,
-        })
-    }
-
-    /// The interface.
-    pub fn ifname(&self) -> &str {
-        self.rx.ifname()
-    }
-
-    /// Injects up to `max` waiting frames into `nic`; returns how many. Never blocks.
-    pub fn poll(&mut self, nic: &crate::Nic, max: usize) -> Result<usize, WireError> {
-        let mut n = 0;
-        while n < max {
-            match self.rx.recv_frame(&mut self.buf)? {
-                Some(len) => {
-                    nic.inject(&self.buf[..len]);
-                    n += 1;
-                }
-                None => break,
-            }
-        }
-        self.injected += n as u64;
-        Ok(n)
     }
 }

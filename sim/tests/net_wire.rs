@@ -17,8 +17,9 @@ use floodgate_sim::generator::{Generator, GeneratorConfig, Rate, TrafficClass, M
 use floodgate_sim::l2::PoolConfig;
 use floodgate_sim::regs::*;
 use floodgate_sim::switch::{Ingress, KernelSide, Switch, Target};
-use floodgate_sim::wire::{PacketSocket, TapDevice, WireError, WirePort};
+use floodgate_sim::wire::{PacketSocket, TapDevice, WireError};
 use floodgate_sim::NicModel;
+use floodgate_sim::WirePort;
 use floodgate_vfio::{Bar, Device};
 
 /// Local experimental EtherType: our test frames, never host chatter.

@@ -9,8 +9,9 @@ use crate::generator::inet_checksum;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use crate::engine::FrameSink;
-use crate::{Nic, NicInner};
+use crate::nic::Nic;
+use crate::sink::FrameSink;
+use crate::state::NicInner;
 
 /// What the responder did.
 #[derive(Debug, Default)]

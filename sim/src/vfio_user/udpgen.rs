@@ -4,9 +4,9 @@
 //! It exists so that the server has traffic without the flood generator; it builds each frame
 //! in the engine's buffer (no allocation per frame).
 
-use crate::engine::FrameSource;
 use crate::generator::inet_checksum;
 use crate::pf::Pf;
+use crate::sink::FrameSource;
 
 /// Source MAC of generated frames (a locally administered "wire peer").
 pub const PEER_MAC: [u8; 6] = [0x02, 0xf0, 0x00, 0x00, 0x00, 0xfe];

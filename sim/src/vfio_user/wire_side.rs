@@ -9,8 +9,8 @@ use std::time::Duration;
 use std::fs::File;
 use std::io::BufReader;
 
-use crate::engine::{FrameSink, FrameSource};
 use crate::pcap::{PcapReader, PcapReplay};
+use crate::sink::{FrameSink, FrameSource};
 use crate::wire::{PacketSocket, TapDevice, WireError};
 use crate::Nic;
 
