@@ -25,6 +25,7 @@ pub mod socket;
 
 pub use bpf::{BpfError, Link, Map, MapType, Program, XdpAttachMode};
 pub use prog::{generate, Flow, Insn, XdpAction, XdpRule};
+pub use socket::{BindMode, Frame, SocketConfig, SocketError, XskMode, XskSocket};
 
 /// Interface index of `name` (`if_nametoindex(3)`), or `None` if there is no such interface.
 pub fn ifindex(name: &str) -> Option<u32> {
