@@ -50,6 +50,13 @@ pub enum SocketError {
     Map(#[from] BpfError),
 }
 
+/// How long `bind` retries while the queue is still claimed by a socket being released.
+const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn is_busy(e: &SocketError) -> bool {
+    matches!(e, SocketError::Sys { source, .. } if source.raw_os_error() == Some(libc::EBUSY))
+}
+
 fn sys(what: &'static str) -> SocketError {
     SocketError::Sys {
         what,
@@ -636,18 +643,34 @@ impl XskSocket {
             }
             Ok(())
         };
-        match self.cfg.bind {
-            BindMode::ZeroCopy => try_bind(libc::XDP_ZEROCOPY)?,
-            BindMode::Copy => try_bind(libc::XDP_COPY)?,
-            BindMode::Auto => {
-                if let Err(e) = try_bind(libc::XDP_ZEROCOPY) {
-                    log::info!(
-                        "AF_XDP ifindex {} queue {}: no zero copy ({e}), using copy mode",
-                        self.ifindex,
-                        self.queue
-                    );
-                    try_bind(libc::XDP_COPY)?;
+        let once = || -> Result<(), SocketError> {
+            match self.cfg.bind {
+                BindMode::ZeroCopy => try_bind(libc::XDP_ZEROCOPY),
+                BindMode::Copy => try_bind(libc::XDP_COPY),
+                BindMode::Auto => match try_bind(libc::XDP_ZEROCOPY) {
+                    Err(e) if !is_busy(&e) => {
+                        log::info!(
+                            "AF_XDP ifindex {} queue {}: no zero copy ({e}), using copy mode",
+                            self.ifindex,
+                            self.queue
+                        );
+                        try_bind(libc::XDP_COPY)
+                    }
+                    r => r,
+                },
+            }
+        };
+        // The kernel releases a closed socket's claim on the queue asynchronously (a deferred
+        // work item frees the buffer pool), so a bind right after a previous owner closed or
+        // died can see EBUSY for a moment: retry for up to BIND_BUSY_WAIT.
+        let deadline = std::time::Instant::now() + BIND_BUSY_WAIT;
+        loop {
+            match once() {
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    log::debug!("AF_XDP bind: queue {} busy, retrying", self.queue);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
+                r => break r?,
             }
         }
         // A kernel without XDP_OPTIONS (before 5.3) has no zero copy to report.
