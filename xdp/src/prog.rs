@@ -75,6 +75,10 @@ const BPF_EXIT: u8 = 0x90;
 const BPF_PSEUDO_MAP_FD: u8 = 1;
 /// Helper number of `bpf_redirect_map` (`enum bpf_func_id`, include/uapi/linux/bpf.h).
 const BPF_FUNC_REDIRECT_MAP: i32 = 51;
+/// Helper number of `bpf_map_lookup_elem`.
+const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+const BPF_ST: u8 = 0x02;
+const BPF_STX: u8 = 0x03;
 
 /// Memory access sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +159,18 @@ impl Insn {
     /// `dst = *(size *)(src + off)`.
     pub fn ldx(size: Size, dst: Reg, src: Reg, off: i16) -> Insn {
         insn(BPF_LDX | BPF_MEM | size.bits(), dst, src, off, 0)
+    }
+    /// `dst = *(u64 *)(src + off)`.
+    pub fn ldx_dw(dst: Reg, src: Reg, off: i16) -> Insn {
+        insn(BPF_LDX | BPF_MEM | BPF_DW, dst, src, off, 0)
+    }
+    /// `*(u64 *)(dst + off) = src`.
+    pub fn stx_dw(dst: Reg, off: i16, src: Reg) -> Insn {
+        insn(BPF_STX | BPF_MEM | BPF_DW, dst, src, off, 0)
+    }
+    /// `*(u32 *)(dst + off) = imm`.
+    pub fn st_w(dst: Reg, off: i16, imm: i32) -> Insn {
+        insn(BPF_ST | BPF_MEM | BPF_W, dst, 0, off, imm)
     }
     /// `if dst <cond> imm goto +off` (64-bit compare, `imm` sign-extended).
     pub fn jmp_imm(cond: Cond, dst: Reg, imm: i32, off: i16) -> Insn {
@@ -393,19 +409,69 @@ pub struct RuleError {
 
 /// Options of [`generate`].
 #[derive(Debug, Clone, Copy)]
-pub struct GenOptions {
+pub struct GenOptions<'a> {
     /// Action when a rule matches but the queue has no socket in the XSKMAP (the `flags`
     /// argument of `bpf_redirect_map`). `XDP_PASS` in production: a frame steered to a queue
     /// nobody listens on goes to the kernel instead of vanishing.
     pub redirect_miss: XdpAction,
+    /// Per-verdict counters: a `BPF_MAP_TYPE_PERCPU_ARRAY` with key `u32`, value `u64` and
+    /// at least 2 entries (see [`counters_map`]); the program adds 1 to entry
+    /// [`COUNTER_PASSED`] for every frame it passes to the kernel and to [`COUNTER_STEERED`]
+    /// for every frame a rule matched. `None`: no counting.
+    pub counters: Option<BorrowedFd<'a>>,
 }
 
-impl Default for GenOptions {
+impl Default for GenOptions<'_> {
     fn default() -> Self {
         GenOptions {
             redirect_miss: XdpAction::Pass,
+            counters: None,
         }
     }
+}
+
+/// Counter entry: frames no rule matched (passed to the kernel).
+pub const COUNTER_PASSED: u32 = 0;
+/// Counter entry: frames a rule matched (redirected to the queue's socket; a frame the socket
+/// could not take is counted here and in the socket's `rx_dropped`).
+pub const COUNTER_STEERED: u32 = 1;
+
+/// Creates a counters map for [`GenOptions::counters`].
+pub fn counters_map(name: &str) -> Result<crate::bpf::Map, crate::bpf::BpfError> {
+    crate::bpf::Map::create(crate::bpf::MapType::PercpuArray, name, 4, 8, 2)
+}
+
+/// Reads a counters map: `[passed, steered]`, summed over CPUs.
+pub fn read_counters(map: &crate::bpf::Map) -> Result<[u64; 2], crate::bpf::BpfError> {
+    let mut out = [0u64; 2];
+    for (k, slot) in out.iter_mut().enumerate() {
+        if let Some(v) = map.lookup(&(k as u32).to_ne_bytes())? {
+            *slot = v
+                .chunks_exact(8)
+                .map(|c| u64::from_ne_bytes(c.try_into().expect("8-byte chunk")))
+                .sum();
+        }
+    }
+    Ok(out)
+}
+
+/// Adds 1 to the per-CPU counter `key` of `map` (clobbers r0-r5).
+fn emit_count(a: &mut Asm, map: BorrowedFd<'_>, key: u32) {
+    let skip = a.label();
+    // *(u32 *)(r10 - 4) = key; r2 = r10 - 4; r0 = bpf_map_lookup_elem(map, r2)
+    a.emit(Insn::st_w(10, -4, key as i32));
+    a.emit(Insn::mov64_reg(2, 10));
+    a.emit(Insn::add64_imm(2, -4));
+    for i in Insn::ld_map_fd(1, map.as_raw_fd()) {
+        a.emit(i);
+    }
+    a.emit(Insn::call(BPF_FUNC_MAP_LOOKUP_ELEM));
+    a.jump(Insn::jmp_imm(Cond::Eq, 0, 0, 0), skip);
+    // Per-CPU value: a plain read-modify-write is race-free.
+    a.emit(Insn::ldx_dw(1, 0, 0));
+    a.emit(Insn::add64_imm(1, 1));
+    a.emit(Insn::stx_dw(0, 0, 1));
+    a.bind(skip);
 }
 
 /// Jump targets inside the program being assembled.
@@ -480,7 +546,7 @@ fn word(b: &[u8]) -> i32 {
 pub fn generate(
     rules: &[XdpRule],
     xskmap: BorrowedFd<'_>,
-    opts: GenOptions,
+    opts: GenOptions<'_>,
 ) -> Result<Vec<Insn>, RuleError> {
     for (i, r) in rules.iter().enumerate() {
         r.validate(i)?;
@@ -565,6 +631,9 @@ pub fn generate(
     // (Without rules this block would be unreachable, which the verifier refuses.)
     if !rules.is_empty() {
         a.bind(redirect);
+        if let Some(c) = opts.counters {
+            emit_count(&mut a, c, COUNTER_STEERED);
+        }
         a.emit(Insn::ldx(Size::W, 2, R_CTX, 16));
         for i in Insn::ld_map_fd(1, xskmap.as_raw_fd()) {
             a.emit(i);
@@ -575,6 +644,9 @@ pub fn generate(
     }
 
     a.bind(pass);
+    if let Some(c) = opts.counters {
+        emit_count(&mut a, c, COUNTER_PASSED);
+    }
     a.emit(Insn::mov64_imm(0, XdpAction::Pass as i32));
     a.emit(Insn::exit());
     a.finish()
@@ -642,6 +714,9 @@ mod tests {
         assert_eq!((lo.code, lo.regs, lo.imm), (0x18, 0x11, 7));
         assert_eq!(hi, insn(0, 0, 0, 0, 0));
         assert_eq!(Insn::jmp32_imm(Cond::Ne, 4, 5, 3).code, 0x56);
+        assert_eq!(Insn::st_w(10, -4, 1).code, 0x62);
+        assert_eq!(Insn::stx_dw(0, 0, 1).code, 0x7b);
+        assert_eq!(Insn::ldx_dw(1, 0, 0).code, 0x79);
     }
 
     #[test]

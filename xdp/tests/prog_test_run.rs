@@ -45,6 +45,7 @@ fn load(rules: &[XdpRule], miss: XdpAction) -> (Map, Program) {
         map.as_fd(),
         GenOptions {
             redirect_miss: miss,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -294,4 +295,37 @@ fn verifier_rejection_carries_the_log() {
     let err = Program::load_xdp("fg_bad", &insns).unwrap_err().to_string();
     assert!(err.contains("BPF_PROG_LOAD"), "{err}");
     assert!(err.contains("invalid access to packet"), "{err}");
+}
+
+#[test]
+fn per_verdict_counters() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    use floodgate_xdp::prog::{counters_map, read_counters};
+    let map = Map::xskmap("test_xsks", 4).unwrap();
+    let counters = counters_map("test_cnt").unwrap();
+    let insns = generate(
+        &rules(),
+        map.as_fd(),
+        GenOptions {
+            counters: Some(counters.as_fd()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let p = Program::load_xdp("fg_test", &insns).unwrap();
+    assert_eq!(read_counters(&counters).unwrap(), [0, 0]);
+    let hit = frame(None, v4(1, 2, 3, 4), v4(5, 6, 7, 8), 17, 1, 53, b"x");
+    let miss = frame(None, v4(1, 2, 3, 4), v4(5, 6, 7, 8), 17, 1, 54, b"x");
+    for _ in 0..3 {
+        assert_eq!(verdict(&p, &hit), XdpAction::Pass, "empty map: miss action");
+    }
+    for _ in 0..2 {
+        assert_eq!(verdict(&p, &miss), XdpAction::Pass);
+    }
+    assert_eq!(verdict(&p, &hit[..20]), XdpAction::Pass, "short frame");
+    // [passed, steered]
+    assert_eq!(read_counters(&counters).unwrap(), [3, 3]);
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use floodgate_xdp::bpf::{Link, Map, Program, XdpAttachMode};
-use floodgate_xdp::prog::{generate, Flow, GenOptions, XdpAction, XdpRule};
+use floodgate_xdp::prog::{
+    counters_map, generate, read_counters, Flow, GenOptions, XdpAction, XdpRule,
+};
 use floodgate_xdp::socket::{Frame, SocketConfig, XskMode, XskSocket};
 
 macro_rules! need_netns {
@@ -27,16 +29,21 @@ macro_rules! need_netns {
 /// Steering for "udp4 dst port 53" on the receiving end, attached, with an empty XSKMAP.
 struct Steering {
     map: Map,
+    counters: Map,
     prog: Program,
     link: Option<Link>,
 }
 
 fn steer_dns(ifindex: u32) -> Steering {
     let map = Map::xskmap("fgx_xsks", 64).expect("XSKMAP");
+    let counters = counters_map("fgx_cnt").expect("counters");
     let insns = generate(
         &[XdpRule::new(Flow::Udp4).dst_port(53)],
         map.as_fd(),
-        GenOptions::default(),
+        GenOptions {
+            counters: Some(counters.as_fd()),
+            ..Default::default()
+        },
     )
     .unwrap();
     let prog = Program::load_xdp("fgx_dns", &insns).expect("load");
@@ -45,6 +52,7 @@ fn steer_dns(ifindex: u32) -> Steering {
         .expect("attach");
     Steering {
         map,
+        counters,
         prog,
         link: Some(link),
     }
@@ -147,6 +155,14 @@ fn steers_port_53_to_the_socket_and_port_54_to_the_kernel() {
     );
     let s = sock.stats();
     assert_eq!(s.rx_frames, 10);
+    // The program's own counters: the 10 steered (plus the test run above), the port-54 ten
+    // and whatever else the link carried (IPv6 neighbour discovery) passed.
+    let [passed, steered] = read_counters(&st.counters).unwrap();
+    assert_eq!(steered, 11, "10 datagrams and one test run");
+    assert!(
+        passed >= 11,
+        "10 datagrams, one test run, maybe ND: {passed}"
+    );
     assert_eq!((s.bad_rx_desc, s.bad_frame, s.ring_overruns), (0, 0, 0));
     // Double release and forged frames are refused and counted, never handed to the kernel.
     let mut frames = [Frame::default(); 4];
