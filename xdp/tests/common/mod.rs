@@ -3,11 +3,16 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Returns `Some(reason)` if this process cannot use bpf(2) / netns (not root).
-pub fn skip_reason() -> Option<&'static str> {
+/// Returns `Some(reason)` if this process cannot use bpf(2) (not root, or bpf(2) refused, for
+/// example by a container's seccomp policy).
+pub fn skip_reason() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (CAP_BPF, CAP_NET_ADMIN) for bpf(2)");
+        return Some("needs root (CAP_BPF, CAP_NET_ADMIN) for bpf(2)".into());
+    }
+    use floodgate_xdp::bpf::{Map, MapType};
+    if let Err(e) = Map::create(MapType::Array, "fgx_probe", 4, 4, 1) {
+        return Some(format!("bpf(2) is not usable here: {e}"));
     }
     None
 }
@@ -224,7 +229,7 @@ pub fn enter_ns(name: &str) {
 /// Returns `Some(reason)` if veth pairs in namespaces cannot be made here.
 pub fn netns_skip_reason() -> Option<String> {
     if let Some(r) = skip_reason() {
-        return Some(r.to_string());
+        return Some(r);
     }
     if std::process::Command::new("ip").arg("-V").output().is_err() {
         return Some("the ip command (iproute2) is missing".into());
