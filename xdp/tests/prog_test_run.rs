@@ -329,3 +329,37 @@ fn per_verdict_counters() {
     // [passed, steered]
     assert_eq!(read_counters(&counters).unwrap(), [3, 3]);
 }
+
+#[test]
+fn map_calls() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    use floodgate_xdp::bpf::{BpfError, MapType};
+    let m = Map::create(MapType::Array, "test_arr", 4, 8, 4).unwrap();
+    assert_eq!(m.max_entries(), 4);
+    assert_eq!(m.lookup(&2u32.to_ne_bytes()).unwrap(), Some(vec![0; 8]));
+    m.update(&2u32.to_ne_bytes(), &77u64.to_ne_bytes()).unwrap();
+    assert_eq!(
+        m.lookup(&2u32.to_ne_bytes()).unwrap(),
+        Some(77u64.to_ne_bytes().to_vec())
+    );
+    // Out of range: the kernel's error, naming the call.
+    let e = m
+        .update(&9u32.to_ne_bytes(), &1u64.to_ne_bytes())
+        .unwrap_err();
+    assert!(e.to_string().contains("BPF_MAP_UPDATE_ELEM"), "{e}");
+    assert_eq!(m.lookup(&9u32.to_ne_bytes()).unwrap(), None);
+    // Wrong sizes never reach the kernel.
+    assert!(matches!(
+        m.update(&[0u8; 2], &[0u8; 8]),
+        Err(BpfError::Size { what: "key", .. })
+    ));
+    assert!(matches!(
+        m.update(&[0u8; 4], &[0u8; 4]),
+        Err(BpfError::Size { what: "value", .. })
+    ));
+    // Arrays have no delete.
+    assert!(m.delete(&1u32.to_ne_bytes()).is_err());
+}

@@ -164,6 +164,9 @@ fn steers_port_53_to_the_socket_and_port_54_to_the_kernel() {
         "10 datagrams, one test run, maybe ND: {passed}"
     );
     assert_eq!((s.bad_rx_desc, s.bad_frame, s.ring_overruns), (0, 0, 0));
+    // Unregistering the socket: matches fall back to the miss action (the kernel).
+    assert!(st.map.delete(&0u32.to_ne_bytes()).unwrap());
+    assert_eq!(st.prog.test_run(&f).unwrap().retval, XdpAction::Pass as u32);
     // Double release and forged frames are refused and counted, never handed to the kernel.
     let mut frames = [Frame::default(); 4];
     assert_eq!(sock.release(&frames[..1]), 0);
