@@ -358,6 +358,14 @@ fn xdp_program_is_gone_after_drop_and_after_kill() {
     drop((sock, st));
 
     // 2. A process that attached and is killed with SIGKILL leaves nothing behind.
+    /// Kills the helper if the test fails before it does.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
@@ -370,12 +378,14 @@ fn xdp_program_is_gone_after_drop_and_after_kill() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let stdout = child.stdout.take().unwrap();
+    let mut child = KillOnDrop(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
     let ready = lines.any(|l| l.map(|l| l.contains("attached")).unwrap_or(false));
     assert!(ready, "helper did not attach");
     assert!(v.rx_link().contains("prog/xdp"));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while v.rx_link().contains("prog/xdp") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
