@@ -150,7 +150,7 @@ fn reload_storm_under_flood_counts_every_reload_and_stops_cleanly() {
 
     // Stop while the flood goes on.
     let stopped = h.stop_with(&[libc::SIGTERM], Duration::from_secs(20));
-    drop(engine.stop());
+    let _ = engine.stop();
     let line = final_checks(&stopped);
     let log = &stopped.log;
     let ok = num(&line, "reloads ");
@@ -232,7 +232,7 @@ fn reload_to_a_300_host_tcpdump_rule_loses_nothing_at_the_nic() {
     let (lost1, routed1) = nic_loss(&h);
     assert!(h.alive());
     let stopped = h.stop_with(&[libc::SIGTERM], Duration::from_secs(20));
-    drop(engine.stop());
+    let _ = engine.stop();
     let line = final_checks(&stopped);
     assert_eq!(num(&line, "reloads "), 1, "{line}");
     let (lost, routed) = (lost1 - lost0, routed1 - routed0);
@@ -259,7 +259,7 @@ fn a_second_sigterm_skips_the_drain_and_still_ends_cleanly() {
     let (engine, _) = h.send(13, 20_000 * 120);
     wait_for_traffic(&h);
     let stopped = h.stop_with(&[libc::SIGTERM, libc::SIGTERM], Duration::from_secs(30));
-    drop(engine.stop());
+    let _ = engine.stop();
     final_checks(&stopped);
     assert!(
         stopped.log.contains("again: stopping at once"),
@@ -282,7 +282,7 @@ fn one_sigterm_under_a_flood_ends_after_the_drain_timeout() {
     let (engine, _) = h.send(14, 20_000 * 120);
     wait_for_traffic(&h);
     let stopped = h.stop_with(&[libc::SIGTERM], Duration::from_secs(20));
-    drop(engine.stop());
+    let _ = engine.stop();
     let line = final_checks(&stopped);
     // The rings never went quiet: the drain was cut, and said so.
     assert!(
@@ -358,7 +358,7 @@ fn reload_after_the_privilege_drop_reads_a_root_only_config() {
     );
     assert!(h.alive());
     let stopped = h.stop_with(&[libc::SIGTERM], Duration::from_secs(20));
-    drop(engine.stop());
+    let _ = engine.stop();
     let line = final_checks(&stopped);
     assert_eq!(num(&line, "reloads "), 1, "{line}");
 }
