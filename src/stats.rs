@@ -112,13 +112,14 @@ pub fn fmt_rate(count: u64, over: Duration) -> String {
 /// The text the daemon prints after `invariant holds`: what the invariant covers and what the
 /// NIC missed outside it (`None`: the device has no readable missed-frame counter).
 pub fn invariant_scope(nic_missed: Option<u64>) -> String {
+    // Worded without the final line's `key N` pairs, so scripts that pick the number after a
+    // key (`rx`, `dropped`, `errors`, ...) never land in this text.
+    const COVERS: &str = "every frame taken from the rings got one verdict or was counted as left";
     match nic_missed {
-        Some(m) => format!(
-            "(rx = dropped + passed + errors + left in rings; the NIC missed {m} more before the rings)"
+        Some(m) => format!("({COVERS}; the NIC missed {m} more before they reached the rings)"),
+        None => format!(
+            "({COVERS}; frames the NIC missed before the rings cannot be read on this device)"
         ),
-        None => "(rx = dropped + passed + errors + left in rings; NIC missed frames not readable \
-                 on this device)"
-            .to_string(),
     }
 }
 

@@ -846,3 +846,170 @@ impl Device for VfioUserDevice {
         self.timeouts()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The socket paths of [`Conn`] against a scripted peer on a socket pair: a late reply is a
+    //! counted timeout (not a removal) and is skipped when it comes; a signal during a wait is
+    //! retried; a peer that hangs up breaks the connection.
+
+    use super::*;
+    use std::time::Instant;
+
+    fn conn(sock: UnixStream, timeout: Duration) -> Conn {
+        sock.set_read_timeout(Some(timeout)).unwrap();
+        sock.set_write_timeout(Some(timeout)).unwrap();
+        Conn {
+            stream: Mutex::new(Stream {
+                sock,
+                next_id: 0,
+                abandoned: Vec::new(),
+            }),
+            broken: AtomicBool::new(false),
+            timeouts: AtomicU64::new(0),
+            location: "test".into(),
+        }
+    }
+
+    /// Reads one request; returns its header.
+    fn read_request(s: &mut UnixStream) -> Option<Header> {
+        let mut h = [0u8; HEADER_SIZE];
+        s.read_exact(&mut h).ok()?;
+        let hdr = Header::from_bytes(&h);
+        let mut body = vec![0u8; hdr.message_size as usize - HEADER_SIZE];
+        s.read_exact(&mut body).ok()?;
+        Some(hdr)
+    }
+
+    /// Answers `req` with a reply carrying `body`.
+    fn reply(s: &mut UnixStream, req: &Header, body: &[u8]) {
+        let h = Header {
+            message_id: req.message_id,
+            command: req.command,
+            message_size: (HEADER_SIZE + body.len()) as u32,
+            flags: proto::FLAG_REPLY,
+            error: 0,
+        }
+        .to_bytes();
+        s.write_all(&h).unwrap();
+        s.write_all(body).unwrap();
+    }
+
+    /// A REGION_READ reply of 4 bytes holding `v`.
+    fn read_reply(v: u32) -> Vec<u8> {
+        let mut b = vec![0u8; 16];
+        b.extend_from_slice(&v.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn a_late_reply_is_a_counted_timeout_and_is_skipped_when_it_comes() {
+        let (client, mut server) = UnixStream::pair().unwrap();
+        let c = conn(client, Duration::from_millis(150));
+        let peer = std::thread::spawn(move || {
+            // Request 0 (a write): answered only after the client gave up on it.
+            let w = read_request(&mut server).unwrap();
+            std::thread::sleep(Duration::from_millis(250));
+            reply(&mut server, &w, &[0u8; 16]);
+            // Then every request (reads) at once, until the client hangs up.
+            let mut answered = 0;
+            while let Some(r) = read_request(&mut server) {
+                reply(&mut server, &r, &read_reply(0x1234_5678));
+                answered += 1;
+            }
+            answered
+        });
+        let e = c.region_write(0, 0x10, &7u32.to_le_bytes()).unwrap_err();
+        assert!(e.to_string().contains("within the timeout"), "{e}");
+        assert_eq!(c.timeouts(), 1);
+        assert!(
+            !c.broken.load(Ordering::Acquire),
+            "a timeout is not a removal"
+        );
+        let mut b = [0u8; 4];
+        // The first try may time out too (the peer may still be asleep): the read is then sent
+        // again; the late replies are skipped by their message IDs.
+        c.region_read_small(0, 0x20, &mut b).unwrap();
+        assert_eq!(u32::from_le_bytes(b), 0x1234_5678);
+        assert!(!c.broken.load(Ordering::Acquire));
+        let retries = c.timeouts() - 1;
+        assert!(retries <= u64::from(READ_RETRIES), "{retries}");
+        assert!(c.stream.lock().unwrap().abandoned.is_empty());
+        // Later requests are in step again.
+        c.region_read_small(0, 0x24, &mut b).unwrap();
+        assert_eq!(c.timeouts(), 1 + retries);
+        drop(c);
+        assert_eq!(peer.join().unwrap() as u64, retries + 2);
+    }
+
+    impl Conn {
+        fn timeouts(&self) -> u64 {
+            self.timeouts.load(Ordering::Relaxed)
+        }
+    }
+
+    extern "C" fn noop(_: libc::c_int) {}
+
+    #[test]
+    fn a_signal_during_the_wait_for_a_reply_is_retried() {
+        // A handler with SA_RESTART, as signal-hook installs them: with a receive timeout set,
+        // Linux still fails `recvmsg` with EINTR.
+        // SAFETY: installs a handler that does nothing for SIGUSR2, which nothing else in this
+        // test binary uses; the sigaction struct is fully initialised.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = noop as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut()), 0);
+        }
+        let (client, mut server) = UnixStream::pair().unwrap();
+        let c = Arc::new(conn(client, Duration::from_secs(5)));
+        let (tid_tx, tid_rx) = mpsc_pair();
+        let c2 = c.clone();
+        let caller = std::thread::spawn(move || {
+            // SAFETY: pthread_self has no preconditions.
+            tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
+            let mut b = [0u8; 4];
+            let r = c2.region_read_small(0, 0x20, &mut b);
+            (r.map(|_| u32::from_le_bytes(b)), c2.timeouts())
+        });
+        let tid = tid_rx.recv().unwrap();
+        let req = read_request(&mut server).unwrap();
+        // The caller is now (or soon) blocked waiting for the reply: interrupt it a few times.
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(300) {
+            // SAFETY: `tid` is the caller thread, alive until it gets its reply below.
+            unsafe { libc::pthread_kill(tid, libc::SIGUSR2) };
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        reply(&mut server, &req, &read_reply(0xabcd));
+        let (r, timeouts) = caller.join().unwrap();
+        assert_eq!(r.unwrap(), 0xabcd);
+        assert_eq!(timeouts, 0);
+        assert!(!c.broken.load(Ordering::Acquire));
+    }
+
+    fn mpsc_pair() -> (
+        std::sync::mpsc::Sender<libc::pthread_t>,
+        std::sync::mpsc::Receiver<libc::pthread_t>,
+    ) {
+        std::sync::mpsc::channel()
+    }
+
+    #[test]
+    fn a_peer_that_hangs_up_breaks_the_connection() {
+        let (client, mut server) = UnixStream::pair().unwrap();
+        let c = conn(client, Duration::from_secs(5));
+        let peer = std::thread::spawn(move || {
+            read_request(&mut server).unwrap();
+            drop(server);
+        });
+        let e = c.region_write(0, 0, &[0; 4]).unwrap_err();
+        peer.join().unwrap();
+        assert!(c.broken.load(Ordering::Acquire), "{e}");
+        assert_eq!(c.timeouts(), 0);
+        let e = c.region_write(0, 0, &[0; 4]).unwrap_err();
+        assert!(e.to_string().contains("already failed"), "{e}");
+    }
+}
