@@ -753,6 +753,34 @@ fn pf_mac(name: &str) -> Option<[u8; 6]> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn steering_rules_are_removed_when_the_run_fails_or_panics() {
+        use crate::steering::{Action, Flow, SimBackend, Steering, SteeringRule};
+        let nic = floodgate_sim::Nic::new(floodgate_sim::NicConfig {
+            capture_egress: false,
+            ..Default::default()
+        });
+        let on_port = || nic.pf().switch(|s| s.ethtool_ntuple_all()).1.len();
+        for panics in [false, true] {
+            let mut s = Steering::new(SimBackend::model("sim0", nic.pf()), None);
+            s.install(&[
+                SteeringRule::new(Flow::Udp4, Action::ToVf { vf: 0, queue: 0 }).dst_port(53),
+            ])
+            .unwrap();
+            assert_eq!(on_port(), 1);
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> anyhow::Result<()> {
+                    let _guard = super::SteeringGuard(Some(s));
+                    if panics {
+                        panic!("the polling thread panicked");
+                    }
+                    anyhow::bail!("device gone")
+                }));
+            assert_eq!(r.is_err(), panics);
+            assert_eq!(on_port(), 0, "rules left on the port (panic: {panics})");
+        }
+    }
+
+    #[test]
     fn pf_mac_reads_sysfs_and_refuses_nonsense() {
         // Loopback exists everywhere and has the all-zero address.
         assert_eq!(super::pf_mac("lo"), Some([0; 6]));
