@@ -122,6 +122,10 @@ rejected="$(sed -n 's/.*| reloads \([0-9]*\) (\([0-9]*\) rejected).*/\2/p' <<< "
 invariant=failed
 grep -q 'invariant holds' <<< "$line" && invariant=holds
 [ -n "$line" ] && echo "$line"
+# The model's side: frames it could not place in the VF's ring (printed when the client left).
+for _ in $(seq 50); do grep -q "client left" "$dir/sim.err" && break; sleep 0.1; done
+model="$(sed -n 's/.*wire in \([0-9]*\) rx delivered \([0-9]*\) no-desc \([0-9]*\).*/wire_in=\1 rx_delivered=\2 no_desc=\3/p' "$dir/sim.err" | tail -1)"
+echo "soak: model ${model:-counters not printed}"
 if [ "$deaths" != 0 ] || [ -z "$line" ]; then
     echo "soak: daemon log (last 20 lines):"; tail -20 "$dir/fg.err"
 fi
