@@ -8,7 +8,8 @@
 #   soak: minutes=10 deaths=0 rss_start=… rss_end=… fds_start=… fds_end=… reloads_ok=… reloads_rejected=… invariant=holds
 #
 # RSS is in kB; the start values are the first sample (10 s in). Exits non-zero if the daemon
-# died, did not print its final line, or the invariant failed.
+# died, did not print its final line, or the invariant failed, or if RSS grew by more than
+# 1 MB or the number of open descriptors changed between the first and the last sample.
 #
 #   ./scripts/soak.sh [MINUTES]      default 10; SOAK_PPS sets the flood rate (default 20000)
 #
@@ -132,4 +133,11 @@ fi
 echo "soak: minutes=$minutes deaths=$deaths rss_start=${rss_start:-?} rss_end=${rss_end:-?}" \
      "fds_start=${fds_start:-?} fds_end=${fds_end:-?} reloads_ok=${ok:-?}" \
      "reloads_rejected=${rejected:-?} invariant=$invariant"
-[ "$deaths" = 0 ] && [ "$invariant" = holds ]
+flat=1
+if [ -n "$rss_start" ] && [ $(( rss_end - rss_start )) -gt 1024 ]; then
+    echo "soak: RSS grew by $(( rss_end - rss_start )) kB (more than 1 MB)"; flat=0
+fi
+if [ -n "$fds_start" ] && [ "$fds_end" != "$fds_start" ]; then
+    echo "soak: open descriptors went from $fds_start to $fds_end"; flat=0
+fi
+[ "$deaths" = 0 ] && [ "$invariant" = holds ] && [ "$flat" = 1 ]

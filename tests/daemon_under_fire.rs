@@ -238,7 +238,7 @@ fn reload_to_a_300_host_tcpdump_rule_loses_nothing_at_the_nic() {
     );
     let prep = t.elapsed();
     assert!(
-        h.log_now().contains("reloaded rules (3 rules)"),
+        h.log_now().contains("reloaded rules (3 rules;"),
         "{}",
         h.log_now()
     );

@@ -343,9 +343,11 @@ fn reload_thread(
         match requests.recv_timeout(Duration::from_millis(100)) {
             Ok(()) => {
                 let t = std::time::Instant::now();
-                let outcome =
-                    load_rules(&src, running).map(|rules| PreparedRules::new(rules, workers));
-                log::debug!("reload prepared in {:?}", t.elapsed());
+                let outcome = load_rules(&src, running).map(|rules| {
+                    let mut p = PreparedRules::new(rules, workers);
+                    p.took = t.elapsed();
+                    p
+                });
                 if out.send(outcome).is_err() {
                     return;
                 }

@@ -28,13 +28,19 @@ pub struct PreparedRules {
     pub rules: RuleSet,
     /// One copy per worker (empty when judging inline).
     pub forks: Vec<RuleSet>,
+    /// How long reading, parsing, compiling and building took (for the log).
+    pub took: Duration,
 }
 
 impl PreparedRules {
     /// Builds `rules` and `workers` forks of it.
     pub fn new(rules: RuleSet, workers: usize) -> PreparedRules {
         let forks = (0..workers).map(|_| rules.fork()).collect();
-        PreparedRules { rules, forks }
+        PreparedRules {
+            rules,
+            forks,
+            took: Duration::ZERO,
+        }
     }
 }
 
@@ -242,9 +248,14 @@ fn take_new_rules<D: Device, S: PassSink>(
     loop {
         match rx.try_recv() {
             Ok(Ok(p)) => {
+                let took = p.took;
                 let old = fl.install_rules(p.rules, p.forks);
                 rep.reloads += 1;
-                log::info!("reloaded rules ({} rules)", fl.rule_names().len());
+                log::info!(
+                    "reloaded rules ({} rules; prepared off the polling thread in {} ms)",
+                    fl.rule_names().len(),
+                    took.as_millis()
+                );
                 if let (Some(old), Some(tx)) = (old, ctl.retired.as_ref()) {
                     // Freed on the reload thread; if it is gone, freed here.
                     let _ = tx.send(old);
