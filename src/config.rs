@@ -347,6 +347,9 @@ pub struct DaemonConfig {
     /// Nap this many microseconds when the rings have been empty for a while (adaptive polling);
     /// 0 = busy-poll always. See [`crate::daemon::runloop::IdlePolicy`].
     pub idle_sleep_us: u32,
+    /// How long a stop keeps judging what is in the rings before it counts the rest as left
+    /// and exits. See [`crate::daemon::runloop::LoopControl::drain_timeout`].
+    pub drain_timeout_ms: u32,
 }
 
 /// 1-based line and column in the config file.
@@ -492,6 +495,7 @@ struct RawDaemon {
     workers: Option<S<i64>>,
     state_file: Option<S<String>>,
     idle_sleep_us: Option<S<i64>>,
+    drain_timeout_ms: Option<S<i64>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -536,6 +540,9 @@ pub mod defaults {
     /// `daemon.idle_sleep_us`: short enough that a 4096-descriptor ring cannot fill during one
     /// nap even at 10 GbE line rate (4096 / 14.88 Mpps = 275 µs, with room for timer slack).
     pub const IDLE_SLEEP_US: u32 = 50;
+    /// `daemon.drain_timeout_ms`: a stop under a flood that never lets the rings go quiet ends
+    /// after this long.
+    pub const DRAIN_TIMEOUT_MS: u32 = 1000;
 }
 
 /// Largest rate-limit table (keys); 4 Mi slots of 24 bytes is 96 MiB.
@@ -1923,6 +1930,7 @@ impl Config {
                 workers: defaults::WORKERS,
                 state_file: PathBuf::from(defaults::STATE_FILE),
                 idle_sleep_us: defaults::IDLE_SLEEP_US,
+                drain_timeout_ms: defaults::DRAIN_TIMEOUT_MS,
             },
             Some(d) => {
                 let name_ok = |v: &S<String>, key: &str| -> Result<String, ConfigError> {
@@ -1966,6 +1974,14 @@ impl Config {
                         200,
                         "[daemon]",
                         "idle_sleep_us",
+                    )?,
+                    drain_timeout_ms: ctx.int_or(
+                        &d.drain_timeout_ms,
+                        defaults::DRAIN_TIMEOUT_MS,
+                        0,
+                        60_000,
+                        "[daemon]",
+                        "drain_timeout_ms",
                     )?,
                 }
             }

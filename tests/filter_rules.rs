@@ -325,6 +325,49 @@ fn rate_limit_per_source() {
 }
 
 #[test]
+fn rate_limit_state_survives_a_reload_only_for_unchanged_rules() {
+    let key = RateKey::Source {
+        v4_prefix: 32,
+        v6_prefix: 128,
+    };
+    let a = ipv4(UDP, [10, 0, 0, 1], [2, 2, 2, 2], 1, 53, b"");
+    let mut old = rate_rule(key, 1024);
+    // Empty `a`'s bucket (burst 2).
+    for _ in 0..3 {
+        old.classify(&a, 0);
+    }
+    assert_eq!(old.classify(&a, 0).action, Decision::Drop);
+    // The same rule reloaded: the bucket comes along, `a` stays limited.
+    let mut same = rate_rule(key, 1024);
+    assert_eq!(same.adopt_state(&mut old), 1);
+    assert_eq!(same.classify(&a, 0).action, Decision::Drop);
+    // A changed rule (other table size) starts with fresh buckets.
+    let mut changed = rate_rule(key, 2048);
+    assert_eq!(changed.adopt_state(&mut same), 0);
+    assert_eq!(changed.classify(&a, 0).action, Decision::Pass);
+    // A renamed rule too.
+    let mut renamed = RuleSet::new(
+        vec![Rule::new(
+            "other",
+            vec![proto(Proto::Udp)],
+            Action::RateLimit(RateLimit {
+                rate_pps: 10,
+                burst: 2,
+                key,
+                table_size: 1024,
+            }),
+        )],
+        Decision::Pass,
+    );
+    let mut again = rate_rule(key, 1024);
+    for _ in 0..3 {
+        again.classify(&a, 0);
+    }
+    assert_eq!(renamed.adopt_state(&mut again), 0);
+    assert_eq!(renamed.classify(&a, 0).action, Decision::Pass);
+}
+
+#[test]
 fn rate_limit_per_prefix_and_flow() {
     let mut rs = rate_rule(
         RateKey::Source {

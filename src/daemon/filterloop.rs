@@ -328,6 +328,8 @@ fn worker_main<S: PassSink>(
                 .take()
             {
                 r.adopt_counters(&rules);
+                r.adopt_state(&mut rules);
+                // The old set (and the fresh tables it now holds) is freed here, on the worker.
                 rules = r;
             }
         }
@@ -768,7 +770,7 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                 c.tap_dropped += r.counters.tap_dropped;
                 c.vf_tx_dropped += r.counters.vf_tx_dropped;
             }
-            let accounted = c.dropped + c.passed + c.errors;
+            let accounted = c.dropped + c.passed + c.errors + c.left;
             c.in_flight = c.rx_packets.saturating_sub(accounted);
         }
         c
@@ -826,26 +828,77 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
     }
 
     /// Swaps in a new rule set (hot reload) between two bursts, keeping the hit counters of
-    /// rules with the same name. Workers take theirs before their next burst.
-    pub fn replace_rules(&mut self, mut new: RuleSet) {
+    /// rules with the same name and the rate-limit state of unchanged rate-limit rules (see
+    /// [`RuleSet::adopt_state`]). Workers take theirs before their next burst.
+    pub fn replace_rules(&mut self, new: RuleSet) {
+        drop(self.install_rules(new, Vec::new()));
+    }
+
+    /// How many rule sets a reload should prepare in [`install_rules`](Self::install_rules)'s
+    /// `forks`: one per worker (0 when judging inline).
+    pub fn workers(&self) -> usize {
+        match &self.stage {
+            Stage::Inline { .. } => 0,
+            Stage::Fanout { workers, .. } => workers.len(),
+        }
+    }
+
+    /// Hot reload with the work done beforehand: `new` was built (parsed, compiled, tables
+    /// allocated) on another thread, and so were `forks`, one per worker (see
+    /// [`workers`](Self::workers); missing ones are forked here). Installing is then a few
+    /// pointer moves on the polling thread. Returns the rule set taken out (judging inline), for
+    /// the caller to free off the data path; workers free theirs themselves.
+    pub fn install_rules(&mut self, mut new: RuleSet, forks: Vec<RuleSet>) -> Option<RuleSet> {
         match &mut self.stage {
             Stage::Inline { rules, .. } => {
                 new.adopt_counters(rules);
-                *rules = new;
+                new.adopt_state(rules);
+                Some(std::mem::replace(rules, new))
             }
             Stage::Fanout {
                 workers, template, ..
             } => {
+                let mut forks = forks.into_iter();
                 for w in workers.iter() {
-                    *w.shared.new_rules.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(new.fork());
+                    let mine = forks.next().unwrap_or_else(|| new.fork());
+                    *w.shared.new_rules.lock().unwrap_or_else(|e| e.into_inner()) = Some(mine);
                     w.shared.reload.store(true, Ordering::Release);
                 }
                 let names = new.rules().len();
-                *template = RuleSet::new(new.rules().to_vec(), new.default_action());
                 log::debug!("rules handed to {} workers ({names} rules)", workers.len());
+                // The template only names the rules and carries no traffic.
+                Some(std::mem::replace(template, new))
             }
         }
+    }
+
+    /// Stop after a drain that ran out of time: takes what is still in the RX rings (at most
+    /// `max_per_queue` frames per queue, so a flood that keeps coming cannot hold the stop)
+    /// and releases it without a verdict, counted in `rx_packets` and `left`. Returns the count.
+    pub fn abandon_rings(&mut self, max_per_queue: usize) -> u64 {
+        let mut left = 0u64;
+        for q in 0..self.queues {
+            let mut taken = 0;
+            while taken < max_per_queue {
+                let n = self.vf.rx_burst(q, &mut self.rx);
+                if n == 0 {
+                    break;
+                }
+                taken += n;
+                self.counters.rx_bytes += self.rx.iter().map(|p| p.len() as u64).sum::<u64>();
+                self.rx.clear();
+            }
+            left += taken as u64;
+        }
+        self.counters.rx_packets += left;
+        self.counters.left += left;
+        left
+    }
+
+    /// Free buffers in the VF's packet pool (a gauge: it drops while packets are in flight and
+    /// comes back once they are released).
+    pub fn pool_free(&self) -> u64 {
+        u64::from(self.vf.mempool().available())
     }
 
     /// Stops the workers after they have drained their rings (call after the RX rings were

@@ -39,6 +39,13 @@ pub struct Snapshot {
     pub reloads: u64,
     /// Rejected config reloads (old rules kept).
     pub reload_errors: u64,
+    /// Frames the NIC could not place in the VF's RX rings (`None`: no readable counter on
+    /// this device; the metric is then left out).
+    pub nic_missed: Option<u64>,
+    /// Free buffers in the VF's packet pool (`None`: not known).
+    pub pool_free: Option<u64>,
+    /// Device requests that timed out without the device being gone (vfio-user).
+    pub transport_timeouts: u64,
 }
 
 /// Shared metrics state.
@@ -131,6 +138,23 @@ pub fn render(s: &Snapshot) -> String {
         c.errors,
     );
     counter(
+        "left_in_rings_packets_total",
+        "Frames still in the RX rings when a stop's drain ran out of time, released without a verdict.",
+        c.left,
+    );
+    if let Some(m) = s.nic_missed {
+        counter(
+            "nic_rx_missed_total",
+            "Frames the NIC could not place in the VF's RX rings (no free descriptor or a full packet buffer); not part of rx_packets_total.",
+            m,
+        );
+    }
+    counter(
+        "transport_timeouts_total",
+        "Device requests that got no reply in time without the device being gone (vfio-user).",
+        s.transport_timeouts,
+    );
+    counter(
         "pf_resets_total",
         "PF resets the VF recovered from.",
         s.pf_resets,
@@ -145,6 +169,14 @@ pub fn render(s: &Snapshot) -> String {
         "Rejected configuration reloads (old rules kept).",
         s.reload_errors,
     );
+    if let Some(free) = s.pool_free {
+        let _ = writeln!(
+            o,
+            "# HELP floodgate_pool_free_buffers Free buffers in the VF's packet pool."
+        );
+        let _ = writeln!(o, "# TYPE floodgate_pool_free_buffers gauge");
+        let _ = writeln!(o, "floodgate_pool_free_buffers {free}");
+    }
     let _ = writeln!(
         o,
         "# HELP floodgate_rule_hits_total Frames matched per rule."
@@ -402,6 +434,8 @@ mod tests {
                 looped: 2,
                 ..Default::default()
             },
+            nic_missed: Some(5),
+            pool_free: Some(4000),
             rules: vec![RuleSnapshot {
                 name: "dns \"flood\"".into(),
                 hits: 7,
@@ -421,6 +455,15 @@ mod tests {
         assert!(body.contains("floodgate_vf_tx_packets_total 1\n"));
         assert!(body.contains("floodgate_vf_tx_refused_packets_total 1\n"));
         assert!(body.contains("floodgate_looped_packets_total 2\n"));
+        assert!(body.contains("floodgate_nic_rx_missed_total 5\n"), "{body}");
+        assert!(
+            body.contains("floodgate_pool_free_buffers 4000\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("floodgate_left_in_rings_packets_total 0\n"),
+            "{body}"
+        );
         assert!(body.contains("floodgate_rule_hits_total{rule=\"dns \\\"flood\\\"\"} 7\n"));
         let mut s = TcpStream::connect(srv.addr()).unwrap();
         s.write_all(b"GET /nope HTTP/1.0\r\n\r\n").unwrap();

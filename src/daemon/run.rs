@@ -10,7 +10,16 @@
 //!    the VF: no TAP);
 //! 5. drop privileges (keeping CAP_NET_ADMIN so the rules can be removed at exit);
 //! 6. run the filter loop until SIGINT/SIGTERM; SIGHUP reloads the rules;
-//! 7. drain the rings, remove the steering rules, print the final counters.
+//! 7. drain the rings (for at most `[daemon] drain_timeout_ms`), remove the steering rules,
+//!    print the final counters.
+//!
+//! Signals never reach the data path: SIGINT, SIGTERM and SIGHUP are blocked in every thread
+//! (the mask is set before any thread starts and inherited) and taken by one signal thread with
+//! `sigtimedwait`, so no blocking call on the polling thread is interrupted. A SIGHUP asks the
+//! reload thread to read, parse and compile the config and build the rule set (with one copy
+//! per worker); the polling thread only moves the finished set in between two bursts. A second
+//! SIGINT/SIGTERM stops at once (no drain). The steering rules are removed however the run ends:
+//! normal stop, an error, or a panic (a guard removes them when it is dropped).
 
 use crate::config::{
     Config, DeviceAddr, DstMac, FlowType as CfgFlow, ReinjectTo, SrcMac, SteeringRule as CfgRule,
@@ -18,14 +27,22 @@ use crate::config::{
 };
 use crate::daemon::filterloop::{CountingSink, FilterLoop, PassSink, VfTx};
 use crate::daemon::metrics::{Metrics, MetricsServer};
-use crate::daemon::runloop::{run_loop, LoopControl, LoopReport};
+use crate::daemon::runloop::{
+    run_loop, LoopControl, LoopReport, NicMissed, PreparedRules, ReloadOutcome,
+};
+use crate::filter::RuleSet;
 use crate::steering::{Action, Flow, Steering, SteeringBackend, SteeringRule};
 use crate::tap::{Reinject, Tap, TapWriter};
 use anyhow::{bail, Context, Result};
 use floodgate_pmd::{IxgbeVf, Packet, MAX_BATCH};
 use floodgate_vfio::Device;
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Converts a configured steering rule into the ethtool rule the steering layer installs.
 pub fn steering_rule(r: &CfgRule) -> SteeringRule {
@@ -91,7 +108,10 @@ impl PassSink for TapSink {
     }
 }
 
-/// Installs the SIGINT/SIGTERM (stop) and SIGHUP (reload) handlers on `ctl`'s flags.
+/// Installs the SIGINT/SIGTERM (stop) and SIGHUP (reload) handlers on `ctl`'s flags, as
+/// signal handlers (for embedders that run [`run_loop`] themselves). The daemon itself takes
+/// signals on a signal thread instead ([`SignalThread`]), so that they never interrupt the
+/// polling thread.
 pub fn install_signal_handlers(ctl: &LoopControl) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     for sig in [SIGINT, SIGTERM] {
@@ -103,44 +123,287 @@ pub fn install_signal_handlers(ctl: &LoopControl) -> Result<()> {
     Ok(())
 }
 
-/// Reloads the rules from `path`. Only the rules change on SIGHUP: a changed `[reinject]`
-/// (running with `running`) is reported and takes effect at the next start.
-fn reloader(path: PathBuf, running: ReinjectTo) -> crate::daemon::runloop::Reloader {
-    Box::new(move || {
-        Config::load(&path)
-            .map(|c| {
-                if c.reinject != running {
-                    log::warn!(
-                        "{}: [reinject] changed; survivors keep going where they went ({}) until \
-                         the daemon is restarted (only the rules are reloaded)",
-                        path.display(),
-                        match running {
-                            ReinjectTo::Tap => "the TAP",
-                            ReinjectTo::Vf(_) => "out of the VF",
-                        }
+fn daemon_sigset() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset only write the set they are given, which is a local.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// The daemon's signal thread: SIGINT/SIGTERM and SIGHUP are blocked in the calling thread
+/// (and so in every thread it starts afterwards) and taken here with `sigtimedwait`. The first
+/// SIGINT/SIGTERM sets `stop`, the next one `abort`; a SIGHUP sends a reload request.
+pub struct SignalThread {
+    /// Set by the first SIGINT/SIGTERM.
+    pub stop: Arc<AtomicBool>,
+    /// Set by the second SIGINT/SIGTERM.
+    pub abort: Arc<AtomicBool>,
+    /// Reload requests (one per SIGHUP), for the reload thread.
+    requests: Mutex<Option<Receiver<()>>>,
+    done: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl SignalThread {
+    /// Blocks the daemon's signals in this thread and starts the signal thread. Call before
+    /// any other thread is started, so all of them inherit the mask.
+    pub fn start() -> Result<SignalThread> {
+        let set = daemon_sigset();
+        // SAFETY: `set` is a valid signal set; the old mask is not asked for.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc))
+                .context("blocking SIGINT/SIGTERM/SIGHUP for the signal thread");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let abort = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let (s2, a2, d2) = (stop.clone(), abort.clone(), done.clone());
+        let handle = std::thread::Builder::new()
+            .name("floodgate-signals".into())
+            .spawn(move || signal_thread(set, &s2, &a2, &d2, &tx))
+            .context("starting the signal thread")?;
+        Ok(SignalThread {
+            stop,
+            abort,
+            requests: Mutex::new(Some(rx)),
+            done,
+            handle: Some(handle),
+        })
+    }
+
+    /// The reload requests (once; `None` afterwards).
+    fn take_requests(&self) -> Option<Receiver<()>> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+impl Drop for SignalThread {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn signal_thread(
+    set: libc::sigset_t,
+    stop: &AtomicBool,
+    abort: &AtomicBool,
+    done: &AtomicBool,
+    reload: &Sender<()>,
+) {
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 200_000_000,
+    };
+    while !done.load(Ordering::Acquire) {
+        // SAFETY: `set` and `timeout` are valid for the call; no siginfo is asked for.
+        let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
+        match sig {
+            libc::SIGINT | libc::SIGTERM => {
+                let name = if sig == libc::SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                if stop.swap(true, Ordering::AcqRel) {
+                    abort.store(true, Ordering::Release);
+                    log::warn!("{name} again: stopping at once, without draining the rings");
+                } else {
+                    log::info!(
+                        "{name}: stopping (draining the rings); send it again to stop at once"
                     );
                 }
-                c.filter.ruleset()
-            })
-            .map_err(|e| e.to_string())
-    })
+            }
+            libc::SIGHUP if reload.send(()).is_err() => {
+                log::warn!("SIGHUP: no reload thread (the daemon is stopping)");
+            }
+            _ => {} // timeout (EAGAIN) or EINTR: look at `done` again
+        }
+    }
+}
+
+/// Where a reload reads the config from: the path, or, when the daemon's (unprivileged) user
+/// may not open it, the file descriptor opened at start (before the privilege drop), read
+/// again from offset 0. The descriptor only helps while the file at the path is the same file
+/// (same inode): a config replaced by a new file (an editor that writes a copy and renames it)
+/// must be readable by the daemon's user, or the reload is rejected with that reason.
+pub struct ConfigSource {
+    path: PathBuf,
+    kept: Option<File>,
+}
+
+impl ConfigSource {
+    /// Opens `path` now (while still privileged) and keeps it open.
+    pub fn open(path: &Path) -> ConfigSource {
+        let kept = match File::open(path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                log::warn!(
+                    "{}: cannot keep the config open for reloads: {e}",
+                    path.display()
+                );
+                None
+            }
+        };
+        ConfigSource {
+            path: path.to_path_buf(),
+            kept,
+        }
+    }
+
+    /// The config text now.
+    pub fn read(&self) -> std::result::Result<String, String> {
+        let path = self.path.display();
+        let e = match std::fs::read_to_string(&self.path) {
+            Ok(t) => return Ok(t),
+            Err(e) => e,
+        };
+        let Some(kept) = &self.kept else {
+            return Err(format!("{path}: {e}"));
+        };
+        if e.kind() != std::io::ErrorKind::PermissionDenied {
+            return Err(format!("{path}: {e}"));
+        }
+        use std::os::unix::fs::MetadataExt;
+        let same = match (std::fs::metadata(&self.path), kept.metadata()) {
+            (Ok(now), Ok(then)) => now.dev() == then.dev() && now.ino() == then.ino(),
+            // The directory is not searchable either: the kept descriptor is all there is.
+            (Err(m), _) if m.kind() == std::io::ErrorKind::PermissionDenied => true,
+            _ => false,
+        };
+        if !same {
+            return Err(format!(
+                "{path}: {e}, and it is no longer the file opened at start (replaced by a new \
+                 file?): edit it in place, make it readable by the daemon's user, or restart"
+            ));
+        }
+        read_all_at(kept).map_err(|e| format!("{path} (descriptor kept from start): {e}"))
+    }
+}
+
+/// The whole file from offset 0 with `pread`, whatever the descriptor's position.
+fn read_all_at(f: &File) -> std::io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match f.read_at(&mut chunk, buf.len() as u64) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Loads the rules for a reload. Only the rules change on SIGHUP: a changed `[reinject]`
+/// (running with `running`) is reported and takes effect at the next start.
+fn load_rules(src: &ConfigSource, running: ReinjectTo) -> std::result::Result<RuleSet, String> {
+    let text = src.read()?;
+    let path = src.path.display().to_string();
+    let c = Config::from_str_named(&text, &path).map_err(|e| e.to_string())?;
+    if c.reinject != running {
+        log::warn!(
+            "{path}: [reinject] changed; survivors keep going where they went ({}) until \
+             the daemon is restarted (only the rules are reloaded)",
+            match running {
+                ReinjectTo::Tap => "the TAP",
+                ReinjectTo::Vf(_) => "out of the VF",
+            }
+        );
+    }
+    Ok(c.filter.ruleset())
+}
+
+/// The reload thread: for each request, reads and compiles the config and builds the rule set
+/// and its per-worker copies, then sends the outcome to the polling thread. Also frees the rule
+/// sets the polling thread retires. Ends when the requests stop (signal thread gone) or the
+/// polling thread stops listening.
+fn reload_thread(
+    src: ConfigSource,
+    running: ReinjectTo,
+    workers: usize,
+    requests: Receiver<()>,
+    out: Sender<ReloadOutcome>,
+    retired: Receiver<RuleSet>,
+) {
+    loop {
+        while retired.try_recv().is_ok() {}
+        match requests.recv_timeout(Duration::from_millis(100)) {
+            Ok(()) => {
+                let t = std::time::Instant::now();
+                let outcome = load_rules(&src, running).map(|rules| {
+                    let mut p = PreparedRules::new(rules, workers);
+                    p.took = t.elapsed();
+                    p
+                });
+                if out.send(outcome).is_err() {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                // The polling thread is gone (its end of `retired` is dropped with it).
+                if let Err(mpsc::TryRecvError::Disconnected) = retired.try_recv() {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Removes the steering rules when dropped: at the end of a run, on an error return and while
+/// a panic unwinds, so the flood is never left steered into a VF nobody polls.
+struct SteeringGuard<B: SteeringBackend>(Option<Steering<B>>);
+
+impl<B: SteeringBackend> Drop for SteeringGuard<B> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.as_mut() {
+            match s.remove_all() {
+                Ok(n) => log::info!("removed {n} steering rule(s) from {}", s.backend().pf()),
+                Err(e) => log::error!("removing steering rules: {e}"),
+            }
+        }
+    }
 }
 
 /// Runs the daemon as configured by the file at `path`.
 pub fn run(path: &Path) -> Result<LoopReport> {
     let cfg = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Before any other thread starts (they inherit the blocked signals).
+    let signals = SignalThread::start()?;
+    // Opened while still privileged, for reloads after the privilege drop.
+    let source = ConfigSource::open(path);
+    let d = Daemon {
+        path,
+        signals: &signals,
+        source: Mutex::new(Some(source)),
+    };
     match &cfg.device.device {
         DeviceAddr::Pci(addr) => {
             let pci = addr.to_string();
             let dev = floodgate_vfio::kernel::VfioDevice::open(&pci)
                 .with_context(|| format!("opening VF {pci}"))?;
-            run_device(&cfg, path, dev, &pci)
+            run_device(&cfg, &d, dev, &pci)
         }
         DeviceAddr::VfioUser(sock) => {
             let dev = floodgate_vfio::user::VfioUserDevice::connect(sock).with_context(|| {
                 format!("connecting to the vfio-user server at {}", sock.display())
             })?;
-            run_device(&cfg, path, dev, &format!("vfio-user:{}", sock.display()))
+            run_device(&cfg, &d, dev, &format!("vfio-user:{}", sock.display()))
         }
         DeviceAddr::Sim => bail!(
             "{}: device \"sim\" is the built-in model: run `floodgate demo` for it \
@@ -150,7 +413,16 @@ pub fn run(path: &Path) -> Result<LoopReport> {
     }
 }
 
-fn run_device<D: Device>(cfg: &Config, path: &Path, dev: D, name: &str) -> Result<LoopReport> {
+/// What a run needs besides its config: the config path, the signal thread and the config
+/// source for reloads (taken by the reload thread).
+struct Daemon<'a> {
+    path: &'a Path,
+    signals: &'a SignalThread,
+    source: Mutex<Option<ConfigSource>>,
+}
+
+fn run_device<D: Device>(cfg: &Config, d: &Daemon<'_>, dev: D, name: &str) -> Result<LoopReport> {
+    let path = d.path;
     let vf =
         IxgbeVf::open(dev, pmd_config(cfg)).with_context(|| format!("bringing up VF {name}"))?;
     log::info!(
@@ -159,7 +431,7 @@ fn run_device<D: Device>(cfg: &Config, path: &Path, dev: D, name: &str) -> Resul
         vf.num_queues()
     );
 
-    let mut steering = if cfg.steering.is_empty() {
+    let steering = if cfg.steering.is_empty() {
         None
     } else {
         let pf = cfg.device.pf.as_deref().with_context(|| {
@@ -186,18 +458,12 @@ fn run_device<D: Device>(cfg: &Config, path: &Path, dev: D, name: &str) -> Resul
         Some(s)
     };
 
-    let result = match cfg.reinject {
-        ReinjectTo::Tap => serve_tap(cfg, path, vf, steering.as_ref()),
-        ReinjectTo::Vf(r) => serve_vf(cfg, path, vf, r, steering.as_ref()),
-    };
-
-    if let Some(s) = steering.as_mut() {
-        match s.remove_all() {
-            Ok(n) => log::info!("removed {n} steering rule(s) from {}", s.backend().pf()),
-            Err(e) => log::error!("removing steering rules: {e}"),
-        }
+    // From here on the rules are removed however this function is left.
+    let guard = SteeringGuard(steering);
+    match cfg.reinject {
+        ReinjectTo::Tap => serve_tap(cfg, d, vf, guard.0.as_ref()),
+        ReinjectTo::Vf(r) => serve_vf(cfg, d, vf, r, guard.0.as_ref()),
     }
-    result
 }
 
 /// Resolves `[reinject] to = "vf"` for a VF with MAC `vf_mac`; `pf_mac` gives the PF's MAC
@@ -243,7 +509,7 @@ fn drop_privileges<B: SteeringBackend>(cfg: &Config, steering: Option<&Steering<
 /// Survivors back out of the VF: no TAP, the filter loop transmits them itself.
 fn serve_vf<D: Device, B: SteeringBackend>(
     cfg: &Config,
-    path: &Path,
+    d: &Daemon<'_>,
     vf: IxgbeVf<D>,
     r: VfReinject,
     steering: Option<&Steering<B>>,
@@ -272,13 +538,13 @@ fn serve_vf<D: Device, B: SteeringBackend>(
     let sinks = (0..workers).map(|_| CountingSink::default()).collect();
     let mut fl =
         FilterLoop::start(vf, rules, sinks, burst, Some(tx)).context("starting the filter loop")?;
-    serve(&mut fl, cfg, path)
+    serve_daemon(&mut fl, cfg, d)
 }
 
 /// Survivors into the kernel through the TAP.
 fn serve_tap<D: Device, B: SteeringBackend>(
     cfg: &Config,
-    path: &Path,
+    d: &Daemon<'_>,
     vf: IxgbeVf<D>,
     steering: Option<&Steering<B>>,
 ) -> Result<LoopReport> {
@@ -321,7 +587,7 @@ fn serve_tap<D: Device, B: SteeringBackend>(
         let rules = cfg.filter.ruleset();
         let mut fl =
             FilterLoop::start(vf, rules, sinks, burst, None).context("starting the filter loop")?;
-        serve(&mut fl, cfg, path)
+        serve_daemon(&mut fl, cfg, d)
     }
 }
 
@@ -339,7 +605,9 @@ pub fn pmd_config(cfg: &Config) -> floodgate_pmd::Config {
     }
 }
 
-/// Runs the loop with signals, reload and metrics as configured; prints the final counters.
+/// Runs the loop with signal handlers, reload (on the polling thread) and metrics as
+/// configured; prints the final counters. For embedders; the daemon uses a signal thread and a
+/// reload thread instead.
 pub fn serve<D: Device, S: PassSink>(
     fl: &mut FilterLoop<D, S>,
     cfg: &Config,
@@ -347,10 +615,69 @@ pub fn serve<D: Device, S: PassSink>(
 ) -> Result<LoopReport> {
     let mut ctl = LoopControl::new();
     install_signal_handlers(&ctl)?;
+    let src = ConfigSource {
+        path: path.to_path_buf(),
+        kept: None,
+    };
+    let running = cfg.reinject;
+    ctl.reloader = Some(Box::new(move || load_rules(&src, running)));
+    serve_with(fl, cfg, ctl)
+}
+
+/// The daemon's loop: signals from the signal thread, rules built on a reload thread.
+fn serve_daemon<D: Device, S: PassSink>(
+    fl: &mut FilterLoop<D, S>,
+    cfg: &Config,
+    d: &Daemon<'_>,
+) -> Result<LoopReport> {
+    let mut ctl = LoopControl::new();
+    ctl.stop = d.signals.stop.clone();
+    ctl.abort = d.signals.abort.clone();
+    let source = d.source.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let (Some(src), Some(requests)) = (source, d.signals.take_requests()) {
+        let (out_tx, out_rx) = mpsc::channel();
+        let (ret_tx, ret_rx) = mpsc::channel();
+        let (running, workers) = (cfg.reinject, fl.workers());
+        // Detached: it ends once the loop's channels are dropped.
+        std::thread::Builder::new()
+            .name("floodgate-reload".into())
+            .spawn(move || reload_thread(src, running, workers, requests, out_tx, ret_rx))
+            .context("starting the reload thread")?;
+        ctl.new_rules = Some(out_rx);
+        ctl.retired = Some(ret_tx);
+    }
+    if let Some(pf) = cfg.device.pf.clone() {
+        ctl.nic_missed = Some(pf_missed(pf));
+    }
+    serve_with(fl, cfg, ctl)
+}
+
+/// The PF netdev's count of frames the port could not take in (`rx_missed_errors`: its packet
+/// buffer overflowed, facts §5.4 MPC), the NIC-side loss the daemon can read on a real box.
+fn pf_missed(pf: String) -> NicMissed {
+    let path = format!("/sys/class/net/{pf}/statistics/rx_missed_errors");
+    let mut warned = false;
+    Box::new(move || match std::fs::read_to_string(&path) {
+        Ok(t) => t.trim().parse().unwrap_or(0),
+        Err(e) => {
+            if !warned {
+                log::warn!("{path}: {e}; NIC missed frames shown as 0");
+                warned = true;
+            }
+            0
+        }
+    })
+}
+
+fn serve_with<D: Device, S: PassSink>(
+    fl: &mut FilterLoop<D, S>,
+    cfg: &Config,
+    mut ctl: LoopControl,
+) -> Result<LoopReport> {
     ctl.progress = true;
     ctl.interval = std::time::Duration::from_millis(cfg.stats.interval_ms.max(100));
     ctl.idle = crate::daemon::runloop::IdlePolicy::nap_us(cfg.daemon.idle_sleep_us);
-    ctl.reloader = Some(reloader(path.to_path_buf(), cfg.reinject));
+    ctl.drain_timeout = Duration::from_millis(u64::from(cfg.daemon.drain_timeout_ms));
     let metrics = Arc::new(Metrics::default());
     let _server = match cfg.stats.prometheus {
         Some(addr) => Some(MetricsServer::start(addr, metrics.clone())?),
@@ -358,6 +685,8 @@ pub fn serve<D: Device, S: PassSink>(
     };
     ctl.metrics = Some(metrics);
     let rep = run_loop(fl, &mut ctl).context("filter loop")?;
+    // Ends the reload thread (its outcome channel closes).
+    drop(ctl);
     let c = rep.counters;
     let out = if fl.vf_tx().is_some() {
         format!(
@@ -374,21 +703,26 @@ pub fn serve<D: Device, S: PassSink>(
     } else {
         format!("tap {}, refused {}", c.tap, c.tap_dropped)
     };
+    let missed = rep.nic_missed.map_or("n/a".to_string(), |m| m.to_string());
     println!(
-        "floodgate: rx {} | dropped {} | passed {} ({out}) | errors {} | reloads {} \
-         ({} rejected) | PF resets {} | invariant {}",
+        "floodgate: rx {} | dropped {} | passed {} ({out}) | errors {} | left in rings {} | \
+         nic missed {missed} | reloads {} ({} rejected) | PF resets {} | device timeouts {} | \
+         invariant {} {}",
         c.rx_packets,
         c.dropped,
         c.passed,
         c.errors,
+        c.left,
         rep.reloads,
         rep.reload_errors,
         rep.pf_resets,
+        rep.transport_timeouts,
         if c.invariant_holds() {
             "holds"
         } else {
             "VIOLATED"
-        }
+        },
+        crate::stats::invariant_scope(rep.nic_missed),
     );
     Ok(rep)
 }
@@ -419,6 +753,34 @@ fn pf_mac(name: &str) -> Option<[u8; 6]> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn steering_rules_are_removed_when_the_run_fails_or_panics() {
+        use crate::steering::{Action, Flow, SimBackend, Steering, SteeringRule};
+        let nic = floodgate_sim::Nic::new(floodgate_sim::NicConfig {
+            capture_egress: false,
+            ..Default::default()
+        });
+        let on_port = || nic.pf().switch(|s| s.ethtool_ntuple_all()).1.len();
+        for panics in [false, true] {
+            let mut s = Steering::new(SimBackend::model("sim0", nic.pf()), None);
+            s.install(&[
+                SteeringRule::new(Flow::Udp4, Action::ToVf { vf: 0, queue: 0 }).dst_port(53),
+            ])
+            .unwrap();
+            assert_eq!(on_port(), 1);
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> anyhow::Result<()> {
+                    let _guard = super::SteeringGuard(Some(s));
+                    if panics {
+                        panic!("the polling thread panicked");
+                    }
+                    anyhow::bail!("device gone")
+                }));
+            assert_eq!(r.is_err(), panics);
+            assert_eq!(on_port(), 0, "rules left on the port (panic: {panics})");
+        }
+    }
+
     #[test]
     fn pf_mac_reads_sysfs_and_refuses_nonsense() {
         // Loopback exists everywhere and has the all-zero address.

@@ -1,5 +1,10 @@
 //! The daemon's main loop around a [`FilterLoop`]: per-interval stats line and metrics,
 //! VF maintenance (PF reset recovery, link), hot reload of the rules, and a draining stop.
+//!
+//! Nothing slow runs here between two polls: a reload's new rule set is built on another thread
+//! and only moved in (see [`LoopControl::new_rules`]); signals are taken by a signal thread that
+//! sets [`LoopControl::stop`] / [`LoopControl::abort`]; a stop drains the rings for at most
+//! [`LoopControl::drain_timeout`] and counts what it leaves behind.
 
 use crate::daemon::filterloop::{FilterLoop, PassSink};
 use crate::daemon::metrics::{Metrics, RuleSnapshot, Snapshot};
@@ -7,16 +12,68 @@ use crate::filter::RuleSet;
 use crate::stats::{progress_line, Counters};
 use floodgate_vfio::Device;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Produces a new rule set on reload, or the reason the new config was rejected.
+/// Produces a new rule set on reload, or the reason the new config was rejected. Runs on the
+/// polling thread: for tests and embedders; the daemon builds its rules on a reload thread and
+/// hands them over through [`LoopControl::new_rules`].
 pub type Reloader = Box<dyn FnMut() -> Result<RuleSet, String>>;
+
+/// A rule set built off the data path for a reload: the set itself and one fork per worker
+/// (see [`FilterLoop::workers`]), so installing it allocates nothing on the polling thread.
+pub struct PreparedRules {
+    /// The new rules.
+    pub rules: RuleSet,
+    /// One copy per worker (empty when judging inline).
+    pub forks: Vec<RuleSet>,
+    /// How long reading, parsing, compiling and building took (for the log).
+    pub took: Duration,
+}
+
+impl PreparedRules {
+    /// Builds `rules` and `workers` forks of it.
+    pub fn new(rules: RuleSet, workers: usize) -> PreparedRules {
+        let forks = (0..workers).map(|_| rules.fork()).collect();
+        PreparedRules {
+            rules,
+            forks,
+            took: Duration::ZERO,
+        }
+    }
+}
+
+/// The outcome of one reload request, sent by the reload thread: new rules, or why the new
+/// config was rejected.
+pub type ReloadOutcome = Result<PreparedRules, String>;
+
+/// Reads the NIC's count of frames it could not place in the VF's RX rings (no free
+/// descriptor, or a full packet buffer): a running total, read once per stats interval.
+pub type NicMissed = Box<dyn FnMut() -> u64>;
+
+/// Frames per queue a stop takes from the rings (and counts as `left`) once the drain's time
+/// is up: as many as the largest ring holds (8192 descriptors on 82599/X540, facts §6), so
+/// every frame that was in a ring is counted, and bounded, so a flood cannot hold the stop.
+const ABANDON_PER_QUEUE: usize = 8192;
 
 /// How the loop is steered from outside.
 pub struct LoopControl {
-    /// Set (by SIGINT/SIGTERM or the caller) to stop: the loop drains the rings and returns.
+    /// Set (by SIGINT/SIGTERM or the caller) to stop: the loop drains the rings (for at most
+    /// `drain_timeout`) and returns.
     pub stop: Arc<AtomicBool>,
+    /// Set (by a second SIGINT/SIGTERM) to stop at once: no drain, no wait for the VF's TX ring;
+    /// what is in the rings is counted as `left`.
+    pub abort: Arc<AtomicBool>,
+    /// How long a stop keeps judging what is in the rings before it gives up on the rest (which
+    /// is counted as `left`): traffic that never stops cannot hold the stop longer than this.
+    pub drain_timeout: Duration,
+    /// Rule sets prepared by a reload thread (or rejections), taken between two bursts.
+    pub new_rules: Option<Receiver<ReloadOutcome>>,
+    /// Where replaced rule sets go to be freed off the data path (dropped here when `None`).
+    pub retired: Option<Sender<RuleSet>>,
+    /// The NIC's missed-frame counter, when the device has one the daemon can read.
+    pub nic_missed: Option<NicMissed>,
     /// Set (by SIGHUP) to reload the rules through `reloader`.
     pub reload: Arc<AtomicBool>,
     /// Stop at this time (the demo's `--seconds`).
@@ -88,6 +145,13 @@ impl LoopControl {
     pub fn new() -> LoopControl {
         LoopControl {
             stop: Arc::new(AtomicBool::new(false)),
+            abort: Arc::new(AtomicBool::new(false)),
+            drain_timeout: Duration::from_millis(u64::from(
+                crate::config::defaults::DRAIN_TIMEOUT_MS,
+            )),
+            new_rules: None,
+            retired: None,
+            nic_missed: None,
             reload: Arc::new(AtomicBool::new(false)),
             deadline: None,
             interval: Duration::from_secs(1),
@@ -127,14 +191,19 @@ pub struct LoopReport {
     /// Survivors still on the VF's TX ring (not reported sent) 1 s after the stop, with
     /// `[reinject] to = "vf"`.
     pub vf_tx_unsent: u64,
+    /// The drain ran out of time (or was cut short by a second stop signal): what was still
+    /// in the rings is counted in `counters.left`.
+    pub drain_cut: bool,
+    /// The stop was a second signal's: no drain.
+    pub aborted: bool,
+    /// Frames the NIC could not place in the VF's rings during the run (`None`: the device
+    /// has no counter the daemon can read).
+    pub nic_missed: Option<u64>,
+    /// Device requests that timed out without the device being gone (vfio-user).
+    pub transport_timeouts: u64,
 }
 
-fn snapshot<D: Device, S: PassSink>(
-    fl: &mut FilterLoop<D, S>,
-    reloads: u64,
-    reload_errors: u64,
-    pf_resets: u64,
-) -> Snapshot {
+fn snapshot<D: Device, S: PassSink>(fl: &mut FilterLoop<D, S>, rep: &LoopReport) -> Snapshot {
     let names = fl.rule_names();
     let c = fl.rule_counters();
     let mut rs: Vec<RuleSnapshot> = names
@@ -158,9 +227,57 @@ fn snapshot<D: Device, S: PassSink>(
     Snapshot {
         counters: fl.counters(),
         rules: rs,
-        pf_resets,
-        reloads,
-        reload_errors,
+        pf_resets: rep.pf_resets,
+        reloads: rep.reloads,
+        reload_errors: rep.reload_errors,
+        nic_missed: rep.nic_missed,
+        pool_free: Some(fl.pool_free()),
+        transport_timeouts: rep.transport_timeouts,
+    }
+}
+
+/// Takes the reload outcomes that are ready (never waits) and installs the last good rule set.
+fn take_new_rules<D: Device, S: PassSink>(
+    fl: &mut FilterLoop<D, S>,
+    ctl: &mut LoopControl,
+    rep: &mut LoopReport,
+) {
+    let Some(rx) = ctl.new_rules.as_ref() else {
+        return;
+    };
+    loop {
+        match rx.try_recv() {
+            Ok(Ok(p)) => {
+                let took = p.took;
+                let old = fl.install_rules(p.rules, p.forks);
+                rep.reloads += 1;
+                log::info!(
+                    "reloaded rules ({} rules; prepared off the polling thread in {} ms)",
+                    fl.rule_names().len(),
+                    took.as_millis()
+                );
+                if let (Some(old), Some(tx)) = (old, ctl.retired.as_ref()) {
+                    // Freed on the reload thread; if it is gone, freed here.
+                    let _ = tx.send(old);
+                }
+            }
+            Ok(Err(e)) => {
+                rep.reload_errors += 1;
+                log::error!("reload rejected, old rules keep running: {e}");
+            }
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Disconnected) => {
+                ctl.new_rules = None;
+                return;
+            }
+        }
+    }
+}
+
+/// Reads the NIC's missed-frame counter into the report.
+fn read_nic_missed(ctl: &mut LoopControl, rep: &mut LoopReport) {
+    if let Some(f) = ctl.nic_missed.as_mut() {
+        rep.nic_missed = Some(f());
     }
 }
 
@@ -168,7 +285,11 @@ fn snapshot<D: Device, S: PassSink>(
 ///
 /// A reload swaps the rule set between two bursts: every packet of a burst is judged by exactly
 /// one rule set, so none is lost or counted twice. A rejected config is logged and the old rules
-/// keep running.
+/// keep running. Reloads prepared on another thread ([`LoopControl::new_rules`]) are looked for
+/// every 256 polls without waiting.
+///
+/// A stop drains for at most [`LoopControl::drain_timeout`]; then (or at once after
+/// [`LoopControl::abort`]) what is still in the rings is taken and counted as `left`.
 pub fn run_loop<D: Device, S: PassSink>(
     fl: &mut FilterLoop<D, S>,
     ctl: &mut LoopControl,
@@ -230,6 +351,7 @@ pub fn run_loop<D: Device, S: PassSink>(
         if !iter.is_multiple_of(256) {
             continue;
         }
+        take_new_rules(fl, ctl, &mut rep);
         if ctl.reload.swap(false, Ordering::AcqRel) {
             match ctl.reloader.as_mut().map(|f| f()) {
                 Some(Ok(rules)) => {
@@ -273,31 +395,47 @@ pub fn run_loop<D: Device, S: PassSink>(
                 log::warn!("writing sampled packets: {e}");
             }
             let c = fl.counters();
+            let missed_before = rep.nic_missed;
+            read_nic_missed(ctl, &mut rep);
+            rep.transport_timeouts = fl.vf().device().transport_timeouts();
             if ctl.progress {
-                eprintln!(
-                    "{}",
-                    progress_line(&c.since(&last), now.duration_since(last_tick))
-                );
+                let mut line = progress_line(&c.since(&last), now.duration_since(last_tick));
+                if let Some(m) = rep.nic_missed {
+                    line.push_str(&format!(
+                        " | nic missed {}",
+                        m.saturating_sub(missed_before.unwrap_or(0))
+                    ));
+                }
+                eprintln!("{line}");
             }
             if let Some(metrics) = &ctl.metrics {
-                metrics.publish(snapshot(fl, rep.reloads, rep.reload_errors, rep.pf_resets));
+                metrics.publish(snapshot(fl, &rep));
             }
             last = c;
             last_tick = now;
         }
         let deadline_passed = ctl.deadline.is_some_and(|d| now >= d);
-        if deadline_passed || ctl.stop.load(Ordering::Acquire) {
+        if deadline_passed || ctl.stop.load(Ordering::Acquire) || ctl.abort.load(Ordering::Acquire)
+        {
             break;
         }
     }
     rep.elapsed = start.elapsed();
+    // Reloads that finished before the stop are counted (and installed: the drain judges with
+    // the newest rules).
+    take_new_rules(fl, ctl, &mut rep);
     if let Some(f) = ctl.before_drain.take() {
         f();
     }
     // Drain: keep polling until the rings stay empty for a while (100 polls, 10 ms apart at
-    // most), so no received packet is left without a verdict.
+    // most), so no received packet is left without a verdict; but no longer than the drain
+    // timeout, since a flood may never let the rings go quiet, and not at all after a second
+    // stop signal.
+    let drain_deadline = Instant::now() + ctl.drain_timeout;
     let mut idle = 0;
-    while idle < 100 {
+    rep.aborted = ctl.abort.load(Ordering::Acquire);
+    rep.drain_cut = rep.aborted;
+    while idle < 100 && !rep.drain_cut {
         let pumped = ctl.pump.as_mut().map_or(0, |p| p());
         let polled = fl.poll(epoch_base + start.elapsed().as_nanos() as u64);
         if polled == 0 && pumped == 0 {
@@ -306,14 +444,36 @@ pub fn run_loop<D: Device, S: PassSink>(
         } else {
             idle = 0;
         }
+        if ctl.abort.load(Ordering::Acquire) {
+            rep.aborted = true;
+            rep.drain_cut = true;
+        } else if Instant::now() >= drain_deadline {
+            rep.drain_cut = true;
+        }
+    }
+    if rep.drain_cut {
+        let left = fl.abandon_rings(ABANDON_PER_QUEUE);
+        log::warn!(
+            "stop: {}; {left} frame(s) still in the RX rings were released without a verdict \
+             (counted as left in rings)",
+            if rep.aborted {
+                "second stop signal, drain skipped".to_string()
+            } else {
+                format!(
+                    "the rings did not go quiet within the drain timeout ({} ms)",
+                    ctl.drain_timeout.as_millis()
+                )
+            }
+        );
     }
     // Workers drain their rings and stop; what they handed back for the VF goes out.
     fl.finish();
     // Survivors sent out of the VF: wait (up to 1 s, still pumping a lockstep model) until the
     // NIC reports them sent, so a stop does not cut off packets already counted as `vf_tx`.
+    // A second stop signal does not wait.
     let tx_deadline = Instant::now() + Duration::from_secs(1);
     let mut outstanding = fl.vf_tx_outstanding();
-    while outstanding > 0 && Instant::now() < tx_deadline {
+    while outstanding > 0 && Instant::now() < tx_deadline && !ctl.abort.load(Ordering::Acquire) {
         if let Some(p) = ctl.pump.as_mut() {
             p();
         }
@@ -332,8 +492,10 @@ pub fn run_loop<D: Device, S: PassSink>(
         log::warn!("writing sampled packets: {e}");
     }
     rep.counters = fl.counters();
+    read_nic_missed(ctl, &mut rep);
+    rep.transport_timeouts = fl.vf().device().transport_timeouts();
     if let Some(metrics) = &ctl.metrics {
-        metrics.publish(snapshot(fl, rep.reloads, rep.reload_errors, rep.pf_resets));
+        metrics.publish(snapshot(fl, &rep));
     }
     Ok(rep)
 }

@@ -446,6 +446,33 @@ impl RuleSet {
         n
     }
 
+    /// Takes over the rate-limit state of `old` (a hot reload): a rate-limit rule here whose
+    /// name and parameters (rate, burst, key, table size) are the same as a rule of `old` gets
+    /// that rule's token buckets, so the keys it was limiting stay limited across the reload; a
+    /// rule that changed starts with fresh buckets. The tables are exchanged, not copied (no
+    /// allocation), and `old` keeps this set's fresh tables. Returns how many were carried over.
+    pub fn adopt_state(&mut self, old: &mut RuleSet) -> usize {
+        let mut n = 0;
+        for (i, r) in self.rules.iter().enumerate() {
+            let Action::RateLimit(params) = &r.action else {
+                continue;
+            };
+            let Some(j) = old.rules.iter().position(|o| {
+                o.name == r.name && matches!(&o.action, Action::RateLimit(p) if p == params)
+            }) else {
+                continue;
+            };
+            if let (Some(Kind::RateLimit { table: new, .. }), Some(Kind::RateLimit { table, .. })) = (
+                self.compiled.get_mut(i).map(|c| &mut c.kind),
+                old.compiled.get_mut(j).map(|c| &mut c.kind),
+            ) {
+                std::mem::swap(new, table);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Flushes buffered sample records to their files.
     pub fn flush_samples(&self) -> std::io::Result<()> {
         for c in &self.compiled {

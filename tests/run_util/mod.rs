@@ -10,9 +10,9 @@ use floodgate_sim::vfio_user::UserServer;
 use floodgate_sim::{Nic, NicConfig};
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -42,10 +42,15 @@ pub struct RunHarness {
     pub nic: Nic,
     pub log: String,
     pub t0: Instant,
+    /// The daemon's config file (rewrite it and send SIGHUP to reload).
+    pub cfg_path: PathBuf,
     dir: PathBuf,
     server: Option<JoinHandle<()>>,
     child: Child,
-    err: BufReader<ChildStderr>,
+    /// The rest of the daemon's log, read by a thread so the daemon never blocks on a full
+    /// stderr pipe.
+    rest: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
 }
 
 /// What the daemon printed once stopped.
@@ -53,13 +58,27 @@ pub struct Stopped {
     pub status: ExitStatus,
     pub out: String,
     pub log: String,
+    /// From the first stop signal to the exit.
+    pub took: Duration,
 }
 
 impl RunHarness {
     /// Writes a config (vfio-user device, the demo's `[filter]`, then `tail`), serves the model,
     /// starts the daemon and reads its log until a line contains `ready`; `on_line` sees every
     /// line before that.
-    pub fn start(name: &str, tail: &str, ready: &str, mut on_line: impl FnMut(&str)) -> RunHarness {
+    pub fn start(name: &str, tail: &str, ready: &str, on_line: impl FnMut(&str)) -> RunHarness {
+        Self::start_with(name, tail, ready, on_line, |_| {})
+    }
+
+    /// Like [`start`](Self::start), with `prepare` called on the config file before the daemon
+    /// starts (to change its mode, say).
+    pub fn start_with(
+        name: &str,
+        tail: &str,
+        ready: &str,
+        mut on_line: impl FnMut(&str),
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> RunHarness {
         let dir = std::env::temp_dir().join(format!("fg-run-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let sock = dir.join("vf0.sock");
@@ -75,6 +94,7 @@ impl RunHarness {
             ),
         )
         .unwrap();
+        prepare(&cfg_path);
 
         let nic = Nic::new(NicConfig {
             capture_egress: false,
@@ -115,15 +135,67 @@ impl RunHarness {
                 "no bring-up:\n{log}"
             );
         }
+        let rest = Arc::new(Mutex::new(String::new()));
+        let r2 = rest.clone();
+        let reader = std::thread::spawn(move || loop {
+            let mut line = String::new();
+            if err.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            r2.lock().unwrap().push_str(&line);
+        });
         RunHarness {
             nic,
             log,
             t0,
+            cfg_path,
             dir,
             server: Some(server),
             child,
-            err,
+            rest,
+            reader: Some(reader),
         }
+    }
+
+    /// The daemon's process ID.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `sig` to the daemon.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Whether the daemon is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The log since bring-up, so far.
+    pub fn log_now(&self) -> String {
+        self.rest.lock().unwrap().clone()
+    }
+
+    /// Waits until `f` holds for the log since bring-up, for at most `limit` (a hang guard).
+    /// Returns whether it did.
+    pub fn wait_log(&self, limit: Duration, f: impl Fn(&str) -> bool) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if f(&self.log_now()) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Writes the config file atomically (a new file renamed over it, as editors do).
+    pub fn replace_config(&self, text: &str) {
+        let tmp = self.cfg_path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.cfg_path).unwrap();
     }
 
     /// Starts the model's engine sending `frames` generated frames (seed `seed`) at 20 kpps;
@@ -155,10 +227,37 @@ impl RunHarness {
     }
 
     /// SIGTERM, then collects the exit status, stdout and the whole log, and cleans up.
-    pub fn stop(mut self) -> Stopped {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
+    pub fn stop(self) -> Stopped {
+        self.stop_with(&[libc::SIGTERM], Duration::from_secs(60))
+    }
+
+    /// Sends `signals` (100 ms apart), then waits for the daemon to exit: for at most `limit`,
+    /// a hang guard after which it is killed and the test fails. Collects the exit status,
+    /// stdout and the whole log, and cleans up.
+    pub fn stop_with(mut self, signals: &[i32], limit: Duration) -> Stopped {
+        let t = Instant::now();
+        for (i, &sig) in signals.iter().enumerate() {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            self.signal(sig);
+        }
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            if t.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "floodgate run did not exit within {limit:?} of the stop signal:\n{}{}",
+                    self.log,
+                    self.log_now()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let took = t.elapsed();
         let mut out = String::new();
         self.child
             .stdout
@@ -166,8 +265,10 @@ impl RunHarness {
             .unwrap()
             .read_to_string(&mut out)
             .unwrap();
-        let mut rest = String::new();
-        self.err.read_to_string(&mut rest).ok();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let rest = self.log_now();
         self.log.push_str(&rest);
         if let Some(s) = self.server.take() {
             let _ = s.join();
@@ -177,6 +278,7 @@ impl RunHarness {
             status,
             out,
             log: std::mem::take(&mut self.log),
+            took,
         }
     }
 }

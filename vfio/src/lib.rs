@@ -105,4 +105,10 @@ pub trait Device: Send + Sync {
         let _ = count;
         Err(Error::Unsupported("MSI-X interrupts"))
     }
+
+    /// Register accesses or requests that failed without the device being gone (a vfio-user
+    /// reply that did not come in time). Always 0 for backends that cannot time out.
+    fn transport_timeouts(&self) -> u64 {
+        0
+    }
 }
