@@ -19,7 +19,7 @@
 
 use floodgate::config::Config;
 use floodgate::daemon::filterloop::{FilterLoop, PassSink, VfTx};
-use floodgate::daemon::runloop::{run_loop, IdlePolicy, LoopControl, LoopReport};
+use floodgate::daemon::runloop::{run_loop, IdlePolicy, LoopControl, LoopFailure, LoopReport};
 use floodgate::softrss::RssConfig;
 use floodgate::stats::Counters;
 use floodgate_pmd::{IxgbeVf, Mempool, Packet, Timeouts};
@@ -240,10 +240,7 @@ impl Rig {
 
     /// Runs the loop under `script` until the script asks it to stop (then the loop drains),
     /// or until the loop fails.
-    fn run(
-        &mut self,
-        script: Script,
-    ) -> (Result<LoopReport, floodgate_pmd::Error>, Rc<Cell<Marks>>) {
+    fn run(&mut self, script: Script) -> (Result<LoopReport, Box<LoopFailure>>, Rc<Cell<Marks>>) {
         assert_eq!(
             self.pool_level(),
             u64::from(self.pool.capacity()),
@@ -507,9 +504,7 @@ fn pf_reset_with_a_full_ring_counts_the_unread_frames_as_driver_errors() {
 
 /// A PF that NACKs every request does not disturb a running VF: the data path needs no
 /// mailbox request, and the PF's link notifications (sent with CTS) are taken without one.
-/// (A NACK while the VF has to re-negotiate after a PF reset is tested at the driver level,
-/// `pmd/tests/faults_under_traffic.rs`: the driver reports `PfRefused` and recovers on a later
-/// maintenance; the daemon's loop ends on that error today.)
+/// (A NACK while the VF has to re-negotiate after a PF reset: the next test.)
 #[test]
 fn mailbox_nack_under_traffic_leaves_the_running_vf_untouched() {
     let mut rig = rig(Mode::Inline);
@@ -538,6 +533,37 @@ fn mailbox_nack_under_traffic_leaves_the_running_vf_untouched() {
         "the VF received every frame that arrived: {s:?}"
     );
     rig.close("mailbox NACK");
+}
+
+/// A PF that NACKs the VF's requests while the VF re-negotiates after a PF reset: the driver
+/// reports `PfRefused`, the loop keeps running and retries the re-initialisation at the next
+/// maintenance pass until the PF accepts.
+#[test]
+fn mailbox_nack_during_pf_reset_recovery_is_retried_until_the_pf_accepts() {
+    let mut rig = rig(Mode::Inline);
+    let script = Script {
+        actions: vec![
+            (
+                1500,
+                act(|n| {
+                    n.fault_mailbox(0, Some(MailboxFault::Nack)).unwrap();
+                    n.pf_reset_begin();
+                }),
+            ),
+            (2000, act(|n| n.pf_reset_end())),
+            (3500, act(|n| n.fault_mailbox(0, None).unwrap())),
+        ],
+        healthy_from: 3500,
+        stop_at: 6500,
+    };
+    let (r, marks) = rig.run(script);
+    let rep = r.expect("a NACK during recovery must not end the loop");
+    let (c, s) = rig.assert_accounted("mailbox NACK during recovery");
+    assert_recovered("mailbox NACK during recovery", &rig, &marks.get(), &c, &s);
+    assert_eq!(rep.pf_resets, 1, "{rep:?}");
+    // At least one retry while RSTI was up, and at least one for a refused re-initialisation.
+    assert!(rep.maintenance_retries >= 2, "{rep:?}");
+    rig.close("mailbox NACK during recovery");
 }
 
 #[test]
@@ -586,7 +612,8 @@ fn surprise_removal_case(mode: Mode) {
         stop_at: u64::MAX,
     };
     let (r, marks) = rig.run(script);
-    let e = r.expect_err("a removed device ends the loop");
+    let f = r.expect_err("a removed device ends the loop");
+    let e = &f.error;
     assert!(
         matches!(e, floodgate_pmd::Error::DeviceGone { .. }),
         "the error says what happened: {e}"
@@ -602,17 +629,17 @@ fn surprise_removal_case(mode: Mode) {
         m.pumps <= 2000 + 2 * 256,
         "the removal was noticed late: {m:?}"
     );
-    // What the NIC wrote before it went away is still in host memory: the data path takes it
-    // (no hang, no panic), then finds the ring empty.
+    // The loop itself judged what the NIC wrote before it went away (still in host memory) and
+    // stopped the workers before returning: nothing is left to take, and the report it returned
+    // holds the final counts.
     rig.engine.borrow_mut().stop_source();
-    let mut polls = 0;
-    while rig.fl.poll(0) > 0 {
-        polls += 1;
-        assert!(polls < 10_000, "the ring of a removed device never ends");
-    }
-    // The workers judge what they were handed, then stop.
-    rig.fl.finish();
-    rig.fl.sync_driver_errors();
+    assert_eq!(rig.fl.poll(0), 0, "the loop left frames in the ring");
+    assert_eq!(f.report.counters, rig.fl.counters(), "the report is final");
+    assert!(
+        f.report.counters.invariant_holds(),
+        "{:?}",
+        f.report.counters
+    );
     let (c, s) = rig.assert_accounted("surprise removal");
     assert!(
         s.rx_queue_disabled > 0,

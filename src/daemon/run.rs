@@ -684,11 +684,27 @@ fn serve_with<D: Device, S: PassSink>(
         None => None,
     };
     ctl.metrics = Some(metrics);
-    let rep = run_loop(fl, &mut ctl).context("filter loop")?;
+    let outcome = run_loop(fl, &mut ctl);
     // Ends the reload thread (its outcome channel closes).
     drop(ctl);
+    match outcome {
+        Ok(rep) => {
+            print_final_line(fl.vf_tx().is_some(), &rep, None);
+            Ok(rep)
+        }
+        Err(f) => {
+            // The final line still tells what was counted before the device failed.
+            print_final_line(fl.vf_tx().is_some(), &f.report, Some(&f.error));
+            Err(anyhow::Error::new(*f).context("filter loop"))
+        }
+    }
+}
+
+/// The one line the daemon prints at exit: every counter, and whether the invariant holds.
+/// `failure`: the device error that ended the loop, if one did.
+fn print_final_line(vf_tx: bool, rep: &LoopReport, failure: Option<&floodgate_pmd::Error>) {
     let c = rep.counters;
-    let out = if fl.vf_tx().is_some() {
+    let out = if vf_tx {
         format!(
             "vf tx {}, refused {}; looped back {}{}",
             c.vf_tx,
@@ -724,7 +740,9 @@ fn serve_with<D: Device, S: PassSink>(
         },
         crate::stats::invariant_scope(rep.nic_missed),
     );
-    Ok(rep)
+    if let Some(e) = failure {
+        println!("floodgate: stopped by a device failure: {e}");
+    }
 }
 
 /// Sets loose reverse-path filtering (`rp_filter = 2`) on the TAP: reinjected packets come from

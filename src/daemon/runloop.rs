@@ -203,6 +203,20 @@ pub struct LoopReport {
     pub transport_timeouts: u64,
 }
 
+/// The loop ended because the device failed (it is gone, or an unrecoverable driver error):
+/// the error, and the report of everything counted up to then. What the NIC had already written
+/// into host memory was judged and the workers were stopped before this was returned, so the
+/// report's counters are final and the invariant holds for them.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct LoopFailure {
+    /// What ended the loop.
+    #[source]
+    pub error: floodgate_pmd::Error,
+    /// The counters and events up to the failure.
+    pub report: LoopReport,
+}
+
 fn snapshot<D: Device, S: PassSink>(fl: &mut FilterLoop<D, S>, rep: &LoopReport) -> Snapshot {
     let names = fl.rule_names();
     let c = fl.rule_counters();
@@ -281,6 +295,32 @@ fn read_nic_missed(ctl: &mut LoopControl, rep: &mut LoopReport) {
     }
 }
 
+/// The device failed: judges what the NIC had already written into host memory (bounded: a
+/// device that is gone writes nothing more), stops the workers and takes the final counters,
+/// so a failure still ends with exact counts.
+fn settle_after_failure<D: Device, S: PassSink>(
+    fl: &mut FilterLoop<D, S>,
+    ctl: &mut LoopControl,
+    rep: &mut LoopReport,
+    now_ns: u64,
+) {
+    let mut polls = 0;
+    while fl.poll(now_ns) > 0 && polls < 100_000 {
+        polls += 1;
+    }
+    fl.finish();
+    fl.sync_driver_errors();
+    if let Err(e) = fl.flush_samples() {
+        log::warn!("writing sampled packets: {e}");
+    }
+    rep.counters = fl.counters();
+    read_nic_missed(ctl, rep);
+    rep.transport_timeouts = fl.vf().device().transport_timeouts();
+    if let Some(metrics) = &ctl.metrics {
+        metrics.publish(snapshot(fl, rep));
+    }
+}
+
 /// Runs until `ctl.stop` is set or the deadline passes, then drains the rings.
 ///
 /// A reload swaps the rule set between two bursts: every packet of a burst is judged by exactly
@@ -293,7 +333,7 @@ fn read_nic_missed(ctl: &mut LoopControl, rep: &mut LoopReport) {
 pub fn run_loop<D: Device, S: PassSink>(
     fl: &mut FilterLoop<D, S>,
     ctl: &mut LoopControl,
-) -> Result<LoopReport, floodgate_pmd::Error> {
+) -> Result<LoopReport, Box<LoopFailure>> {
     let start = Instant::now();
     let mut rep = LoopReport::default();
     let mut last_tick = start;
@@ -368,8 +408,10 @@ pub fn run_loop<D: Device, S: PassSink>(
         }
         let now = Instant::now();
         if now.duration_since(last_tick) >= ctl.interval {
-            // A PF reset still in progress, or a mailbox that did not answer in time, is retried
-            // at the next interval (the VF keeps its buffers); only a device that is gone (or an
+            // A PF reset still in progress, a mailbox that did not answer in time, or a PF that
+            // refused a request of the re-initialisation after a reset, is retried at the next
+            // interval (the VF keeps its buffers and its reset stays pending, so the next pass
+            // redoes the whole re-initialisation); only a device that is gone (or an
             // unrecoverable driver error) ends the loop.
             let m = match fl.maintain() {
                 Ok(m) => m,
@@ -382,7 +424,21 @@ pub fn run_loop<D: Device, S: PassSink>(
                     log::warn!("VF maintenance will be retried: {e}");
                     Default::default()
                 }
-                Err(e) => return Err(e),
+                Err(e @ floodgate_pmd::Error::PfRefused { .. }) => {
+                    rep.maintenance_retries += 1;
+                    log::error!("VF re-initialisation refused by the PF, will be retried: {e}");
+                    Default::default()
+                }
+                Err(error) => {
+                    rep.elapsed = start.elapsed();
+                    settle_after_failure(
+                        fl,
+                        ctl,
+                        &mut rep,
+                        epoch_base + start.elapsed().as_nanos() as u64,
+                    );
+                    return Err(Box::new(LoopFailure { error, report: rep }));
+                }
             };
             if m.reinitialised {
                 rep.pf_resets += 1;
