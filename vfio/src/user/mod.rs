@@ -179,11 +179,9 @@ impl Conn {
                 skip = 0;
             }
         }
-        // Reply header; the server may attach an fd (a mappable region), which we close.
+        // Reply header; the server may attach fds (a mappable region), which we close.
         let mut h = [0u8; HEADER_SIZE];
-        let (got, _fd) = s
-            .sock
-            .recv_with_fd(&mut h)
+        let got = proto::recv_closing_fds(&s.sock, &mut h)
             .map_err(|e| self.err(format_args!("waiting for the {cmd:?} reply: {e}")))?;
         if got == 0 {
             return Err(self.err(format_args!("server closed the connection during {cmd:?}")));
