@@ -233,6 +233,33 @@ impl Conn {
         Ok(Ok(body_len))
     }
 
+    /// Checks that a REGION_READ/REGION_WRITE reply body (`n` bytes kept in `reply`) starts
+    /// with the region, offset and count of the request, as the protocol says it echoes them:
+    /// a reply for another access must not pass for this one.
+    fn check_echo(
+        &self,
+        cmd: Command,
+        reply: &[u8],
+        n: usize,
+        region: u32,
+        offset: u64,
+        count: usize,
+    ) -> Result<(), Error> {
+        let got = (
+            proto::u32_at(reply, 8),
+            proto::u64_at(reply, 0),
+            proto::u32_at(reply, 12),
+        );
+        if n < 16 || got != (region, offset, count as u32) {
+            return Err(self.err(format_args!(
+                "{cmd:?} of region {region} offset {offset:#x} count {count} answered for \
+                 region {} offset {:#x} count {} ({n} bytes)",
+                got.0, got.1, got.2
+            )));
+        }
+        Ok(())
+    }
+
     /// REGION_READ of up to 8 bytes into `out` (no allocation).
     fn region_read_small(&self, region: u32, offset: u64, out: &mut [u8]) -> Result<(), Error> {
         let req = proto::region_access(region, offset, out.len() as u32);
@@ -244,6 +271,7 @@ impl Conn {
                 out.len()
             )));
         }
+        self.check_echo(Command::RegionRead, &reply, n, region, offset, out.len())?;
         out.copy_from_slice(&reply[16..n]);
         Ok(())
     }
@@ -251,8 +279,8 @@ impl Conn {
     fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> Result<(), Error> {
         let req = proto::region_access(region, offset, data.len() as u32);
         let mut reply = [0u8; 16];
-        self.call(Command::RegionWrite, &[&req, data], &[], &mut reply)?;
-        Ok(())
+        let n = self.call(Command::RegionWrite, &[&req, data], &[], &mut reply)?;
+        self.check_echo(Command::RegionWrite, &reply, n, region, offset, data.len())
     }
 }
 
