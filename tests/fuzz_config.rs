@@ -3,64 +3,11 @@
 //! error names the file and a line inside it (`FILE:LINE:COLUMN: …`, the format of
 //! tests/config_errors.rs) and stays short.
 
-use floodgate::config::{Config, ConfigError};
+mod fuzz_checks;
+use floodgate::config::Config;
+use fuzz_checks::*;
 use proptest::prelude::*;
 use std::io::Write;
-
-const FILE: &str = "fuzz.toml";
-const EXAMPLES: [&str; 2] = [
-    include_str!("../examples/floodgate.toml"),
-    include_str!("../examples/demo.toml"),
-];
-
-/// Longest message accepted when no line of the input is longer than [`SHORT_LINE`]: what the
-/// message says comes from the input's own short pieces, the key names and fixed text.
-const MAX_MESSAGE: usize = 600;
-const SHORT_LINE: usize = 100;
-
-/// Parses `text`; on error checks the message's form and returns it.
-fn check(text: &str) -> Option<String> {
-    let e = match Config::from_str_named(text, FILE) {
-        Ok(_) => return None,
-        Err(e) => e,
-    };
-    let (line, column) = match &e {
-        ConfigError::Syntax { line, column, .. } | ConfigError::Invalid { line, column, .. } => {
-            (*line, *column)
-        }
-        ConfigError::Io { .. } => panic!("I/O error from text: {e}"),
-    };
-    let msg = e.to_string();
-    let prefix = format!("{FILE}:{line}:{column}: ");
-    assert!(
-        msg.starts_with(&prefix),
-        "{msg:?} does not start with {prefix:?}"
-    );
-    // The line exists (a file not ending in a newline still has its last line).
-    let lines = text.split('\n').count();
-    assert!(
-        (1..=lines).contains(&line) && column >= 1,
-        "line {line} column {column} outside a {lines}-line text: {msg}"
-    );
-    assert!(
-        msg.len() > prefix.len(),
-        "no message after the location: {msg:?}"
-    );
-    Some(msg)
-}
-
-/// `check`, plus the length bound when every line is short.
-fn check_short(text: &str) {
-    if let Some(msg) = check(text) {
-        if text.lines().all(|l| l.len() <= SHORT_LINE) {
-            assert!(
-                msg.len() <= MAX_MESSAGE,
-                "{} byte message for a text of short lines: {msg}",
-                msg.len()
-            );
-        }
-    }
-}
 
 /// Every `key` that appears on the left of `=` in the examples, plus near misses.
 fn keys() -> Vec<String> {

@@ -4,84 +4,11 @@
 //! written (proptest, bounded case counts; `fuzz/fuzz_targets/pcap.rs` runs the same checks for
 //! long runs).
 
-use floodgate::pcapfile::{self, PcapFileError, PcapReader, PcapWriter};
+mod fuzz_checks;
+use floodgate::pcapfile::{self, PcapFileError, PcapWriter};
 use floodgate_sim::pcap as simpcap;
+use fuzz_checks::*;
 use proptest::prelude::*;
-
-/// The most the model's reader accepts for one record (its limit follows the file's snaplen,
-/// up to four times [`simpcap::MAX_RECORD`]).
-const SIM_LIMIT: usize = 4 * simpcap::MAX_RECORD as usize;
-
-/// Reads `file` to its end or first error with the daemon's reader; returns the records read.
-/// Checks on the way that no record is larger than the reader's limit and that the buffer did
-/// not grow past it.
-fn read_daemon(
-    file: &[u8],
-) -> (
-    Vec<(pcapfile::RecordHeader, Vec<u8>)>,
-    Option<PcapFileError>,
-) {
-    let mut r = match PcapReader::new(file, "t.pcap") {
-        Ok(r) => r,
-        Err(e) => return (Vec::new(), Some(e)),
-    };
-    let mut out = Vec::new();
-    let mut buf = Vec::new();
-    // A record takes at least 16 bytes: more iterations than that means a loop.
-    for _ in 0..=file.len() / 16 {
-        match r.next_record(&mut buf) {
-            Ok(Some(h)) => {
-                assert_eq!(h.caplen as usize, buf.len());
-                assert!(buf.len() <= pcapfile::MAX_RECORD as usize);
-                out.push((h, buf.clone()));
-            }
-            Ok(None) => return (out, None),
-            Err(e) => {
-                assert!(
-                    buf.capacity() <= 2 * pcapfile::MAX_RECORD as usize,
-                    "buffer grew to {} bytes",
-                    buf.capacity()
-                );
-                return (out, Some(e));
-            }
-        }
-        assert!(buf.capacity() <= 2 * pcapfile::MAX_RECORD as usize);
-    }
-    panic!("reader returned more records than the file can hold");
-}
-
-/// The same with the model's reader.
-fn read_sim(
-    file: &[u8],
-) -> (
-    Vec<(simpcap::PcapRecord, Vec<u8>)>,
-    Option<simpcap::PcapError>,
-) {
-    let mut r = match simpcap::PcapReader::new(file) {
-        Ok(r) => r,
-        Err(e) => return (Vec::new(), Some(e)),
-    };
-    let mut out = Vec::new();
-    let mut buf = Vec::new();
-    for _ in 0..=file.len() / 16 {
-        let res = r.next_packet(&mut buf);
-        assert!(
-            buf.capacity() <= 2 * SIM_LIMIT,
-            "buffer grew to {} bytes",
-            buf.capacity()
-        );
-        match res {
-            Ok(Some(h)) => {
-                assert_eq!(h.caplen as usize, buf.len());
-                assert!(buf.len() <= SIM_LIMIT);
-                out.push((h, buf.clone()));
-            }
-            Ok(None) => return (out, None),
-            Err(e) => return (out, Some(e)),
-        }
-    }
-    panic!("reader returned more records than the file can hold");
-}
 
 /// An independent encoder: a classic pcap file in either byte order and either resolution,
 /// records given as (seconds, fraction, original length, data).
