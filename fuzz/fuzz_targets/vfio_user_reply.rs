@@ -9,7 +9,7 @@
 //!
 //! `cargo +nightly fuzz run vfio_user_reply -- -timeout=10` (from the repository root). The
 //! harness is vfio/tests/hostile/mod.rs, shared with vfio/tests/hostile_server.rs. Each input
-//! opens a Unix socket and two threads, and a stalled reply costs the client's 100 ms timeout:
+//! opens a Unix socket and two threads, and a stalled reply costs the client's 250 ms timeout:
 //! expect hundreds, not millions, of inputs per second.
 
 #![no_main]

@@ -87,7 +87,7 @@ fn each_fault_alone_at_each_kind_of_exchange() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Up to three faults anywhere in the conversation (connect is 17 exchanges with this
     /// device, the operations 10 more).

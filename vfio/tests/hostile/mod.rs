@@ -17,7 +17,10 @@ use std::time::Duration;
 use vfio_bindings::bindings::vfio::*;
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
-pub const TIMEOUT: Duration = Duration::from_millis(100);
+/// The client's reply timeout. Stalled replies cost this much each, so it is short; but a
+/// correct reply must always arrive within it, also on a loaded machine (at 100 ms one was
+/// missed while the machine was busy building).
+pub const TIMEOUT: Duration = Duration::from_millis(250);
 /// Whole scenario, generous: only a hang trips it.
 pub const WATCHDOG: Duration = Duration::from_secs(30);
 pub const MAX_MESSAGE: u32 = floodgate_vfio::user::MAX_MESSAGE as u32;
