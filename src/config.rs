@@ -1794,12 +1794,22 @@ impl Config {
         let ctx = Ctx { file, text };
         too_many_tables(&ctx)?;
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, column) = ctx.line_col(e.span().map_or(0, |s| s.start));
+            let at = e.span().map_or(0, |s| s.start);
+            let (line, column) = ctx.line_col(at);
+            let mut message = e.message().trim().to_string();
+            if message.is_empty() {
+                // The TOML parser gives no text for some errors (a NUL or other control
+                // character where a key should start): say what it stopped at.
+                message = match text.get(at..).and_then(|r| r.chars().next()) {
+                    Some(c) => format!("TOML syntax error: unexpected character {c:?}"),
+                    None => "TOML syntax error: unexpected end of file".to_string(),
+                };
+            }
             ConfigError::Syntax {
                 file: file.to_string(),
                 line,
                 column,
-                message: clip_quoted(e.message().trim()),
+                message: clip_quoted(&message),
             }
         })?;
         let device = device(&ctx, &raw.device, 0)?;

@@ -243,8 +243,10 @@ pub struct PcapWriter<W: Write> {
 }
 
 impl<W: Write> PcapWriter<W> {
-    /// Writes the global header for Ethernet frames cut at `snaplen` bytes.
+    /// Writes the global header for Ethernet frames cut at `snaplen` bytes. A `snaplen` above
+    /// [`MAX_RECORD`] is lowered to it, so that every record written is one the reader accepts.
     pub fn new(mut inner: W, snaplen: u32) -> io::Result<Self> {
+        let snaplen = snaplen.min(MAX_RECORD);
         let mut h = [0u8; GLOBAL_HEADER_LEN as usize];
         h[0..4].copy_from_slice(&MAGIC_NS.to_ne_bytes());
         h[4..6].copy_from_slice(&2u16.to_ne_bytes());

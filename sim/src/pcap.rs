@@ -312,8 +312,11 @@ pub struct PcapWriter<W: Write> {
 }
 
 impl<W: Write> PcapWriter<W> {
-    /// Writes the global header (version 2.4, `snaplen`, LINKTYPE_ETHERNET).
+    /// Writes the global header (version 2.4, `snaplen`, LINKTYPE_ETHERNET). `snaplen` is
+    /// kept within 1 and the reader's largest record (4 × [`MAX_RECORD`]), so that every
+    /// record written is one [`PcapReader`] accepts.
     pub fn new(mut inner: W, snaplen: u32) -> Result<PcapWriter<W>, PcapError> {
+        let snaplen = snaplen.clamp(1, MAX_RECORD * 4);
         let mut h = [0u8; 24];
         h[0..4].copy_from_slice(&MAGIC_MICROS.to_le_bytes());
         h[4..6].copy_from_slice(&2u16.to_le_bytes());
@@ -324,7 +327,7 @@ impl<W: Write> PcapWriter<W> {
         inner.write_all(&h)?;
         Ok(PcapWriter {
             inner,
-            snaplen: snaplen.max(1),
+            snaplen,
             written: 0,
             clock_ns: 0,
         })

@@ -273,11 +273,9 @@ impl Conn {
             }
         }
         loop {
-            // Reply header; the server may attach an fd (a mappable region), which we close.
+            // Reply header; the server may attach fds (a mappable region), which we close.
             let mut h = [0u8; HEADER_SIZE];
-            let (got, _fd) = match retry_eintr(|| {
-                s.sock.recv_with_fd(&mut h).map_err(std::io::Error::from)
-            }) {
+            let got = match retry_eintr(|| proto::recv_closing_fds(&s.sock, &mut h)) {
                 Ok(r) => r,
                 Err(e) if is_timeout(&e) => {
                     // Not a byte of the reply yet: it may still come; skip it then.
@@ -362,6 +360,33 @@ impl Conn {
         }
     }
 
+    /// Checks that a REGION_READ/REGION_WRITE reply body (`n` bytes kept in `reply`) starts
+    /// with the region, offset and count of the request, as the protocol says it echoes them:
+    /// a reply for another access must not pass for this one.
+    fn check_echo(
+        &self,
+        cmd: Command,
+        reply: &[u8],
+        n: usize,
+        region: u32,
+        offset: u64,
+        count: usize,
+    ) -> Result<(), Error> {
+        let got = (
+            proto::u32_at(reply, 8),
+            proto::u64_at(reply, 0),
+            proto::u32_at(reply, 12),
+        );
+        if n < 16 || got != (region, offset, count as u32) {
+            return Err(self.err(format_args!(
+                "{cmd:?} of region {region} offset {offset:#x} count {count} answered for \
+                 region {} offset {:#x} count {} ({n} bytes)",
+                got.0, got.1, got.2
+            )));
+        }
+        Ok(())
+    }
+
     /// REGION_READ of up to 8 bytes into `out` (no allocation). A read whose reply timed out
     /// is sent again (reads have no side effect on the registers read this way), up to
     /// [`READ_RETRIES`] times.
@@ -387,6 +412,7 @@ impl Conn {
                 out.len()
             )));
         }
+        self.check_echo(Command::RegionRead, &reply, n, region, offset, out.len())?;
         out.copy_from_slice(&reply[16..n]);
         Ok(())
     }
@@ -394,8 +420,8 @@ impl Conn {
     fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> Result<(), Error> {
         let req = proto::region_access(region, offset, data.len() as u32);
         let mut reply = [0u8; 16];
-        self.call(Command::RegionWrite, &[&req, data], &[], &mut reply)?;
-        Ok(())
+        let n = self.call(Command::RegionWrite, &[&req, data], &[], &mut reply)?;
+        self.check_echo(Command::RegionWrite, &reply, n, region, offset, data.len())
     }
 }
 
@@ -872,27 +898,39 @@ mod tests {
     }
 
     /// Reads one request; returns its header.
-    fn read_request(s: &mut UnixStream) -> Option<Header> {
+    fn read_request(s: &mut UnixStream) -> Option<Req> {
         let mut h = [0u8; HEADER_SIZE];
         s.read_exact(&mut h).ok()?;
         let hdr = Header::from_bytes(&h);
         let mut body = vec![0u8; hdr.message_size as usize - HEADER_SIZE];
         s.read_exact(&mut body).ok()?;
-        Some(hdr)
+        Some(Req { hdr, body })
     }
 
-    /// Answers `req` with a reply carrying `body`.
-    fn reply(s: &mut UnixStream, req: &Header, body: &[u8]) {
+    /// A request as the fake server read it.
+    struct Req {
+        hdr: Header,
+        body: Vec<u8>,
+    }
+
+    /// Answers `req` with a reply carrying `body`; a region access's reply starts with the
+    /// request's region, offset and count, as the protocol echoes them (written over the first
+    /// 16 bytes of `body`).
+    fn reply(s: &mut UnixStream, req: &Req, body: &[u8]) {
+        let mut body = body.to_vec();
+        if body.len() >= 16 && req.body.len() >= 16 {
+            body[..16].copy_from_slice(&req.body[..16]);
+        }
         let h = Header {
-            message_id: req.message_id,
-            command: req.command,
+            message_id: req.hdr.message_id,
+            command: req.hdr.command,
             message_size: (HEADER_SIZE + body.len()) as u32,
             flags: proto::FLAG_REPLY,
             error: 0,
         }
         .to_bytes();
         s.write_all(&h).unwrap();
-        s.write_all(body).unwrap();
+        s.write_all(&body).unwrap();
     }
 
     /// A REGION_READ reply of 4 bytes holding `v`.

@@ -129,6 +129,70 @@ pub(crate) fn json_u32(json: &str, key: &str) -> Option<u32> {
     rest[..end].parse().ok()
 }
 
+/// One `recvmsg` into `buf` that closes every file descriptor arriving with the bytes (the
+/// client uses none the server sends). Returns the number of bytes read.
+///
+/// Room is made for [`OUR_MAX_FDS`], the number announced in VERSION; a server sending more
+/// gets an error (`MSG_CTRUNC`), the descriptors that did arrive being closed all the same. A
+/// plain `recv_with_fd` (room for one) would keep the second of two descriptors open and, past
+/// two, report the truncation without closing what arrived: a hostile server could fill the
+/// descriptor table one reply at a time.
+pub(crate) fn recv_closing_fds(
+    sock: &std::os::unix::net::UnixStream,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    // Control buffer, u64-aligned as cmsghdr needs: 16-byte header + 8 fds = 48 bytes.
+    let mut ctl = [0u64; 8];
+    let fd_bytes = OUR_MAX_FDS * std::mem::size_of::<RawFd>() as u32;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(fd_bytes) } as usize;
+    debug_assert!(space <= std::mem::size_of_val(&ctl));
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid empty one; the fields set below point at `iov`
+    // and `ctl`, which outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: `msg` describes `buf` and `ctl`, both writable for the lengths given.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `msg` was filled by recvmsg; CMSG_FIRSTHDR/NXTHDR stay within msg_controllen.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !c.is_null() {
+        // SAFETY: `c` is a control message header inside `ctl` (see above).
+        let (level, kind, len) = unsafe { ((*c).cmsg_level, (*c).cmsg_type, (*c).cmsg_len) };
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_DATA of a header inside `ctl`; the kernel wrote `len` bytes in all.
+            let data = unsafe { libc::CMSG_DATA(c) };
+            // cmsg_len is usize with glibc, u32 with musl.
+            #[allow(clippy::unnecessary_cast)]
+            let count =
+                (len as usize - (data as usize - c as usize)) / std::mem::size_of::<RawFd>();
+            for i in 0..count {
+                // SAFETY: the i-th fd of this message, inside `ctl`; it is new to this process
+                // and owned by nothing else, so closing it (by dropping) is ours to do.
+                drop(unsafe { OwnedFd::from_raw_fd(data.cast::<RawFd>().add(i).read_unaligned()) });
+            }
+        }
+        // SAFETY: as for CMSG_FIRSTHDR.
+        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(std::io::Error::other(format!(
+            "reply carries more than {OUR_MAX_FDS} file descriptors"
+        )));
+    }
+    Ok(n as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
