@@ -20,12 +20,18 @@
 //! their own.
 //!
 //! ```no_run
-//! floodgate::sdnotify::ready();
-//! if let Some(every) = floodgate::sdnotify::watchdog_interval() {
-//!     // feed the watchdog at least twice per `every`
-//!     # let _ = every;
-//!     floodgate::sdnotify::watchdog();
+//! use floodgate::sdnotify;
+//! sdnotify::ready();
+//! // In the filter loop: paced to half the watchdog interval, a no-op without a watchdog.
+//! let mut dog = sdnotify::WatchdogFeeder::from_env();
+//! loop {
+//!     // ... one pass of the loop ...
+//!     if let Some(d) = dog.as_mut() {
+//!         d.feed(std::time::Instant::now());
+//!     }
+//!     # break;
 //! }
+//! sdnotify::stopping();
 //! ```
 
 use std::ffi::{OsStr, OsString};
@@ -240,6 +246,61 @@ pub fn watchdog_interval() -> Option<Duration> {
     }
 }
 
+/// Paces `WATCHDOG=1` for a loop that calls it on every pass (or every stats tick): it sends
+/// at most once per half watchdog interval, so systemd always sees one within the interval while
+/// the loop runs, and none once the loop stops calling.
+#[derive(Debug, Clone)]
+pub struct WatchdogFeeder {
+    every: Duration,
+    last: Option<std::time::Instant>,
+}
+
+impl WatchdogFeeder {
+    /// A feeder for the watchdog systemd asks for ([`watchdog_interval`]); `None` without one.
+    pub fn from_env() -> Option<WatchdogFeeder> {
+        watchdog_interval().map(WatchdogFeeder::new)
+    }
+
+    /// A feeder for a watchdog of `interval`: it feeds every `interval / 2`.
+    pub fn new(interval: Duration) -> WatchdogFeeder {
+        WatchdogFeeder {
+            every: interval / 2,
+            last: None,
+        }
+    }
+
+    /// How often it feeds.
+    pub fn period(&self) -> Duration {
+        self.every
+    }
+
+    /// Whether a `WATCHDOG=1` is due at `now` (the first call always is); records it as sent.
+    pub fn due(&mut self, now: std::time::Instant) -> bool {
+        match self.last {
+            Some(t) if now.saturating_duration_since(t) < self.every => false,
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+
+    /// Sends `WATCHDOG=1` through the process-wide notifier if one is due at `now`.
+    pub fn feed(&mut self, now: std::time::Instant) {
+        if self.due(now) {
+            watchdog();
+        }
+    }
+
+    /// [`feed`](Self::feed) through a given notifier.
+    pub fn feed_to(&mut self, now: std::time::Instant, n: &Notifier) -> Result<(), NotifyError> {
+        if self.due(now) {
+            n.watchdog()?;
+        }
+        Ok(())
+    }
+}
+
 static GLOBAL: OnceLock<Option<Notifier>> = OnceLock::new();
 static SEND_FAILED: AtomicBool = AtomicBool::new(false);
 
@@ -340,6 +401,19 @@ mod tests {
         assert!(p(s("0"), None, 7).is_err());
         let e = p(s("1"), s("-1"), 7).unwrap_err();
         assert!(e.to_string().contains("WATCHDOG_PID"), "{e}");
+    }
+
+    #[test]
+    fn the_feeder_sends_twice_per_interval() {
+        let t0 = std::time::Instant::now();
+        let mut f = WatchdogFeeder::new(Duration::from_secs(10));
+        assert_eq!(f.period(), Duration::from_secs(5));
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let sent: Vec<u64> = [0, 1000, 4999, 5000, 5001, 9999, 10_000, 30_000]
+            .into_iter()
+            .filter(|&ms| f.due(at(ms)))
+            .collect();
+        assert_eq!(sent, [0, 5000, 10_000, 30_000]);
     }
 
     #[test]

@@ -168,3 +168,23 @@ fn without_notify_socket_nothing_is_enabled() {
     assert!(out.contains("enabled=false"), "{out}");
     assert!(out.contains("watchdog=None"), "{out}");
 }
+
+#[test]
+fn the_watchdog_feeder_sends_to_the_socket_only_when_due() {
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, path) = bound(&dir);
+    let n = Notifier::connect(path.as_os_str()).unwrap();
+    let mut f = sdnotify::WatchdogFeeder::new(Duration::from_secs(2));
+    let t0 = Instant::now();
+    for ms in [0u64, 10, 500, 999, 1000, 1500, 2000] {
+        f.feed_to(t0 + Duration::from_millis(ms), &n).unwrap();
+    }
+    // Due at 0, 1000 and 2000 ms.
+    for _ in 0..3 {
+        assert_eq!(recv(&sock), "WATCHDOG=1");
+    }
+    sock.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(sock.recv(&mut buf).is_err(), "one datagram too many");
+}
