@@ -12,6 +12,7 @@
 //! - [`tap`]: batched TAP reinjection (io_uring, with a `write()` fallback);
 //! - [`privdrop`]: switching to an unprivileged user once the device and TAP are open, and a
 //!   reader process that keeps read access to the config for reloads;
+//! - [`sdnotify`]: the systemd notification protocol (`Type=notify`, watchdog);
 //! - [`daemon`]: the filter loop, the run loop, metrics and the commands;
 //! - [`stats`]: the daemon's counters and the per-second line;
 //! - [`softrss`]: tunnel-aware symmetric software RSS, headroom metadata and worker fan-out.
@@ -25,6 +26,7 @@ pub mod pcapfile;
 pub mod privdrop;
 pub mod ratelimit;
 pub mod safefile;
+pub mod sdnotify;
 pub mod softrss;
 pub mod stats;
 pub mod steering;

@@ -1,14 +1,14 @@
 //! `floodgate`: the filter daemon's command line.
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use floodgate::daemon::demo;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Steer a flood into an ixgbe VF, drop it at line rate, reinject the survivors into the kernel.
 #[derive(Parser, Debug)]
-#[command(name = "floodgate", version, about, long_about = None)]
+#[command(name = "floodgate", version, about, long_about = None, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -66,6 +66,26 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// Print a shell completion script to standard output
+    /// (e.g. `floodgate completions bash > /etc/bash_completion.d/floodgate`).
+    Completions {
+        /// The shell.
+        shell: CompletionShell,
+    },
+    /// Write the man pages (floodgate.1 and one per subcommand, e.g. floodgate-run.1) into DIR.
+    Man {
+        /// The directory to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// Shells `floodgate completions` writes scripts for.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,5 +179,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => floodgate::daemon::rules_test(&pcap, &config, verbose, samples.as_deref())
             .map(|_| ExitCode::SUCCESS),
+        Cmd::Completions { shell } => {
+            write_completions(shell, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Man { out } => {
+            write_man_pages(&out)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Writes the completion script of `shell`, generated from the CLI definition.
+fn write_completions(shell: CompletionShell, w: &mut dyn std::io::Write) -> Result<()> {
+    use clap_complete::Shell;
+    let shell = match shell {
+        CompletionShell::Bash => Shell::Bash,
+        CompletionShell::Zsh => Shell::Zsh,
+        CompletionShell::Fish => Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut Cli::command(), "floodgate", w);
+    w.flush().context("writing the completion script")?;
+    Ok(())
+}
+
+/// Writes `floodgate.1` and a page per subcommand (`floodgate-rules-test.1`, ...) into `dir`.
+fn write_man_pages(dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("writing man pages into {}", dir.display()))?;
+    Ok(())
 }
