@@ -137,7 +137,16 @@ fn run() -> Result<(), String> {
     let _link = prog
         .attach_xdp(ifindex, XdpAttachMode::Auto)
         .map_err(|e| format!("attach XDP to {ifname}: {e}"))?;
-    let mut sock = XskSocket::new(ifindex, queue, SocketConfig::default())
+    // Deep rings: on a shared machine the filter thread can be off the CPU for milliseconds,
+    // and at the flood's rate a 2048-entry fill ring runs dry in a few of them (the kernel
+    // then drops legitimate and flood frames alike, counted in socket_rx_dropped).
+    let cfg = SocketConfig {
+        frame_count: 32768,
+        fill_size: 16384,
+        rx_size: 16384,
+        ..Default::default()
+    };
+    let mut sock = XskSocket::new(ifindex, queue, cfg)
         .map_err(|e| format!("AF_XDP socket on {ifname} queue {queue}: {e}"))?;
     sock.register(&xsks).map_err(|e| e.to_string())?;
     let link_info = ip(&["-d", "link", "show", "dev", &ifname]).unwrap_or_default();
