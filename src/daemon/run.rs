@@ -226,8 +226,13 @@ fn signal_thread(
                     );
                 }
             }
-            libc::SIGHUP if reload.send(()).is_err() => {
-                log::warn!("SIGHUP: no reload thread (the daemon is stopping)");
+            libc::SIGHUP => {
+                if reload.send(()).is_err() {
+                    log::warn!("SIGHUP: no reload thread (the daemon is stopping)");
+                } else {
+                    // READY=1 follows once the new rules are in force or rejected.
+                    crate::sdnotify::reloading();
+                }
             }
             _ => {} // timeout (EAGAIN) or EINTR: look at `done` again
         }
@@ -684,6 +689,10 @@ fn serve_with<D: Device, S: PassSink>(
         None => None,
     };
     ctl.metrics = Some(metrics);
+    ctl.watchdog = crate::sdnotify::WatchdogFeeder::from_env();
+    // The VF is up, the steering rules are installed and survivors have somewhere to go: tell
+    // systemd (Type=notify) the service is ready.
+    crate::sdnotify::ready();
     let outcome = run_loop(fl, &mut ctl);
     // Ends the reload thread (its outcome channel closes).
     drop(ctl);

@@ -91,6 +91,10 @@ pub struct LoopControl {
     pub before_drain: Option<Box<dyn FnOnce()>>,
     /// Busy-poll or nap when the rings are empty.
     pub idle: IdlePolicy,
+    /// Fed by the polling thread itself (systemd's `WatchdogSec`, see
+    /// [`crate::sdnotify::WatchdogFeeder`]): a loop that is stuck stops feeding it and is
+    /// restarted; a busy one keeps feeding it.
+    pub watchdog: Option<crate::sdnotify::WatchdogFeeder>,
     /// Called before every poll, also while draining (the demo runs the NIC model here, in
     /// lockstep with the loop; see `floodgate_sim::InlineEngine`). Returns the frames it moved.
     pub pump: Option<Box<dyn FnMut() -> usize>>,
@@ -161,6 +165,7 @@ impl LoopControl {
             before_drain: None,
             idle: IdlePolicy::default(),
             pump: None,
+            watchdog: None,
         }
     }
 }
@@ -265,6 +270,7 @@ fn take_new_rules<D: Device, S: PassSink>(
                 let took = p.took;
                 let old = fl.install_rules(p.rules, p.forks);
                 rep.reloads += 1;
+                crate::sdnotify::ready();
                 log::info!(
                     "reloaded rules ({} rules; prepared off the polling thread in {} ms)",
                     fl.rule_names().len(),
@@ -278,6 +284,8 @@ fn take_new_rules<D: Device, S: PassSink>(
             Ok(Err(e)) => {
                 rep.reload_errors += 1;
                 log::error!("reload rejected, old rules keep running: {e}");
+                crate::sdnotify::status("reload rejected: the old rules keep running");
+                crate::sdnotify::ready();
             }
             Err(TryRecvError::Empty) => return,
             Err(TryRecvError::Disconnected) => {
@@ -392,6 +400,10 @@ pub fn run_loop<D: Device, S: PassSink>(
             continue;
         }
         take_new_rules(fl, ctl, &mut rep);
+        if let Some(w) = ctl.watchdog.as_mut() {
+            // Paces itself (at most one message per half watchdog period).
+            w.feed(Instant::now());
+        }
         if ctl.reload.swap(false, Ordering::AcqRel) {
             match ctl.reloader.as_mut().map(|f| f()) {
                 Some(Ok(rules)) => {
@@ -477,6 +489,7 @@ pub fn run_loop<D: Device, S: PassSink>(
         }
     }
     rep.elapsed = start.elapsed();
+    crate::sdnotify::stopping();
     // Reloads that finished before the stop are counted (and installed: the drain judges with
     // the newest rules).
     take_new_rules(fl, ctl, &mut rep);

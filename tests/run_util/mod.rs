@@ -76,8 +76,20 @@ impl RunHarness {
         name: &str,
         tail: &str,
         ready: &str,
+        on_line: impl FnMut(&str),
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> RunHarness {
+        Self::start_env(name, tail, ready, on_line, prepare, &[])
+    }
+
+    /// Like [`start_with`](Self::start_with), with extra environment variables for the daemon.
+    pub fn start_env(
+        name: &str,
+        tail: &str,
+        ready: &str,
         mut on_line: impl FnMut(&str),
         prepare: impl FnOnce(&std::path::Path),
+        envs: &[(&str, &str)],
     ) -> RunHarness {
         let dir = std::env::temp_dir().join(format!("fg-run-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -112,6 +124,7 @@ impl RunHarness {
             .args(["run", "--config"])
             .arg(&cfg_path)
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
