@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::limits;
-use super::types::{DstMac, Ipv4Masked, PortMasked, ReinjectTo, SrcMac};
+use super::types::{DstMac, Flow, ReinjectTo, SrcMac};
 use super::Config;
 
 /// `s` quoted for an error message, cut to [`limits::MAX_QUOTED_CHARS`] characters with
@@ -116,23 +116,36 @@ impl Config {
 
     fn fmt_steering(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, s) in self.steering.iter().enumerate() {
-            let ip = |m: &Option<Ipv4Masked>| {
-                m.map_or("any".to_string(), |m| format!("{}/{}", m.addr, m.mask))
+            // A zero mask is a field the rule does not match on.
+            let ip = |addr: std::net::Ipv4Addr, mask: std::net::Ipv4Addr| {
+                if mask.is_unspecified() {
+                    "any".to_string()
+                } else {
+                    format!("{addr}/{mask}")
+                }
             };
-            let port = |p: &Option<PortMasked>| {
-                p.map_or("any".to_string(), |p| format!("{}/{:#06x}", p.port, p.mask))
+            let port = |port: u16, mask: u16| {
+                if mask == 0 {
+                    "any".to_string()
+                } else {
+                    format!("{port}/{mask:#06x}")
+                }
+            };
+            let flow = match s.flow {
+                Flow::Udp4 => "Udp4",
+                Flow::Tcp4 => "Tcp4",
+                Flow::Sctp4 => "Sctp4",
+                Flow::Ip4 { .. } => "Ip4",
             };
             writeln!(
                 f,
-                "steering {i} {:?}: {:?} src {} dst {} sport {} dport {} -> vf {} queue {}{}",
-                s.name,
-                s.flow,
-                ip(&s.src),
-                ip(&s.dst),
-                port(&s.src_port),
-                port(&s.dst_port),
-                s.vf,
-                s.queue,
+                "steering {i} {:?}: {flow} src {} dst {} sport {} dport {} -> {}{}",
+                s.name.as_deref().unwrap_or_default(),
+                ip(s.src_ip, s.src_mask),
+                ip(s.dst_ip, s.dst_mask),
+                port(s.src_port, s.src_port_mask),
+                port(s.dst_port, s.dst_port_mask),
+                s.action,
                 s.location
                     .map_or(String::new(), |l| format!(" (location {l})"))
             )?;

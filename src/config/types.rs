@@ -2,7 +2,7 @@
 //! accepted a file.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::filter::{Decision, Rule, RuleSet};
@@ -108,59 +108,10 @@ pub struct DeviceConfig {
     pub burst: u16,
 }
 
-/// Flow types the PF's flow director can steer (ixgbe: IPv4 only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlowType {
-    /// TCP over IPv4 (`TCP_V4_FLOW`).
-    Tcp4,
-    /// UDP over IPv4 (`UDP_V4_FLOW`).
-    Udp4,
-    /// SCTP over IPv4 (`SCTP_V4_FLOW`).
-    Sctp4,
-    /// Any IPv4 (`IP_USER_FLOW`), addresses only.
-    Ip4,
-}
-
-/// An IPv4 address with a mask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Masked {
-    /// Address (host bits cleared).
-    pub addr: Ipv4Addr,
-    /// Mask.
-    pub mask: Ipv4Addr,
-}
-
-/// A port with a mask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortMasked {
-    /// Port.
-    pub port: u16,
-    /// Mask (0xffff = exact).
-    pub mask: u16,
-}
-
-/// One `[[steering]]` rule: a flow the PF steers into the VF.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SteeringRule {
-    /// Name.
-    pub name: String,
-    /// Flow type.
-    pub flow: FlowType,
-    /// Source address match.
-    pub src: Option<Ipv4Masked>,
-    /// Destination address match.
-    pub dst: Option<Ipv4Masked>,
-    /// Source port match (not for `ip4`).
-    pub src_port: Option<PortMasked>,
-    /// Destination port match (not for `ip4`).
-    pub dst_port: Option<PortMasked>,
-    /// VF index (0-based; the ring cookie carries index + 1, facts §4.2).
-    pub vf: u16,
-    /// Queue within the VF.
-    pub queue: u16,
-    /// Explicit rule location in the PF's table, if given.
-    pub location: Option<u32>,
-}
+/// One `[[steering]]` rule is the steering layer's own [`SteeringRule`]: validation builds it
+/// directly (`Action::ToVf`, the config's name, masks with 1 = compare, an absent field as mask
+/// 0), so what `check-config` validated is exactly what is installed.
+pub use crate::steering::{Flow, SteeringRule};
 
 /// `[filter]`: rules and default action.
 #[derive(Debug, Clone)]

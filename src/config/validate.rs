@@ -14,11 +14,12 @@ use super::raw::{
     RawConfig, RawDaemon, RawDevice, RawFilter, RawReinject, RawStats, RawSteering, RawTap, S,
 };
 use super::types::{
-    DaemonConfig, DeviceAddr, DeviceConfig, DstMac, FilterConfig, FlowType, Ipv4Masked, PortMasked,
-    ReinjectTo, SrcMac, StatsConfig, SteeringRule, TapConfig, VfReinject,
+    DaemonConfig, DeviceAddr, DeviceConfig, DstMac, FilterConfig, ReinjectTo, SrcMac, StatsConfig,
+    TapConfig, VfReinject,
 };
 use super::{defaults, limits, ConfigError};
 use crate::filter::{Action, Cidr, Decision};
+use crate::steering::{self, Flow, SteeringRule};
 
 /// The file being validated: its name and text, for error positions.
 pub(super) struct Ctx<'a> {
@@ -431,6 +432,20 @@ fn dst_mac(
 
 // ---- [[steering]] ---------------------------------------------------------------------------
 
+/// An IPv4 address (host bits cleared) with its mask.
+#[derive(Clone, Copy)]
+struct Ipv4Masked {
+    addr: Ipv4Addr,
+    mask: Ipv4Addr,
+}
+
+/// A port with its mask (0xffff = exact).
+#[derive(Clone, Copy)]
+struct PortMasked {
+    port: u16,
+    mask: u16,
+}
+
 fn ipv4_masked(
     ctx: &Ctx,
     v: &S<String>,
@@ -510,7 +525,10 @@ pub(super) fn steering(
     let mut locations: HashMap<u32, usize> = HashMap::new();
     for (i, r) in raw.iter().enumerate() {
         let rule = steering_rule(ctx, i, r, dev)?;
-        let c = format!("steering rule {i} ({:?})", rule.name);
+        let c = format!(
+            "steering rule {i} ({:?})",
+            rule.name.as_deref().unwrap_or_default()
+        );
         same_masks(ctx, i, r, &c, &rule, &mut first_masks)?;
         if let Some(loc) = rule.location {
             if let Some(prev) = locations.insert(loc, i) {
@@ -549,7 +567,7 @@ fn steering_rule(
         .transpose()?;
     let src_port = port_masked(ctx, &s.src_port, &s.src_port_mask, &c, "src_port")?;
     let dst_port = port_masked(ctx, &s.dst_port, &s.dst_port_mask, &c, "dst_port")?;
-    if flow == FlowType::Ip4 {
+    if flow == (Flow::Ip4 { proto: None }) {
         if let Some(p) = s.src_port.as_ref().or(s.dst_port.as_ref()) {
             return Err(ctx.err(
                 p.span(),
@@ -577,26 +595,41 @@ fn steering_rule(
         .as_ref()
         .map(|l| ctx.int::<u32>(l, 0, 2045, &c, "location"))
         .transpose()?;
-    Ok(SteeringRule {
-        name,
+    let mut rule = SteeringRule::new(
         flow,
-        src,
-        dst,
-        src_port,
-        dst_port,
-        vf,
-        queue,
-        location,
-    })
+        steering::Action::ToVf {
+            vf: u32::from(vf),
+            queue: u32::from(queue),
+        },
+    )
+    .named(name);
+    if let Some(m) = src {
+        rule.src_ip = m.addr;
+        rule.src_mask = m.mask;
+    }
+    if let Some(m) = dst {
+        rule.dst_ip = m.addr;
+        rule.dst_mask = m.mask;
+    }
+    if let Some(p) = src_port {
+        rule.src_port = p.port;
+        rule.src_port_mask = p.mask;
+    }
+    if let Some(p) = dst_port {
+        rule.dst_port = p.port;
+        rule.dst_port_mask = p.mask;
+    }
+    rule.location = location;
+    Ok(rule)
 }
 
 /// `flow`: the IPv4 flow types ixgbe steers (facts §4.3).
-fn flow_type(ctx: &Ctx, v: &S<String>, c: &str) -> Result<FlowType, ConfigError> {
+fn flow_type(ctx: &Ctx, v: &S<String>, c: &str) -> Result<Flow, ConfigError> {
     Ok(match v.get_ref().as_str() {
-        "tcp4" => FlowType::Tcp4,
-        "udp4" => FlowType::Udp4,
-        "sctp4" => FlowType::Sctp4,
-        "ip4" => FlowType::Ip4,
+        "tcp4" => Flow::Tcp4,
+        "udp4" => Flow::Udp4,
+        "sctp4" => Flow::Sctp4,
+        "ip4" => Flow::Ip4 { proto: None },
         other => {
             return Err(ctx.err(
                 v.span(),
@@ -620,13 +653,13 @@ fn same_masks(
     first: &mut Option<(usize, String, [u32; 4])>,
 ) -> Result<(), ConfigError> {
     let masks = [
-        rule.src.map_or(0, |m| u32::from(m.mask)),
-        rule.dst.map_or(0, |m| u32::from(m.mask)),
-        rule.src_port.map_or(0, |m| u32::from(m.mask)),
-        rule.dst_port.map_or(0, |m| u32::from(m.mask)),
+        u32::from(rule.src_mask),
+        u32::from(rule.dst_mask),
+        u32::from(rule.src_port_mask),
+        u32::from(rule.dst_port_mask),
     ];
     match first {
-        None => *first = Some((i, rule.name.clone(), masks)),
+        None => *first = Some((i, rule.name.clone().unwrap_or_default(), masks)),
         Some((j, jname, m)) if *m != masks => {
             let fields = ["src", "dst", "src_port", "dst_port"];
             let diff: Vec<&str> = (0..4)
