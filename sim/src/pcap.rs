@@ -392,8 +392,8 @@ impl<R: Read> PcapReader<R> {
             offset,
             ng,
         } = r;
-        let (cursor, inner) = inner.into_inner();
-        debug_assert!(cursor.position() == 24);
+        // The section header's first 24 bytes came from the cursor, which is used up.
+        let (_, inner) = inner.into_inner();
         Ok(PcapReader {
             inner,
             header,
@@ -478,6 +478,12 @@ impl<R: Read> PcapReader<R> {
             return Err(self.ng_err(
                 start,
                 format!("block length {len} is not a multiple of 4 from 12 to {PCAPNG_MAX_BLOCK}"),
+            ));
+        }
+        if section && len < 28 {
+            return Err(self.ng_err(
+                start,
+                format!("section header of {len} bytes, shorter than 28"),
             ));
         }
         let len = len as usize;

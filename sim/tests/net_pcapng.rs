@@ -239,6 +239,12 @@ fn malformed_files_are_refused_with_the_block_offset() {
     );
     let e = read_all(&bytes).unwrap_err();
     assert!(e.to_string().contains("link type 113"), "{e}");
+    // A section header too short to hold its fixed fields.
+    let mut bytes = good.out.clone();
+    bytes.extend_from_slice(&[0x0A, 0x0D, 0x0D, 0x0A, 20, 0, 0, 0, 0x4D, 0x3C, 0x2B, 0x1A]);
+    bytes.extend_from_slice(&[0, 0, 0, 0, 20, 0, 0, 0]);
+    let e = read_all(&bytes).unwrap_err();
+    assert!(e.to_string().contains("shorter than 28"), "{e}");
     // A block length that is not a multiple of 4.
     let mut bytes = good.out.clone();
     bytes.extend_from_slice(&[6, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 0]);
