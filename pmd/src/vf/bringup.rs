@@ -385,7 +385,8 @@ pub(super) fn xcast<B: Bar>(
 // ---- Memory: buffers and descriptor rings ---------------------------------------------------
 
 /// The receive buffer pool: the configured one, or a new one sized for every ring. Checks that
-/// a frame of the MTU fits one buffer and that the pool can fill every RX ring.
+/// a frame of the MTU fits one buffer (one-buffer descriptors, facts §2.4, §6.4) and that the
+/// pool can fill every RX ring.
 pub(super) fn buffer_pool(
     cfg: &Config,
     queues: usize,
