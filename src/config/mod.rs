@@ -38,8 +38,9 @@
 //!
 //! The module is split by concern: [`types`] (what the daemon reads), `raw` (the serde mirror
 //! of the file, with spans), `validate` (raw to domain types, one function per section; the
-//! `[daemon]` section is `validate::daemon`), `rules` (filter rules), `display` (the
-//! `check-config` summary and the clipping of quoted values) and [`limits`].
+//! `[daemon]` section is `validate::daemon`), `steering` and `rules` (the steering and filter
+//! rules), `display` (the `check-config` summary and the clipping of quoted values) and
+//! [`limits`].
 
 use std::io::Read as _;
 use std::path::Path;
@@ -48,6 +49,7 @@ mod display;
 pub mod limits;
 mod raw;
 mod rules;
+mod steering;
 pub mod types;
 mod validate;
 
@@ -261,8 +263,8 @@ impl Config {
         validate::too_many_tables(&ctx)?;
         let raw = parse_raw(&ctx)?;
         let device = validate::device(&ctx, &raw.device, 0)?;
-        let steering = validate::steering(&ctx, &raw.steering, &device)?;
-        validate::steering_needs_pf(&ctx, &device, &raw.steering)?;
+        let steering = steering::steering(&ctx, &raw.steering, &device)?;
+        steering::steering_needs_pf(&ctx, &device, &raw.steering)?;
         let filter = validate::filter(&ctx, &raw.filter)?;
         let tap = validate::tap(&ctx, &raw.tap)?;
         let reinject = validate::reinject(&ctx, &raw.reinject, &device)?;
