@@ -92,7 +92,7 @@ enum CompletionShell {
 enum RulesCmd {
     /// Run the rules of a config over a pcap capture and print verdicts and per-rule hits.
     Test {
-        /// The capture (classic pcap).
+        /// The capture (pcap or pcapng).
         #[arg(long)]
         pcap: PathBuf,
         /// The configuration holding the rules.

@@ -1,11 +1,11 @@
-//! Reading and writing classic pcap files (not pcapng), without libpcap.
+//! Capture files for the daemon: `rules test` input and the `sample` action's output.
 //!
-//! The reader accepts both byte orders and both timestamp resolutions (microsecond magic
-//! `0xa1b2c3d4`, nanosecond magic `0xa1b23c4d`). The writer produces native-endian files with
-//! nanosecond timestamps, which tcpdump, Wireshark and this reader all accept.
-//! [`RotatingPcapWriter`] bounds the disk space: when the current file would exceed a byte limit
-//! it is renamed to `NAME.1` (older ones shift to `NAME.2`, …) and a fresh file is started; at
-//! most `max_files` files exist at any time.
+//! The file format is [`floodgate_sim::pcap`], the workspace's one pcap implementation: classic
+//! pcap in both byte orders and time-stamp resolutions, and pcapng. This module adds what the
+//! daemon needs around it: errors that name the file ([`PcapFileError`]), a writer with
+//! nanosecond time stamps, and [`RotatingPcapWriter`], which bounds the disk space: when the
+//! current file would exceed a byte limit it is renamed to `NAME.1` (older ones shift to
+//! `NAME.2`, …) and a fresh file is started; at most `max_files` files exist at any time.
 //!
 //! The rotating writer works in the file's directory, opened once ([`crate::safefile::Dir`]):
 //! files are created with `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600 (captures hold traffic),
@@ -14,21 +14,18 @@
 //! A capture left by an earlier run is rotated to `NAME.1` like a full one, not truncated.
 
 use crate::safefile::{self, Dir, EntryKind};
+use floodgate_sim::pcap::{self as format, PcapError, GLOBAL_HEADER_LEN};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// `LINKTYPE_ETHERNET`.
-pub const LINKTYPE_ETHERNET: u32 = 1;
-const MAGIC_US: u32 = 0xa1b2_c3d4;
-const MAGIC_NS: u32 = 0xa1b2_3c4d;
-/// Largest record the reader accepts, whatever the file's snaplen says.
-pub const MAX_RECORD: u32 = 262_144;
-const GLOBAL_HEADER_LEN: u64 = 24;
-const RECORD_HEADER_LEN: u64 = 16;
+pub const LINKTYPE_ETHERNET: u32 = format::LINKTYPE_ETHERNET;
+/// Largest record the reader accepts when the file's snaplen is not larger.
+pub const MAX_RECORD: u32 = format::MAX_RECORD;
 
-/// Errors reading or writing pcap files.
+/// Errors reading or writing capture files.
 #[derive(Debug, thiserror::Error)]
 pub enum PcapFileError {
     /// An I/O error on `path`.
@@ -39,12 +36,12 @@ pub enum PcapFileError {
         /// The error.
         source: io::Error,
     },
-    /// The file does not start with a pcap magic number.
-    #[error("{path}: not a classic pcap file (magic {magic:#010x}; pcapng is not supported, convert with `editcap -F pcap`)")]
+    /// The file starts with neither a pcap nor a pcapng magic number.
+    #[error("{path}: neither a pcap nor a pcapng file (magic {magic:#010x})")]
     BadMagic {
         /// The file.
         path: String,
-        /// The first four bytes.
+        /// The first four bytes, read little-endian.
         magic: u32,
     },
     /// The file ends in the middle of the global header or of a record.
@@ -56,7 +53,7 @@ pub enum PcapFileError {
         what: String,
     },
     /// A record claims an unreasonable captured length.
-    #[error("{path}: record {index} claims {len} captured bytes (at most {MAX_RECORD} accepted)")]
+    #[error("{path}: record {index} claims {len} captured bytes (at most {limit} accepted)")]
     RecordTooLarge {
         /// The file.
         path: String,
@@ -64,7 +61,59 @@ pub enum PcapFileError {
         index: u64,
         /// Claimed length.
         len: u32,
+        /// The limit (256 KiB, or the file's snaplen up to 1 MiB).
+        limit: u32,
     },
+    /// Anything else the format reader refuses (a pcapng block, an impossible time stamp).
+    #[error("{path}: {source}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What the reader found.
+        source: PcapError,
+    },
+}
+
+impl PcapFileError {
+    /// The format reader's error, with the file named and the daemon's wording.
+    fn from_format(path: &str, e: PcapError) -> PcapFileError {
+        let path = path.to_string();
+        match e {
+            PcapError::Io(source) => PcapFileError::Io { path, source },
+            PcapError::TruncatedHeader { .. } => PcapFileError::Truncated {
+                path,
+                what: "global header".into(),
+            },
+            PcapError::BadMagic(magic) => PcapFileError::BadMagic { path, magic },
+            PcapError::TruncatedRecord {
+                index, need, got, ..
+            } => PcapFileError::Truncated {
+                path,
+                what: if need as u64 <= format::RECORD_HEADER_LEN {
+                    format!("record {index} header")
+                } else {
+                    let head = format::RECORD_HEADER_LEN as usize;
+                    format!(
+                        "record {index} data ({} of {} bytes)",
+                        got.saturating_sub(head),
+                        need - head
+                    )
+                },
+            },
+            PcapError::BadRecordLength {
+                index,
+                caplen,
+                limit,
+                ..
+            } if caplen > limit => PcapFileError::RecordTooLarge {
+                path,
+                index,
+                len: caplen,
+                limit,
+            },
+            source => PcapFileError::Format { path, source },
+        }
+    }
 }
 
 /// The header of one record.
@@ -78,19 +127,14 @@ pub struct RecordHeader {
     pub orig_len: u32,
 }
 
-/// A streaming reader of classic pcap files.
-pub struct PcapReader<R> {
-    inner: R,
+/// A streaming reader of pcap and pcapng files whose errors name the file.
+pub struct PcapReader<R: Read> {
+    inner: format::PcapReader<R>,
     name: String,
-    swapped: bool,
-    nanos: bool,
-    linktype: u32,
-    snaplen: u32,
-    index: u64,
 }
 
 impl PcapReader<io::BufReader<File>> {
-    /// Opens a pcap file.
+    /// Opens a pcap or pcapng file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, PcapFileError> {
         let path = path.as_ref();
         let name = path.display().to_string();
@@ -102,86 +146,33 @@ impl PcapReader<io::BufReader<File>> {
     }
 }
 
-/// Reads as many bytes as possible; returns how many were read (short only at end of file).
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 impl<R: Read> PcapReader<R> {
-    /// Reads the global header from `inner`; `name` is used in error messages.
-    pub fn new(mut inner: R, name: impl Into<String>) -> Result<Self, PcapFileError> {
+    /// Reads the file header from `inner`; `name` is used in error messages.
+    pub fn new(inner: R, name: impl Into<String>) -> Result<Self, PcapFileError> {
         let name = name.into();
-        let mut h = [0u8; GLOBAL_HEADER_LEN as usize];
-        let n = read_full(&mut inner, &mut h).map_err(|source| PcapFileError::Io {
-            path: name.clone(),
-            source,
-        })?;
-        if n < h.len() {
-            return Err(PcapFileError::Truncated {
-                path: name,
-                what: "global header".into(),
-            });
-        }
-        let magic_le = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-        let magic_be = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
-        // `swapped` means "the file is big-endian" here; fields are decoded accordingly.
-        let (swapped, nanos) = match (magic_le, magic_be) {
-            (MAGIC_US, _) => (false, false),
-            (MAGIC_NS, _) => (false, true),
-            (_, MAGIC_US) => (true, false),
-            (_, MAGIC_NS) => (true, true),
-            _ => {
-                return Err(PcapFileError::BadMagic {
-                    path: name,
-                    magic: magic_be,
-                })
-            }
-        };
-        let mut r = PcapReader {
-            inner,
-            name,
-            swapped,
-            nanos,
-            linktype: 0,
-            snaplen: 0,
-            index: 0,
-        };
-        r.snaplen = r.u32_at(&h, 16);
-        r.linktype = r.u32_at(&h, 20);
-        Ok(r)
+        let inner =
+            format::PcapReader::new(inner).map_err(|e| PcapFileError::from_format(&name, e))?;
+        Ok(PcapReader { inner, name })
     }
 
-    fn u32_at(&self, b: &[u8], at: usize) -> u32 {
-        let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-        if self.swapped {
-            u32::from_be_bytes(v)
-        } else {
-            u32::from_le_bytes(v)
-        }
-    }
-
-    /// The file's link type (1 = Ethernet).
+    /// The file's link type (1 = Ethernet; pcapng: the first interface's).
     pub fn linktype(&self) -> u32 {
-        self.linktype
+        self.inner.header().linktype
     }
 
     /// The file's snapshot length.
     pub fn snaplen(&self) -> u32 {
-        self.snaplen
+        self.inner.header().snaplen
     }
 
     /// `true` for nanosecond-resolution files.
     pub fn is_nanosecond(&self) -> bool {
-        self.nanos
+        self.inner.header().nanos
+    }
+
+    /// `true` for pcapng files.
+    pub fn is_pcapng(&self) -> bool {
+        self.inner.header().pcapng
     }
 
     /// Reads the next record into `buf` (replacing its contents). Returns `None` at a clean end
@@ -190,114 +181,63 @@ impl<R: Read> PcapReader<R> {
         &mut self,
         buf: &mut Vec<u8>,
     ) -> Result<Option<RecordHeader>, PcapFileError> {
-        let mut h = [0u8; RECORD_HEADER_LEN as usize];
-        let io_err = |name: &str, source| PcapFileError::Io {
-            path: name.to_string(),
-            source,
-        };
-        let n = read_full(&mut self.inner, &mut h).map_err(|e| io_err(&self.name, e))?;
-        if n == 0 {
-            return Ok(None);
+        match self.inner.next_packet(buf) {
+            Ok(Some(r)) => Ok(Some(RecordHeader {
+                ts_nanos: r.ts_ns,
+                caplen: r.caplen,
+                orig_len: r.orig_len,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) => Err(PcapFileError::from_format(&self.name, e)),
         }
-        if n < h.len() {
-            return Err(PcapFileError::Truncated {
-                path: self.name.clone(),
-                what: format!("record {} header", self.index),
-            });
-        }
-        let sec = u64::from(self.u32_at(&h, 0));
-        let frac = u64::from(self.u32_at(&h, 4));
-        let caplen = self.u32_at(&h, 8);
-        let orig_len = self.u32_at(&h, 12);
-        if caplen > MAX_RECORD {
-            return Err(PcapFileError::RecordTooLarge {
-                path: self.name.clone(),
-                index: self.index,
-                len: caplen,
-            });
-        }
-        buf.clear();
-        buf.resize(caplen as usize, 0);
-        let n = read_full(&mut self.inner, buf).map_err(|e| io_err(&self.name, e))?;
-        if n < buf.len() {
-            return Err(PcapFileError::Truncated {
-                path: self.name.clone(),
-                what: format!("record {} data ({n} of {caplen} bytes)", self.index),
-            });
-        }
-        self.index += 1;
-        let ts_nanos = sec * 1_000_000_000 + if self.nanos { frac } else { frac * 1000 };
-        Ok(Some(RecordHeader {
-            ts_nanos,
-            caplen,
-            orig_len,
-        }))
     }
 }
 
-/// Writes a classic pcap file (native byte order, nanosecond timestamps).
+/// Writes a classic pcap file with nanosecond time stamps.
 pub struct PcapWriter<W: Write> {
-    inner: W,
-    snaplen: u32,
-    written: u64,
+    inner: format::PcapWriter<W>,
+}
+
+/// The I/O error inside a writer's error (writing fails only on I/O).
+fn write_err(e: PcapError) -> io::Error {
+    match e {
+        PcapError::Io(e) => e,
+        other => io::Error::other(other),
+    }
 }
 
 impl<W: Write> PcapWriter<W> {
-    /// Writes the global header for Ethernet frames cut at `snaplen` bytes. A `snaplen` above
-    /// [`MAX_RECORD`] is lowered to it, so that every record written is one the reader accepts.
-    pub fn new(mut inner: W, snaplen: u32) -> io::Result<Self> {
-        let snaplen = snaplen.min(MAX_RECORD);
-        let mut h = [0u8; GLOBAL_HEADER_LEN as usize];
-        h[0..4].copy_from_slice(&MAGIC_NS.to_ne_bytes());
-        h[4..6].copy_from_slice(&2u16.to_ne_bytes());
-        h[6..8].copy_from_slice(&4u16.to_ne_bytes());
-        // thiszone and sigfigs stay 0.
-        h[16..20].copy_from_slice(&snaplen.to_ne_bytes());
-        h[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_ne_bytes());
-        inner.write_all(&h)?;
+    /// Writes the global header for Ethernet frames cut at `snaplen` bytes.
+    pub fn new(inner: W, snaplen: u32) -> io::Result<Self> {
         Ok(PcapWriter {
-            inner,
-            snaplen,
-            written: GLOBAL_HEADER_LEN,
+            inner: format::PcapWriter::new_nanos(inner, snaplen).map_err(write_err)?,
         })
     }
 
     /// Appends one frame captured at `ts_nanos` (nanoseconds since the Unix epoch), cut to the
     /// snaplen.
     pub fn write_frame(&mut self, ts_nanos: u64, frame: &[u8]) -> io::Result<()> {
-        let orig = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-        let cap = orig.min(self.snaplen);
-        let mut h = [0u8; RECORD_HEADER_LEN as usize];
-        let sec = u32::try_from(ts_nanos / 1_000_000_000).unwrap_or(u32::MAX);
-        let ns = (ts_nanos % 1_000_000_000) as u32;
-        h[0..4].copy_from_slice(&sec.to_ne_bytes());
-        h[4..8].copy_from_slice(&ns.to_ne_bytes());
-        h[8..12].copy_from_slice(&cap.to_ne_bytes());
-        h[12..16].copy_from_slice(&orig.to_ne_bytes());
-        self.inner.write_all(&h)?;
-        self.inner.write_all(&frame[..cap as usize])?;
-        self.written += RECORD_HEADER_LEN + u64::from(cap);
-        Ok(())
+        self.inner.write_packet(ts_nanos, frame).map_err(write_err)
     }
 
     /// Bytes written so far, headers included.
     pub fn bytes_written(&self) -> u64 {
-        self.written
+        self.inner.bytes_written()
     }
 
     /// Size a record for `frame_len` bytes would take.
     pub fn record_size(&self, frame_len: usize) -> u64 {
-        RECORD_HEADER_LEN + (frame_len as u64).min(u64::from(self.snaplen))
+        self.inner.record_size(frame_len)
     }
 
     /// Flushes the underlying writer.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner.flush().map_err(write_err)
     }
 
     /// Returns the underlying writer.
     pub fn into_inner(self) -> W {
-        self.inner
+        self.inner.into_inner_unflushed()
     }
 }
 

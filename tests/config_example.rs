@@ -1,4 +1,4 @@
-use floodgate::config::{Config, DeviceAddr, FlowType};
+use floodgate::config::{Config, DeviceAddr, Flow};
 use floodgate::filter::{Action, Decision};
 
 #[test]
@@ -8,8 +8,9 @@ fn example_config_parses() {
     assert!(matches!(cfg.device.device, DeviceAddr::Pci(p) if p.to_string() == "0000:03:10.0"));
     assert_eq!(cfg.device.pf.as_deref(), Some("enp3s0f0"));
     assert_eq!(cfg.steering.len(), 2);
-    assert_eq!(cfg.steering[0].flow, FlowType::Udp4);
-    assert_eq!(cfg.steering[0].dst_port.unwrap().port, 53);
+    assert_eq!(cfg.steering[0].flow, Flow::Udp4);
+    assert_eq!(cfg.steering[0].dst_port, 53);
+    assert_eq!(cfg.steering[0].dst_port_mask, 0xffff);
     assert_eq!(cfg.filter.default, Decision::Pass);
     let names: Vec<&str> = cfg.filter.rules.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(

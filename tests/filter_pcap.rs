@@ -90,8 +90,19 @@ fn reader_errors() {
     )
     .err()
     .unwrap();
-    assert!(matches!(e, PcapFileError::BadMagic { .. }));
+    // A pcapng section header without its byte-order magic: read as pcapng, refused.
+    assert!(matches!(e, PcapFileError::Format { .. }), "{e}");
     assert!(e.to_string().contains("pcapng"), "{e}");
+    assert!(e.to_string().starts_with("ng.pcapng: "), "{e}");
+    assert!(matches!(
+        PcapReader::new(Cursor::new(vec![0x47; 24]), "junk")
+            .err()
+            .unwrap(),
+        PcapFileError::BadMagic {
+            magic: 0x4747_4747,
+            ..
+        }
+    ));
     assert!(matches!(
         PcapReader::new(Cursor::new(vec![0xd4, 0xc3]), "x")
             .err()

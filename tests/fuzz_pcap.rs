@@ -211,17 +211,17 @@ fn truncated_files_are_errors_that_say_where() {
     }
 }
 
-/// Found by `daemon_writer_round_trips`: the writer took any snaplen, so a 262,151-byte frame
-/// written with snaplen `u32::MAX` gave a record its own reader refused.
+/// Found by `daemon_writer_round_trips`: the writer took any snaplen, so a frame longer than
+/// the reader's largest record, written with snaplen `u32::MAX`, gave a record its own reader
+/// refused.
 #[test]
 fn regression_daemon_writer_snaplen_above_the_reader_limit() {
     let mut w = PcapWriter::new(Vec::new(), u32::MAX).unwrap();
-    w.write_frame(0, &vec![0; pcapfile::MAX_RECORD as usize + 7])
-        .unwrap();
+    w.write_frame(0, &vec![0; SIM_LIMIT + 7]).unwrap();
     let (got, err) = read_daemon(&w.into_inner());
     assert!(err.is_none(), "{err:?}");
-    assert_eq!(got[0].0.caplen, pcapfile::MAX_RECORD);
-    assert_eq!(got[0].0.orig_len, pcapfile::MAX_RECORD + 7);
+    assert_eq!(got[0].0.caplen as usize, SIM_LIMIT);
+    assert_eq!(got[0].0.orig_len as usize, SIM_LIMIT + 7);
 }
 
 /// Found by `model_writer_round_trips`: the same for the model's writer and a 1,048,579-byte
@@ -325,7 +325,7 @@ proptest! {
         prop_assert!(serr.is_none(), "snaplen {}: {:?}", snaplen, serr);
         prop_assert_eq!(got.len(), frames.len());
         for (((ts, len, fill), (h, d)), (sh, sd)) in frames.iter().zip(&got).zip(&sgot) {
-            let cap = (*len).min(snaplen.min(pcapfile::MAX_RECORD) as usize);
+            let cap = (*len).min(snaplen.clamp(1, SIM_LIMIT as u32) as usize);
             prop_assert_eq!(h.ts_nanos, *ts);
             prop_assert_eq!(sh.ts_ns, *ts);
             prop_assert_eq!((h.caplen as usize, h.orig_len as usize), (cap, *len));

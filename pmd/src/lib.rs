@@ -48,7 +48,9 @@
 //! ## Design
 //!
 //! One flat module per concern: [`regs`] (register map, cites `docs/datasheet.md`), `mailbox`
-//! (PF↔VF protocol), `vf` (bring-up, reset recovery, link, stats), `rx`/`tx` (rings), `mempool`
+//! (PF↔VF protocol), `vf` (the device and its burst entry points; `vf::bringup` holds the
+//! bring-up steps of facts §3.8 one function each, `vf::maintain` the PF-reset recovery, link and
+//! counters), `rx`/`tx` (rings), `mempool`
 //! and `ring` (buffers and their lock-free free list), `batch`.
 //!
 //! The device is never trusted (facts §6.1): lengths, status and error bits are checked before a

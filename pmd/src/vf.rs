@@ -2,16 +2,18 @@
 //! entry points that dispatch to the queues.
 
 use crate::batch::PacketBatch;
-use crate::mailbox::{pack_mac, unpack_mac, Mailbox};
-use crate::mempool::{Mempool, MempoolConfig, DEFAULT_HEADROOM};
+use crate::mailbox::Mailbox;
+use crate::mempool::{Mempool, DEFAULT_HEADROOM};
 use crate::regs::*;
 use crate::rx::{RxQueue, RxStats};
 use crate::stats::{HwAccum, HwRaw, Stats};
 use crate::tx::{TxQueue, TxStats};
 use crate::Error;
-use floodgate_vfio::{Bar, Device, DmaOptions, DmaRegion, HugePages};
+
+mod bringup;
+mod maintain;
+use floodgate_vfio::{Bar, Device, DmaRegion, HugePages};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 /// Which silicon the VF belongs to.
@@ -277,138 +279,28 @@ pub struct IxgbeVf<D: Device> {
     tx_retired: TxStats,
 }
 
-fn check_ring_size(what: &str, n: usize) -> Result<u32, Error> {
-    if !(64..=4096).contains(&n) || !n.is_power_of_two() {
-        return Err(Error::Config(format!(
-            "{what} = {n}: must be a power of two from 64 to 4096"
-        )));
-    }
-    Ok(n as u32)
-}
-
-/// A random locally administered unicast MAC, from the standard library's per-process random
-/// hasher keys (no extra dependency; not cryptographic, just unique enough).
-fn random_mac() -> [u8; 6] {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    let b = h.finish().to_le_bytes();
-    [(b[0] & 0xFE) | 0x02, b[1], b[2], b[3], b[4], b[5]]
-}
-
 impl<D: Device> IxgbeVf<D> {
     /// Brings up the VF (facts §3.8): reset, mailbox handshake, API negotiation, queues, MAC,
     /// max frame size, optional multicast/promiscuous mode, rings, link.
     pub fn open(dev: D, cfg: Config) -> Result<Self, Error> {
         let id = dev.info();
-        let model = match (id.vendor_id, id.device_id) {
-            (INTEL_VENDOR_ID, DEV_ID_82599_VF) => NicModel::X82599,
-            (INTEL_VENDOR_ID, DEV_ID_X540_VF) => NicModel::X540,
-            (vendor, device) => {
-                return Err(Error::UnsupportedDevice {
-                    location: id.location,
-                    vendor,
-                    device,
-                })
-            }
-        };
+        let model = bringup::identify(&id)?;
+        let (rx_size, tx_size) = bringup::check_config(&cfg)?;
         let location = id.location;
-        let rx_size = check_ring_size("rx_ring_size", cfg.rx_ring_size)?;
-        let tx_size = check_ring_size("tx_ring_size", cfg.tx_ring_size)?;
-        if cfg.max_queues == Some(0) {
-            return Err(Error::Config(
-                "max_queues = 0: need at least one queue".into(),
-            ));
-        }
         let bar = dev.bar0();
         let mut mbx = Mailbox::new(
             location.clone(),
             cfg.timeouts.mailbox,
             cfg.timeouts.poll_interval,
         );
-        let info = Self::reset_and_negotiate(&bar, &mut mbx, &location, &cfg, model, None)?;
+        // Steps 1–11: stop, reset, handshake.
+        let info = bringup::reset_and_negotiate(&bar, &mut mbx, &location, &cfg, model, None)?;
         let queues = info.queues;
-
-        // Buffers.
-        let pool = match &cfg.mempool {
-            Some(p) => p.clone(),
-            None => {
-                let need = queues as u32 * (rx_size + tx_size + 512) + 4096;
-                Mempool::new(&MempoolConfig {
-                    buffers: cfg.pool_buffers.unwrap_or(need),
-                    headroom: cfg.headroom,
-                    data_room: crate::mempool::DEFAULT_DATA_ROOM,
-                    huge_pages: cfg.huge_pages,
-                })?
-            }
-        };
-        let max_frame = cfg.mtu as usize + 18;
-        if max_frame > pool.data_room() {
-            return Err(Error::Config(format!(
-                "mtu {} needs {max_frame}-byte buffers but the mempool's data room is {} bytes \
-                 (multi-buffer frames are not supported)",
-                cfg.mtu,
-                pool.data_room()
-            )));
-        }
-        if pool.available() < queues as u32 * rx_size + 1 {
-            return Err(Error::Config(format!(
-                "mempool has {} free buffers; {queues} RX rings of {rx_size} need at least {}",
-                pool.available(),
-                queues as u32 * rx_size + 1
-            )));
-        }
-
-        // Descriptor rings: one region, each ring 4 KiB aligned (facts §6.4 asks for 128).
-        let rx_bytes = (rx_size as usize * DESC_SIZE).next_multiple_of(4096);
-        let tx_bytes = (tx_size as usize * DESC_SIZE).next_multiple_of(4096);
-        let rings = DmaRegion::allocate(
-            queues * (rx_bytes + tx_bytes),
-            &DmaOptions {
-                huge_pages: cfg.huge_pages,
-                name: Some("floodgate-rings".into()),
-            },
-        )?;
-        dev.dma_map(pool.region())?;
-        if let Err(e) = dev.dma_map(&rings) {
-            let _ = dev.dma_unmap(pool.region());
-            return Err(e.into());
-        }
-
-        let mut rx = Vec::with_capacity(queues);
-        let mut tx = Vec::with_capacity(queues);
-        for q in 0..queues {
-            let off = q * (rx_bytes + tx_bytes);
-            // SAFETY: off + rx_bytes + tx_bytes <= rings.len(); the pointers stay inside.
-            let (rxp, txp) =
-                unsafe { (rings.as_ptr().add(off), rings.as_ptr().add(off + rx_bytes)) };
-            let rxq = RxQueue::new(
-                bar.clone(),
-                q as u32,
-                NonNull::new(rxp.cast()).expect("ring pointer inside a mapping"),
-                rings.iova() + off as u64,
-                rx_size,
-                &pool,
-            )
-            .ok_or_else(|| {
-                Error::Config(format!("mempool ran out filling RX ring {q} of {rx_size}"))
-            })?;
-            rx.push(rxq);
-            tx.push(TxQueue::new(
-                bar.clone(),
-                q as u32,
-                NonNull::new(txp.cast()).expect("ring pointer inside a mapping"),
-                rings.iova() + (off + rx_bytes) as u64,
-                tx_size,
-                vec![pool.clone()],
-            ));
-        }
-
+        // Buffers and descriptor rings (facts §6.4).
+        let pool = bringup::buffer_pool(&cfg, queues, rx_size, tx_size)?;
+        let layout = bringup::RingLayout::new(rx_size, tx_size);
+        let rings = layout.map(&dev, &pool, &cfg, queues)?;
+        let (rx, tx) = layout.queues(&bar, &rings, &pool, queues)?;
         let mut vf = IxgbeVf {
             rx,
             tx,
@@ -431,20 +323,10 @@ impl<D: Device> IxgbeVf<D> {
             rx_retired: RxStats::default(),
             tx_retired: TxStats::default(),
         };
-        vf.start_queues()?;
-        vf.link = vf.read_link()?;
-        if let Some(raw) = HwRaw::read(&vf.bar) {
-            vf.hw.rebase(raw);
-        }
-        if vf.cfg.interrupts {
-            match vf.dev.enable_msix(3) {
-                Ok(fds) => vf.msix = fds,
-                Err(e) => log::info!(
-                    "{}: no MSI-X ({e}); wait_rx falls back to polling",
-                    vf.location
-                ),
-            }
-        }
+        vf.start_queues()?; // step 12
+        vf.link = vf.read_link()?; // step 13
+        vf.rebase_hw_counters();
+        vf.enable_interrupts();
         log::info!(
             "{}: {:?} VF up, MAC {}, mailbox API {:?}, {} queue pair(s), link {}",
             vf.location,
@@ -457,529 +339,26 @@ impl<D: Device> IxgbeVf<D> {
         Ok(vf)
     }
 
-    fn gone_err(location: &str, during: &'static str) -> Error {
-        Error::DeviceGone {
-            location: location.to_string(),
-            during,
-        }
-    }
-
-    /// Steps 1–11 and 13 of facts §3.8: stop, reset, handshake. `keep_mac`: after a PF reset,
-    /// the MAC the VF used before (re-requested if the PF assigned none).
-    fn reset_and_negotiate(
-        bar: &D::Bar,
-        mbx: &mut Mailbox,
-        location: &str,
-        cfg: &Config,
-        model: NicModel,
-        keep_mac: Option<[u8; 6]>,
-    ) -> Result<VfInfo, Error> {
-        let t = &cfg.timeouts;
-        if bar.read32(VFSTATUS) == ALL_ONES {
-            return Err(Self::gone_err(location, "bring-up"));
-        }
-        // Step 1: stop interrupts and every queue.
-        bar.write32(VTEIMC, VTEIMC_ALL);
-        let _ = bar.read32(VTEICR);
-        for q in 0..MAX_QUEUES {
-            bar.write32(vftxdctl(q), XDCTL_SWFLSH);
-            let v = bar.read32(vfrxdctl(q));
-            bar.write32(vfrxdctl(q), v & !XDCTL_ENABLE);
-        }
-        bar.write32(VFPSRTYPE, 0);
-        // Steps 3–4: VF reset, wait for the PF to signal it.
-        bar.write32(VFCTRL, VFCTRL_RST);
-        let _ = bar.read32(VFSTATUS); // flush
-        mbx.clear_soft();
-        let start = Instant::now();
-        loop {
-            let v = bar.read32(VFMAILBOX);
-            if v == ALL_ONES {
-                return Err(Self::gone_err(location, "VF reset"));
-            }
-            if v & (MBX_RSTI | MBX_RSTD) != 0 {
-                break;
-            }
-            if start.elapsed() >= t.reset {
-                return Err(Error::ResetTimeout {
-                    location: location.to_string(),
-                    timeout_us: t.reset.as_micros() as u64,
-                });
-            }
-            std::thread::sleep(t.poll_interval);
-        }
-        mbx.clear_soft();
-        // Step 5: queue registers to their reset values.
-        for q in 0..MAX_QUEUES {
-            bar.write32(vfrdh(q), 0);
-            bar.write32(vfrdt(q), 0);
-            bar.write32(vfrxdctl(q), 0);
-            bar.write32(vfsrrctl(q), SRRCTL_RESET);
-            bar.write32(vfdca_rxctrl(q), DCA_RXCTRL_DEFAULT);
-            bar.write32(vftdh(q), 0);
-            bar.write32(vftdt(q), 0);
-            bar.write32(vftxdctl(q), 0);
-            bar.write32(vftdwbal(q), 0);
-            bar.write32(vftdwbah(q), 0);
-            bar.write32(vfdca_txctrl(q), DCA_TXCTRL_DEFAULT);
-        }
-        // Steps 6–7: RESET message, reply with the permanent MAC.
-        mbx.write_posted(bar, &[MSG_RESET], "sending RESET")?;
-        if !t.reset_reply_delay.is_zero() {
-            std::thread::sleep(t.reset_reply_delay);
-        }
-        let mut reply = [0u32; MBX_SIZE];
-        mbx.read_posted(bar, &mut reply, "reading the RESET reply")?;
-        let w0 = reply[0] & !MSG_CTS;
-        let (mut mac, mac_from_pf) = if w0 == MSG_RESET | MSG_ACK {
-            (unpack_mac(reply[1], reply[2]), true)
-        } else if w0 == MSG_RESET | MSG_NACK {
-            ([0u8; 6], false)
-        } else {
-            return Err(Error::PfRefused {
-                location: location.to_string(),
-                request: "RESET",
-                detail: format!("unexpected reply word 0 {:#010x}", reply[0]),
-            });
-        };
-        let mac_from_pf = mac_from_pf && mac != [0; 6];
-        let mc_filter_type = reply[3];
-        // Step 8: API negotiation, newest first.
-        let mut api = MailboxApi::V1_0;
-        let mut negotiated = false;
-        for cand in [
-            MailboxApi::V1_3,
-            MailboxApi::V1_2,
-            MailboxApi::V1_1,
-            MailboxApi::V1_0,
-        ] {
-            let r = mbx.request(
-                bar,
-                &[MSG_API_NEGOTIATE, cand.wire(), 0],
-                "negotiating the mailbox API",
-            )?;
-            if r[0] & !MSG_CTS == MSG_API_NEGOTIATE | MSG_ACK {
-                api = cand;
-                negotiated = true;
-                break;
-            }
-        }
-        if !negotiated {
-            log::warn!("{location}: PF accepted no mailbox API version; assuming 1.0");
-        }
-        // Step 9: queues.
-        let (mut granted, mut default_queue, mut traffic_classes) = (1usize, 0u32, 1u32);
-        if api >= MailboxApi::V1_1 {
-            let r = mbx.request(bar, &[MSG_GET_QUEUES, 0, 0, 0, 0], "asking for queues")?;
-            if r[0] & !MSG_CTS == MSG_GET_QUEUES | MSG_ACK {
-                let fix = |v: u32| {
-                    if v == 0 || v > MAX_QUEUES {
-                        MAX_QUEUES
-                    } else {
-                        v
-                    }
-                };
-                let txq = fix(r[GET_QUEUES_TX]);
-                let rxq = fix(r[GET_QUEUES_RX]);
-                granted = txq.min(rxq) as usize;
-                traffic_classes = r[GET_QUEUES_TRANS_VLAN];
-                default_queue = r[GET_QUEUES_DEFAULT];
-                if default_queue >= rxq {
-                    default_queue = 0;
-                }
-            } else {
-                log::warn!("{location}: PF refused GET_QUEUES; using one queue pair");
-            }
-        }
-        let queues = cfg.max_queues.map_or(granted, |m| m.min(granted));
-        // Step 10: MAC.
-        if !mac_from_pf {
-            mac = keep_mac.or(cfg.mac).unwrap_or_else(random_mac);
-            let w = pack_mac(mac);
-            let r = mbx.request(bar, &[MSG_SET_MAC_ADDR, w[0], w[1]], "setting the MAC")?;
-            if r[0] & !MSG_CTS != MSG_SET_MAC_ADDR | MSG_ACK {
-                return Err(Error::PfRefused {
-                    location: location.to_string(),
-                    request: "SET_MAC_ADDR",
-                    detail: format!(
-                        "the PF assigned no MAC and rejected {}; set one on the PF with \
-                         `ip link set <pf> vf <n> mac <addr>`",
-                        fmt_mac(mac)
-                    ),
-                });
-            }
-        }
-        // Step 11: SET_LPE always (82599 re-enables VF receive only from here).
-        let r = mbx.request(
-            bar,
-            &[MSG_SET_LPE, cfg.mtu + 18],
-            "setting the max frame size",
-        )?;
-        let lpe_accepted = r[0] & !MSG_CTS == MSG_SET_LPE | MSG_ACK;
-        if !lpe_accepted {
-            log::warn!(
-                "{location}: PF refused SET_LPE {} (MTU {}); on 82599 the VF may receive \
-                 nothing until the PF and VF MTUs agree (both <= 1500 or PF jumbo)",
-                cfg.mtu + 18,
-                cfg.mtu
-            );
-        }
-        let mut info = VfInfo {
-            model,
-            mac,
-            mac_from_pf,
-            api,
-            queues_granted: granted,
-            queues,
-            default_queue,
-            traffic_classes,
-            mc_filter_type,
-            lpe_accepted,
-            xcast: None,
-        };
-        if let Some(mode) = cfg.xcast {
-            info.xcast = Some(Self::xcast(bar, mbx, location, api, model, mode)?);
-        }
-        Ok(info)
-    }
-
-    /// UPDATE_XCAST_MODE (facts §3.3): returns the mode applied, or an error that says why.
-    fn xcast(
-        bar: &D::Bar,
-        mbx: &mut Mailbox,
-        location: &str,
-        api: MailboxApi,
-        model: NicModel,
-        mode: XcastMode,
-    ) -> Result<XcastMode, Error> {
-        let need = if mode == XcastMode::Promisc {
-            MailboxApi::V1_3
-        } else {
-            MailboxApi::V1_2
-        };
-        if api < need {
-            return Err(Error::PfRefused {
-                location: location.to_string(),
-                request: "UPDATE_XCAST_MODE",
-                detail: format!("{mode:?} needs mailbox API {need:?}, the PF speaks {api:?}"),
-            });
-        }
-        let r = mbx.request(
-            bar,
-            &[MSG_UPDATE_XCAST_MODE, mode as u32],
-            "setting multicast/promiscuous mode",
-        )?;
-        let applied = XcastMode::from_wire(r[1]);
-        let untrusted_hint = "the VF is probably not trusted: run `ip link set <pf> vf <n> \
-                              trust on` on the host";
-        if r[0] & !MSG_CTS != MSG_UPDATE_XCAST_MODE | MSG_ACK {
-            let mut detail = format!("{mode:?} refused (NACK); {untrusted_hint}");
-            if mode == XcastMode::Promisc && model == NicModel::X82599 {
-                detail.push_str("; note that 82599 PFs never allow a promiscuous VF");
-            }
-            return Err(Error::PfRefused {
-                location: location.to_string(),
-                request: "UPDATE_XCAST_MODE",
-                detail,
-            });
-        }
-        match applied {
-            Some(a) if a >= mode => Ok(a),
-            a => Err(Error::PfRefused {
-                location: location.to_string(),
-                request: "UPDATE_XCAST_MODE",
-                detail: format!(
-                    "asked for {mode:?}, the PF applied {}; {untrusted_hint}",
-                    a.map_or_else(|| format!("unknown mode {}", r[1]), |a| format!("{a:?}"))
-                ),
-            }),
-        }
-    }
-
-    /// Programs and enables every queue (facts §3.8 step 12, §2.2–2.4, §5.3 step 8).
-    fn start_queues(&mut self) -> Result<(), Error> {
-        let bar = &self.bar;
-        let nq = self.rx.len() as u32;
-        // VFPSRTYPE: RQPL = log2 of the RX queues used (facts §2.1).
-        let rqpl = if nq > 1 {
-            nq.next_power_of_two().trailing_zeros()
-        } else {
-            0
-        };
-        bar.write32(VFPSRTYPE, rqpl << PSRTYPE_RQPL_SHIFT);
-        let data_room = self.pool.data_room() as u32;
-        for rxq in &mut self.rx {
-            let q = rxq.q;
-            bar.write32(vfrxdctl(q), 0);
-            bar.write32(vfrdbal(q), rxq.ring_iova as u32);
-            bar.write32(vfrdbah(q), (rxq.ring_iova >> 32) as u32);
-            bar.write32(vfrdlen(q), rxq.size * DESC_SIZE as u32);
-            bar.write32(
-                vfsrrctl(q),
-                SRRCTL_DROP_EN
-                    | SRRCTL_DESCTYPE_ADV_ONEBUF
-                    | SRRCTL_BSIZEHDR_256
-                    | ((data_room >> SRRCTL_BSIZEPKT_SHIFT) & SRRCTL_BSIZEPKT_MASK),
-            );
-            bar.write32(vfdca_rxctrl(q), DCA_RXCTRL_DEFAULT);
-            bar.write32(vfrdh(q), 0);
-            bar.write32(vfrdt(q), 0);
-            bar.write32(vfrxdctl(q), XDCTL_ENABLE);
-        }
-        for txq in &mut self.tx {
-            let q = txq.q;
-            bar.write32(vftxdctl(q), 0);
-            bar.write32(vftdbal(q), txq.ring_iova as u32);
-            bar.write32(vftdbah(q), (txq.ring_iova >> 32) as u32);
-            bar.write32(vftdlen(q), txq.size * DESC_SIZE as u32);
-            bar.write32(vfdca_txctrl(q), DCA_TXCTRL_DEFAULT);
-            bar.write32(vftdwbal(q), 0);
-            bar.write32(vftdwbah(q), 0);
-            bar.write32(vftdh(q), 0);
-            bar.write32(vftdt(q), 0);
-            // ixgbevf thresholds (facts §6.4): PTHRESH 32, HTHRESH 1, WTHRESH 1.
-            bar.write32(
-                vftxdctl(q),
-                XDCTL_ENABLE
-                    | (32 << TXDCTL_PTHRESH_SHIFT)
-                    | (1 << TXDCTL_HTHRESH_SHIFT)
-                    | (1 << TXDCTL_WTHRESH_SHIFT),
-            );
-        }
-        // Wait for the enables to read back, then hand the rings over.
-        for q in 0..nq {
-            self.wait_enabled(vfrxdctl(q), "enabling an RX queue")?;
-            self.wait_enabled(vftxdctl(q), "enabling a TX queue")?;
-        }
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        for rxq in &self.rx {
-            self.bar.write32(vfrdt(rxq.q), rxq.initial_tail());
-        }
-        for txq in &self.tx {
-            // Slot 0 holds the default context descriptor (TxQueue::start).
-            self.bar.write32(vftdt(txq.q), 1);
-        }
-        Ok(())
-    }
-
-    fn wait_enabled(&self, reg: u32, during: &'static str) -> Result<(), Error> {
-        let start = Instant::now();
-        loop {
-            let v = self.bar.read32(reg);
-            if v == ALL_ONES {
-                return Err(Self::gone_err(&self.location, during));
-            }
-            if v & XDCTL_ENABLE != 0 {
-                return Ok(());
-            }
-            if start.elapsed() >= self.cfg.timeouts.queue_enable {
-                log::warn!(
-                    "{}: register {reg:#x} did not report ENABLE while {during}",
-                    self.location
-                );
-                return Ok(());
-            }
-            std::thread::sleep(self.cfg.timeouts.poll_interval);
-        }
-    }
-
-    /// Disables every queue in hardware and waits (bounded) for RX to report it.
-    fn stop_queues(&self) {
-        for q in 0..self.rx.len() as u32 {
-            self.bar.write32(vftxdctl(q), XDCTL_SWFLSH);
-            self.bar.write32(vfrxdctl(q), 0);
-        }
-        let start = Instant::now();
-        for q in 0..self.rx.len() as u32 {
-            loop {
-                let v = self.bar.read32(vfrxdctl(q));
-                if v == ALL_ONES || v & XDCTL_ENABLE == 0 {
-                    break;
-                }
-                if start.elapsed() >= self.cfg.timeouts.queue_enable {
-                    log::warn!("{}: RX queue {q} did not stop", self.location);
-                    break;
-                }
-                std::thread::sleep(self.cfg.timeouts.poll_interval);
-            }
-        }
-    }
-
-    /// Reads VFLINKS, debouncing an 82599 link that just came up (facts §3.8 step 13, §7).
-    fn read_link(&self) -> Result<LinkStatus, Error> {
-        let v = self.bar.read32(VFLINKS);
-        if v == ALL_ONES {
-            return Err(Self::gone_err(&self.location, "reading the link state"));
-        }
-        let mut l = LinkStatus::from_reg(v);
-        if l.up && !self.link.up && self.info.model == NicModel::X82599 {
-            for _ in 0..5 {
-                std::thread::sleep(self.cfg.timeouts.link_debounce);
-                if self.bar.read32(VFLINKS) & VFLINKS_UP == 0 {
-                    l = LinkStatus::default();
-                    break;
-                }
-            }
-        }
-        Ok(l)
-    }
-
-    /// Re-initialises after a PF reset or CTS loss: stop, reset, handshake, re-arm the rings
-    /// with the buffers they already hold, return unfinished TX buffers to their pools.
-    fn reinit(&mut self) -> Result<(), Error> {
-        self.stop_queues();
-        if let Some(raw) = HwRaw::read(&self.bar) {
-            self.hw.update(raw);
-        }
-        for txq in &mut self.tx {
-            let n = txq.drain_all();
-            txq.stats.dropped_reset += n;
-        }
-        // The VF keeps the MAC it runs with when the PF's RESET reply carries none (an
-        // administrative MAC removed meanwhile, or a PF that NACKs RESET): the application's
-        // filters, steering and rewrites use it. A MAC the PF does assign still wins.
-        let keep_mac = Some(self.info.mac);
-        let info = Self::reset_and_negotiate(
-            &self.bar,
-            &mut self.mbx,
-            &self.location,
-            &self.cfg,
-            self.info.model,
-            keep_mac,
-        )?;
-        if info.queues < self.rx.len() {
-            log::warn!(
-                "{}: after the PF reset the PF grants {} queue pair(s), the driver keeps using {}",
-                self.location,
-                info.queues,
-                self.rx.len()
-            );
-        }
-        let queues = self.rx.len();
-        self.info = VfInfo { queues, ..info };
-        for rxq in &mut self.rx {
-            let n = rxq.arm_all() as u64;
-            rxq.stats.descriptors += n;
-            rxq.stats.dropped_reset += n;
-        }
-        for txq in &mut self.tx {
-            txq.start();
-        }
-        self.start_queues()?;
+    /// Takes the hardware counters' current values as the zero point (facts §2.5: the VF
+    /// cannot clear them).
+    fn rebase_hw_counters(&mut self) {
         if let Some(raw) = HwRaw::read(&self.bar) {
             self.hw.rebase(raw);
         }
-        self.pf_resets += 1;
-        self.reset_pending = false;
-        log::info!(
-            "{}: re-initialised after a PF reset ({} so far)",
-            self.location,
-            self.pf_resets
-        );
-        Ok(())
     }
 
-    /// Housekeeping; call it every few milliseconds to once a second from the polling loop
-    /// (it reads registers, which costs microseconds on real hardware, so not every burst).
-    ///
-    /// Detects a PF reset (RSTI/RSTD), a PF control message revoking clear-to-send, and a gone
-    /// device; re-initialises the VF and its queues after a reset without losing buffers;
-    /// tracks the link; updates the hardware counters.
-    ///
-    /// Errors: [`Error::DeviceGone`] when registers read all-ones (do not call again; drop the
-    /// device), [`Error::PfResetInProgress`] or a mailbox/reset timeout while the PF is still
-    /// resetting (call again later; the queues stay stopped until it succeeds).
-    pub fn maintain(&mut self) -> Result<Maintenance, Error> {
-        let mut m = Maintenance::default();
-        if self.gone || self.bar.read32(VFSTATUS) == ALL_ONES {
-            self.gone = true;
-            return Err(Self::gone_err(&self.location, "maintenance"));
-        }
-        let mut reset = self.reset_pending;
-        let r = self.check_pf_events();
-        match r {
-            Ok(true) => reset = true,
-            Ok(false) => {}
-            Err(e @ Error::DeviceGone { .. }) => {
-                self.gone = true;
-                return Err(e);
-            }
-            Err(e) => {
-                log::warn!("{}: mailbox check failed ({e}); resetting", self.location);
-                reset = true;
-            }
-        }
-        if reset {
-            self.reset_pending = true;
-            let ctl = self.mbx.read_ctl(&self.bar, "maintenance");
-            if let Ok(v) = ctl {
-                if v & MBX_RSTI != 0 && v & MBX_RSTD == 0 {
-                    // PF still resetting: wait for RSTD before touching anything.
-                    return Err(Error::PfResetInProgress {
-                        location: self.location.clone(),
-                    });
-                }
-            }
-            match self.reinit() {
-                Ok(()) => m.reinitialised = true,
-                Err(e) => {
-                    if let Error::DeviceGone { .. } = e {
-                        self.gone = true;
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        let l = self.read_link()?;
-        if l != self.link {
-            self.link = l;
-            self.link_changes += 1;
-            m.link_changed = Some(l);
-            log::info!(
-                "{}: link {} {}",
-                self.location,
-                if l.up { "up" } else { "down" },
-                if l.up {
-                    format!("{} Mb/s", l.speed_mbps)
-                } else {
-                    String::new()
-                }
-            );
-        }
-        if let Some(raw) = HwRaw::read(&self.bar) {
-            self.hw.update(raw);
-        }
-        Ok(m)
-    }
-
-    /// Mailbox events: returns true when the VF must re-initialise.
-    fn check_pf_events(&mut self) -> Result<bool, Error> {
-        let during = "checking for PF events";
-        if self.mbx.check_reset(&self.bar, during)? {
-            log::warn!("{}: PF reset detected (RSTI/RSTD)", self.location);
-            return Ok(true);
-        }
-        let mut need = false;
-        // Drain pending PF messages (control pings, link notifications).
-        for _ in 0..4 {
-            if !self.mbx.has_msg(&self.bar, during)? {
-                break;
-            }
-            let Some(msg) = self.mbx.try_read(&self.bar, during)? else {
-                break;
-            };
-            let w0 = msg[0];
-            if w0 & MSG_CTS == 0 && (w0 & MSG_TYPE_MASK == MSG_PF_CONTROL || w0 & MSG_NACK != 0) {
-                log::warn!(
-                    "{}: PF revoked clear-to-send (message {w0:#010x})",
+    /// MSI-X vectors for [`IxgbeVf::wait_rx`] when configured (facts §2.1); without them
+    /// `wait_rx` polls.
+    fn enable_interrupts(&mut self) {
+        if self.cfg.interrupts {
+            match self.dev.enable_msix(3) {
+                Ok(fds) => self.msix = fds,
+                Err(e) => log::info!(
+                    "{}: no MSI-X ({e}); wait_rx falls back to polling",
                     self.location
-                );
-                need = true;
-            } else {
-                log::debug!("{}: PF message {w0:#010x}", self.location);
+                ),
             }
         }
-        Ok(need)
     }
 
     /// Receives up to `batch.free_slots()` packets from queue `q`, appending them to `batch`.
@@ -1107,7 +486,7 @@ impl<D: Device> IxgbeVf<D> {
     /// Requests a multicast/promiscuous mode from the PF now. Fails with a message that says
     /// why when the PF refuses or downgrades it (untrusted VF, 82599 promiscuous, old API).
     pub fn set_xcast_mode(&mut self, mode: XcastMode) -> Result<XcastMode, Error> {
-        let a = Self::xcast(
+        let a = bringup::xcast(
             &self.bar,
             &mut self.mbx,
             &self.location,

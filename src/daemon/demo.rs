@@ -14,7 +14,7 @@
 
 use crate::config::{DstMac, SrcMac, VfReinject};
 use crate::daemon::filterloop::{FilterLoop, PassSink};
-use crate::daemon::run::{steering_rule, TapSink};
+use crate::daemon::run::TapSink;
 use crate::daemon::runloop::{run_loop, LoopControl};
 use crate::stats::Counters;
 use crate::steering::{SimBackend, Steering};
@@ -344,7 +344,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     // backend instead of the kernel's ethtool ioctl (`ethtool -N <pf> flow-type udp4 dst-port 53
     // action $((1 << 32))` on a real box).
     let mut steering = Steering::new(SimBackend::model("sim0", nic.pf()), None);
-    let rules: Vec<_> = cfg.steering.iter().map(steering_rule).collect();
+    let rules = cfg.steering.clone();
     steering
         .install(&rules)
         .map_err(|e| anyhow::anyhow!("model PF refused the steering rules: {e}"))?;

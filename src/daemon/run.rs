@@ -21,17 +21,14 @@
 //! SIGINT/SIGTERM stops at once (no drain). The steering rules are removed however the run ends:
 //! normal stop, an error, or a panic (a guard removes them when it is dropped).
 
-use crate::config::{
-    Config, DeviceAddr, DstMac, FlowType as CfgFlow, ReinjectTo, SrcMac, SteeringRule as CfgRule,
-    VfReinject,
-};
+use crate::config::{Config, DeviceAddr, DstMac, ReinjectTo, SrcMac, VfReinject};
 use crate::daemon::filterloop::{CountingSink, FilterLoop, PassSink, VfTx};
 use crate::daemon::metrics::{Metrics, MetricsServer};
 use crate::daemon::runloop::{
     run_loop, LoopControl, LoopReport, NicMissed, PreparedRules, ReloadOutcome,
 };
 use crate::filter::RuleSet;
-use crate::steering::{Action, Flow, Steering, SteeringBackend, SteeringRule};
+use crate::steering::{Steering, SteeringBackend};
 use crate::tap::{Reinject, Tap, TapWriter};
 use anyhow::{bail, Context, Result};
 use floodgate_pmd::{IxgbeVf, Packet, MAX_BATCH};
@@ -43,42 +40,6 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// Converts a configured steering rule into the ethtool rule the steering layer installs.
-pub fn steering_rule(r: &CfgRule) -> SteeringRule {
-    let flow = match r.flow {
-        CfgFlow::Udp4 => Flow::Udp4,
-        CfgFlow::Tcp4 => Flow::Tcp4,
-        CfgFlow::Sctp4 => Flow::Sctp4,
-        CfgFlow::Ip4 => Flow::Ip4 { proto: None },
-    };
-    let mut s = SteeringRule::new(
-        flow,
-        Action::ToVf {
-            vf: r.vf as u32,
-            queue: r.queue as u32,
-        },
-    )
-    .named(r.name.clone());
-    if let Some(m) = r.src {
-        s.src_ip = m.addr;
-        s.src_mask = m.mask;
-    }
-    if let Some(m) = r.dst {
-        s.dst_ip = m.addr;
-        s.dst_mask = m.mask;
-    }
-    if let Some(p) = r.src_port {
-        s.src_port = p.port;
-        s.src_port_mask = p.mask;
-    }
-    if let Some(p) = r.dst_port {
-        s.dst_port = p.port;
-        s.dst_port_mask = p.mask;
-    }
-    s.location = r.location;
-    s
-}
 
 /// Passed packets go to the TAP, one io_uring submission per burst. The slices point into the
 /// packets' DMA buffers: the kernel's copy in the TAP write is the only copy.
@@ -448,8 +409,9 @@ fn run_device<D: Device>(cfg: &Config, d: &Daemon<'_>, dev: D, name: &str) -> Re
         let backend =
             crate::steering::EthtoolBackend::open(pf).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut s = Steering::new(backend, Some(cfg.daemon.state_file.clone()));
-        let rules: Vec<SteeringRule> = cfg.steering.iter().map(steering_rule).collect();
-        let rep = s.install(&rules).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let rep = s
+            .install(&cfg.steering)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         if !rep.leftovers_removed.is_empty() {
             log::warn!(
                 "removed {} steering rule(s) left by a previous run at locations {:?}",

@@ -74,7 +74,8 @@ pub fn check_short(text: &str) {
 /// up to four times [`simpcap::MAX_RECORD`]).
 pub const SIM_LIMIT: usize = 4 * simpcap::MAX_RECORD as usize;
 
-/// Reads `file` to its end or first error with the daemon's reader; returns the records read.
+/// Reads `file` to its end or first error with the daemon's reader (which wraps the model's, so
+/// its limit is [`SIM_LIMIT`] too); returns the records read.
 /// Checks on the way that no record is larger than the reader's limit and that the buffer did
 /// not grow past it.
 pub fn read_daemon(
@@ -94,20 +95,20 @@ pub fn read_daemon(
         match r.next_record(&mut buf) {
             Ok(Some(h)) => {
                 assert_eq!(h.caplen as usize, buf.len());
-                assert!(buf.len() <= pcapfile::MAX_RECORD as usize);
+                assert!(buf.len() <= SIM_LIMIT);
                 out.push((h, buf.clone()));
             }
             Ok(None) => return (out, None),
             Err(e) => {
                 assert!(
-                    buf.capacity() <= 2 * pcapfile::MAX_RECORD as usize,
+                    buf.capacity() <= 2 * SIM_LIMIT,
                     "buffer grew to {} bytes",
                     buf.capacity()
                 );
                 return (out, Some(e));
             }
         }
-        assert!(buf.capacity() <= 2 * pcapfile::MAX_RECORD as usize);
+        assert!(buf.capacity() <= 2 * SIM_LIMIT);
     }
     panic!("reader returned more records than the file can hold");
 }
