@@ -144,7 +144,7 @@ pub fn render(s: &Snapshot) -> String {
     );
     if let Some(m) = s.nic_missed {
         counter(
-            "nic_rx_missed_total",
+            "nic_rx_missed_packets_total",
             "Frames the NIC could not place in the VF's RX rings (no free descriptor or a full packet buffer); not part of rx_packets_total.",
             m,
         );
@@ -455,7 +455,10 @@ mod tests {
         assert!(body.contains("floodgate_vf_tx_packets_total 1\n"));
         assert!(body.contains("floodgate_vf_tx_refused_packets_total 1\n"));
         assert!(body.contains("floodgate_looped_packets_total 2\n"));
-        assert!(body.contains("floodgate_nic_rx_missed_total 5\n"), "{body}");
+        assert!(
+            body.contains("floodgate_nic_rx_missed_packets_total 5\n"),
+            "{body}"
+        );
         assert!(
             body.contains("floodgate_pool_free_buffers 4000\n"),
             "{body}"
