@@ -17,6 +17,8 @@
 //! - [`stats`]: the daemon's counters and the per-second line;
 //! - [`softrss`]: tunnel-aware symmetric software RSS, headroom metadata and worker fan-out.
 
+#![deny(missing_docs)]
+
 pub mod bpf;
 pub mod config;
 pub mod daemon;

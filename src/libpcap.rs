@@ -171,9 +171,10 @@ impl LibPcap {
     fn from_library(name: String, lib: Library) -> Result<LibPcap, PcapError> {
         macro_rules! sym {
             ($ty:ty, $s:literal) => {{
-                // SAFETY: the symbol's C prototype in <pcap/pcap.h> matches `$ty`; the pointer
-                // is used only while `lib` is alive (it is stored next to it and never unloaded).
                 let f: Result<libloading::Symbol<$ty>, _> =
+                    // SAFETY: the symbol's C prototype in <pcap/pcap.h> matches `$ty`; the
+                    // pointer is used only while `lib` is alive (it is stored next to it and
+                    // never unloaded).
                     unsafe { lib.get(concat!($s, "\0").as_bytes()) };
                 match f {
                     Ok(f) => *f,

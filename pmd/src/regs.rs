@@ -2,8 +2,6 @@
 //! function, read from `docs/datasheet.md` (cited per item). These are the driver's own reading of
 //! the facts; the NIC model keeps its own, independent copy on purpose.
 
-#![allow(dead_code)]
-
 // ---------------------------------------------------------------------------------------------
 // PCI identity (facts §1)
 // ---------------------------------------------------------------------------------------------

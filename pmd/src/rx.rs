@@ -293,9 +293,9 @@ impl<B: Bar> RxQueue<B> {
             return false;
         }
         let buf = self.bufs[slot as usize];
+        let data = self.va0.wrapping_add(buf as usize * self.stride);
         // SAFETY: the device completed this buffer (DD) and len <= data_room bytes of it are
         // inside the pool's region.
-        let data = self.va0.wrapping_add(buf as usize * self.stride);
         if !unsafe { udp4_csum_zero(dw0, data, len) } {
             return false;
         }

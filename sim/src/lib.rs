@@ -41,6 +41,8 @@
 //! * running it: [`engine`], and the public handle [`Nic`] ([`nic`]), the wire port ([`port`],
 //!   [`wire`]), traffic ([`generator`], [`pcap`]) and the vfio-user server ([`vfio_user`]).
 
+#![deny(missing_docs)]
+
 mod agent;
 pub mod config;
 mod csum;

@@ -17,7 +17,7 @@
 //! hot path pays nothing for the abstraction: register writes are monomorphised down to a
 //! volatile store (real hardware) or an atomic store (the model).
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod dma;
 mod error;

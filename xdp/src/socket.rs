@@ -252,7 +252,11 @@ impl<T: Copy> Ring<T> {
         size: u32,
         map: Option<Mmap>,
     ) -> Ring<T> {
-        let at = |o: u64| NonNull::new(base.add(o as usize)).expect("mapping is not null");
+        let at = |o: u64| {
+            // SAFETY: the kernel's ring offsets lie inside the mapping `base` starts (the
+            // caller's contract).
+            NonNull::new(unsafe { base.add(o as usize) }).expect("mapping is not null")
+        };
         Ring {
             producer: at(off.producer).cast(),
             consumer: at(off.consumer).cast(),

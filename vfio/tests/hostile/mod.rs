@@ -422,10 +422,8 @@ pub fn run(dev: &VfioUserDevice, op: Op, region: &DmaRegion, efd: &OwnedFd) -> O
 pub fn pipe() -> (File, OwnedFd) {
     let mut fds = [0; 2];
     // SAFETY: fds has room for the two descriptors pipe2 writes; the result is checked.
-    assert_eq!(
-        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) },
-        0
-    );
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    assert_eq!(rc, 0);
     // SAFETY: both are new descriptors owned by nobody else.
     unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
