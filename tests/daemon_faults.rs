@@ -540,41 +540,25 @@ fn mailbox_nack_under_traffic_leaves_the_running_vf_untouched() {
 /// maintenance pass until the PF accepts.
 #[test]
 fn mailbox_nack_during_pf_reset_recovery_is_retried_until_the_pf_accepts() {
-    let mut rig = rig(Mode::Inline);
-    let script = Script {
-        actions: vec![
-            (
-                1500,
-                act(|n| {
-                    n.fault_mailbox(0, Some(MailboxFault::Nack)).unwrap();
-                    n.pf_reset_begin();
-                }),
-            ),
-            (2000, act(|n| n.pf_reset_end())),
-            (3500, act(|n| n.fault_mailbox(0, None).unwrap())),
-        ],
-        healthy_from: 3500,
-        stop_at: 6500,
-    };
-    let (r, marks) = rig.run(script);
-    let rep = r.expect("a NACK during recovery must not end the loop");
-    let (c, s) = rig.assert_accounted("mailbox NACK during recovery");
-    assert_recovered("mailbox NACK during recovery", &rig, &marks.get(), &c, &s);
-    assert_eq!(rep.pf_resets, 1, "{rep:?}");
-    // At least one retry while RSTI was up, and at least one for a refused re-initialisation.
-    assert!(rep.maintenance_retries >= 2, "{rep:?}");
-    rig.close("mailbox NACK during recovery");
+    mailbox_fault_during_pf_reset_recovery(MailboxFault::Nack, "mailbox NACK during recovery");
 }
 
 #[test]
 fn mailbox_timeout_during_pf_reset_recovery_is_retried_until_the_pf_answers() {
+    mailbox_fault_during_pf_reset_recovery(MailboxFault::NoReply, "mailbox timeout");
+}
+
+/// A PF reset whose recovery meets `fault` on every mailbox request until pump 3500: the loop
+/// must retry (at least once while RSTI was up, and at least once for the faulty
+/// re-initialisation), recover once the PF behaves, and lose nothing.
+fn mailbox_fault_during_pf_reset_recovery(fault: MailboxFault, what: &str) {
     let mut rig = rig(Mode::Inline);
     let script = Script {
         actions: vec![
             (
                 1500,
-                act(|n| {
-                    n.fault_mailbox(0, Some(MailboxFault::NoReply)).unwrap();
+                act(move |n| {
+                    n.fault_mailbox(0, Some(fault)).unwrap();
                     n.pf_reset_begin();
                 }),
             ),
@@ -585,13 +569,12 @@ fn mailbox_timeout_during_pf_reset_recovery_is_retried_until_the_pf_answers() {
         stop_at: 6500,
     };
     let (r, marks) = rig.run(script);
-    let rep = r.expect("a mailbox timeout during recovery must not end the loop");
-    let (c, s) = rig.assert_accounted("mailbox timeout");
-    assert_recovered("mailbox timeout", &rig, &marks.get(), &c, &s);
-    assert_eq!(rep.pf_resets, 1, "{rep:?}");
-    // At least one retry while RSTI was up, and at least one for an unanswered RESET.
-    assert!(rep.maintenance_retries >= 2, "{rep:?}");
-    rig.close("mailbox timeout");
+    let rep = r.unwrap_or_else(|e| panic!("{what}: must not end the loop: {e}"));
+    let (c, s) = rig.assert_accounted(what);
+    assert_recovered(what, &rig, &marks.get(), &c, &s);
+    assert_eq!(rep.pf_resets, 1, "{what}: {rep:?}");
+    assert!(rep.maintenance_retries >= 2, "{what}: {rep:?}");
+    rig.close(what);
 }
 
 #[test]
