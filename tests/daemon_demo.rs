@@ -97,8 +97,21 @@ fn demo_with_two_workers_splits_by_flow_and_still_accounts_for_everything() {
         "{:?}",
         s.workers
     );
-    let j = s.to_json();
-    assert!(j.contains("\"workers\":[{\"worker\":0"), "{j}");
+    let j: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+    let w = j["workers"].as_array().unwrap();
+    assert_eq!(w.len(), 2, "{j}");
+    for (i, (rx, d, p)) in s.workers.iter().enumerate() {
+        assert_eq!(
+            (
+                &w[i]["worker"],
+                &w[i]["rx"],
+                &w[i]["dropped"],
+                &w[i]["passed"]
+            ),
+            (&i.into(), &(*rx).into(), &(*d).into(), &(*p).into()),
+            "{j}"
+        );
+    }
 }
 
 #[test]

@@ -246,80 +246,58 @@ impl DemoSummary {
     /// One JSON object with every counter.
     pub fn to_json(&self) -> String {
         let c = &self.counters;
-        let hits = self
+        let rules: Vec<_> = self
             .rule_hits
             .iter()
-            .map(|(n, h)| format!("{{\"rule\":{},\"hits\":{h}}}", json_str(n)))
-            .collect::<Vec<_>>()
-            .join(",");
-        let workers = self
+            .map(|(n, h)| serde_json::json!({ "rule": n, "hits": h }))
+            .collect();
+        let workers: Vec<_> = self
             .workers
             .iter()
             .enumerate()
             .map(|(i, (rx, d, p))| {
-                format!("{{\"worker\":{i},\"rx\":{rx},\"dropped\":{d},\"passed\":{p}}}")
+                serde_json::json!({ "worker": i, "rx": rx, "dropped": d, "passed": p })
             })
-            .collect::<Vec<_>>()
-            .join(",");
-        format!(
-            "{{\"seconds\":{:.3},\"rx_packets\":{},\"rx_bytes\":{},\"dropped\":{},\"passed\":{},\
-             \"tap\":{},\"tap_dropped\":{},\"vf_tx\":{},\"vf_tx_dropped\":{},\"looped\":{},\
-             \"errors\":{},\"left_in_rings\":{},\"in_flight\":{},\
-             \"generated\":{{\"flood\":{},\"legit\":{},\"background\":{}}},\
-             \"reinject\":\"{}\",\"legit_passed\":{},\"legit_at_wire\":{},\"legit_at_pf\":{},\
-             \"all_legit_passed\":{},\"nic_to_kernel\":{},\"nic_egress\":{},\"nic_loopback\":{},\
-             \"nic_tx_spoofed\":{},\
-             \"nic_rx_missed\":{},\"generator_behind_schedule\":{},\"nic_mode\":\"{}\",\
-             \"dispatch_full\":{},\"invariant_holds\":{},\"rules\":[{}],\"workers\":[{}]}}",
-            self.seconds,
-            c.rx_packets,
-            c.rx_bytes,
-            c.dropped,
-            c.passed,
-            c.tap,
-            c.tap_dropped,
-            c.vf_tx,
-            c.vf_tx_dropped,
-            c.looped,
-            c.errors,
-            c.left,
-            c.in_flight,
-            self.generated_flood,
-            self.generated_legit,
-            self.generated_background,
-            self.reinject,
-            self.legit_passed,
-            self.legit_at_wire,
-            self.legit_at_pf,
-            self.all_legit_passed(),
-            self.nic_to_kernel,
-            self.nic_egress,
-            self.nic_loopback,
-            self.nic_tx_spoofed,
-            self.nic_rx_missed,
-            self.generator_behind_schedule,
-            self.nic_mode,
-            c.dispatch_full,
-            self.invariant_holds(),
-            hits,
-            workers
-        )
+            .collect();
+        serde_json::json!({
+            // Milliseconds are enough, and keep the number short.
+            "seconds": (self.seconds * 1000.0).round() / 1000.0,
+            "rx_packets": c.rx_packets,
+            "rx_bytes": c.rx_bytes,
+            "dropped": c.dropped,
+            "passed": c.passed,
+            "tap": c.tap,
+            "tap_dropped": c.tap_dropped,
+            "vf_tx": c.vf_tx,
+            "vf_tx_dropped": c.vf_tx_dropped,
+            "looped": c.looped,
+            "errors": c.errors,
+            "left_in_rings": c.left,
+            "in_flight": c.in_flight,
+            "generated": {
+                "flood": self.generated_flood,
+                "legit": self.generated_legit,
+                "background": self.generated_background,
+            },
+            "reinject": self.reinject,
+            "legit_passed": self.legit_passed,
+            "legit_at_wire": self.legit_at_wire,
+            "legit_at_pf": self.legit_at_pf,
+            "all_legit_passed": self.all_legit_passed(),
+            "nic_to_kernel": self.nic_to_kernel,
+            "nic_egress": self.nic_egress,
+            "nic_loopback": self.nic_loopback,
+            "nic_tx_spoofed": self.nic_tx_spoofed,
+            "nic_rx_missed": self.nic_rx_missed,
+            "generator_behind_schedule": self.generator_behind_schedule,
+            "nic_mode": self.nic_mode,
+            "dispatch_full": c.dispatch_full,
+            "invariant_holds": self.invariant_holds(),
+            "rules": rules,
+            "workers": workers,
+        })
+        .to_string()
     }
-}
-
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
 }
 
 /// Runs the demo and returns its summary.
