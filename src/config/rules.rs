@@ -99,6 +99,29 @@ fn strings<'v>(
     c: &str,
     key: &str,
 ) -> Result<Vec<(Range<usize>, &'v str)>, ConfigError> {
+    list_of(
+        ctx,
+        v,
+        c,
+        key,
+        "a string or a list of strings",
+        |x| match x {
+            Value::String(s) => Some(s.as_str()),
+            _ => None,
+        },
+    )
+}
+
+/// The items of a value that is one item or a list of them, each converted by `f` (`None`: not
+/// `what`); an empty list is an error, since the rule would never match.
+fn list_of<'v, T>(
+    ctx: &Ctx,
+    v: &'v S<Value>,
+    c: &str,
+    key: &str,
+    what: &str,
+    f: impl Fn(&'v Value) -> Option<T>,
+) -> Result<Vec<(Range<usize>, T)>, ConfigError> {
     let list = items(v);
     if list.is_empty() {
         return Err(ctx.err(
@@ -108,15 +131,12 @@ fn strings<'v>(
         ));
     }
     list.into_iter()
-        .map(|(span, x)| match x {
-            Value::String(s) => Ok((span, s.as_str())),
-            other => Err(ctx.err(
+        .map(|(span, x)| match f(x) {
+            Some(t) => Ok((span, t)),
+            None => Err(ctx.err(
                 span,
                 c,
-                format!(
-                    "{key}: expected a string or a list of strings, found {}",
-                    other.type_str()
-                ),
+                format!("{key}: expected {what}, found {}", x.type_str()),
             )),
         })
         .collect()
@@ -625,28 +645,11 @@ fn strings_or_ints(
     c: &str,
     key: &str,
 ) -> Result<Vec<(Range<usize>, String)>, ConfigError> {
-    let list = items(v);
-    if list.is_empty() {
-        return Err(ctx.err(
-            v.span(),
-            c,
-            format!("{key} is an empty list, which would never match"),
-        ));
-    }
-    list.into_iter()
-        .map(|(span, x)| match x {
-            Value::String(s) => Ok((span, s.to_ascii_lowercase())),
-            Value::Integer(n) => Ok((span, n.to_string())),
-            other => Err(ctx.err(
-                span,
-                c,
-                format!(
-                    "{key}: expected a name or number, found {}",
-                    other.type_str()
-                ),
-            )),
-        })
-        .collect()
+    list_of(ctx, v, c, key, "a name or number", |x| match x {
+        Value::String(s) => Some(s.to_ascii_lowercase()),
+        Value::Integer(n) => Some(n.to_string()),
+        _ => None,
+    })
 }
 
 fn display_value(v: &Value) -> String {
