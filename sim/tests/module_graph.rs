@@ -106,7 +106,15 @@ fn graph(src: &Path) -> Graph {
     let mut reexports = BTreeMap::new();
     let mut root_items = Vec::new();
     for stmt in lib.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        let stmt = stmt.trim_start_matches(|c: char| c == '\n' || c.is_whitespace());
+        let mut stmt = stmt.trim_start_matches(|c: char| c == '\n' || c.is_whitespace());
+        // Attributes (`#![deny(...)]`, `#[cfg(...)]`) end with no `;`: they start the next
+        // statement's text. Drop them, one line each, so the item after them is seen.
+        while stmt.starts_with('#') {
+            stmt = stmt.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        }
+        if stmt.is_empty() {
+            continue;
+        }
         let bare = stmt
             .trim_start_matches("pub ")
             .trim_start_matches("pub(crate) ");
