@@ -1,6 +1,7 @@
 //! floodgate, the filter daemon: steer a flood into an ixgbe VF, filter it at line rate,
 //! reinject the survivors into the kernel through a TAP.
 //!
+//! - [`backend`]: the packet I/O interface the filter loop uses (the VF, AF_XDP);
 //! - [`bpf`]: classic BPF validator and bounds-checked interpreter;
 //! - [`libpcap`]: tcpdump expressions compiled by a run-time loaded libpcap;
 //! - [`filter`]: the rules engine (matchers, actions, counters) and `rules test` over a pcap;
@@ -19,6 +20,7 @@
 
 #![deny(missing_docs)]
 
+pub mod backend;
 pub mod bpf;
 pub mod config;
 pub mod daemon;

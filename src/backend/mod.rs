@@ -1,0 +1,179 @@
+//! Where packets come from and where they can leave: the one interface the filter loop uses.
+//!
+//! The daemon has two packet backends:
+//! - the ixgbe VF driven by the PMD ([`IxgbeVf`], over kernel VFIO, vfio-user or the in-process
+//!   model), steered by the NIC's flow director;
+//! - an AF_XDP socket on any Linux interface, steered by an XDP program (see `docs/af-xdp.md`).
+//!
+//! Both hand out [`Packet`]s from a [`floodgate_pmd::Mempool`], so the headroom/metadata
+//! contract of `docs/soft-rss.md` and the zero-copy rules hold for either: a dropped packet's
+//! buffer goes straight back to the pool from any thread, and the backend refills its receive
+//! ring from that pool.
+//!
+//! The filter loop (`crate::daemon::filterloop`) and the run loop are generic over
+//! [`PacketBackend`] and never name a backend.
+
+use floodgate_pmd::{IxgbeVf, Maintenance, PacketBatch};
+use floodgate_vfio::Device;
+
+/// What one transmit call did with a batch. The batch is always left empty: every packet is
+/// in exactly one of the three counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxOutcome {
+    /// Packets put on the TX ring (their buffers come back to the pool once sent).
+    pub sent: usize,
+    /// Packets the backend refused as invalid (bad length, no buffer): dropped.
+    pub refused: usize,
+    /// Packets that did not fit (TX ring full): dropped, their buffers reused at once.
+    pub ring_full: usize,
+}
+
+/// A backend failure seen by housekeeping.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The VF driver.
+    #[error(transparent)]
+    Vf(#[from] floodgate_pmd::Error),
+    /// Another backend (AF_XDP): what failed and where.
+    #[error("{what}")]
+    Other {
+        /// What failed, for the log.
+        what: String,
+        /// Retry at the next interval instead of ending the loop.
+        transient: bool,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl BackendError {
+    /// True when housekeeping should be retried at the next interval (a PF reset in progress,
+    /// a mailbox that did not answer in time, a PF that refused part of the re-initialisation);
+    /// false when the device is gone or the driver cannot go on, which ends the loop.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BackendError::Vf(
+                floodgate_pmd::Error::PfResetInProgress { .. }
+                | floodgate_pmd::Error::ResetTimeout { .. }
+                | floodgate_pmd::Error::MailboxTimeout { .. }
+                | floodgate_pmd::Error::PfRefused { .. },
+            ) => true,
+            BackendError::Vf(_) => false,
+            BackendError::Other { transient, .. } => *transient,
+        }
+    }
+}
+
+/// The packet I/O a filter loop needs. Implemented by [`IxgbeVf`] and by the AF_XDP backend.
+///
+/// Every method is called from the one polling thread that owns the backend; packets it hands
+/// out may be dropped on any thread.
+pub trait PacketBackend {
+    /// A short name for logs and metrics: `"ixgbevf"`, `"af_xdp"`.
+    fn kind(&self) -> &'static str;
+    /// How packets reach memory, for the start-up log and the `floodgate_backend_info`
+    /// metric: `"vfio"`, `"zero-copy"`, `"copy"`.
+    fn mode(&self) -> &'static str;
+    /// Receive queues the loop polls (at least 1).
+    fn rx_queues(&self) -> usize;
+    /// Transmit queues survivors can leave on (0 when the backend cannot transmit).
+    fn tx_queues(&self) -> usize;
+    /// Receives up to `batch.free_slots()` packets from `queue` into `batch`; returns how many.
+    fn rx_burst(&mut self, queue: usize, batch: &mut PacketBatch) -> usize;
+    /// Transmits `batch` on `queue` (one doorbell/kick per call). Leaves `batch` empty.
+    fn tx_burst(&mut self, queue: usize, batch: &mut PacketBatch) -> TxOutcome;
+    /// Packets sent on `queue` whose completion the device has not reported yet (after
+    /// reclaiming what it has).
+    fn tx_outstanding(&mut self, queue: usize) -> u64;
+    /// Running total of frames the backend received but threw away before the loop saw them
+    /// (bad descriptors, invalid frames): counted by the loop as received and `errors`.
+    fn rx_errors(&self) -> u64;
+    /// Housekeeping once per stats interval: reset recovery, link, device counters.
+    fn maintain(&mut self) -> Result<Maintenance, BackendError>;
+    /// Free buffers in the packet pool (a gauge).
+    fn pool_free(&self) -> u64;
+    /// Requests to the device that got no answer in time (vfio-user); 0 elsewhere.
+    fn transport_timeouts(&self) -> u64 {
+        0
+    }
+    /// The backend's own MAC address, when it has one (VF reinjection rewrites sources to it).
+    fn mac(&self) -> Option<[u8; 6]> {
+        None
+    }
+}
+
+impl<D: Device> PacketBackend for IxgbeVf<D> {
+    fn kind(&self) -> &'static str {
+        "ixgbevf"
+    }
+
+    fn mode(&self) -> &'static str {
+        "vfio"
+    }
+
+    fn rx_queues(&self) -> usize {
+        self.num_queues().max(1)
+    }
+
+    fn tx_queues(&self) -> usize {
+        self.num_queues()
+    }
+
+    #[inline]
+    fn rx_burst(&mut self, queue: usize, batch: &mut PacketBatch) -> usize {
+        IxgbeVf::rx_burst(self, queue, batch)
+    }
+
+    #[inline]
+    fn tx_burst(&mut self, queue: usize, batch: &mut PacketBatch) -> TxOutcome {
+        let n = batch.len();
+        let rejected = |vf: &IxgbeVf<D>| vf.queue_stats(queue).map_or(0, |(_, t)| t.rejected);
+        let before = rejected(self);
+        let taken = IxgbeVf::tx_burst(self, queue, batch).min(n);
+        let refused = (rejected(self).saturating_sub(before) as usize).min(taken);
+        if !batch.is_empty() {
+            // TX ring full: these are dropped, their buffers reused at once.
+            self.recycle(queue, batch);
+        }
+        TxOutcome {
+            sent: taken - refused,
+            refused,
+            ring_full: n - taken,
+        }
+    }
+
+    fn tx_outstanding(&mut self, queue: usize) -> u64 {
+        self.tx_reclaim(queue);
+        match self.queue_stats(queue) {
+            Some((_, t)) => t
+                .packets
+                .saturating_sub(t.completed)
+                .saturating_sub(t.dropped_reset),
+            None => 0,
+        }
+    }
+
+    fn rx_errors(&self) -> u64 {
+        (0..self.num_queues())
+            .filter_map(|q| self.queue_stats(q))
+            .map(|(rx, _)| rx.dropped())
+            .sum()
+    }
+
+    fn maintain(&mut self) -> Result<Maintenance, BackendError> {
+        Ok(IxgbeVf::maintain(self)?)
+    }
+
+    fn pool_free(&self) -> u64 {
+        u64::from(self.mempool().available())
+    }
+
+    fn transport_timeouts(&self) -> u64 {
+        self.device().transport_timeouts()
+    }
+
+    fn mac(&self) -> Option<[u8; 6]> {
+        Some(IxgbeVf::mac(self))
+    }
+}
