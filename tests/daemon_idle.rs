@@ -1,8 +1,9 @@
 //! The run loop's idle policy (nap on empty rings) and its pump hook (the demo's lockstep model).
 
 use floodgate::config::Config;
-use floodgate::daemon::filterloop::{CountingSink, FilterLoop, LoopOptions};
+use floodgate::daemon::filterloop::{FilterLoop, LoopOptions};
 use floodgate::daemon::runloop::{run_loop, IdlePolicy, LoopControl};
+use floodgate::sink::CountingSink;
 use floodgate_pmd::{IxgbeVf, Timeouts};
 use floodgate_sim::generator::{Generator, GeneratorConfig, Rate};
 use floodgate_sim::{Nic, NicConfig};

@@ -2,8 +2,9 @@
 //! between two bursts; no packet is lost or counted twice across reloads.
 
 use floodgate::config::Config;
-use floodgate::daemon::filterloop::{CountingSink, FilterLoop, LoopOptions};
+use floodgate::daemon::filterloop::{FilterLoop, LoopOptions};
 use floodgate::daemon::runloop::{run_loop, LoopControl};
+use floodgate::sink::CountingSink;
 use floodgate_pmd::{IxgbeVf, Timeouts};
 use floodgate_sim::generator::{Generator, GeneratorConfig, Rate};
 use floodgate_sim::{Nic, NicConfig};

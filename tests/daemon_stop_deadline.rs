@@ -4,8 +4,9 @@
 //! rejections counted, while frames keep arriving.
 
 use floodgate::config::Config;
-use floodgate::daemon::filterloop::{CountingSink, FilterLoop, LoopOptions};
+use floodgate::daemon::filterloop::{FilterLoop, LoopOptions};
 use floodgate::daemon::runloop::{run_loop, LoopControl, PreparedRules};
+use floodgate::sink::CountingSink;
 use floodgate_pmd::{IxgbeVf, Timeouts};
 use floodgate_sim::generator::{Generator, GeneratorConfig, Rate};
 use floodgate_sim::{Nic, NicConfig};

@@ -13,12 +13,13 @@
 //! loop guard catches them (`looped`); see `docs/reinject-vf.md`.
 
 use crate::config::{DstMac, SrcMac, VfReinject};
-use crate::daemon::filterloop::{FilterLoop, LoopOptions, PassSink};
-use crate::daemon::run::TapSink;
+use crate::daemon::filterloop::{FilterLoop, LoopOptions};
+use crate::sink::PassSink;
+
 use crate::daemon::runloop::{run_loop, LoopControl};
 use crate::stats::Counters;
 use crate::steering::{SimBackend, Steering};
-use crate::tap::{Tap, TapWriter};
+use crate::tap::{Tap, TapSink, TapWriter};
 use anyhow::{bail, Context, Result};
 use floodgate_pmd::{IxgbeVf, Packet};
 use floodgate_sim::engine::{EngineConfig, EngineStats, FrameSink, FrameSource};
@@ -184,8 +185,10 @@ pub const DEMO_CONFIG: &str = include_str!("../../examples/demo.toml");
 
 /// Parses [`DEMO_CONFIG`].
 pub fn demo_config() -> Result<crate::config::Config> {
-    crate::config::Config::from_str_named(DEMO_CONFIG, "examples/demo.toml (built in)")
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    Ok(crate::config::Config::from_str_named(
+        DEMO_CONFIG,
+        "examples/demo.toml (built in)",
+    )?)
 }
 
 /// Summary of a demo run.
@@ -325,7 +328,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     let rules = cfg.steering.clone();
     steering
         .install(&rules)
-        .map_err(|e| anyhow::anyhow!("model PF refused the steering rules: {e}"))?;
+        .context("model PF refused the steering rules")?;
     let pmd_cfg = crate::daemon::run::pmd_config(&cfg);
     let vf = IxgbeVf::open(nic.vf(0), pmd_cfg).context("bringing up VF 0 of the model")?;
     let vf_mac = vf.mac();
@@ -377,8 +380,8 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     let workers = opts.workers.unwrap_or(cfg.daemon.workers as usize).max(1);
     let tap_fd = match &opts.tap {
         Some(name) => {
-            let t = Tap::open(name).map_err(|e| anyhow::anyhow!("{e}"))?;
-            t.set_up().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let t = Tap::open(name)?;
+            t.set_up()?;
             log::info!("demo: reinjecting survivors into TAP {name}");
             Some(t.into_fd())
         }
@@ -473,7 +476,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     // Clean up like the daemon does at exit (the model would forget them anyway).
     steering
         .remove_all()
-        .map_err(|e| anyhow::anyhow!("removing the steering rules: {e}"))?;
+        .context("removing the steering rules")?;
     let counters = fl.counters();
     let names = fl.rule_names();
     let rc = fl.rule_counters();

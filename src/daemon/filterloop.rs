@@ -27,6 +27,7 @@
 
 use crate::backend::{BackendError, PacketBackend};
 use crate::filter::{Counters as RuleCounters, Decision, RuleSet};
+use crate::sink::PassSink;
 use crate::softrss::{Dispatcher, RssConfig, SoftRss, WorkerQueue};
 use crate::stats::Counters;
 use crossbeam::queue::ArrayQueue;
@@ -34,30 +35,6 @@ use floodgate_pmd::{Maintenance, Packet, PacketBatch};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-
-/// Where passed packets go: a TAP (batched), the model's kernel side, or a counter.
-pub trait PassSink {
-    /// Submits a burst of passed packets. Returns how many the sink accepted; the rest were
-    /// pushed back (queue full) and are counted as `tap_dropped`, never lost silently.
-    fn submit(&mut self, packets: &[Packet]) -> usize;
-}
-
-/// A sink that accepts and counts everything: the model's "kernel side" when no TAP is given.
-#[derive(Debug, Default)]
-pub struct CountingSink {
-    /// Packets accepted.
-    pub packets: u64,
-    /// Bytes accepted.
-    pub bytes: u64,
-}
-
-impl PassSink for CountingSink {
-    fn submit(&mut self, packets: &[Packet]) -> usize {
-        self.packets += packets.len() as u64;
-        self.bytes += packets.iter().map(|p| p.len() as u64).sum::<u64>();
-        packets.len()
-    }
-}
 
 /// Survivors transmitted back out of the backend they came in on (`[reinject] to = "vf"`), with
 /// the MAC rewrites resolved at start.

@@ -7,9 +7,10 @@
 //! [`LoopControl::drain_timeout`] and counts what it leaves behind.
 
 use crate::backend::{BackendError, PacketBackend};
-use crate::daemon::filterloop::{FilterLoop, PassSink};
+use crate::daemon::filterloop::FilterLoop;
 use crate::daemon::metrics::{Metrics, RuleSnapshot, Snapshot};
 use crate::filter::RuleSet;
+use crate::sink::PassSink;
 use crate::stats::{progress_line, Counters};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -213,7 +214,7 @@ pub struct LoopReport {
 /// into host memory was judged and the workers were stopped before this was returned, so the
 /// report's counters are final and the invariant holds for them.
 #[derive(Debug, thiserror::Error)]
-#[error("{error}")]
+#[error("the packet backend failed")]
 pub struct LoopFailure {
     /// What ended the loop.
     #[source]
