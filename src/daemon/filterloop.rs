@@ -26,15 +26,16 @@
 //! so a misrouted setup shows up in the counters instead of spinning survivors forever.
 
 use crate::backend::{BackendError, PacketBackend};
-use crate::filter::{Counters as RuleCounters, Decision, RuleSet};
+use crate::daemon::judge::{caught_looping, Judge, Survivors, ToSink};
+use crate::daemon::workers::Worker;
+pub use crate::daemon::workers::WorkerReport;
+use crate::filter::{Counters as RuleCounters, RuleSet};
 use crate::sink::PassSink;
-use crate::softrss::{Dispatcher, RssConfig, SoftRss, WorkerQueue};
+use crate::softrss::{Dispatcher, RssConfig, SoftRss};
 use crate::stats::Counters;
 use crossbeam::queue::ArrayQueue;
 use floodgate_pmd::{Maintenance, Packet, PacketBatch};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 /// Survivors transmitted back out of the backend they came in on (`[reinject] to = "vf"`), with
 /// the MAC rewrites resolved at start.
@@ -73,7 +74,7 @@ impl TxBack {
 
     /// Applies the MAC rewrites in place (12 bytes per packet at most; no copy of the frame).
     #[inline]
-    fn rewrite(&self, batch: &mut PacketBatch) {
+    pub(super) fn rewrite(&self, batch: &mut PacketBatch) {
         if self.src_mac.is_none() && self.dst_mac.is_none() {
             return;
         }
@@ -114,25 +115,6 @@ pub enum LoopError {
     Rss(#[from] crate::softrss::RssError),
 }
 
-/// Where a burst's survivors go.
-trait Survivors {
-    /// Takes every packet of `pass` (leaving it empty) and counts where each went.
-    fn take(&mut self, pass: &mut PacketBatch, c: &mut Counters);
-}
-
-/// Into a [`PassSink`] (TAP): `tap` / `tap_dropped`.
-struct ToSink<'a, S>(&'a mut S);
-
-impl<S: PassSink> Survivors for ToSink<'_, S> {
-    #[inline]
-    fn take(&mut self, pass: &mut PacketBatch, c: &mut Counters) {
-        let accepted = self.0.submit(pass.as_slice()).min(pass.len());
-        c.tap += accepted as u64;
-        c.tap_dropped += (pass.len() - accepted) as u64;
-        pass.clear();
-    }
-}
-
 /// Back out of the backend, on the polling thread: `vf_tx` / `vf_tx_dropped`.
 struct ToBackend<'a, B: PacketBackend> {
     backend: &'a mut B,
@@ -156,232 +138,10 @@ fn transmit<B: PacketBackend>(b: &mut B, q: usize, batch: &mut PacketBatch, c: &
     c.vf_tx_dropped += (o.refused + o.ring_full) as u64;
 }
 
-/// From a worker back to the polling thread, which owns the driver. A full ring counts the
-/// packet in `vf_tx_dropped` at the worker.
-struct HandBack<'a> {
-    ring: &'a ArrayQueue<Packet>,
-    tx: &'a TxBack,
-    handed: &'a mut u64,
-}
-
-impl Survivors for HandBack<'_> {
-    #[inline]
-    fn take(&mut self, pass: &mut PacketBatch, c: &mut Counters) {
-        // Rewriting here spreads the (small) work over the workers.
-        self.tx.rewrite(pass);
-        for p in pass.drain() {
-            match self.ring.push(p) {
-                Ok(()) => *self.handed += 1,
-                Err(p) => {
-                    c.vf_tx_dropped += 1;
-                    drop(p);
-                }
-            }
-        }
-    }
-}
-
-/// True when `p` carries `guard` as its source MAC (the daemon's own frame, looped back); it is
-/// then counted as dropped and `looped`, and the caller lets go of it.
-#[inline]
-fn caught_looping(p: &Packet, guard: &Option<[u8; 6]>, c: &mut Counters) -> bool {
-    let looped = match guard {
-        Some(m) => p.data().get(6..12) == Some(&m[..]),
-        None => false,
-    };
-    if looped {
-        c.dropped += 1;
-        c.looped += 1;
-    }
-    looped
-}
-
-/// Judges one burst with `rules` and hands the survivors to `out`. Returns nothing; the
-/// counters say what happened.
-#[inline]
-#[allow(clippy::too_many_arguments)]
-fn judge<O: Survivors>(
-    pkts: impl Iterator<Item = Packet>,
-    rules: &mut RuleSet,
-    out: &mut O,
-    pass: &mut PacketBatch,
-    drops: &mut PacketBatch,
-    c: &mut Counters,
-    now: u64,
-    guard: &Option<[u8; 6]>,
-) {
-    for p in pkts {
-        if caught_looping(&p, guard, c) {
-            if let Err(p) = drops.push(p) {
-                drop(p);
-            }
-            continue;
-        }
-        match rules.classify(p.data(), now).action {
-            // Dropped buffers go back to the pool together at the end of the burst (one free-list
-            // operation per burst, not per packet), without their bytes being touched.
-            Decision::Drop => {
-                c.dropped += 1;
-                if let Err(p) = drops.push(p) {
-                    drop(p);
-                }
-            }
-            Decision::Pass => {
-                c.passed += 1;
-                if let Err(p) = pass.push(p) {
-                    // The pass batch is as large as a burst, so this cannot happen; never
-                    // lose a packet silently all the same.
-                    c.tap_dropped += 1;
-                    drop(p);
-                }
-            }
-        }
-    }
-    drops.clear();
-    if !pass.is_empty() {
-        out.take(pass, c);
-    }
-}
-
-/// Counters one worker publishes.
-#[derive(Debug, Clone, Default)]
-pub struct WorkerReport {
-    /// Packets taken from the worker's ring.
-    pub rx_packets: u64,
-    /// Verdict counters (`dropped`, `passed`, `tap`, `tap_dropped`, and `vf_tx_dropped` for
-    /// survivors the hand-back ring could not take).
-    pub counters: Counters,
-    /// Survivors handed back to the polling thread for transmission out of the backend (part of
-    /// `counters.passed`; the polling thread counts them as `vf_tx` or `vf_tx_dropped`).
-    pub handed_back: u64,
-    /// Per-rule counters of this worker's rule set.
-    pub rules: RuleCounters,
-}
-
-struct WorkerShared {
-    report: Mutex<WorkerReport>,
-    new_rules: Mutex<Option<RuleSet>>,
-    reload: AtomicBool,
-}
-
-struct Worker<S> {
-    shared: Arc<WorkerShared>,
-    handle: Option<JoinHandle<S>>,
-}
-
-fn worker_main<S: PassSink>(
-    mut q: WorkerQueue<Packet>,
-    mut rules: RuleSet,
-    mut sink: S,
-    back: Option<(Arc<ArrayQueue<Packet>>, TxBack)>,
-    shared: Arc<WorkerShared>,
-    burst: usize,
-) -> S {
-    let epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let start = std::time::Instant::now();
-    let mut buf: Vec<Packet> = Vec::with_capacity(burst);
-    let mut pass = PacketBatch::new(burst);
-    let mut drops = PacketBatch::new(burst);
-    let mut c = Counters::default();
-    let mut rx = 0u64;
-    let mut handed = 0u64;
-    let mut bursts = 0u32;
-    let mut idle = 0u32;
-    let publish = |c: &Counters, rx: u64, handed: u64, rules: &RuleSet| {
-        let mut r = shared.report.lock().unwrap_or_else(|e| e.into_inner());
-        r.rx_packets = rx;
-        r.counters = *c;
-        r.handed_back = handed;
-        r.rules = rules.counters().clone();
-    };
-    loop {
-        if shared.reload.swap(false, Ordering::AcqRel) {
-            if let Some(mut r) = shared
-                .new_rules
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
-                r.adopt_counters(&rules);
-                r.adopt_state(&mut rules);
-                // The old set (and the fresh tables it now holds) is freed here, on the worker.
-                rules = r;
-            }
-        }
-        let n = q.pop_burst(&mut buf, burst);
-        if n == 0 {
-            if q.is_finished() {
-                break;
-            }
-            idle += 1;
-            if idle == 64 {
-                publish(&c, rx, handed, &rules);
-                if let Err(e) = rules.flush_samples() {
-                    log::warn!("worker {}: writing sampled packets: {e}", q.index());
-                }
-            }
-            // Workers share cores with the polling thread (and, in the demo, the model): spin
-            // briefly, then yield, then nap. A 4096-packet ring outlasts a 50 µs nap at any
-            // rate one core can dispatch.
-            if idle > 256 {
-                std::thread::sleep(std::time::Duration::from_micros(50));
-            } else if idle > 16 {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-            continue;
-        }
-        idle = 0;
-        rx += n as u64;
-        let now = epoch + start.elapsed().as_nanos() as u64;
-        // The loop guard runs on the polling thread, before dispatch.
-        match &back {
-            Some((ring, tx)) => judge(
-                buf.drain(..),
-                &mut rules,
-                &mut HandBack {
-                    ring,
-                    tx,
-                    handed: &mut handed,
-                },
-                &mut pass,
-                &mut drops,
-                &mut c,
-                now,
-                &None,
-            ),
-            None => judge(
-                buf.drain(..),
-                &mut rules,
-                &mut ToSink(&mut sink),
-                &mut pass,
-                &mut drops,
-                &mut c,
-                now,
-                &None,
-            ),
-        }
-        bursts = bursts.wrapping_add(1);
-        if bursts.is_multiple_of(64) {
-            publish(&c, rx, handed, &rules);
-        }
-    }
-    if let Err(e) = rules.flush_samples() {
-        log::warn!("worker {}: writing sampled packets: {e}", q.index());
-    }
-    publish(&c, rx, handed, &rules);
-    sink
-}
-
 enum Stage<S> {
     Inline {
-        rules: RuleSet,
+        judge: Judge,
         sink: S,
-        pass: PacketBatch,
-        drops: PacketBatch,
     },
     Fanout {
         dispatcher: Box<Dispatcher<Packet>>,
@@ -473,10 +233,8 @@ impl<B: PacketBackend, S: PassSink + Send + 'static> FilterLoop<B, S> {
         let burst = burst.clamp(1, floodgate_pmd::MAX_BATCH);
         let stage = match (rss, sinks.pop()) {
             (None, Some(sink)) if sinks.is_empty() => Stage::Inline {
-                rules,
+                judge: Judge::new(rules, burst),
                 sink,
-                pass: PacketBatch::new(burst),
-                drops: PacketBatch::new(burst),
             },
             (rss, last) => {
                 sinks.extend(last);
@@ -520,29 +278,12 @@ impl<S: PassSink + Send + 'static> Stage<S> {
         let mut workers = Vec::with_capacity(sinks.len());
         let mut back = Vec::new();
         for (q, sink) in qs.into_iter().zip(sinks) {
-            let shared = Arc::new(WorkerShared {
-                report: Mutex::new(WorkerReport {
-                    rules: rules.counters().clone(),
-                    ..Default::default()
-                }),
-                new_rules: Mutex::new(None),
-                reload: AtomicBool::new(false),
-            });
-            let (s2, r) = (shared.clone(), rules.fork());
-            let idx = q.index();
             let wb = tx.map(|tx| {
                 let ring = Arc::new(ArrayQueue::new(ring_capacity.max(1)));
                 back.push(ring.clone());
                 (ring, tx)
             });
-            let handle = std::thread::Builder::new()
-                .name(format!("floodgate-w{idx}"))
-                .spawn(move || worker_main(q, r, sink, wb, s2, burst))
-                .map_err(|_| crate::softrss::RssError::Workers(idx))?;
-            workers.push(Worker {
-                shared,
-                handle: Some(handle),
-            });
+            workers.push(Worker::spawn(q, rules.fork(), sink, wb, burst)?);
         }
         Ok(Stage::Fanout {
             dispatcher: Box::new(dispatcher),
@@ -571,39 +312,19 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
             c.rx_packets += n as u64;
             c.rx_bytes += self.rx.iter().map(|p| p.len() as u64).sum::<u64>();
             match &mut self.stage {
-                Stage::Inline {
-                    rules,
-                    sink,
-                    pass,
-                    drops,
-                } => match &self.tx {
-                    Some(tx) => judge(
-                        self.rx.drain(),
-                        rules,
-                        &mut ToBackend {
+                Stage::Inline { judge, sink } => match &self.tx {
+                    Some(tx) => {
+                        let mut out = ToBackend {
                             backend: &mut self.backend,
                             tx,
-                        },
-                        pass,
-                        drops,
-                        c,
-                        now,
-                        &guard,
-                    ),
-                    None => judge(
-                        self.rx.drain(),
-                        rules,
-                        &mut ToSink(sink),
-                        pass,
-                        drops,
-                        c,
-                        now,
-                        &None,
-                    ),
+                        };
+                        judge.burst(self.rx.drain(), &mut out, c, now, guard);
+                    }
+                    None => judge.burst(self.rx.drain(), &mut ToSink(sink), c, now, None),
                 },
                 Stage::Fanout { dispatcher, .. } => {
                     for p in self.rx.drain() {
-                        if caught_looping(&p, &guard, c) {
+                        if caught_looping(&p, guard, c) {
                             continue;
                         }
                         if dispatcher.dispatch(p).is_err() {
@@ -707,7 +428,7 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
         let mut c = self.counters;
         if let Stage::Fanout { workers, .. } = &self.stage {
             for w in workers {
-                let r = w.shared.report.lock().unwrap_or_else(|e| e.into_inner());
+                let r = w.shared.report();
                 c.dropped += r.counters.dropped;
                 // Survivors handed back are counted as passed by the polling thread, when it
                 // transmits them (`vf_tx`) or the TX ring refuses them (`vf_tx_dropped`).
@@ -726,23 +447,16 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
     pub fn worker_reports(&self) -> Vec<WorkerReport> {
         match &self.stage {
             Stage::Inline { .. } => Vec::new(),
-            Stage::Fanout { workers, .. } => workers
-                .iter()
-                .map(|w| {
-                    w.shared
-                        .report
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .clone()
-                })
-                .collect(),
+            Stage::Fanout { workers, .. } => {
+                workers.iter().map(|w| w.shared.report().clone()).collect()
+            }
         }
     }
 
     /// Rule names in order (then the default action is reported separately).
     pub fn rule_names(&self) -> Vec<String> {
         let rs = match &self.stage {
-            Stage::Inline { rules, .. } => rules,
+            Stage::Inline { judge, .. } => &judge.rules,
             Stage::Fanout { template, .. } => template,
         };
         rs.rules().iter().map(|r| r.name.clone()).collect()
@@ -751,13 +465,13 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
     /// Per-rule counters, merged over workers.
     pub fn rule_counters(&self) -> RuleCounters {
         match &self.stage {
-            Stage::Inline { rules, .. } => rules.counters().clone(),
+            Stage::Inline { judge, .. } => judge.rules.counters().clone(),
             Stage::Fanout {
                 workers, template, ..
             } => {
                 let mut total = template.counters().clone();
                 for w in workers {
-                    let r = w.shared.report.lock().unwrap_or_else(|e| e.into_inner());
+                    let r = w.shared.report();
                     total.merge(&r.rules);
                 }
                 total
@@ -768,7 +482,7 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
     /// Flushes sampled packets (inline; workers flush their own when idle and at the end).
     pub fn flush_samples(&self) -> std::io::Result<()> {
         match &self.stage {
-            Stage::Inline { rules, .. } => rules.flush_samples(),
+            Stage::Inline { judge, .. } => judge.rules.flush_samples(),
             Stage::Fanout { .. } => Ok(()),
         }
     }
@@ -796,7 +510,8 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
     /// the caller to free off the data path; workers free theirs themselves.
     pub fn install_rules(&mut self, mut new: RuleSet, forks: Vec<RuleSet>) -> Option<RuleSet> {
         match &mut self.stage {
-            Stage::Inline { rules, .. } => {
+            Stage::Inline { judge, .. } => {
+                let rules = &mut judge.rules;
                 new.adopt_counters(rules);
                 new.adopt_state(rules);
                 Some(std::mem::replace(rules, new))
@@ -807,8 +522,7 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
                 let mut forks = forks.into_iter();
                 for w in workers.iter() {
                     let mine = forks.next().unwrap_or_else(|| new.fork());
-                    *w.shared.new_rules.lock().unwrap_or_else(|e| e.into_inner()) = Some(mine);
-                    w.shared.reload.store(true, Ordering::Release);
+                    w.shared.offer_rules(mine);
                 }
                 let names = new.rules().len();
                 log::debug!("rules handed to {} workers ({names} rules)", workers.len());
