@@ -24,6 +24,9 @@
 //! `docs/reinject-vf.md`), the frame arrives with the backend's own MAC as source, which no
 //! frame from the wire has. Such frames are dropped before the rules and counted as `looped`,
 //! so a misrouted setup shows up in the counters instead of spinning survivors forever.
+//!
+//! Judging one burst (loop guard, rules, survivors to their place) is `daemon/judge.rs`, used
+//! here when judging inline and by every worker; the worker threads are `daemon/workers.rs`.
 
 use crate::backend::{BackendError, PacketBackend};
 use crate::daemon::judge::{caught_looping, Judge, Survivors, ToSink};

@@ -1,5 +1,7 @@
 //! The daemon's main loop around a [`FilterLoop`]: per-interval stats line and metrics,
-//! VF maintenance (PF reset recovery, link), hot reload of the rules, and a draining stop.
+//! backend maintenance (PF reset recovery, link), hot reload of the rules, and a draining stop.
+//! [`run_loop`] is an outline; each concern is a piece it calls: the clock, the idle naps, the
+//! reload intake, the maintenance triage, the interval output, the drain and the final count.
 //!
 //! Nothing slow runs here between two polls: a reload's new rule set is built on another thread
 //! and only moved in (see [`LoopControl::new_rules`]); signals are taken by a signal thread that
@@ -98,6 +100,7 @@ pub struct LoopControl {
     pub watchdog: Option<crate::sdnotify::WatchdogFeeder>,
     /// Called before every poll, also while draining (the demo runs the NIC model here, in
     /// lockstep with the loop; see `floodgate_sim::InlineEngine`). Returns the frames it moved.
+    /// Its time is measured apart from the polls' ([`LoopReport::pump_time`]).
     pub pump: Option<Box<dyn FnMut() -> usize>>,
 }
 
