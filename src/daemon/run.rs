@@ -441,15 +441,26 @@ fn drop_privileges<B: SteeringBackend>(cfg: &Config, steering: Option<&Steering<
     Ok(())
 }
 
-/// Survivors back out of the VF: no TAP, the filter loop transmits them itself.
-fn serve_vf<D: Device, B: SteeringBackend>(
+/// Survivors back out of the packet backend they came in on: no TAP, the filter loop transmits
+/// them itself.
+fn serve_vf<P: PacketBackend, B: SteeringBackend>(
     cfg: &Config,
     d: &Daemon<'_>,
-    vf: IxgbeVf<D>,
+    backend: P,
     r: VfReinject,
     steering: Option<&Steering<B>>,
 ) -> Result<LoopReport> {
-    let tx = vf_tx(&r, vf.mac(), || {
+    let own_mac = match backend.mac() {
+        Some(m) => m,
+        None if r.src_mac == SrcMac::Vf => bail!(
+            "[reinject] src_mac = \"vf\" rewrites survivors' source to the backend's own MAC, \
+             and the {} backend has none",
+            backend.kind()
+        ),
+        // Not used: the source MAC is kept.
+        None => [0; 6],
+    };
+    let tx = vf_tx(&r, own_mac, || {
         let pf = cfg
             .device
             .pf
@@ -459,7 +470,9 @@ fn serve_vf<D: Device, B: SteeringBackend>(
             .with_context(|| format!("reading {pf}'s MAC address from /sys/class/net/{pf}/address"))
     })?;
     log::info!(
-        "reinjecting survivors out of the VF: TX queue {}, source MAC {}, destination MAC {}",
+        "reinjecting survivors out of the {} backend: TX queue {}, source MAC {}, destination \
+         MAC {}",
+        backend.kind(),
         tx.queue,
         tx.src_mac
             .map_or("kept".to_string(), floodgate_pmd::fmt_mac),
@@ -475,15 +488,15 @@ fn serve_vf<D: Device, B: SteeringBackend>(
         tx: Some(tx),
         ..LoopOptions::new(burst, sinks)
     };
-    let mut fl = FilterLoop::new(vf, rules, opts).context("starting the filter loop")?;
+    let mut fl = FilterLoop::new(backend, rules, opts).context("starting the filter loop")?;
     serve_daemon(&mut fl, cfg, d)
 }
 
 /// Survivors into the kernel through the TAP.
-fn serve_tap<D: Device, B: SteeringBackend>(
+fn serve_tap<P: PacketBackend, B: SteeringBackend>(
     cfg: &Config,
     d: &Daemon<'_>,
-    vf: IxgbeVf<D>,
+    backend: P,
     steering: Option<&Steering<B>>,
 ) -> Result<LoopReport> {
     {
@@ -523,7 +536,7 @@ fn serve_tap<D: Device, B: SteeringBackend>(
 
         drop_privileges(cfg, steering)?;
         let rules = cfg.filter.ruleset();
-        let mut fl = FilterLoop::new(vf, rules, LoopOptions::new(burst, sinks))
+        let mut fl = FilterLoop::new(backend, rules, LoopOptions::new(burst, sinks))
             .context("starting the filter loop")?;
         serve_daemon(&mut fl, cfg, d)
     }
