@@ -64,3 +64,31 @@ fn the_pump_runs_before_polls_and_while_draining() {
     assert!(r.counters.invariant_holds());
     assert_eq!(r.counters.in_flight, 0);
 }
+
+#[test]
+fn the_pumps_time_is_counted_apart_from_the_polls() {
+    let (nic, mut fl) = model_loop(NO_RULES, DEFAULT_RING, 1);
+    let mut gen = loop_util::generator(fl.backend().mac());
+    let calls = Rc::new(Cell::new(0u32));
+    let c2 = calls.clone();
+    let n2 = nic.clone();
+    let mut ctl = control_for(30);
+    ctl.idle = IdlePolicy::BUSY;
+    // A slow model: every pump sleeps 200 µs, and the first 20 bring a burst each.
+    ctl.pump = Some(Box::new(move || {
+        c2.set(c2.get() + 1);
+        std::thread::sleep(std::time::Duration::from_micros(200));
+        if c2.get() <= 20 {
+            inject(&n2, &mut gen, 32);
+        }
+        n2.step()
+    }));
+    let r = run_loop(&mut fl, &mut ctl).unwrap();
+    assert_eq!(r.counters.rx_packets, 20 * 32, "{r:?}");
+    let slept = std::time::Duration::from_micros(200) * calls.get();
+    assert!(r.pump_time >= slept, "{:?} < {slept:?}", r.pump_time);
+    // The polls themselves are cheap next to the sleeping pump, and they were timed.
+    assert!(r.filter_time > std::time::Duration::ZERO, "{r:?}");
+    assert!(r.filter_time < r.pump_time, "{r:?}");
+    assert!(r.filter_ns_per_packet() > 0.0 && r.pump_ns_per_packet() > r.filter_ns_per_packet());
+}
