@@ -219,7 +219,7 @@ impl<B: PacketBackend, S: PassSink + Send + 'static> FilterLoop<B, S> {
     pub fn new(backend: B, rules: RuleSet, opts: LoopOptions<S>) -> Result<Self, LoopError> {
         let LoopOptions {
             burst,
-            mut sinks,
+            sinks,
             tx,
             rss,
             ring_capacity,
@@ -234,13 +234,13 @@ impl<B: PacketBackend, S: PassSink + Send + 'static> FilterLoop<B, S> {
             }
         }
         let burst = burst.clamp(1, floodgate_pmd::MAX_BATCH);
-        let stage = match (rss, sinks.pop()) {
-            (None, Some(sink)) if sinks.is_empty() => Stage::Inline {
+        let stage = match (rss, <[S; 1]>::try_from(sinks)) {
+            (None, Ok([sink])) => Stage::Inline {
                 judge: Judge::new(rules, burst),
                 sink,
             },
-            (rss, last) => {
-                sinks.extend(last);
+            (rss, sinks) => {
+                let sinks = sinks.map_or_else(|many| many, Vec::from);
                 Stage::fanout(
                     rules,
                     sinks,
@@ -619,5 +619,61 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
 impl<B: PacketBackend, S: PassSink> Drop for FilterLoop<B, S> {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::Decision;
+    use crate::sink::CountingSink;
+    use crate::softrss::RssError;
+    use floodgate_pmd::{IxgbeVf, Timeouts};
+    use floodgate_sim::{Nic, NicConfig, SimVf};
+
+    fn model_vf() -> (Nic, IxgbeVf<SimVf>) {
+        let nic = Nic::new(NicConfig::default());
+        let cfg = floodgate_pmd::Config {
+            timeouts: Timeouts::fast(),
+            ..Default::default()
+        };
+        let vf = IxgbeVf::open(nic.vf(0), cfg).expect("VF 0 up on the model");
+        (nic, vf)
+    }
+
+    fn pass_all() -> RuleSet {
+        RuleSet::new(vec![], Decision::Pass)
+    }
+
+    #[test]
+    fn one_sink_judges_inline_unless_soft_rss_is_asked_for() {
+        let (_nic, vf) = model_vf();
+        let opts = LoopOptions::inline(32, CountingSink::default());
+        let fl = FilterLoop::new(vf, pass_all(), opts).unwrap();
+        assert_eq!(fl.workers(), 0);
+        assert!(fl.tx_back().is_none());
+        drop(fl);
+
+        let (_nic, vf) = model_vf();
+        let opts = LoopOptions {
+            rss: Some(RssConfig::default()),
+            ..LoopOptions::inline(32, CountingSink::default())
+        };
+        let fl = FilterLoop::new(vf, pass_all(), opts).unwrap();
+        assert_eq!(fl.workers(), 1, "fanned out to one worker");
+
+        let (_nic, vf) = model_vf();
+        let sinks = (0..3).map(|_| CountingSink::default()).collect();
+        let fl = FilterLoop::new(vf, pass_all(), LoopOptions::new(32, sinks)).unwrap();
+        assert_eq!(fl.workers(), 3);
+    }
+
+    #[test]
+    fn no_sink_is_refused_with_a_reason() {
+        let (_nic, vf) = model_vf();
+        let e = FilterLoop::new(vf, pass_all(), LoopOptions::<CountingSink>::new(32, vec![]))
+            .err()
+            .expect("no sink, no judging thread");
+        assert!(matches!(e, LoopError::Rss(RssError::Workers(0))), "{e}");
     }
 }
