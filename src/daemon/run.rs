@@ -254,7 +254,9 @@ fn read_all_at(f: &File) -> std::io::Result<String> {
 fn load_rules(src: &ConfigSource, running: ReinjectTo) -> std::result::Result<RuleSet, String> {
     let text = src.read()?;
     let path = src.path.display().to_string();
-    let c = Config::from_str_named(&text, &path).map_err(|e| e.to_string())?;
+    // The whole chain: the outcome crosses threads as text and is logged as it is.
+    let c =
+        Config::from_str_named(&text, &path).map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
     if c.reinject != running {
         log::warn!(
             "{path}: [reinject] changed; survivors keep going where they went ({}) until \
