@@ -14,7 +14,6 @@
 mod common;
 mod hostile;
 use common::frame;
-use floodgate_pmd::regs::*;
 use floodgate_pmd::PacketBatch;
 use floodgate_sim::NicModel;
 use hostile::*;
