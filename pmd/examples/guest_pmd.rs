@@ -269,7 +269,10 @@ fn run(bdf: &str, want: u64, r: &mut Report) {
         if n == 0 {
             if last_maint.elapsed() > Duration::from_millis(500) {
                 if let Err(e) = vf.maintain() {
-                    eprintln!("fg-pmd-test: maintenance: {e}");
+                    eprintln!(
+                        "fg-pmd-test: maintenance: {e}",
+                        e = floodgate_vfio::ErrorChain(&e)
+                    );
                 }
                 last_maint = Instant::now();
             }
