@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use crate::iommu::Iommu;
@@ -90,7 +90,7 @@ impl DmaTable {
                 let Some(f) = self.files.get(&key) else {
                     continue;
                 };
-                if let Err(err) = iommu.map_fd(iova, e.len, f.as_fd(), e.offset) {
+                if let Err(err) = iommu.map_file(iova, e.len, f, e.offset) {
                     log::warn!(
                         "bus master on: mapping {iova:#x}+{:#x} failed: {err}",
                         e.len,
@@ -137,7 +137,7 @@ impl DmaTable {
                 let key = inode_key(&f)?;
                 let file = self.files.entry(key).or_insert_with(|| Arc::new(f)).clone();
                 if self.active {
-                    iommu.map_fd(iova, len, file.as_fd(), offset).map_err(|e| {
+                    iommu.map_file(iova, len, &file, offset).map_err(|e| {
                         io_err(
                             std::io::ErrorKind::InvalidInput,
                             floodgate_vfio::ErrorChain(&e).to_string(),
@@ -190,7 +190,7 @@ impl DmaTable {
                     key: e.key,
                 };
                 if let (Some(f), true) = (&file, self.active) {
-                    if let Err(err) = iommu.map_fd(lo, piece.len, f.as_fd(), piece.offset) {
+                    if let Err(err) = iommu.map_file(lo, piece.len, f, piece.offset) {
                         log::warn!(
                             "DMA_UNMAP: keeping {lo:#x}..{hi:#x} failed: {err}",
                             err = floodgate_vfio::ErrorChain(&err)
