@@ -101,7 +101,10 @@ impl Iommu {
         offset: u64,
     ) -> Result<(), SimError> {
         let file = fd.try_clone_to_owned().map_err(|err| SimError::Os {
-            what: format!("{}: dup of the DMA region's fd for iova {iova:#x}", self.name),
+            what: format!(
+                "{}: dup of the DMA region's fd for iova {iova:#x}",
+                self.name
+            ),
             err,
         })?;
         self.map_file(iova, len, &Arc::new(File::from(file)), offset)
@@ -142,8 +145,7 @@ impl Iommu {
                     other => std::io::Error::new(std::io::ErrorKind::InvalidInput, other),
                 },
             })?;
-        let region =
-            GuestRegionMmap::new(mmap, GuestAddress(iova)).ok_or(bad("wrapping range"))?;
+        let region = GuestRegionMmap::new(mmap, GuestAddress(iova)).ok_or(bad("wrapping range"))?;
         let grown = table
             .insert_region(Arc::new(region))
             .map_err(|_| bad("overlaps an existing mapping"))?;

@@ -2,7 +2,6 @@
 //! itself, an independent model of the RX counting rules, and the RX/TX checks. Shared by the
 //! property test (hostile_device.rs) and the cargo-fuzz target
 //! (fuzz/fuzz_targets/rx_writeback.rs). The including crate declares `mod common`.
-#![allow(dead_code)]
 
 use crate::common::*;
 use floodgate_pmd::{IxgbeVf, PacketBatch, RxStats};
