@@ -239,8 +239,11 @@ fn serve(a: Args) -> Result<(), String> {
         capture_egress: false,
         ..Default::default()
     });
-    let vf = nic.try_vf(a.vf).map_err(|e| e.to_string())?;
-    let mut server = UserServer::bind(&a.socket, vf).map_err(|e| e.to_string())?;
+    let vf = nic
+        .try_vf(a.vf)
+        .map_err(|e| floodgate_vfio::ErrorChain(&e).to_string())?;
+    let mut server =
+        UserServer::bind(&a.socket, vf).map_err(|e| floodgate_vfio::ErrorChain(&e).to_string())?;
     install_signal_handlers(&a.socket);
 
     let idle = Duration::from_micros(a.idle_sleep_us.max(10));
