@@ -1,7 +1,7 @@
 //! tcpdump expressions compiled by the run-time loaded libpcap, executed by our interpreter and
 //! compared with libpcap's own. Skipped (with one line) when libpcap is not installed.
 
-mod filter_util;
+pub mod filter_util;
 
 use std::net::Ipv6Addr;
 

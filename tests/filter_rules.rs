@@ -1,6 +1,6 @@
 //! The rules engine: matchers, ordering, actions, counters.
 
-mod filter_util;
+pub mod filter_util;
 
 use std::net::Ipv6Addr;
 use std::sync::Arc;

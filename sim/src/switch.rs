@@ -733,7 +733,10 @@ impl KernelSide {
                 Ok(()) => *frames += 1,
                 Err(e) => {
                     *errors += 1;
-                    log::debug!("kernel side: TAP write failed: {e}");
+                    log::debug!(
+                        "kernel side: TAP write failed: {e}",
+                        e = floodgate_vfio::ErrorChain(&e)
+                    );
                 }
             },
         }
