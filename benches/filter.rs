@@ -205,7 +205,12 @@ fn bpf(c: &mut Criterion) {
             });
             let compiled = CompiledBpf::new(&ours);
             g.bench_function("compiled/udp-dst-53", |b| {
-                b.iter(|| frames.iter().filter(|f| compiled.matches(black_box(f))).count())
+                b.iter(|| {
+                    frames
+                        .iter()
+                        .filter(|f| compiled.matches(black_box(f)))
+                        .count()
+                })
             });
         }
     }

@@ -42,7 +42,12 @@ fn both_len(p: &Program, frame: &[u8], wire_len: u32) -> u32 {
     let c = CompiledBpf::new(p);
     assert_eq!(c.is_native(), cfg!(target_arch = "x86_64"));
     let r = p.run_with_len(frame, wire_len);
-    assert_eq!(c.run_with_len(frame, wire_len), r, "compiled vs interpreter on {:?}", p.insns());
+    assert_eq!(
+        c.run_with_len(frame, wire_len),
+        r,
+        "compiled vs interpreter on {:?}",
+        p.insns()
+    );
     r
 }
 

@@ -333,10 +333,10 @@ pub(super) fn emit(insns: &[RawInsn]) -> Option<Vec<u8>> {
                 let x = insn.code & 0x08 != 0;
                 let op = insn.code & 0xf0;
                 match (op, x) {
-                    (0x40, false) => a.alu_k(0xa9, k), // test eax, k
+                    (0x40, false) => a.alu_k(0xa9, k),  // test eax, k
                     (0x40, true) => a.b(&[0x85, 0xc8]), // test eax, ecx
-                    (_, false) => a.alu_k(0x3d, k),    // cmp eax, k
-                    (_, true) => a.b(&[0x39, 0xc8]),   // cmp eax, ecx
+                    (_, false) => a.alu_k(0x3d, k),     // cmp eax, k
+                    (_, true) => a.b(&[0x39, 0xc8]),    // cmp eax, ecx
                 }
                 let cc = match op {
                     0x10 => CC_E,

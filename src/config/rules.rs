@@ -450,7 +450,8 @@ impl Matchers {
         })?;
         self.summary
             .push(format!("tcpdump {:?} ({} insns)", t.get_ref(), prog.len()));
-        self.matchers.push(Matcher::Bpf(Arc::new(CompiledBpf::new(&prog))));
+        self.matchers
+            .push(Matcher::Bpf(Arc::new(CompiledBpf::new(&prog))));
         Ok(())
     }
 
@@ -470,7 +471,8 @@ impl Matchers {
             .map_err(|e| ctx.err(b.span(), c, format!("bpf: {e}")))?;
         let prog = Program::new(&insns).map_err(|e| ctx.err(b.span(), c, format!("bpf: {e}")))?;
         self.summary.push(format!("bpf ({} insns)", prog.len()));
-        self.matchers.push(Matcher::Bpf(Arc::new(CompiledBpf::new(&prog))));
+        self.matchers
+            .push(Matcher::Bpf(Arc::new(CompiledBpf::new(&prog))));
         Ok(())
     }
 }
