@@ -398,8 +398,7 @@ impl Generator {
                 let sport = 1024 + self.rng.below(64512) as u16;
                 let id = self.rng.next_u64() as u16;
                 let qtype = if self.rng.below(4) == 0 { 28 } else { 1 };
-                let plen =
-                    write_dns_query(&mut buf[off..], id, &self.cfg.legit.qnames[qi], qtype)?;
+                let plen = write_dns_query(&mut buf[off..], id, &self.cfg.legit.qnames[qi], qtype)?;
                 finish_udp4(buf, l2, src, server, sport, dns_port, plen)?
             }
             TrafficClass::Background => {

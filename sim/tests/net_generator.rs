@@ -183,7 +183,12 @@ fn small_buffer_is_an_error_and_consumes_nothing() {
 #[test]
 fn output_is_stable_across_implementations() {
     let mut cfgs = Vec::new();
-    for (vlan, subdomains) in [(None, false), (Some(100), false), (None, true), (Some(7), true)] {
+    for (vlan, subdomains) in [
+        (None, false),
+        (Some(100), false),
+        (None, true),
+        (Some(7), true),
+    ] {
         let mut c = GeneratorConfig {
             rate: Rate::MaxSpeed,
             vlan,

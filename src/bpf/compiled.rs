@@ -43,7 +43,10 @@ impl CompiledBpf {
     /// Compiles `prog`. A program that cannot be compiled runs with the interpreter; that is
     /// counted in [`interpreted_programs`] and logged once per process.
     pub fn new(prog: &Program) -> Self {
-        let native = native::Code::new(prog);
+        Self::with(prog, native::Code::new(prog))
+    }
+
+    fn with(prog: &Program, native: Result<native::Code, String>) -> Self {
         if let Err(why) = &native {
             INTERPRETED.fetch_add(1, Ordering::Relaxed);
             if !LOGGED.swap(true, Ordering::Relaxed) {
@@ -221,5 +224,40 @@ mod native {
         pub(super) fn run(&self, _frame: &[u8], _wire_len: u32) -> u32 {
             match *self {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::RawInsn;
+
+    #[test]
+    fn a_program_that_does_not_compile_is_interpreted_and_counted() {
+        // ldh [12]; ret a
+        let prog =
+            Program::new(&[RawInsn::new(0x28, 0, 0, 12), RawInsn::new(0x16, 0, 0, 0)]).unwrap();
+        let before = interpreted_programs();
+        let c = CompiledBpf::with(&prog, Err("refused for the test".into()));
+        assert!(!c.is_native());
+        assert!(interpreted_programs() > before);
+        let mut f = [0u8; 14];
+        f[12] = 0x86;
+        f[13] = 0xdd;
+        assert_eq!(c.run(&f), 0x86dd);
+        assert_eq!(c.run(&f[..13]), 0);
+        assert_eq!(c.run(&f), prog.run(&f));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn programs_compile_on_x86_64() {
+        let prog =
+            Program::new(&[RawInsn::new(0x28, 0, 0, 12), RawInsn::new(0x16, 0, 0, 0)]).unwrap();
+        let c = CompiledBpf::new(&prog);
+        assert!(c.is_native());
+        assert_eq!(c.run(&[0; 14]), 0);
+        assert_eq!(c.run(&[1; 14]), 0x0101);
+        assert_eq!(c.run(&[1; 13]), 0);
     }
 }
