@@ -35,3 +35,4 @@ pub mod softrss;
 pub mod stats;
 pub mod steering;
 pub mod tap;
+pub mod wire;
