@@ -113,7 +113,32 @@ enum Op {
     Bpf(Arc<BpfProgram>),
 }
 
+/// A compiled test: one closure per remaining condition, specialised on its kind when the
+/// rules are compiled (a `match` over every kind of test inside the walk made the compiler
+/// prepare all of them for every frame).
+type Test = Box<dyn Fn(&[u8], u32, &Parsed) -> bool + Send + Sync>;
+
 impl Op {
+    fn into_test(self) -> Test {
+        match self {
+            Op::DstPort(s) => Box::new(move |_, _, p| p.ports.is_some_and(|(_, d)| s.contains(d))),
+            Op::SrcPort(s) => Box::new(move |_, _, p| p.ports.is_some_and(|(sp, _)| s.contains(sp))),
+            Op::Len(r) => Box::new(move |_, len, _| r.iter().any(|&(lo, hi)| lo <= len && len <= hi)),
+            Op::Bytes(b) => Box::new(move |f, _, p| b.matches(f, p)),
+            Op::Src(s) => Box::new(move |_, _, p| match p.l3 {
+                L3::V4 { src, .. } => s.contains_v4(src),
+                L3::V6 { src, .. } => s.contains_v6(src),
+                L3::None => false,
+            }),
+            Op::Dst(s) => Box::new(move |_, _, p| match p.l3 {
+                L3::V4 { dst, .. } => s.contains_v4(dst),
+                L3::V6 { dst, .. } => s.contains_v6(dst),
+                L3::None => false,
+            }),
+            Op::Bpf(prog) => Box::new(move |f, len, _| prog.run_with_len(f, len) != 0),
+        }
+    }
+
     fn rank(&self) -> u8 {
         match self {
             Op::DstPort(_) => 0,
@@ -124,34 +149,12 @@ impl Op {
             Op::Bpf(_) => 5,
         }
     }
-
-    #[inline]
-    fn matches(&self, frame: &[u8], wire_len: u32, p: &Parsed) -> bool {
-        match self {
-            Op::DstPort(s) => p.ports.is_some_and(|(_, d)| s.contains(d)),
-            Op::SrcPort(s) => p.ports.is_some_and(|(sp, _)| s.contains(sp)),
-            Op::Len(r) => r.iter().any(|&(lo, hi)| lo <= wire_len && wire_len <= hi),
-            Op::Bytes(b) => b.matches(frame, p),
-            Op::Src(s) => match p.l3 {
-                L3::V4 { src, .. } => s.contains_v4(src),
-                L3::V6 { src, .. } => s.contains_v6(src),
-                L3::None => false,
-            },
-            Op::Dst(s) => match p.l3 {
-                L3::V4 { dst, .. } => s.contains_v4(dst),
-                L3::V6 { dst, .. } => s.contains_v6(dst),
-                L3::None => false,
-            },
-            Op::Bpf(prog) => prog.run_with_len(frame, wire_len) != 0,
-        }
-    }
 }
 
 /// The tests of one rule that the dispatch does not decide; `ops[..dport]` are its
 /// destination-port tests, skipped when the port region already decided them.
-#[derive(Debug, Clone)]
 struct Plan {
-    ops: Box<[Op]>,
+    ops: Box<[Test]>,
     dport: usize,
 }
 
@@ -168,7 +171,6 @@ struct Dispatch {
 }
 
 /// A compiled rule list. See the [module documentation](self).
-#[derive(Debug, Clone)]
 pub(crate) struct Program {
     class_of: Box<[u16]>,
     tables: Box<[Dispatch]>,
@@ -241,6 +243,15 @@ fn needs_ports(rule: &Rule) -> bool {
     rule.matchers
         .iter()
         .any(|m| matches!(m, Matcher::SrcPort(_) | Matcher::DstPort(_)))
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program")
+            .field("tables", &self.tables.len())
+            .field("entries", &self.entries.len())
+            .finish()
+    }
 }
 
 impl Program {
@@ -320,7 +331,7 @@ impl Program {
         } else {
             &plan.ops[..]
         };
-        ops.iter().all(|op| op.matches(frame, wire_len, p))
+        ops.iter().all(|t| t(frame, wire_len, p))
     }
 
     /// Number of dispatch tables and candidate entries (for `check-config`'s summary and the
@@ -351,7 +362,7 @@ fn plan(rule: &Rule) -> Plan {
     ops.sort_by_key(Op::rank);
     let dport = ops.iter().filter(|o| matches!(o, Op::DstPort(_))).count();
     Plan {
-        ops: ops.into_boxed_slice(),
+        ops: ops.into_iter().map(Op::into_test).collect(),
         dport,
     }
 }
