@@ -317,7 +317,8 @@ enum Kind {
     },
     Sample {
         every: u64,
-        seen: u64,
+        /// Matching frames until the next sample (0: sample this one).
+        until: u64,
         sink: Sink,
     },
 }
@@ -353,7 +354,7 @@ fn kind(rule: &Rule, sinks: Option<&[Option<Sink>]>, i: usize) -> Kind {
         },
         Action::Sample(s) => Kind::Sample {
             every: s.every.max(1),
-            seen: 0,
+            until: 0,
             sink: sinks
                 .and_then(|s| s.get(i).cloned().flatten())
                 .unwrap_or_else(|| Arc::new(Mutex::new(RotatingPcapWriter::new(s.policy.clone())))),
@@ -386,11 +387,13 @@ impl Kind {
             Kind::Drop => Outcome::Decided(Decision::Drop),
             Kind::Pass => Outcome::Decided(Decision::Pass),
             Kind::RateLimit { key, .. } => Outcome::Limit(key.key(parsed)),
-            Kind::Sample { every, seen, sink } => {
-                if *seen % *every == 0 {
+            Kind::Sample { every, until, sink } => {
+                // One in `every`, the first included, counted down (no division per frame).
+                if *until == 0 {
                     sample(i, c, sink, frame, now);
+                    *until = *every;
                 }
-                *seen = seen.wrapping_add(1);
+                *until -= 1;
                 Outcome::Next
             }
         }
@@ -601,11 +604,11 @@ impl RuleSet {
     ) -> Verdict {
         self.counters.packets += 1;
         let prog = &*self.program;
-        for &e in prog.candidates(parsed) {
+        for e in prog.candidates(parsed) {
             if !prog.matches(e, frame, wire_len, parsed) {
                 continue;
             }
-            let i = (e >> 1) as usize;
+            let i = e.rule as usize;
             let (Some(c), Some(k)) = (self.counters.rules.get_mut(i), self.kinds.get_mut(i)) else {
                 continue;
             };
@@ -684,11 +687,11 @@ impl RuleSet {
             let parsed = self.parse(frame);
             let prog = &*self.program;
             let mut decided = false;
-            for &e in prog.candidates(&parsed) {
+            for e in prog.candidates(&parsed) {
                 if !prog.matches(e, frame, wire_len, &parsed) {
                     continue;
                 }
-                let i = (e >> 1) as usize;
+                let i = e.rule as usize;
                 let (Some(t), Some(c), Some(k)) = (
                     self.tally.get_mut(i),
                     self.counters.rules.get_mut(i),

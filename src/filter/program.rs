@@ -174,10 +174,20 @@ struct Dispatch {
 pub(crate) struct Program {
     class_of: Box<[u16]>,
     tables: Box<[Dispatch]>,
-    plans: Box<[Plan]>,
-    /// Candidate entries: `rule << 1 | 1` when the rule's destination-port tests still have to
-    /// run, `rule << 1` when the region decided them.
-    entries: Box<[u32]>,
+    /// Every rule's tests, one after the other.
+    tests: Box<[Test]>,
+    /// Candidate entries, in rule order within each list.
+    entries: Box<[Entry]>,
+}
+
+/// One candidate: the rule and the range of [`Program::tests`] still to run for it (without
+/// its destination-port tests when the port region decided them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    /// Rule index.
+    pub(crate) rule: u32,
+    start: u32,
+    end: u32,
 }
 
 /// What a class is: not IP, or a family and protocol.
@@ -286,17 +296,37 @@ impl Program {
             by_candidates.insert(cands, t);
             class_of.push(t);
         }
+        // Lay the tests out flat, each rule's destination-port tests first.
+        let mut tests: Vec<Test> = Vec::new();
+        let mut at: Vec<(u32, u32, u32)> = Vec::with_capacity(plans.len());
+        for p in plans.into_vec() {
+            let base = tests.len() as u32;
+            at.push((base, base + p.dport as u32, base + p.ops.len() as u32));
+            tests.extend(p.ops.into_vec());
+        }
+        let entries = entries
+            .into_iter()
+            .map(|e| {
+                let rule = e >> 1;
+                let (full, no_dport, end) = at[rule as usize];
+                Entry {
+                    rule,
+                    start: if e & 1 == 1 { full } else { no_dport },
+                    end,
+                }
+            })
+            .collect();
         Program {
             class_of: class_of.into_boxed_slice(),
             tables: tables.into_boxed_slice(),
-            plans,
-            entries: entries.into_boxed_slice(),
+            tests: tests.into_boxed_slice(),
+            entries,
         }
     }
 
     /// The candidate entries for a parsed frame, in rule order.
     #[inline]
-    pub(crate) fn candidates(&self, p: &Parsed) -> &[u32] {
+    pub(crate) fn candidates(&self, p: &Parsed) -> &[Entry] {
         let class = match p.l3 {
             L3::None => 0,
             L3::V4 { .. } => 1 + usize::from(p.proto),
@@ -322,16 +352,12 @@ impl Program {
 
     /// Runs the remaining tests of a candidate entry.
     #[inline]
-    pub(crate) fn matches(&self, entry: u32, frame: &[u8], wire_len: u32, p: &Parsed) -> bool {
-        let Some(plan) = self.plans.get((entry >> 1) as usize) else {
-            return false;
-        };
-        let ops = if entry & 1 == 0 {
-            plan.ops.get(plan.dport..).unwrap_or(&[])
-        } else {
-            &plan.ops[..]
-        };
-        ops.iter().all(|t| t(frame, wire_len, p))
+    pub(crate) fn matches(&self, e: &Entry, frame: &[u8], wire_len: u32, p: &Parsed) -> bool {
+        self.tests
+            .get(e.start as usize..e.end as usize)
+            .unwrap_or(&[])
+            .iter()
+            .all(|t| t(frame, wire_len, p))
     }
 
     /// Number of dispatch tables and candidate entries (for `check-config`'s summary and the
