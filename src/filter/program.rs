@@ -172,12 +172,27 @@ struct Dispatch {
 
 /// A compiled rule list. See the [module documentation](self).
 pub(crate) struct Program {
-    class_of: Box<[u16]>,
-    tables: Box<[Dispatch]>,
+    /// Per class, where its dispatch table lies in `starts` and `regions`.
+    classes: Box<[Slot]>,
+    /// Region starts of every table, one after the other.
+    starts: Box<[u16]>,
+    /// Candidate ranges of every region, one after the other.
+    regions: Box<[(u32, u32)]>,
+    /// Distinct dispatch tables.
+    n_tables: usize,
     /// Every rule's tests, one after the other.
     tests: Box<[Test]>,
     /// Candidate entries, in rule order within each list.
     entries: Box<[Entry]>,
+}
+
+/// A class's dispatch table, flattened: its region starts are `starts[start..start + len]`,
+/// their candidate ranges `regions[start..start + len]`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    start: u32,
+    len: u32,
+    no_ports: (u32, u32),
 }
 
 /// One candidate: the rule and the range of [`Program::tests`] still to run for it (without
@@ -258,7 +273,7 @@ fn needs_ports(rule: &Rule) -> bool {
 impl std::fmt::Debug for Program {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Program")
-            .field("tables", &self.tables.len())
+            .field("tables", &self.n_tables)
             .field("entries", &self.entries.len())
             .finish()
     }
@@ -316,9 +331,26 @@ impl Program {
                 }
             })
             .collect();
+        let mut starts: Vec<u16> = Vec::new();
+        let mut regions: Vec<(u32, u32)> = Vec::new();
+        let slots: Vec<Slot> = tables
+            .iter()
+            .map(|d| {
+                let slot = Slot {
+                    start: starts.len() as u32,
+                    len: d.starts.len() as u32,
+                    no_ports: d.no_ports,
+                };
+                starts.extend_from_slice(&d.starts);
+                regions.extend_from_slice(&d.regions);
+                slot
+            })
+            .collect();
         Program {
-            class_of: class_of.into_boxed_slice(),
-            tables: tables.into_boxed_slice(),
+            classes: class_of.iter().map(|&t| slots[usize::from(t)]).collect(),
+            starts: starts.into_boxed_slice(),
+            regions: regions.into_boxed_slice(),
+            n_tables: tables.len(),
             tests: tests.into_boxed_slice(),
             entries,
         }
@@ -332,19 +364,24 @@ impl Program {
             L3::V4 { .. } => 1 + usize::from(p.proto),
             L3::V6 { .. } => 257 + usize::from(p.proto),
         };
-        let t = usize::from(self.class_of.get(class).copied().unwrap_or(0));
-        let Some(d) = self.tables.get(t) else {
+        let Some(c) = self.classes.get(class) else {
             return &[];
         };
         let (s, e) = match p.ports {
-            None => d.no_ports,
+            None => c.no_ports,
             Some((_, dp)) => {
-                let r = if d.starts.len() == 1 {
-                    0
+                let at = c.start as usize;
+                let starts = self.starts.get(at..at + c.len as usize).unwrap_or(&[0]);
+                // starts[0] == 0: at least one start is <= any port.
+                let r = if starts.len() <= 8 {
+                    starts.iter().filter(|&&s| s <= dp).count()
                 } else {
-                    d.starts.partition_point(|&s| s <= dp).saturating_sub(1)
+                    starts.partition_point(|&s| s <= dp)
                 };
-                d.regions.get(r).copied().unwrap_or((0, 0))
+                self.regions
+                    .get(at + r.saturating_sub(1))
+                    .copied()
+                    .unwrap_or((0, 0))
             }
         };
         self.entries.get(s as usize..e as usize).unwrap_or(&[])
@@ -363,7 +400,7 @@ impl Program {
     /// Number of dispatch tables and candidate entries (for `check-config`'s summary and the
     /// tests).
     pub(crate) fn size(&self) -> (usize, usize) {
-        (self.tables.len(), self.entries.len())
+        (self.n_tables, self.entries.len())
     }
 }
 
