@@ -14,7 +14,12 @@ use floodgate::pcapfile::RotationPolicy;
 use floodgate::softrss::{RssConfig, SoftRss};
 use proptest::prelude::*;
 
-const V4: [[u8; 4]; 4] = [[10, 0, 0, 1], [10, 0, 1, 2], [192, 0, 2, 7], [203, 0, 113, 9]];
+const V4: [[u8; 4]; 4] = [
+    [10, 0, 0, 1],
+    [10, 0, 1, 2],
+    [192, 0, 2, 7],
+    [203, 0, 113, 9],
+];
 const V6: [u16; 3] = [0x1, 0xbad, 0xface];
 const PORTS: [u16; 6] = [0, 53, 80, 443, 1024, 65535];
 
@@ -32,12 +37,14 @@ fn arb_cidr() -> impl Strategy<Value = Cidr> {
             addr: IpAddr::V4(Ipv4Addr::from(V4[i])),
             len,
         }),
-        (0..V6.len(), prop_oneof![Just(0u8), Just(32), Just(64), Just(128)]).prop_map(
-            |(i, len)| Cidr {
+        (
+            0..V6.len(),
+            prop_oneof![Just(0u8), Just(32), Just(64), Just(128)]
+        )
+            .prop_map(|(i, len)| Cidr {
                 addr: IpAddr::V6(v6(V6[i])),
                 len,
-            }
-        ),
+            }),
     ]
 }
 
@@ -139,9 +146,16 @@ fn arb_rules() -> impl Strategy<Value = Vec<Rule>> {
 /// with random fields from small pools so that rules match, cut anywhere; or random bytes.
 fn arb_frame() -> impl Strategy<Value = Vec<u8>> {
     let shaped = (
-        0u8..3,                          // VLAN tags
-        0u8..4,                          // 0: IPv4, 1: IPv6, 2: IPv6 + fragment header, 3: ARP
-        prop_oneof![Just(17u8), Just(6), Just(1), Just(58), Just(132), any::<u8>()],
+        0u8..3, // VLAN tags
+        0u8..4, // 0: IPv4, 1: IPv6, 2: IPv6 + fragment header, 3: ARP
+        prop_oneof![
+            Just(17u8),
+            Just(6),
+            Just(1),
+            Just(58),
+            Just(132),
+            any::<u8>()
+        ],
         (0..V4.len(), 0..V4.len(), 0..V6.len(), 0..V6.len()),
         (0..PORTS.len(), 0..PORTS.len(), 0u16..2000),
         (any::<bool>(), 0u16..3, any::<u8>()),
@@ -149,13 +163,26 @@ fn arb_frame() -> impl Strategy<Value = Vec<u8>> {
         any::<u16>(),
     )
         .prop_map(
-            |(tags, l3, proto, (s4, d4, s6, d6), (sp, dp, rp), (rand_port, frag, ihl), payload, cut)| {
+            |(
+                tags,
+                l3,
+                proto,
+                (s4, d4, s6, d6),
+                (sp, dp, rp),
+                (rand_port, frag, ihl),
+                payload,
+                cut,
+            )| {
                 let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
                 for t in 0..tags {
                     f.extend_from_slice(if t == 0 { &[0x88, 0xa8] } else { &[0x81, 0x00] });
                     f.extend_from_slice(&[0, 7]);
                 }
-                let (sport, dport) = if rand_port { (rp, PORTS[dp]) } else { (PORTS[sp], PORTS[dp]) };
+                let (sport, dport) = if rand_port {
+                    (rp, PORTS[dp])
+                } else {
+                    (PORTS[sp], PORTS[dp])
+                };
                 match l3 {
                     0 => {
                         f.extend_from_slice(&[0x08, 0x00]);
@@ -289,7 +316,10 @@ fn first_match_order_survives_dispatch() {
     ] {
         let f = udp(dport, pad);
         assert_eq!(rs.classify(&f, 0).rule_index, want, "port {dport}");
-        assert_eq!(walk(&rules, &f, f.len() as u32).decided_by, want.map(|i| i as usize));
+        assert_eq!(
+            walk(&rules, &f, f.len() as u32).decided_by,
+            want.map(|i| i as usize)
+        );
     }
     // Not UDP: only the length rule is a candidate.
     assert_eq!(rs.classify(&[0u8; 60], 0).rule_index, Some(3));

@@ -342,6 +342,8 @@ pub struct RuleSet {
     needs_parse: bool,
     counters: Counters,
     tally: Box<[Tally]>,
+    /// Rate-limit lookups of a burst chunk waiting for their bucket: frame, rule, where.
+    pending: Box<[(u16, u32, Probe)]>,
 }
 
 fn kind(rule: &Rule, sinks: Option<&[Option<Sink>]>, i: usize) -> Kind {
@@ -459,6 +461,7 @@ impl RuleSet {
                 default: RuleCounters::default(),
             },
             tally: vec![Tally::default(); n + 1].into_boxed_slice(),
+            pending: vec![(0, 0, Probe::default()); CHUNK].into_boxed_slice(),
         }
     }
 
@@ -678,7 +681,6 @@ impl RuleSet {
     }
 
     fn chunk<F: AsRef<[u8]>>(&mut self, frames: &[F], now: Timestamp, out: &mut [Verdict]) {
-        let mut pending = [(0u16, 0u32, Probe::default()); CHUNK];
         let mut np = 0;
         let default = self.tally.len() - 1;
         for (j, (f, v)) in frames.iter().zip(out.iter_mut()).enumerate() {
@@ -716,7 +718,7 @@ impl RuleSet {
                         };
                         let p = table.probe(key);
                         table.prefetch(p);
-                        if let Some(slot) = pending.get_mut(np) {
+                        if let Some(slot) = self.pending.get_mut(np) {
                             *slot = (j as u16, i as u32, p);
                             np += 1;
                         }
@@ -736,7 +738,10 @@ impl RuleSet {
                 };
             }
         }
-        for &(j, i, p) in &pending[..np] {
+        for k in 0..np {
+            let Some(&(j, i, p)) = self.pending.get(k) else {
+                break;
+            };
             let (i, j) = (i as usize, usize::from(j));
             let (Some(Kind::RateLimit { table, .. }), Some(v)) =
                 (self.kinds.get_mut(i), out.get_mut(j))

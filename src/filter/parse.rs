@@ -60,7 +60,6 @@ pub struct Parsed {
     pub ports: Option<(u16, u16)>,
 }
 
-
 impl Parsed {
     /// What a frame that is not IP (or not parsed) looks like.
     pub const NOT_IP: Parsed = Parsed {

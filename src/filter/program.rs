@@ -122,8 +122,12 @@ impl Op {
     fn into_test(self) -> Test {
         match self {
             Op::DstPort(s) => Box::new(move |_, _, p| p.ports.is_some_and(|(_, d)| s.contains(d))),
-            Op::SrcPort(s) => Box::new(move |_, _, p| p.ports.is_some_and(|(sp, _)| s.contains(sp))),
-            Op::Len(r) => Box::new(move |_, len, _| r.iter().any(|&(lo, hi)| lo <= len && len <= hi)),
+            Op::SrcPort(s) => {
+                Box::new(move |_, _, p| p.ports.is_some_and(|(sp, _)| s.contains(sp)))
+            }
+            Op::Len(r) => {
+                Box::new(move |_, len, _| r.iter().any(|&(lo, hi)| lo <= len && len <= hi))
+            }
             Op::Bytes(b) => Box::new(move |f, _, p| b.matches(f, p)),
             Op::Src(s) => Box::new(move |_, _, p| match p.l3 {
                 L3::V4 { src, .. } => s.contains_v4(src),

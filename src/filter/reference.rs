@@ -28,7 +28,11 @@ pub fn walk(rules: &[Rule], frame: &[u8], wire_len: u32) -> Walk {
     let parsed = Parsed::walk(frame);
     let mut out = Walk::default();
     for (i, r) in rules.iter().enumerate() {
-        if !r.matchers.iter().all(|m| m.matches(frame, wire_len, &parsed)) {
+        if !r
+            .matchers
+            .iter()
+            .all(|m| m.matches(frame, wire_len, &parsed))
+        {
             continue;
         }
         out.matched.push(i);
