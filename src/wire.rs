@@ -261,6 +261,18 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         }
         Ok(Ipv4Packet { buffer })
     }
+    /// Wraps `buffer` after checking only the version and the fixed 20-byte header: what the
+    /// filter rules read (addresses, protocol, fragment offset) is then in range, whatever IHL
+    /// and total length say. The caller checks [`Ipv4Packet::header_len`] before using it.
+    #[inline]
+    pub fn new_checked_fixed(buffer: T) -> Result<Self, WireError> {
+        let b = buffer.as_ref();
+        need("IPv4", b, Self::MIN_HEADER_LEN)?;
+        if b[0] >> 4 != 4 {
+            return Err(bad("IPv4", "version is not 4"));
+        }
+        Ok(Ipv4Packet { buffer })
+    }
     /// Header length in bytes, options included.
     #[inline]
     pub fn header_len(&self) -> usize {

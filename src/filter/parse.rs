@@ -76,13 +76,7 @@ impl Parsed {
         // The common case in a straight line: untagged IPv4 without options, not a later
         // fragment, with both ports in the frame. The same answer as the walk (tested).
         if let Some(h) = frame.get(..38) {
-            if h[12] == 0x08
-                && h[13] == 0x00
-                && h[14] == 0x45
-                && h[20] & 0x1f == 0
-                && h[21] == 0
-                && u16::from_be_bytes([h[16], h[17]]) >= 20
-            {
+            if h[12] == 0x08 && h[13] == 0x00 && h[14] == 0x45 && h[20] & 0x1f == 0 && h[21] == 0 {
                 let proto = h[23];
                 return Parsed {
                     l3_off: 14,
@@ -126,7 +120,9 @@ impl Parsed {
         let rest = frame.get(off..).unwrap_or(&[]);
         let (proto, l4) = match ether {
             ethertype::IPV4 => {
-                let Ok(ip) = Ipv4Packet::new_checked(rest) else {
+                // Addresses and protocol count even when IHL or the total length are off (as
+                // for libpcap's filters); there is then no transport header.
+                let Ok(ip) = Ipv4Packet::new_checked_fixed(rest) else {
                     return out;
                 };
                 out.l3 = L3::V4 {
@@ -134,7 +130,7 @@ impl Parsed {
                     dst: u32::from_be_bytes(ip.dst_addr()),
                 };
                 out.proto = ip.protocol();
-                if ip.frag_offset() != 0 {
+                if ip.header_len() < Ipv4Packet::<&[u8]>::MIN_HEADER_LEN || ip.frag_offset() != 0 {
                     return out;
                 }
                 (ip.protocol(), off + ip.header_len())
