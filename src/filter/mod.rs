@@ -572,7 +572,7 @@ impl RuleSet {
     }
 
     /// Classifies a complete frame; see [`RuleSet::classify_wire`].
-    #[inline]
+    #[inline(always)]
     pub fn classify(&mut self, frame: &[u8], now: Timestamp) -> Verdict {
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         self.classify_wire(frame, len, now)
@@ -589,7 +589,7 @@ impl RuleSet {
 
     /// Classifies `frame` (possibly truncated from `wire_len` bytes on the wire) at time `now`,
     /// updating the counters. Never allocates, except to create a sample file on first use.
-    #[inline]
+    #[inline(always)]
     pub fn classify_wire(&mut self, frame: &[u8], wire_len: u32, now: Timestamp) -> Verdict {
         let parsed = self.parse(frame);
         self.classify_parsed(frame, wire_len, &parsed, now)
@@ -597,7 +597,7 @@ impl RuleSet {
 
     /// Classifies `frame` whose headers were already parsed into `parsed` (by the soft-RSS
     /// dispatcher, see [`Parsed::from_meta`]); otherwise as [`RuleSet::classify_wire`].
-    #[inline]
+    #[inline(always)]
     pub fn classify_parsed(
         &mut self,
         frame: &[u8],
