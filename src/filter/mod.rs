@@ -107,9 +107,7 @@ pub enum RateKey {
 }
 
 impl RateKey {
-    // Out of line: inlined into the rule walk, its hashing got hoisted ahead of the walk and ran
-    // for every frame, rate-limited or not.
-    #[inline(never)]
+    #[inline]
     fn key(&self, p: &Parsed) -> u64 {
         match (*self, p.l3) {
             (_, L3::None) => 0,
