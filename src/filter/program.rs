@@ -116,30 +116,30 @@ enum Op {
 /// A compiled test: one closure per remaining condition, specialised on its kind when the
 /// rules are compiled (a `match` over every kind of test inside the walk made the compiler
 /// prepare all of them for every frame).
-type Test = Box<dyn Fn(&[u8], u32, &Parsed) -> bool + Send + Sync>;
+type Test = Arc<dyn Fn(&[u8], u32, &Parsed) -> bool + Send + Sync>;
 
 impl Op {
     fn into_test(self) -> Test {
         match self {
-            Op::DstPort(s) => Box::new(move |_, _, p| p.ports.is_some_and(|(_, d)| s.contains(d))),
+            Op::DstPort(s) => Arc::new(move |_, _, p| p.ports.is_some_and(|(_, d)| s.contains(d))),
             Op::SrcPort(s) => {
-                Box::new(move |_, _, p| p.ports.is_some_and(|(sp, _)| s.contains(sp)))
+                Arc::new(move |_, _, p| p.ports.is_some_and(|(sp, _)| s.contains(sp)))
             }
             Op::Len(r) => {
-                Box::new(move |_, len, _| r.iter().any(|&(lo, hi)| lo <= len && len <= hi))
+                Arc::new(move |_, len, _| r.iter().any(|&(lo, hi)| lo <= len && len <= hi))
             }
-            Op::Bytes(b) => Box::new(move |f, _, p| b.matches(f, p)),
-            Op::Src(s) => Box::new(move |_, _, p| match p.l3 {
+            Op::Bytes(b) => Arc::new(move |f, _, p| b.matches(f, p)),
+            Op::Src(s) => Arc::new(move |_, _, p| match p.l3 {
                 L3::V4 { src, .. } => s.contains_v4(src),
                 L3::V6 { src, .. } => s.contains_v6(src),
                 L3::None => false,
             }),
-            Op::Dst(s) => Box::new(move |_, _, p| match p.l3 {
+            Op::Dst(s) => Arc::new(move |_, _, p| match p.l3 {
                 L3::V4 { dst, .. } => s.contains_v4(dst),
                 L3::V6 { dst, .. } => s.contains_v6(dst),
                 L3::None => false,
             }),
-            Op::Bpf(prog) => Box::new(move |f, len, _| prog.run_with_len(f, len) != 0),
+            Op::Bpf(prog) => Arc::new(move |f, len, _| prog.run_with_len(f, len) != 0),
         }
     }
 
@@ -184,8 +184,6 @@ pub(crate) struct Program {
     regions: Box<[(u32, u32)]>,
     /// Distinct dispatch tables.
     n_tables: usize,
-    /// Every rule's tests, one after the other.
-    tests: Box<[Test]>,
     /// Candidate entries, in rule order within each list.
     entries: Box<[Entry]>,
 }
@@ -199,14 +197,12 @@ struct Slot {
     no_ports: (u32, u32),
 }
 
-/// One candidate: the rule and the range of [`Program::tests`] still to run for it (without
-/// its destination-port tests when the port region decided them).
-#[derive(Debug, Clone, Copy)]
+/// One candidate: the rule and the tests still to run for it (without its destination-port
+/// tests when the port region decided them).
 pub(crate) struct Entry {
     /// Rule index.
     pub(crate) rule: u32,
-    start: u32,
-    end: u32,
+    tests: Box<[Test]>,
 }
 
 /// What a class is: not IP, or a family and protocol.
@@ -315,23 +311,15 @@ impl Program {
             by_candidates.insert(cands, t);
             class_of.push(t);
         }
-        // Lay the tests out flat, each rule's destination-port tests first.
-        let mut tests: Vec<Test> = Vec::new();
-        let mut at: Vec<(u32, u32, u32)> = Vec::with_capacity(plans.len());
-        for p in plans.into_vec() {
-            let base = tests.len() as u32;
-            at.push((base, base + p.dport as u32, base + p.ops.len() as u32));
-            tests.extend(p.ops.into_vec());
-        }
         let entries = entries
             .into_iter()
             .map(|e| {
                 let rule = e >> 1;
-                let (full, no_dport, end) = at[rule as usize];
+                let p = &plans[rule as usize];
+                let from = if e & 1 == 1 { 0 } else { p.dport };
                 Entry {
                     rule,
-                    start: if e & 1 == 1 { full } else { no_dport },
-                    end,
+                    tests: p.ops.get(from..).unwrap_or(&[]).to_vec().into_boxed_slice(),
                 }
             })
             .collect();
@@ -355,7 +343,6 @@ impl Program {
             starts: starts.into_boxed_slice(),
             regions: regions.into_boxed_slice(),
             n_tables: tables.len(),
-            tests: tests.into_boxed_slice(),
             entries,
         }
     }
@@ -394,11 +381,7 @@ impl Program {
     /// Runs the remaining tests of a candidate entry.
     #[inline]
     pub(crate) fn matches(&self, e: &Entry, frame: &[u8], wire_len: u32, p: &Parsed) -> bool {
-        self.tests
-            .get(e.start as usize..e.end as usize)
-            .unwrap_or(&[])
-            .iter()
-            .all(|t| t(frame, wire_len, p))
+        e.tests.iter().all(|t| t(frame, wire_len, p))
     }
 
     /// Number of dispatch tables and candidate entries (for `check-config`'s summary and the
