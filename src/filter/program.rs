@@ -168,7 +168,7 @@ struct Plan {
 struct Dispatch {
     /// First port of each region, ascending, `starts[0] == 0`.
     starts: Box<[u16]>,
-    /// Per region, a range of [`Program::entries`].
+    /// Per region, a range of the candidate entries.
     regions: Box<[(u32, u32)]>,
     /// Candidates for frames without ports.
     no_ports: (u32, u32),
@@ -176,29 +176,24 @@ struct Dispatch {
 
 /// A compiled rule list. See the [module documentation](self).
 pub(crate) struct Program {
-    /// Per class, where its dispatch table lies in `starts` and `regions`.
-    classes: Box<[Slot]>,
-    /// Region starts of every table, one after the other.
-    starts: Box<[u16]>,
-    /// Candidate ranges of every region, one after the other.
-    regions: Box<[(u32, u32)]>,
+    /// Per class, its dispatch table (classes with the same candidates share one).
+    classes: Box<[Arc<Table>]>,
     /// Distinct dispatch tables.
     n_tables: usize,
-    /// Candidate entries, in rule order within each list.
-    entries: Box<[Entry]>,
+    /// Candidate entries over all tables.
+    n_entries: usize,
 }
 
-/// A class's dispatch table, flattened: its region starts are `starts[start..start + len]`,
-/// their candidate ranges `regions[start..start + len]`.
-#[derive(Debug, Clone, Copy, Default)]
-struct Slot {
-    start: u32,
-    len: u32,
-    no_ports: (u32, u32),
+/// A dispatch table as the walk uses it: region starts and, per region, its candidates.
+struct Table {
+    starts: Box<[u16]>,
+    regions: Box<[Box<[Entry]>]>,
+    no_ports: Box<[Entry]>,
 }
 
 /// One candidate: the rule and the tests still to run for it (without its destination-port
 /// tests when the port region decided them).
+#[derive(Clone)]
 pub(crate) struct Entry {
     /// Rule index.
     pub(crate) rule: u32,
@@ -274,7 +269,7 @@ impl std::fmt::Debug for Program {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Program")
             .field("tables", &self.n_tables)
-            .field("entries", &self.entries.len())
+            .field("entries", &self.n_entries)
             .finish()
     }
 }
@@ -311,7 +306,7 @@ impl Program {
             by_candidates.insert(cands, t);
             class_of.push(t);
         }
-        let entries = entries
+        let entries: Vec<Entry> = entries
             .into_iter()
             .map(|e| {
                 let rule = e >> 1;
@@ -323,27 +318,30 @@ impl Program {
                 }
             })
             .collect();
-        let mut starts: Vec<u16> = Vec::new();
-        let mut regions: Vec<(u32, u32)> = Vec::new();
-        let slots: Vec<Slot> = tables
+        let list = |(s, e): (u32, u32)| -> Box<[Entry]> {
+            entries
+                .get(s as usize..e as usize)
+                .unwrap_or(&[])
+                .to_vec()
+                .into_boxed_slice()
+        };
+        let shared: Vec<Arc<Table>> = tables
             .iter()
             .map(|d| {
-                let slot = Slot {
-                    start: starts.len() as u32,
-                    len: d.starts.len() as u32,
-                    no_ports: d.no_ports,
-                };
-                starts.extend_from_slice(&d.starts);
-                regions.extend_from_slice(&d.regions);
-                slot
+                Arc::new(Table {
+                    starts: d.starts.clone(),
+                    regions: d.regions.iter().map(|&r| list(r)).collect(),
+                    no_ports: list(d.no_ports),
+                })
             })
             .collect();
         Program {
-            classes: class_of.iter().map(|&t| slots[usize::from(t)]).collect(),
-            starts: starts.into_boxed_slice(),
-            regions: regions.into_boxed_slice(),
+            classes: class_of
+                .iter()
+                .map(|&t| shared[usize::from(t)].clone())
+                .collect(),
             n_tables: tables.len(),
-            entries,
+            n_entries: entries.len(),
         }
     }
 
@@ -355,27 +353,21 @@ impl Program {
             L3::V4 { .. } => 1 + usize::from(p.proto),
             L3::V6 { .. } => 257 + usize::from(p.proto),
         };
-        let Some(c) = self.classes.get(class) else {
+        let Some(t) = self.classes.get(class) else {
             return &[];
         };
-        let (s, e) = match p.ports {
-            None => c.no_ports,
+        match p.ports {
+            None => &t.no_ports,
             Some((_, dp)) => {
-                let at = c.start as usize;
-                let starts = self.starts.get(at..at + c.len as usize).unwrap_or(&[0]);
                 // starts[0] == 0: at least one start is <= any port.
-                let r = if starts.len() <= 8 {
-                    starts.iter().filter(|&&s| s <= dp).count()
+                let r = if t.starts.len() <= 8 {
+                    t.starts.iter().filter(|&&s| s <= dp).count()
                 } else {
-                    starts.partition_point(|&s| s <= dp)
+                    t.starts.partition_point(|&s| s <= dp)
                 };
-                self.regions
-                    .get(at + r.saturating_sub(1))
-                    .copied()
-                    .unwrap_or((0, 0))
+                t.regions.get(r.saturating_sub(1)).map_or(&[], |l| &l[..])
             }
-        };
-        self.entries.get(s as usize..e as usize).unwrap_or(&[])
+        }
     }
 
     /// Runs the remaining tests of a candidate entry.
@@ -387,7 +379,7 @@ impl Program {
     /// Number of dispatch tables and candidate entries (for `check-config`'s summary and the
     /// tests).
     pub(crate) fn size(&self) -> (usize, usize) {
-        (self.n_tables, self.entries.len())
+        (self.n_tables, self.n_entries)
     }
 }
 
