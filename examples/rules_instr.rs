@@ -13,7 +13,7 @@
 //! `filter_instr`; the mode is `single` or `burst`.
 
 #[path = "../benches/kit/filter_loop.rs"]
-mod kit;
+pub mod kit;
 
 use floodgate::config::Config;
 use floodgate::filter::{Decision, RuleSet, Verdict};

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use floodgate::bpf::{parse_bytecode, Program};
+use floodgate::bpf::{parse_bytecode, CompiledBpf, Program};
 use floodgate::filter::reference::walk;
 use floodgate::filter::*;
 use floodgate::pcapfile::RotationPolicy;
@@ -27,8 +27,8 @@ fn v6(tail: u16) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, tail)
 }
 
-fn bpf(text: &str) -> Arc<Program> {
-    Arc::new(Program::new(&parse_bytecode(text).unwrap()).unwrap())
+fn bpf(text: &str) -> Arc<CompiledBpf> {
+    Arc::new(CompiledBpf::new(&Program::new(&parse_bytecode(text).unwrap()).unwrap()))
 }
 
 fn arb_cidr() -> impl Strategy<Value = Cidr> {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use super::matcher::{ByteMatch, CidrSet, Layer, Matcher, PortSet};
 use super::parse::{Parsed, L3};
 use super::Rule;
-use crate::bpf::Program as BpfProgram;
+use crate::bpf::CompiledBpf;
 
 /// Most port regions one dispatch table gets; beyond it the table tests ports per rule.
 pub const MAX_REGIONS: usize = 1024;
@@ -110,7 +110,7 @@ enum Op {
     Bytes(Masked),
     Src(CidrSet),
     Dst(CidrSet),
-    Bpf(Arc<BpfProgram>),
+    Bpf(Arc<CompiledBpf>),
 }
 
 /// A compiled test: one closure per remaining condition, specialised on its kind when the
