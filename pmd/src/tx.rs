@@ -631,6 +631,54 @@ mod tests {
         assert_eq!(q.stats.completed, 3);
     }
 
+    /// Registers the device reports (reads), writes ignored.
+    #[derive(Clone, Default)]
+    struct RegBar(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, u32>>>);
+    impl Bar for RegBar {
+        fn read32(&self, off: u32) -> u32 {
+            self.0.lock().unwrap().get(&off).copied().unwrap_or(0)
+        }
+        fn write32(&self, _: u32, _: u32) {}
+    }
+
+    #[test]
+    fn a_stopped_queue_counts_what_the_device_consumed_before_its_head_as_completed() {
+        for ring_still_programmed in [true, false] {
+            let bar = RegBar::default();
+            let ring = region(64 * 16);
+            let p = pool(128);
+            let mut q = TxQueue::new(
+                bar.clone(),
+                1,
+                NonNull::new(ring.as_ptr().cast()).unwrap(),
+                ring.iova(),
+                64,
+                vec![p.clone()],
+            );
+            // One group of 20 (RS on slot 20 only); the device sent 12 of them (slots 1..=12)
+            // and stopped: no DD anywhere, the head at 13.
+            let mut b = packets(&p, 20, 60);
+            assert_eq!(q.burst(&mut b, &mut no_sink!()), 20);
+            {
+                let mut r = bar.0.lock().unwrap();
+                if ring_still_programmed {
+                    r.insert(vftdbal(1), ring.iova() as u32);
+                    r.insert(vftdbah(1), (ring.iova() >> 32) as u32);
+                    r.insert(vftdlen(1), 64 * 16);
+                }
+                r.insert(vftdh(1), 13);
+            }
+            let unsent = q.drain_stopped();
+            assert_eq!(p.available(), 128, "every buffer back");
+            if ring_still_programmed {
+                assert_eq!((unsent, q.stats.completed), (8, 12));
+            } else {
+                // A reset device: its head says nothing about this ring.
+                assert_eq!((unsent, q.stats.completed), (20, 0));
+            }
+        }
+    }
+
     #[test]
     fn full_ring_leaves_packets_in_the_batch_and_rs_every_32() {
         let bar = RecBar::default();
