@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 /// longer than the whole timeout (a loaded machine) still reads the register that many times
 /// before it gives up, instead of failing a device it looked at once or twice. The wall-clock
 /// part keeps the wait at least as long as configured when each poll is quicker than planned.
+/// A hard limit (ten times the timeout, at least 1 s) still ends a wait whose register reads
+/// are slow but never fail (a sluggish transport).
 pub(crate) struct PollDeadline {
     start: Instant,
     timeout: Duration,
@@ -38,7 +40,9 @@ impl PollDeadline {
     /// Call after each poll that did not find what it waited for: true when the wait is over.
     pub(crate) fn expired(&mut self) -> bool {
         self.polls_left = self.polls_left.saturating_sub(1);
-        self.polls_left == 0 && self.start.elapsed() >= self.timeout
+        let waited = self.start.elapsed();
+        (self.polls_left == 0 && waited >= self.timeout)
+            || waited >= (self.timeout * 10).max(Duration::from_secs(1))
     }
 }
 
