@@ -55,6 +55,8 @@ pub struct DemoOptions {
     pub nic_thread: bool,
     /// Where survivors go.
     pub reinject: DemoReinject,
+    /// Serve Prometheus metrics here while the demo runs (`floodgate top` reads them).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Where the demo's survivors go (`--reinject`).
@@ -356,6 +358,10 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     // Frames are addressed to the port's MAC; the flow director picks them out before the L2
     // switch, as on the real NIC. Background frames go to the PF's MAC.
     gcfg.dst_mac = nic.config().pf_mac;
+    // Some busy botnet members among the random flood sources (from the benchmarking range
+    // 198.18.0.0/15), so the top dropped sources have something to show.
+    gcfg.flood.heavy_sources = (1..=6).map(|i| [198, 18, 7, i * 11]).collect();
+    gcfg.flood.heavy_percent = 25;
     let clients = gcfg.legit.clients.clone();
     // Where `--reinject vf` survivors arrive: count the legitimate queries there.
     let legit_at_wire = Arc::new(AtomicU64::new(0));
@@ -415,6 +421,14 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     ctl.idle = crate::daemon::runloop::IdlePolicy::nap_us(cfg.daemon.idle_sleep_us);
     ctl.deadline = Some(Instant::now() + Duration::from_secs_f64(opts.seconds));
     ctl.drain_timeout = Duration::from_millis(u64::from(cfg.daemon.drain_timeout_ms));
+    let _metrics_server = match opts.metrics {
+        Some(addr) => {
+            let m = Arc::new(crate::daemon::metrics::Metrics::default());
+            ctl.metrics = Some(m.clone());
+            Some(crate::daemon::metrics::MetricsServer::start(addr, m)?)
+        }
+        None => None,
+    };
     // The model's own count of frames VF 0's rings could not take (no descriptor, or its
     // backlog overflowed), read like a NIC counter every interval.
     let missed_nic = nic.clone();

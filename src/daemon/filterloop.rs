@@ -26,6 +26,7 @@
 use crate::filter::{Counters as RuleCounters, Decision, RuleSet};
 use crate::softrss::{Dispatcher, RssConfig, SoftRss, WorkerQueue};
 use crate::stats::Counters;
+use crate::topsrc::TopSources;
 use crossbeam::queue::ArrayQueue;
 use floodgate_pmd::{IxgbeVf, Maintenance, Packet, PacketBatch};
 use floodgate_vfio::Device;
@@ -232,6 +233,7 @@ fn judge<O: Survivors>(
     c: &mut Counters,
     now: u64,
     guard: &Option<[u8; 6]>,
+    top: &mut TopSources,
 ) {
     for p in pkts {
         if caught_looping(&p, guard, c) {
@@ -245,6 +247,7 @@ fn judge<O: Survivors>(
             // operation per burst, not per packet), without their bytes being touched.
             Decision::Drop => {
                 c.dropped += 1;
+                top.on_drop(p.data());
                 if let Err(p) = drops.push(p) {
                     drop(p);
                 }
@@ -279,6 +282,8 @@ pub struct WorkerReport {
     pub handed_back: u64,
     /// Per-rule counters of this worker's rule set.
     pub rules: RuleCounters,
+    /// This worker's sample of dropped sources.
+    pub top_sources: TopSources,
 }
 
 struct WorkerShared {
@@ -312,12 +317,14 @@ fn worker_main<S: PassSink>(
     let mut handed = 0u64;
     let mut bursts = 0u32;
     let mut idle = 0u32;
-    let publish = |c: &Counters, rx: u64, handed: u64, rules: &RuleSet| {
+    let mut top = TopSources::new();
+    let publish = |c: &Counters, rx: u64, handed: u64, rules: &RuleSet, top: &TopSources| {
         let mut r = shared.report.lock().unwrap_or_else(|e| e.into_inner());
         r.rx_packets = rx;
         r.counters = *c;
         r.handed_back = handed;
         r.rules = rules.counters().clone();
+        r.top_sources.clone_from(top);
     };
     loop {
         if shared.reload.swap(false, Ordering::AcqRel) {
@@ -340,7 +347,7 @@ fn worker_main<S: PassSink>(
             }
             idle += 1;
             if idle == 64 {
-                publish(&c, rx, handed, &rules);
+                publish(&c, rx, handed, &rules, &top);
                 if let Err(e) = rules.flush_samples() {
                     log::warn!("worker {}: writing sampled packets: {e}", q.index());
                 }
@@ -375,6 +382,7 @@ fn worker_main<S: PassSink>(
                 &mut c,
                 now,
                 &None,
+                &mut top,
             ),
             None => judge(
                 buf.drain(..),
@@ -385,17 +393,18 @@ fn worker_main<S: PassSink>(
                 &mut c,
                 now,
                 &None,
+                &mut top,
             ),
         }
         bursts = bursts.wrapping_add(1);
         if bursts.is_multiple_of(64) {
-            publish(&c, rx, handed, &rules);
+            publish(&c, rx, handed, &rules, &top);
         }
     }
     if let Err(e) = rules.flush_samples() {
         log::warn!("worker {}: writing sampled packets: {e}", q.index());
     }
-    publish(&c, rx, handed, &rules);
+    publish(&c, rx, handed, &rules, &top);
     sink
 }
 
@@ -405,6 +414,7 @@ enum Stage<S> {
         sink: S,
         pass: PacketBatch,
         drops: PacketBatch,
+        top: TopSources,
     },
     Fanout {
         dispatcher: Box<Dispatcher<Packet>>,
@@ -445,6 +455,7 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                 sink,
                 pass: PacketBatch::new(burst),
                 drops: PacketBatch::new(burst),
+                top: TopSources::new(),
             },
             rx: PacketBatch::new(burst),
             counters: Counters::default(),
@@ -630,6 +641,7 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                     sink,
                     pass,
                     drops,
+                    top,
                 } => match &self.vf_tx {
                     Some(tx) => judge(
                         self.rx.drain(),
@@ -643,6 +655,7 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                         c,
                         now,
                         &guard,
+                        top,
                     ),
                     None => judge(
                         self.rx.drain(),
@@ -653,6 +666,7 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                         c,
                         now,
                         &None,
+                        top,
                     ),
                 },
                 Stage::Fanout { dispatcher, .. } => {
@@ -817,6 +831,19 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                 total
             }
         }
+    }
+
+    /// The `n` largest dropped sources (sampled estimates, merged over workers).
+    pub fn top_sources(&self, n: usize) -> Vec<crate::topsrc::TopSource> {
+        let w = self.worker_reports();
+        let inline = match &self.stage {
+            Stage::Inline { top, .. } => Some(top),
+            Stage::Fanout { .. } => None,
+        };
+        crate::topsrc::merged_top(
+            inline.into_iter().chain(w.iter().map(|r| &r.top_sources)),
+            n,
+        )
     }
 
     /// Flushes sampled packets (inline; workers flush their own when idle and at the end).

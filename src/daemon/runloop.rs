@@ -7,7 +7,7 @@
 //! [`LoopControl::drain_timeout`] and counts what it leaves behind.
 
 use crate::daemon::filterloop::{FilterLoop, PassSink};
-use crate::daemon::metrics::{Metrics, RuleSnapshot, Snapshot};
+use crate::daemon::metrics::{Metrics, RuleSnapshot, Snapshot, WorkerSnapshot};
 use crate::filter::RuleSet;
 use crate::stats::{progress_line, Counters};
 use floodgate_vfio::Device;
@@ -28,8 +28,11 @@ pub struct PreparedRules {
     pub rules: RuleSet,
     /// One copy per worker (empty when judging inline).
     pub forks: Vec<RuleSet>,
-    /// How long reading, parsing, compiling and building took (for the log).
+    /// How long reading, parsing, compiling and building took (for the log; the reload
+    /// thread measures it from the request).
     pub took: Duration,
+    /// When the set was built: `took` plus the time since then is the reload's latency.
+    pub built: Instant,
 }
 
 impl PreparedRules {
@@ -40,6 +43,7 @@ impl PreparedRules {
             rules,
             forks,
             took: Duration::ZERO,
+            built: Instant::now(),
         }
     }
 }
@@ -206,6 +210,8 @@ pub struct LoopReport {
     pub nic_missed: Option<u64>,
     /// Device requests that timed out without the device being gone (vfio-user).
     pub transport_timeouts: u64,
+    /// Accepted reloads' latency, request to new rules in force.
+    pub reload_latency: crate::daemon::metrics::ReloadLatency,
 }
 
 /// The loop ended because the device failed (it is gone, or an unrecoverable driver error):
@@ -252,6 +258,17 @@ fn snapshot<D: Device, S: PassSink>(fl: &mut FilterLoop<D, S>, rep: &LoopReport)
         nic_missed: rep.nic_missed,
         pool_free: Some(fl.pool_free()),
         transport_timeouts: rep.transport_timeouts,
+        workers: fl
+            .worker_reports()
+            .iter()
+            .map(|r| WorkerSnapshot {
+                rx: r.rx_packets,
+                dropped: r.counters.dropped,
+                passed: r.counters.passed,
+            })
+            .collect(),
+        top_sources: fl.top_sources(crate::topsrc::TOP_N),
+        reload_latency: rep.reload_latency,
     }
 }
 
@@ -267,9 +284,10 @@ fn take_new_rules<D: Device, S: PassSink>(
     loop {
         match rx.try_recv() {
             Ok(Ok(p)) => {
-                let took = p.took;
+                let (took, built) = (p.took, p.built);
                 let old = fl.install_rules(p.rules, p.forks);
                 rep.reloads += 1;
+                rep.reload_latency.observe(took + built.elapsed());
                 crate::sdnotify::ready();
                 log::info!(
                     "reloaded rules ({} rules; prepared off the polling thread in {} ms)",
@@ -405,10 +423,12 @@ pub fn run_loop<D: Device, S: PassSink>(
             w.feed(Instant::now());
         }
         if ctl.reload.swap(false, Ordering::AcqRel) {
+            let asked = Instant::now();
             match ctl.reloader.as_mut().map(|f| f()) {
                 Some(Ok(rules)) => {
                     fl.replace_rules(rules);
                     rep.reloads += 1;
+                    rep.reload_latency.observe(asked.elapsed());
                     log::info!("reloaded rules ({} rules)", fl.rule_names().len());
                 }
                 Some(Err(e)) => {
