@@ -603,6 +603,58 @@ mod tests {
     }
 
     #[test]
+    fn workers_top_sources_and_reload_latency_are_rendered() {
+        let mut s = Snapshot {
+            workers: vec![
+                WorkerSnapshot {
+                    rx: 9,
+                    dropped: 6,
+                    passed: 3,
+                },
+                WorkerSnapshot {
+                    rx: 4,
+                    dropped: 0,
+                    passed: 4,
+                },
+            ],
+            top_sources: (0..12u8)
+                .map(|i| crate::topsrc::TopSource {
+                    addr: std::net::IpAddr::from([192, 0, 2, i]),
+                    packets: 64 * u64::from(20 - i),
+                    error: 0,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        s.reload_latency.observe(Duration::from_millis(3));
+        s.reload_latency.observe(Duration::from_millis(70));
+        let o = render(&s);
+        for want in [
+            "floodgate_worker_packets_total{worker=\"0\",verdict=\"dropped\"} 6\n",
+            "floodgate_worker_packets_total{worker=\"1\",verdict=\"passed\"} 4\n",
+            "floodgate_worker_rx_packets_total{worker=\"1\"} 4\n",
+            "floodgate_top_dropped_source_packets{src=\"192.0.2.0\"} 1280\n",
+            "floodgate_config_reload_duration_seconds_bucket{le=\"0.001\"} 0\n",
+            "floodgate_config_reload_duration_seconds_bucket{le=\"0.005\"} 1\n",
+            "floodgate_config_reload_duration_seconds_bucket{le=\"0.1\"} 2\n",
+            "floodgate_config_reload_duration_seconds_bucket{le=\"+Inf\"} 2\n",
+            "floodgate_config_reload_duration_seconds_count 2\n",
+            "floodgate_config_reload_last_seconds 0.07\n",
+            "floodgate_config_reload_max_seconds 0.07\n",
+        ] {
+            assert!(o.contains(want), "{want} not in\n{o}");
+        }
+        // At most TOP_N sources.
+        let n = o
+            .lines()
+            .filter(|l| l.starts_with("floodgate_top_dropped_source_packets{"))
+            .count();
+        assert_eq!(n, crate::topsrc::TOP_N);
+        // Inline: no per-worker series.
+        assert!(!render(&Snapshot::default()).contains("floodgate_worker_packets_total{"));
+    }
+
+    #[test]
     fn bind_error_names_the_address() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();

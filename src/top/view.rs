@@ -178,7 +178,7 @@ pub fn draw(f: &mut Frame, st: &TopState) {
             Constraint::Length(1),
             Constraint::Length(7),
             Constraint::Min(4),
-            Constraint::Length(2),
+            Constraint::Length(3),
         ])
         .split(f.area());
     let title = Line::from(vec![
@@ -319,7 +319,8 @@ fn draw_sources(f: &mut Frame, area: Rect, st: &TopState) {
 }
 
 fn draw_status(f: &mut Frame, area: Rect, st: &TopState) {
-    let mut first = Vec::new();
+    let mut first = String::new();
+    let mut reloads = String::new();
     let mut second = String::new();
     if let Some(s) = st.sample() {
         let missed = match (s.nic_missed, st.rates().and_then(|r| r.nic_missed)) {
@@ -332,13 +333,15 @@ fn draw_status(f: &mut Frame, area: Rect, st: &TopState) {
             .filter(|_| s.reloads > 0)
             .map(|l| format!(", last {:.1} ms", l * 1e3))
             .unwrap_or_default();
-        first.push(Span::raw(format!(
-            " nic missed {missed} · errors {} · reloads {} ({} rejected{last}) · PF resets {}",
+        first = format!(
+            " nic missed {missed} · errors {} · PF resets {}",
             fmt_count(s.errors),
-            s.reloads,
-            s.reload_errors,
             s.pf_resets
-        )));
+        );
+        reloads = format!(
+            " reloads {} ({} rejected{last})",
+            s.reloads, s.reload_errors
+        );
         second = match st.rates() {
             Some(r) if !r.workers.is_empty() => {
                 let parts: Vec<String> = r
@@ -360,7 +363,11 @@ fn draw_status(f: &mut Frame, area: Rect, st: &TopState) {
     } else {
         Style::default()
     };
-    let text = vec![Line::from(first), Line::styled(second, style)];
+    let text = vec![
+        Line::from(first),
+        Line::from(reloads),
+        Line::styled(second, style),
+    ];
     f.render_widget(Paragraph::new(text), area);
 }
 
