@@ -73,6 +73,10 @@ enum Cmd {
         /// Frame size for --once, as COLUMNSxROWS.
         #[arg(long, default_value = "80x24", requires = "once")]
         size: String,
+        /// Scrapes --once takes (--interval apart) before printing: rates need 2, more fill
+        /// the sparklines.
+        #[arg(long, default_value_t = 2, requires = "once", value_parser = clap::value_parser!(u32).range(2..=3600))]
+        samples: u32,
     },
     /// Run the daemon on a real VF as configured (SIGHUP reloads the rules, SIGINT/SIGTERM stop).
     Run {
@@ -189,8 +193,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             interval,
             once,
             size,
+            samples,
         } => {
-            top(metrics, config, interval, once, &size)?;
+            top(metrics, config, interval, once.then_some(samples), &size)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run { config } => {
@@ -226,12 +231,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// `floodgate top`: finds the endpoint, then draws live or prints one frame.
+/// `floodgate top`: finds the endpoint, then draws live or prints one frame (`once`: after
+/// that many scrapes).
 fn top(
     metrics: Option<String>,
     config: Option<PathBuf>,
     interval: f64,
-    once: bool,
+    once: Option<u32>,
     size: &str,
 ) -> Result<()> {
     use floodgate::top::{live, Endpoint};
@@ -253,13 +259,13 @@ fn top(
         }
         (None, None) => Endpoint::parse("http://127.0.0.1:9110/metrics")?,
     };
-    if once {
+    if let Some(samples) = once {
         let (w, h) = size
             .split_once('x')
             .and_then(|(w, h)| Some((w.parse::<u16>().ok()?, h.parse::<u16>().ok()?)))
             .filter(|&(w, h)| (20..=500).contains(&w) && (5..=200).contains(&h))
             .with_context(|| format!("--size {size:?}: COLUMNSxROWS between 20x5 and 500x200"))?;
-        print!("{}", live::once(&ep, interval, w, h)?);
+        print!("{}", live::once(&ep, interval, samples, w, h)?);
         return Ok(());
     }
     live::run(&ep, interval)?;

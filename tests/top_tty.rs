@@ -1,6 +1,6 @@
 //! `floodgate top` on a terminal (a pseudo-terminal the test owns, 80×24): it draws the view,
-//! quits on q and on Ctrl-C, and gives the terminal back (alternate screen left, cursor shown,
-//! line discipline restored) each time.
+//! quits on q, on Ctrl-C and on SIGTERM, and gives the terminal back (alternate screen left,
+//! cursor shown, line discipline restored) each time.
 
 use floodgate::daemon::metrics::{Metrics, MetricsServer, RuleSnapshot, Snapshot};
 use std::fs::File;
@@ -62,9 +62,16 @@ fn lflag(f: &File) -> libc::tcflag_t {
     t.c_lflag
 }
 
-/// Runs `top` on a fresh terminal, waits for a drawn frame, sends `key` and returns what the
-/// terminal received.
-fn quit_with(key: &[u8]) -> String {
+/// How the test ends the view.
+#[derive(Debug, Clone, Copy)]
+enum Quit {
+    Key(&'static [u8]),
+    Signal(libc::c_int),
+}
+
+/// Runs `top` on a fresh terminal, waits for a drawn frame, quits it with `how` and returns
+/// what the terminal received.
+fn quit_with(how: Quit) -> String {
     let (_srv, _m) = endpoint();
     let url = format!("http://{}/metrics", _srv.addr());
     let (mut master, slave) = pty();
@@ -97,12 +104,16 @@ fn quit_with(key: &[u8]) -> String {
     }
     // Raw mode while the view runs.
     assert_eq!(lflag(&slave) & libc::ICANON, 0, "raw mode");
-    master.write_all(key).unwrap();
+    match how {
+        Quit::Key(k) => master.write_all(k).unwrap(),
+        // SAFETY: kill(2) on the child's pid, which has not been waited for yet.
+        Quit::Signal(sig) => assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0),
+    }
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "top did not quit on {key:?}");
+        assert!(Instant::now() < deadline, "top did not quit on {how:?}");
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut err = String::new();
@@ -120,7 +131,7 @@ fn quit_with(key: &[u8]) -> String {
 
 #[test]
 fn q_quits_and_restores_the_terminal() {
-    let out = quit_with(b"q");
+    let out = quit_with(Quit::Key(b"q"));
     assert!(out.contains("\x1b[?1049h"), "entered the alternate screen");
     assert!(
         out.contains("\x1b[?1049l"),
@@ -132,7 +143,16 @@ fn q_quits_and_restores_the_terminal() {
 
 #[test]
 fn ctrl_c_quits_and_restores_the_terminal() {
-    let out = quit_with(&[0x03]);
+    let out = quit_with(Quit::Key(&[0x03]));
+    assert!(
+        out.contains("\x1b[?1049l"),
+        "left the alternate screen: {out:?}"
+    );
+}
+
+#[test]
+fn sigterm_quits_and_restores_the_terminal() {
+    let out = quit_with(Quit::Signal(libc::SIGTERM));
     assert!(
         out.contains("\x1b[?1049l"),
         "left the alternate screen: {out:?}"

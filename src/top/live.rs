@@ -1,5 +1,5 @@
 //! The live view on a real terminal: alternate screen and raw mode, restored on every way out
-//! (q, Esc, Ctrl-C, an error, a panic unwinding through [`run`]).
+//! (q, Esc, Ctrl-C, SIGTERM or SIGHUP, an error, a panic unwinding through [`run`]).
 
 use super::view::{draw, TopState};
 use super::{Endpoint, Sample};
@@ -11,6 +11,8 @@ use ratatui::crossterm::terminal::{
 use ratatui::crossterm::{cursor, execute};
 use ratatui::Terminal;
 use std::io::{IsTerminal, Stdout};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Errors of the live view.
@@ -55,6 +57,12 @@ pub fn run(ep: &Endpoint, interval: Duration) -> Result<(), LiveError> {
     let timeout = scrape_timeout(interval);
     let mut st = TopState::new(ep.url.clone(), interval);
     st.update(Sample::fetch(ep, timeout)?, Instant::now());
+    // In raw mode Ctrl-C is a key; SIGTERM and SIGHUP (the SSH session went away) end the view
+    // through the same way out, so the terminal is restored.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(LiveError::Terminal)?;
+    }
     enable_raw_mode().map_err(LiveError::Terminal)?;
     let _restore = Restore;
     execute!(std::io::stdout(), EnterAlternateScreen, cursor::Hide).map_err(LiveError::Terminal)?;
@@ -66,11 +74,14 @@ pub fn run(ep: &Endpoint, interval: Duration) -> Result<(), LiveError> {
         term.draw(|f| draw(f, &st)).map_err(LiveError::Terminal)?;
         // Keys and resizes until the next scrape is due.
         loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             let left = next.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            if !event::poll(left).map_err(LiveError::Terminal)? {
+            if !event::poll(left.min(Duration::from_millis(100))).map_err(LiveError::Terminal)? {
                 continue;
             }
             match event::read().map_err(LiveError::Terminal)? {
@@ -96,17 +107,24 @@ pub fn run(ep: &Endpoint, interval: Duration) -> Result<(), LiveError> {
     }
 }
 
-/// `--once`: two scrapes `interval` apart (rates need two), then one frame as text.
+/// `--once`: `samples` scrapes (at least 2: rates need two) `interval` apart, then one frame as
+/// text. More samples fill the sparklines.
 pub fn once(
     ep: &Endpoint,
     interval: Duration,
+    samples: u32,
     width: u16,
     height: u16,
 ) -> Result<String, LiveError> {
     let timeout = scrape_timeout(interval);
     let mut st = TopState::new(ep.url.clone(), interval);
-    st.update(Sample::fetch(ep, timeout)?, Instant::now());
-    std::thread::sleep(interval);
-    st.update(Sample::fetch(ep, timeout)?, Instant::now());
+    let mut next = Instant::now();
+    for i in 0..samples.max(2) {
+        if i > 0 {
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        next += interval;
+        st.update(Sample::fetch(ep, timeout)?, Instant::now());
+    }
     Ok(super::view::render_text(&st, width, height))
 }
