@@ -28,7 +28,7 @@ pub enum LiveError {
     #[error(transparent)]
     Scrape(#[from] super::TopError),
     /// The terminal could not be set up or drawn on.
-    #[error("terminal: {0}")]
+    #[error("setting up or drawing on the terminal")]
     Terminal(#[source] std::io::Error),
 }
 

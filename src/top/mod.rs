@@ -29,7 +29,10 @@ pub enum TopError {
         why: &'static str,
     },
     /// Connecting, sending or reading failed.
-    #[error("{url}: {source} (is the daemon running with [stats] prometheus, or the demo with --metrics?)")]
+    #[error(
+        "{url}: no answer from the metrics endpoint (is the daemon running with [stats] \
+         prometheus, or the demo with --metrics?)"
+    )]
     Io {
         /// The endpoint.
         url: String,

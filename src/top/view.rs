@@ -203,7 +203,7 @@ pub fn draw(f: &mut Frame, st: &TopState) {
 fn draw_traffic(f: &mut Frame, area: Rect, st: &TopState) {
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(" traffic (packets/s, last samples at the right) ");
+        .title(" traffic, packets/s (history: a bar per sample, each line to its scale) ");
     let inner = block.inner(area);
     f.render_widget(block, area);
     let via_vf = st.sample().is_some_and(|s| s.vf_tx > 0 && s.tap == 0);
@@ -246,15 +246,8 @@ fn draw_traffic(f: &mut Frame, area: Rect, st: &TopState) {
             .skip(skip)
             .map(|r| get(r).max(0.0) as u64)
             .collect();
-        // One scale for rx, drop, pass and survivors, so their bars compare.
-        let max = st
-            .history
-            .iter()
-            .skip(skip)
-            .map(|r| r.rx.max(r.nic_missed.unwrap_or(0.0)) as u64)
-            .max()
-            .unwrap_or(0)
-            .max(1);
+        // Each line to its own scale: the shape of every rate shows, small ones included.
+        let max = data.iter().copied().max().unwrap_or(0).max(1);
         let spark = Sparkline::default()
             .data(&data)
             .max(max)
