@@ -1,6 +1,7 @@
 //! `floodgate demo`: the daemon on the built-in NIC model, with no hardware and no root.
 //!
-//! The model's traffic generator plays the Internet: a UDP/53 flood from random sources, real DNS
+//! The model's traffic generator plays the Internet: a UDP/53 flood from random sources (a
+//! quarter of it from six busy botnet addresses in 198.18.7.0/24), real DNS
 //! queries from a few known clients, and background TCP/UDP. The model's PF agent gets the same
 //! steering rule an operator would install with ethtool (UDP to port 53 → VF 0, queue 0), so
 //! only DNS traffic reaches the VF; everything else goes to the PF's "kernel side". The filter
