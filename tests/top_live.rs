@@ -102,8 +102,9 @@ fn top_once_shows_a_running_demo() {
         rate_after(&text, "drop"),
         rate_after(&text, "pass"),
     );
+    // (Each rate is its own counter's: with workers, rx is counted at dispatch and the verdicts
+    // when the workers publish, so one interval's drop rate may exceed its rx rate.)
     assert!(rx > 0.0 && drop > 0.0 && pass > 0.0, "{text}");
-    assert!(drop <= rx && pass <= rx, "{text}");
     for want in ["dns-flood", "known-clients", "198.18.7.11", "w0 ", "w1 "] {
         assert!(text.contains(want), "{want:?} not in\n{text}");
     }
