@@ -24,7 +24,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// On average one dropped frame in this many is sampled.
-pub const SAMPLE_EVERY: u32 = 64;
+pub const SAMPLE_EVERY: u32 = 256;
 
 /// Entries in one table.
 pub const SLOTS: usize = 32;
@@ -137,6 +137,24 @@ impl TopSources {
             return;
         }
         self.sample(frame);
+    }
+
+    /// Called once per burst with the `n` frames dropped in it (`frame(i)`, `i < n`): the same
+    /// sample as [`on_drop`](Self::on_drop) on each of them, for one subtraction per burst
+    /// when none is due.
+    #[inline]
+    pub fn on_drops<'a>(&mut self, n: usize, mut frame: impl FnMut(usize) -> &'a [u8]) {
+        let skip = self.countdown as usize;
+        if skip >= n {
+            self.countdown -= n as u32;
+            return;
+        }
+        let mut i = skip;
+        while i < n {
+            self.sample(frame(i));
+            i += 1 + self.countdown as usize;
+        }
+        self.countdown = (i - n) as u32;
     }
 
     #[cold]
@@ -354,6 +372,29 @@ mod tests {
         assert_eq!(top[1].addr, y);
         assert!(merged_top([&a, &b], TOP_N).len() == TOP_N);
         assert!(merged_top(std::iter::empty(), TOP_N).is_empty());
+    }
+
+    #[test]
+    fn per_burst_sampling_picks_the_same_frames_as_per_frame() {
+        let frames: Vec<Vec<u8>> = (0..5000u32)
+            .map(|i| v4_frame((0x0A00_0000 + i % 97).to_be_bytes(), 0))
+            .collect();
+        let mut one = TopSources::new();
+        for f in &frames {
+            one.on_drop(f);
+        }
+        let mut burst = TopSources::new();
+        for (k, chunk) in frames.chunks(32).enumerate() {
+            // Bursts of every size, empty ones included.
+            let n = chunk.len().min(k % 33);
+            burst.on_drops(n, |i| &chunk[i]);
+            for f in &chunk[n..] {
+                burst.on_drop(f);
+            }
+        }
+        assert_eq!(one.sampled(), burst.sampled());
+        assert_eq!(merged_top([&one], SLOTS), merged_top([&burst], SLOTS));
+        assert!(one.sampled() > 0);
     }
 
     #[test]

@@ -247,7 +247,6 @@ fn judge<O: Survivors>(
             // operation per burst, not per packet), without their bytes being touched.
             Decision::Drop => {
                 c.dropped += 1;
-                top.on_drop(p.data());
                 if let Err(p) = drops.push(p) {
                     drop(p);
                 }
@@ -263,6 +262,9 @@ fn judge<O: Survivors>(
             }
         }
     }
+    // The dropped-source sample (about one dropped frame in 256; see crate::topsrc).
+    let dropped = drops.as_slice();
+    top.on_drops(dropped.len(), |i| dropped.get(i).map_or(&[], |p| p.data()));
     drops.clear();
     if !pass.is_empty() {
         out.take(pass, c);
