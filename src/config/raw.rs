@@ -87,6 +87,7 @@ pub(super) struct RawRule {
     pub(super) max_bytes: Option<S<i64>>,
     pub(super) max_files: Option<S<i64>>,
     pub(super) snaplen: Option<S<i64>>,
+    pub(super) format: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@ use crate::daemon::filterloop::TxBack;
 use crate::filter::{Decision, RuleSet};
 use crate::sink::PassSink;
 use crate::stats::Counters;
+use crate::topsrc::TopSources;
 use crossbeam::queue::ArrayQueue;
 use floodgate_pmd::{Packet, PacketBatch};
 
@@ -74,6 +75,8 @@ pub(super) struct Judge {
     pub(super) rules: RuleSet,
     pass: PacketBatch,
     drops: PacketBatch,
+    /// The sample of the sources this judge drops (boxed: 1.5 KB).
+    top: Box<TopSources>,
 }
 
 impl Judge {
@@ -83,7 +86,13 @@ impl Judge {
             rules,
             pass: PacketBatch::new(burst),
             drops: PacketBatch::new(burst),
+            top: Box::default(),
         }
+    }
+
+    /// The sample of the sources dropped so far (see [`crate::topsrc`]).
+    pub(super) fn top_sources(&self) -> &TopSources {
+        &self.top
     }
 
     /// Judges one burst at time `now` (ns since the epoch) and hands the survivors to `out`.
@@ -126,6 +135,10 @@ impl Judge {
                 }
             }
         }
+        // The dropped-source sample (about one dropped frame in 256; see crate::topsrc).
+        let dropped = self.drops.as_slice();
+        self.top
+            .on_drops(dropped.len(), |i| dropped.get(i).map_or(&[], |p| p.data()));
         self.drops.clear();
         if !self.pass.is_empty() {
             out.take(&mut self.pass, c);

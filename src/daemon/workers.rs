@@ -28,6 +28,8 @@ pub struct WorkerReport {
     pub handed_back: u64,
     /// Per-rule counters of this worker's rule set.
     pub rules: RuleCounters,
+    /// This worker's sample of dropped sources.
+    pub top_sources: crate::topsrc::TopSources,
 }
 
 /// What a worker and the polling thread share.
@@ -212,6 +214,7 @@ impl<S: PassSink> WorkerLoop<S> {
         r.counters = self.c;
         r.handed_back = self.handed;
         r.rules = self.judge.rules.counters().clone();
+        r.top_sources.clone_from(self.judge.top_sources());
     }
 
     fn flush_samples(&self) {
