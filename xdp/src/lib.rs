@@ -25,7 +25,9 @@ pub mod socket;
 
 pub use bpf::{BpfError, Link, Map, MapType, Program, XdpAttachMode};
 pub use prog::{generate, Flow, Insn, XdpAction, XdpRule};
-pub use socket::{BindMode, Frame, SocketConfig, SocketError, XskMode, XskSocket};
+pub use socket::{
+    BindMode, Frame, RxDesc, SocketConfig, SocketError, UmemSocket, XskMode, XskSocket,
+};
 
 /// Interface index of `name` (`if_nametoindex(3)`), or `None` if there is no such interface.
 pub fn ifindex(name: &str) -> Option<u32> {
