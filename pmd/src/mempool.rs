@@ -252,7 +252,7 @@ impl Mempool {
                 l.headroom, l.data_off
             )));
         }
-        if l.stride % 64 != 0 || l.data_off % 64 != 0 || l.data_off + 64 > l.stride {
+        if l.stride & 63 != 0 || l.data_off & 63 != 0 || l.data_off + 64 > l.stride {
             return Err(Error::Config(format!(
                 "mempool layout: stride {} and data offset {} must be multiples of 64 with at \
                  least 64 bytes of data room",
