@@ -46,6 +46,9 @@ pub struct Snapshot {
     pub pool_free: Option<u64>,
     /// Device requests that timed out without the device being gone (vfio-user).
     pub transport_timeouts: u64,
+    /// The packet backend in use: kind (`ixgbevf`, `af_xdp`) and mode (`vfio`, `zero-copy`,
+    /// `copy`), exported as `floodgate_backend_info{kind,mode} 1` (`None`: left out).
+    pub backend: Option<(&'static str, &'static str)>,
 }
 
 /// Shared metrics state.
@@ -169,6 +172,20 @@ pub fn render(s: &Snapshot) -> String {
         "Rejected configuration reloads (old rules kept).",
         s.reload_errors,
     );
+    if let Some((kind, mode)) = s.backend {
+        let _ = writeln!(
+            o,
+            "# HELP floodgate_backend_info The packet backend in use (kind) and how frames reach \
+             memory (mode: vfio, zero-copy or copy)."
+        );
+        let _ = writeln!(o, "# TYPE floodgate_backend_info gauge");
+        let _ = writeln!(
+            o,
+            "floodgate_backend_info{{kind=\"{}\",mode=\"{}\"}} 1",
+            esc(kind),
+            esc(mode)
+        );
+    }
     if let Some(free) = s.pool_free {
         let _ = writeln!(
             o,
@@ -436,6 +453,7 @@ mod tests {
             },
             nic_missed: Some(5),
             pool_free: Some(4000),
+            backend: Some(("af_xdp", "copy")),
             rules: vec![RuleSnapshot {
                 name: "dns \"flood\"".into(),
                 hits: 7,
@@ -457,6 +475,10 @@ mod tests {
         assert!(body.contains("floodgate_looped_packets_total 2\n"));
         assert!(
             body.contains("floodgate_nic_rx_missed_packets_total 5\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("floodgate_backend_info{kind=\"af_xdp\",mode=\"copy\"} 1\n"),
             "{body}"
         );
         assert!(

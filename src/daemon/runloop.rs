@@ -252,6 +252,7 @@ fn snapshot<D: Device, S: PassSink>(fl: &mut FilterLoop<D, S>, rep: &LoopReport)
         nic_missed: rep.nic_missed,
         pool_free: Some(fl.pool_free()),
         transport_timeouts: rep.transport_timeouts,
+        backend: Some(("ixgbevf", "vfio")),
     }
 }
 
