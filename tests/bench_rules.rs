@@ -48,7 +48,7 @@ fn is_client(frame: &[u8]) -> bool {
 fn demo_rules_drop_the_whole_flood_and_pass_every_client_in_both_mixes() {
     for mix in kit::MIXES {
         let mut b = kit::Bench::new("benches/rules/demo.toml", mix);
-        let frames = kit::mix(mix, b.fl.vf().mac());
+        let frames = kit::mix(mix, b.fl.backend().mac());
         let legit = frames.iter().filter(|f| is_client(f)).count() as u64;
         assert!(legit > 0 && legit < frames.len() as u64, "{mix}: {legit}");
         // One full round of the mix, in ring-sized fills.
@@ -73,7 +73,7 @@ fn tcpdump_rules_drop_reflection_and_pass_clients() {
         return;
     }
     let mut b = kit::Bench::new("benches/rules/tcpdump.toml", "reflection-mix");
-    let frames = kit::mix("reflection-mix", b.fl.vf().mac());
+    let frames = kit::mix("reflection-mix", b.fl.backend().mac());
     let legit = frames.iter().filter(|f| is_client(f)).count() as u64;
     let mut done = 0;
     while done < frames.len() {

@@ -17,8 +17,9 @@
 //! - the loop kept running and passed traffic after the fault was over, or, for a surprise
 //!   removal, ended with `DeviceGone` (no panic, counters still consistent).
 
+use floodgate::backend::BackendError;
 use floodgate::config::Config;
-use floodgate::daemon::filterloop::{FilterLoop, PassSink, VfTx};
+use floodgate::daemon::filterloop::{FilterLoop, LoopOptions, PassSink, TxBack};
 use floodgate::daemon::runloop::{run_loop, IdlePolicy, LoopControl, LoopFailure, LoopReport};
 use floodgate::softrss::RssConfig;
 use floodgate::stats::Counters;
@@ -130,7 +131,7 @@ struct Rig {
     pool: Mempool,
     engine: Rc<RefCell<InlineEngine>>,
     tally: Tally,
-    fl: FilterLoop<SimVf, Tally>,
+    fl: FilterLoop<IxgbeVf<SimVf>, Tally>,
     /// Frames a script injected itself (besides the generator's).
     injected: Arc<AtomicU64>,
 }
@@ -180,35 +181,25 @@ fn rig(mode: Mode) -> Rig {
         .unwrap()
         .filter
         .ruleset();
-    let fl = match mode {
-        Mode::Inline => FilterLoop::new(vf, rules, tally.clone(), BATCH),
-        Mode::Workers => FilterLoop::with_workers(
-            vf,
-            rules,
-            vec![tally.clone(), tally.clone()],
-            BATCH,
-            RssConfig::default(),
-            1024,
-        )
-        .unwrap(),
-        Mode::VfTx => {
-            let tx = VfTx::new(vf_mac, 0, true, Some(NEXT_HOP));
-            FilterLoop::new_vf(vf, rules, tally.clone(), BATCH, tx).unwrap()
-        }
-        Mode::WorkersVfTx => {
-            let tx = VfTx::new(vf_mac, 0, true, Some(NEXT_HOP));
-            FilterLoop::with_workers_vf(
-                vf,
-                rules,
-                vec![tally.clone(), tally.clone()],
-                BATCH,
-                RssConfig::default(),
-                1024,
-                tx,
-            )
-            .unwrap()
-        }
+    let tx = TxBack::new(vf_mac, 0, true, Some(NEXT_HOP));
+    let workers = LoopOptions {
+        rss: Some(RssConfig::default()),
+        ring_capacity: 1024,
+        ..LoopOptions::new(BATCH, vec![tally.clone(), tally.clone()])
     };
+    let opts = match mode {
+        Mode::Inline => LoopOptions::inline(BATCH, tally.clone()),
+        Mode::Workers => workers,
+        Mode::VfTx => LoopOptions {
+            tx: Some(tx),
+            ..LoopOptions::inline(BATCH, tally.clone())
+        },
+        Mode::WorkersVfTx => LoopOptions {
+            tx: Some(tx),
+            ..workers
+        },
+    };
+    let fl = FilterLoop::new(vf, rules, opts).unwrap();
     let gen = Generator::new(GeneratorConfig {
         rate: Rate::MaxSpeed,
         dst_mac: vf_mac,
@@ -235,7 +226,7 @@ fn rig(mode: Mode) -> Rig {
 impl Rig {
     /// Free buffers plus those the driver holds: the pool's capacity when no packet is out.
     fn pool_level(&mut self) -> u64 {
-        u64::from(self.pool.available()) + self.fl.vf().buffers_held()
+        u64::from(self.pool.available()) + self.fl.backend().buffers_held()
     }
 
     /// Runs the loop under `script` until the script asks it to stop (then the loop drains),
@@ -333,7 +324,7 @@ impl Rig {
         );
         assert!(c.invariant_holds(), "{what}: {c:?}");
         // The driver's drops are the loop's errors.
-        let drv = self.fl.vf().stats().rx;
+        let drv = self.fl.backend_mut().stats().rx;
         assert_eq!(c.errors, drv.dropped(), "{what}: {drv:?}");
         assert_eq!(
             drv.descriptors,
@@ -409,9 +400,9 @@ fn link_flap_under_traffic_is_reported_and_the_loop_keeps_passing() {
     let rep = r.expect("a link flap must not end the loop");
     let (c, s) = rig.assert_accounted("link flap");
     assert_recovered("link flap", &rig, &marks.get(), &c, &s);
-    let st = rig.fl.vf().stats();
+    let st = rig.fl.backend_mut().stats();
     assert_eq!(st.link_changes, 2, "down and up both seen: {st:?}");
-    assert!(rig.fl.vf().link().up);
+    assert!(rig.fl.backend().link().up);
     // Nothing arrives from the wire while the link is down: exactly the frames the generator
     // offered in pumps 1500..3000.
     assert_eq!(s.rx_link_down, 1500 * BATCH as u64, "{s:?}");
@@ -463,7 +454,7 @@ fn pf_reset_with_a_full_ring_counts_the_unread_frames_as_driver_errors() {
     // ring and the PF resets at once: the loop reads one burst, then maintenance re-initialises
     // the VF with the rest still unread. The driver counts them (`dropped_reset`) and the loop
     // adds them to `errors`.
-    let mac = rig.fl.vf().mac();
+    let mac = rig.fl.backend().mac();
     let injected = rig.injected.clone();
     let burst = move |n: &Nic| {
         let mut gen = Generator::new(GeneratorConfig {
@@ -493,7 +484,7 @@ fn pf_reset_with_a_full_ring_counts_the_unread_frames_as_driver_errors() {
     let (c, s) = rig.assert_accounted("PF reset, full ring");
     assert_recovered("PF reset, full ring", &rig, &marks.get(), &c, &s);
     assert_eq!(rep.pf_resets, 1, "{rep:?}");
-    let drv = rig.fl.vf().stats().rx;
+    let drv = rig.fl.backend_mut().stats().rx;
     assert!(
         drv.dropped_reset >= 300 - 2 * BATCH as u64,
         "the unread frames were counted at the reset: {drv:?}"
@@ -525,7 +516,7 @@ fn mailbox_nack_under_traffic_leaves_the_running_vf_untouched() {
     let rep = r.expect("a NACKing PF must not end the loop of a running VF");
     let (c, s) = rig.assert_accounted("mailbox NACK");
     assert_recovered("mailbox NACK", &rig, &marks.get(), &c, &s);
-    assert_eq!(rig.fl.vf().stats().link_changes, 2);
+    assert_eq!(rig.fl.backend_mut().stats().link_changes, 2);
     assert_eq!((rep.pf_resets, rep.maintenance_retries), (0, 0), "{rep:?}");
     assert_eq!(
         s.rx_delivered + s.rx_link_down,
@@ -598,7 +589,7 @@ fn surprise_removal_case(mode: Mode) {
     let f = r.expect_err("a removed device ends the loop");
     let e = &f.error;
     assert!(
-        matches!(e, floodgate_pmd::Error::DeviceGone { .. }),
+        matches!(e, BackendError::Vf(floodgate_pmd::Error::DeviceGone { .. })),
         "the error says what happened: {e}"
     );
     let msg = e.to_string();
@@ -631,7 +622,7 @@ fn surprise_removal_case(mode: Mode) {
     assert!(c.passed > 0, "{c:?}");
     assert!(matches!(
         rig.fl.maintain(),
-        Err(floodgate_pmd::Error::DeviceGone { .. })
+        Err(BackendError::Vf(floodgate_pmd::Error::DeviceGone { .. }))
     ));
     rig.close("surprise removal");
 }
@@ -661,7 +652,7 @@ fn bad_descriptors_under_traffic_are_counted_as_errors_and_recycled() {
     r.expect("bad descriptors must not end the loop");
     let (c, s) = rig.assert_accounted("bad descriptors");
     assert_recovered("bad descriptors", &rig, &marks.get(), &c, &s);
-    let drv = rig.fl.vf().stats().rx;
+    let drv = rig.fl.backend_mut().stats().rx;
     assert!(
         drv.err_mac > 0 && drv.err_length > 0 && drv.err_multiseg > 0,
         "{drv:?}"
@@ -701,7 +692,7 @@ fn tx_stall_under_traffic_pushes_back_counts_every_refusal_and_resumes() {
         c.vf_tx + c.vf_tx_dropped,
         "every survivor sent or counted as refused: {c:?}"
     );
-    let st = rig.fl.vf().stats().tx;
+    let st = rig.fl.backend_mut().stats().tx;
     assert_eq!(st.ring_full, c.vf_tx_dropped, "{st:?}");
     // After the drain the NIC sent everything the ring took, and nothing else.
     assert_eq!(rep.vf_tx_unsent, 0, "{rep:?}");
@@ -786,7 +777,7 @@ fn pf_reset_with_stalled_tx(mode: Mode) {
     let m = marks.get();
     assert!(m.stopped, "{m:?}");
     assert_eq!(rep.pf_resets, 1, "{rep:?}");
-    let st = rig.fl.vf().stats().tx;
+    let st = rig.fl.backend_mut().stats().tx;
     assert!(
         st.dropped_reset > 0,
         "the stalled ring was full at the reset: {st:?}"

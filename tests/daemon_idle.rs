@@ -1,7 +1,7 @@
 //! The run loop's idle policy (nap on empty rings) and its pump hook (the demo's lockstep model).
 
 use floodgate::config::Config;
-use floodgate::daemon::filterloop::{CountingSink, FilterLoop};
+use floodgate::daemon::filterloop::{CountingSink, FilterLoop, LoopOptions};
 use floodgate::daemon::runloop::{run_loop, IdlePolicy, LoopControl};
 use floodgate_pmd::{IxgbeVf, Timeouts};
 use floodgate_sim::generator::{Generator, GeneratorConfig, Rate};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 fn setup() -> (
     Nic,
-    FilterLoop<floodgate_sim::SimVf, CountingSink>,
+    FilterLoop<floodgate_pmd::IxgbeVf<floodgate_sim::SimVf>, CountingSink>,
     Generator,
 ) {
     let nic = Nic::new(NicConfig {
@@ -34,7 +34,8 @@ fn setup() -> (
     })
     .unwrap();
     let cfg = Config::from_str_named("[device]\npci = \"sim\"\n", "t.toml").unwrap();
-    let fl = FilterLoop::new(vf, cfg.filter.ruleset(), CountingSink::default(), 32);
+    let opts = LoopOptions::inline(32, CountingSink::default());
+    let fl = FilterLoop::new(vf, cfg.filter.ruleset(), opts).unwrap();
     (nic, fl, gen)
 }
 

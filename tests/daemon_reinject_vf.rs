@@ -5,7 +5,7 @@
 //! was sent.
 
 use floodgate::config::Config;
-use floodgate::daemon::filterloop::{CountingSink, FilterLoop, LoopError, VfTx};
+use floodgate::daemon::filterloop::{CountingSink, FilterLoop, LoopError, LoopOptions, TxBack};
 use floodgate::softrss::RssConfig;
 use floodgate_pmd::{IxgbeVf, Timeouts};
 use floodgate_sim::ethtool::{FlowType, RxFlowSpec};
@@ -54,6 +54,14 @@ fn setup(tx_ring: usize) -> (Nic, IxgbeVf<SimVf>) {
     )
     .unwrap();
     (nic, vf)
+}
+
+/// Inline, survivors back out of the VF as `tx` says.
+fn vf_tx(tx: TxBack) -> LoopOptions<CountingSink> {
+    LoopOptions {
+        tx: Some(tx),
+        ..LoopOptions::inline(32, CountingSink::default())
+    }
 }
 
 fn rules() -> floodgate::filter::RuleSet {
@@ -118,7 +126,7 @@ fn inject_mix(nic: &Nic, flood: u32, legit: u32, background: u32) -> Vec<Vec<u8>
 }
 
 /// Steps the model and polls the loop until neither moves a frame (bounded, not timed).
-fn settle(nic: &Nic, fl: &mut FilterLoop<SimVf, CountingSink>) {
+fn settle(nic: &Nic, fl: &mut FilterLoop<IxgbeVf<SimVf>, CountingSink>) {
     for _ in 0..10_000 {
         let a = nic.step();
         let b = fl.poll(0);
@@ -151,8 +159,8 @@ fn assert_byte_exact(sent: &[Vec<u8>], got: &[Vec<u8>], dst: [u8; 6], src: [u8; 
 fn every_legit_query_leaves_the_vf_for_the_next_hop_byte_exact_except_the_macs() {
     let (nic, vf) = setup(512);
     let vf_mac = vf.mac();
-    let tx = VfTx::new(vf_mac, 0, true, Some(NEXT_HOP));
-    let mut fl = FilterLoop::new_vf(vf, rules(), CountingSink::default(), 32, tx).unwrap();
+    let tx = TxBack::new(vf_mac, 0, true, Some(NEXT_HOP));
+    let mut fl = FilterLoop::new(vf, rules(), vf_tx(tx)).unwrap();
     let sent = inject_mix(&nic, 300, 60, 30);
     settle(&nic, &mut fl);
 
@@ -177,8 +185,8 @@ fn every_legit_query_leaves_the_vf_for_the_next_hop_byte_exact_except_the_macs()
 fn a_full_tx_ring_pushes_back_and_every_refusal_is_counted() {
     let (nic, vf) = setup(64);
     let vf_mac = vf.mac();
-    let tx = VfTx::new(vf_mac, 0, true, Some(NEXT_HOP));
-    let mut fl = FilterLoop::new_vf(vf, rules(), CountingSink::default(), 32, tx).unwrap();
+    let tx = TxBack::new(vf_mac, 0, true, Some(NEXT_HOP));
+    let mut fl = FilterLoop::new(vf, rules(), vf_tx(tx)).unwrap();
     // The NIC stops fetching TX descriptors: the 64-entry ring fills and pushes back.
     nic.stall_tx(0, 0, true).unwrap();
     let sent = inject_mix(&nic, 0, 200, 0);
@@ -194,7 +202,7 @@ fn a_full_tx_ring_pushes_back_and_every_refusal_is_counted() {
         "nothing fetched while stalled"
     );
     // The driver saw the same push-back.
-    let st = fl.vf().stats();
+    let st = fl.backend_mut().stats();
     assert_eq!(st.tx.ring_full, c.vf_tx_dropped, "{st:?}");
     // Resumed, the NIC sends exactly what the ring took: the first vf_tx queries, in order.
     nic.stall_tx(0, 0, false).unwrap();
@@ -216,8 +224,8 @@ fn survivors_sent_to_the_pf_loop_back_into_the_vf_and_the_guard_catches_them() {
     let (nic, vf) = setup(512);
     let vf_mac = vf.mac();
     let pf_mac = nic.config().pf_mac;
-    let tx = VfTx::new(vf_mac, 0, true, Some(pf_mac));
-    let mut fl = FilterLoop::new_vf(vf, rules(), CountingSink::default(), 32, tx).unwrap();
+    let tx = TxBack::new(vf_mac, 0, true, Some(pf_mac));
+    let mut fl = FilterLoop::new(vf, rules(), vf_tx(tx)).unwrap();
     inject_mix(&nic, 30, 20, 0);
     settle(&nic, &mut fl);
     let c = fl.counters();
@@ -247,9 +255,9 @@ fn survivors_sent_to_the_pf_loop_back_into_the_vf_and_the_guard_catches_them() {
 #[test]
 fn a_kept_source_mac_is_dropped_by_the_pfs_anti_spoofing_unless_spoofchk_is_off() {
     let (nic, vf) = setup(512);
-    let tx = VfTx::new(vf.mac(), 0, false, Some(NEXT_HOP));
+    let tx = TxBack::new(vf.mac(), 0, false, Some(NEXT_HOP));
     assert_eq!(tx.loop_guard, None, "no rewrite, no guard");
-    let mut fl = FilterLoop::new_vf(vf, rules(), CountingSink::default(), 32, tx).unwrap();
+    let mut fl = FilterLoop::new(vf, rules(), vf_tx(tx)).unwrap();
     inject_mix(&nic, 10, 15, 0);
     settle(&nic, &mut fl);
     let c = fl.counters();
@@ -272,11 +280,15 @@ fn a_kept_source_mac_is_dropped_by_the_pfs_anti_spoofing_unless_spoofchk_is_off(
 fn workers_hand_survivors_back_and_the_polling_thread_transmits_them() {
     let (nic, vf) = setup(512);
     let vf_mac = vf.mac();
-    let tx = VfTx::new(vf_mac, 0, true, Some(NEXT_HOP));
+    let tx = TxBack::new(vf_mac, 0, true, Some(NEXT_HOP));
     let sinks = vec![CountingSink::default(), CountingSink::default()];
-    let mut fl =
-        FilterLoop::with_workers_vf(vf, rules(), sinks, 32, RssConfig::default(), 1024, tx)
-            .unwrap();
+    let opts = LoopOptions {
+        tx: Some(tx),
+        rss: Some(RssConfig::default()),
+        ring_capacity: 1024,
+        ..LoopOptions::new(32, sinks)
+    };
+    let mut fl = FilterLoop::new(vf, rules(), opts).unwrap();
     let sent = inject_mix(&nic, 400, 100, 20);
     // Poll until every packet was judged and every survivor transmitted (bounded, not timed).
     let mut done = false;
@@ -323,15 +335,9 @@ fn workers_hand_survivors_back_and_the_polling_thread_transmits_them() {
 fn the_tx_queue_must_exist_on_the_vf() {
     let (_nic, vf) = setup(512);
     let mac = vf.mac();
-    let e = FilterLoop::new_vf(
-        vf,
-        rules(),
-        CountingSink::default(),
-        32,
-        VfTx::new(mac, 3, true, None),
-    )
-    .err()
-    .expect("queue 3 refused");
+    let e = FilterLoop::new(vf, rules(), vf_tx(TxBack::new(mac, 3, true, None)))
+        .err()
+        .expect("queue 3 refused");
     assert!(matches!(e, LoopError::NoTxQueue { queue: 3, count: 1 }));
     assert!(e.to_string().contains("TX queue 3"), "{e}");
 }
@@ -344,8 +350,8 @@ fn a_stop_waits_for_the_nic_to_send_what_was_queued_and_reports_what_it_never_se
     // drain must keep pumping until every queued survivor has been reported sent.
     let (nic, vf) = setup(512);
     let vf_mac = vf.mac();
-    let tx = VfTx::new(vf_mac, 0, true, Some(NEXT_HOP));
-    let mut fl = FilterLoop::new_vf(vf, rules(), CountingSink::default(), 32, tx).unwrap();
+    let tx = TxBack::new(vf_mac, 0, true, Some(NEXT_HOP));
+    let mut fl = FilterLoop::new(vf, rules(), vf_tx(tx)).unwrap();
     nic.stall_tx(0, 0, true).unwrap();
     let sent = inject_mix(&nic, 50, 40, 0);
     nic.step();
@@ -358,7 +364,7 @@ fn a_stop_waits_for_the_nic_to_send_what_was_queued_and_reports_what_it_never_se
     let r = run_loop(&mut fl, &mut ctl).unwrap();
     assert_eq!((r.counters.vf_tx, r.vf_tx_unsent), (40, 0), "{r:?}");
     assert_byte_exact(&sent, &nic.take_egress(), NEXT_HOP, vf_mac);
-    assert_eq!(fl.vf_tx_outstanding(), 0);
+    assert_eq!(fl.tx_outstanding(), 0);
 
     // A NIC that never sends: the stop gives up after a bounded wait and says how many.
     nic.stall_tx(0, 0, true).unwrap();
@@ -369,5 +375,5 @@ fn a_stop_waits_for_the_nic_to_send_what_was_queued_and_reports_what_it_never_se
     let r = run_loop(&mut fl, &mut ctl).unwrap();
     assert_eq!(r.counters.vf_tx, 47, "{r:?}");
     assert_eq!(r.vf_tx_unsent, 7, "{r:?}");
-    assert_eq!(fl.vf_tx_outstanding(), 7);
+    assert_eq!(fl.tx_outstanding(), 7);
 }

@@ -2,7 +2,7 @@
 //! between two bursts; no packet is lost or counted twice across reloads.
 
 use floodgate::config::Config;
-use floodgate::daemon::filterloop::{CountingSink, FilterLoop};
+use floodgate::daemon::filterloop::{CountingSink, FilterLoop, LoopOptions};
 use floodgate::daemon::runloop::{run_loop, LoopControl};
 use floodgate_pmd::{IxgbeVf, Timeouts};
 use floodgate_sim::generator::{Generator, GeneratorConfig, Rate};
@@ -71,7 +71,8 @@ fn bad_reload_keeps_old_rules_good_reload_swaps_and_nothing_is_lost() {
     })
     .unwrap();
     let cfg = Config::from_str_named(BASE, "base.toml").unwrap();
-    let mut fl = FilterLoop::new(vf, cfg.filter.ruleset(), CountingSink::default(), 32);
+    let opts = LoopOptions::inline(32, CountingSink::default());
+    let mut fl = FilterLoop::new(vf, cfg.filter.ruleset(), opts).unwrap();
 
     // Reloads come from a script of configs: first a broken one, then one that passes DNS.
     let script = Rc::new(Cell::new(0));
@@ -153,7 +154,8 @@ fn a_pf_reset_in_progress_is_retried_and_recovered_not_fatal() {
     .unwrap();
     let mac = vf.mac();
     let cfg = Config::from_str_named(BASE, "base.toml").unwrap();
-    let mut fl = FilterLoop::new(vf, cfg.filter.ruleset(), CountingSink::default(), 32);
+    let opts = LoopOptions::inline(32, CountingSink::default());
+    let mut fl = FilterLoop::new(vf, cfg.filter.ruleset(), opts).unwrap();
     let mut ctl = LoopControl::new();
     ctl.interval = Duration::from_millis(2);
     // The PF starts resetting (the VF sees RSTI) and finishes 50 ms later.

@@ -4,7 +4,7 @@
 //! rejections counted, while frames keep arriving.
 
 use floodgate::config::Config;
-use floodgate::daemon::filterloop::{CountingSink, FilterLoop};
+use floodgate::daemon::filterloop::{CountingSink, FilterLoop, LoopOptions};
 use floodgate::daemon::runloop::{run_loop, LoopControl, PreparedRules};
 use floodgate_pmd::{IxgbeVf, Timeouts};
 use floodgate_sim::generator::{Generator, GeneratorConfig, Rate};
@@ -14,7 +14,12 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-fn setup(workers: usize) -> (Nic, FilterLoop<floodgate_sim::SimVf, CountingSink>) {
+fn setup(
+    workers: usize,
+) -> (
+    Nic,
+    FilterLoop<floodgate_pmd::IxgbeVf<floodgate_sim::SimVf>, CountingSink>,
+) {
     let nic = Nic::new(NicConfig {
         capture_egress: false,
         ..NicConfig::default()
@@ -29,7 +34,7 @@ fn setup(workers: usize) -> (Nic, FilterLoop<floodgate_sim::SimVf, CountingSink>
     .unwrap();
     let cfg = Config::from_str_named("[device]\npci = \"sim\"\n", "t.toml").unwrap();
     let sinks = (0..workers).map(|_| CountingSink::default()).collect();
-    let fl = FilterLoop::start(vf, cfg.filter.ruleset(), sinks, 32, None).unwrap();
+    let fl = FilterLoop::new(vf, cfg.filter.ruleset(), LoopOptions::new(32, sinks)).unwrap();
     (nic, fl)
 }
 
@@ -64,7 +69,7 @@ fn a_stop_under_endless_traffic_ends_at_the_drain_deadline_and_counts_the_rest()
         let (nic, mut fl) = setup(workers);
         let fed = Rc::new(Cell::new(0u64));
         let mut ctl = LoopControl::new();
-        ctl.pump = Some(flood(&nic, fl.vf().mac(), 48, fed.clone()));
+        ctl.pump = Some(flood(&nic, fl.backend().mac(), 48, fed.clone()));
         ctl.drain_timeout = Duration::from_millis(150);
         let stop = ctl.stop.clone();
         let t0 = Instant::now();
@@ -95,7 +100,7 @@ fn abort_skips_the_drain() {
     let (nic, mut fl) = setup(1);
     let fed = Rc::new(Cell::new(0u64));
     let mut ctl = LoopControl::new();
-    ctl.pump = Some(flood(&nic, fl.vf().mac(), 48, fed.clone()));
+    ctl.pump = Some(flood(&nic, fl.backend().mac(), 48, fed.clone()));
     // A drain that would outlast the guard below: only `abort` ends it.
     ctl.drain_timeout = Duration::from_secs(600);
     ctl.stop.store(true, Ordering::Release);
@@ -114,7 +119,7 @@ fn reloads_prepared_elsewhere_are_taken_between_bursts_and_counted() {
         let (nic, mut fl) = setup(workers);
         let fed = Rc::new(Cell::new(0u64));
         let mut ctl = LoopControl::new();
-        ctl.pump = Some(flood(&nic, fl.vf().mac(), 16, fed.clone()));
+        ctl.pump = Some(flood(&nic, fl.backend().mac(), 16, fed.clone()));
         let (tx, rx) = std::sync::mpsc::channel();
         let (ret_tx, ret_rx) = std::sync::mpsc::channel();
         ctl.new_rules = Some(rx);

@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use floodgate::config::Config;
-use floodgate::daemon::filterloop::{CountingSink, FilterLoop};
+use floodgate::daemon::filterloop::{CountingSink, FilterLoop, LoopOptions};
 use floodgate::daemon::run::pmd_config;
 use floodgate_pmd::IxgbeVf;
 use floodgate_sim::generator::{
@@ -122,7 +122,7 @@ pub fn mix(name: &str, dst_mac: [u8; 6]) -> Vec<Vec<u8>> {
 /// the frames of `mix` into its RX ring.
 pub struct Bench {
     pub nic: Nic,
-    pub fl: FilterLoop<SimVf, CountingSink>,
+    pub fl: FilterLoop<IxgbeVf<SimVf>, CountingSink>,
     pub feeder: Feeder,
     /// Ring size minus one: the most frames one fill can write.
     pub ring: usize,
@@ -143,12 +143,8 @@ impl Bench {
         let vf = IxgbeVf::open(nic.vf(0), pc).expect("bring-up against the model");
         let frames = mix(mix_name, vf.mac());
         let feeder = nic.feeder_mix(0, 0, &frames);
-        let fl = FilterLoop::new(
-            vf,
-            cfg.filter.ruleset(),
-            CountingSink::default(),
-            cfg.device.burst as usize,
-        );
+        let opts = LoopOptions::inline(cfg.device.burst as usize, CountingSink::default());
+        let fl = FilterLoop::new(vf, cfg.filter.ruleset(), opts).expect("the filter loop");
         Bench {
             nic,
             fl,

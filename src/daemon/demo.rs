@@ -13,7 +13,7 @@
 //! loop guard catches them (`looped`); see `docs/reinject-vf.md`.
 
 use crate::config::{DstMac, SrcMac, VfReinject};
-use crate::daemon::filterloop::{FilterLoop, PassSink};
+use crate::daemon::filterloop::{FilterLoop, LoopOptions, PassSink};
 use crate::daemon::run::TapSink;
 use crate::daemon::runloop::{run_loop, LoopControl};
 use crate::stats::Counters;
@@ -402,8 +402,11 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     }
     drop(tap_fd);
     let burst = cfg.device.burst as usize;
-    let mut fl =
-        FilterLoop::start(vf, rules, sinks, burst, vf_tx).context("starting the filter loop")?;
+    let lopts = LoopOptions {
+        tx: vf_tx,
+        ..LoopOptions::new(burst, sinks)
+    };
+    let mut fl = FilterLoop::new(vf, rules, lopts).context("starting the filter loop")?;
     log::info!("demo: VF 0 up, MAC {}", floodgate_pmd::fmt_mac(vf_mac));
 
     let source = CountingSource {

@@ -1,8 +1,10 @@
-//! The filter loop: VF RX burst → rules → drop (buffer straight back) or pass (batched sink).
+//! The filter loop: backend RX burst → rules → drop (buffer straight back) or pass (batched
+//! sink).
 //!
-//! Generic over the device, so the same loop runs on a real VF (kernel VFIO), on the in-process
-//! model (`demo`) and over vfio-user. Zero copy: a passed packet is handed to the sink as a
-//! slice of its DMA buffer; the sink's submission is the only copy (the kernel's, for a TAP).
+//! Generic over the [`PacketBackend`], so the same loop runs on a real VF (kernel VFIO), on the
+//! in-process model (`demo`), over vfio-user and on an AF_XDP socket. Zero copy: a passed packet
+//! is handed to the sink as a slice of its DMA buffer; the sink's submission is the only copy
+//! (the kernel's, for a TAP).
 //!
 //! With `workers > 1` the loop becomes a dispatcher: each packet is classified by the soft-RSS
 //! stage (symmetric, tunnel-aware hash; metadata written into the headroom) and moved, without
@@ -10,25 +12,25 @@
 //! sink. Packet order within a flow is kept (one flow, one worker, FIFO rings). A full worker
 //! ring drops the packet and counts it under `dispatch_full`.
 //!
-//! Survivors go to a [`PassSink`] (the TAP), or, with a [`VfTx`] (`[reinject] to = "vf"`),
-//! back out of the VF: the received buffer itself is put on the VF's TX ring (zero copy, one
-//! tail write per burst; TX completion returns it to the pool), after the optional source and
-//! destination MAC rewrites. What the TX ring cannot take is counted in `vf_tx_dropped`. The
-//! driver is owned by the polling thread, so in fan-out mode workers hand their survivors back
+//! Survivors go to a [`PassSink`] (the TAP), or, with a [`TxBack`] (`[reinject] to = "vf"`),
+//! back out of the backend: the received buffer itself is put on its TX queue (zero copy, one
+//! doorbell per burst; TX completion returns it to the pool), after the optional source and
+//! destination MAC rewrites. What the TX queue cannot take is counted in `vf_tx_dropped`. The
+//! backend is owned by the polling thread, so in fan-out mode workers hand their survivors back
 //! through one bounded ring each and the polling thread transmits them.
 //!
-//! Loop guard: if the NIC loops a transmitted survivor back into the VF (its switch delivers it
-//! to the PF pool and the flow director's rule catches it again — the model does this, see
-//! `docs/reinject-vf.md`), the frame arrives with the VF's own MAC as source, which no frame
-//! from the wire has. Such frames are dropped before the rules and counted as `looped`, so a
-//! misrouted setup shows up in the counters instead of spinning survivors forever.
+//! Loop guard: if the NIC loops a transmitted survivor back in (the switch delivers it to the
+//! PF pool and the steering rule catches it again — the model does this, see
+//! `docs/reinject-vf.md`), the frame arrives with the backend's own MAC as source, which no
+//! frame from the wire has. Such frames are dropped before the rules and counted as `looped`,
+//! so a misrouted setup shows up in the counters instead of spinning survivors forever.
 
+use crate::backend::{BackendError, PacketBackend};
 use crate::filter::{Counters as RuleCounters, Decision, RuleSet};
 use crate::softrss::{Dispatcher, RssConfig, SoftRss, WorkerQueue};
 use crate::stats::Counters;
 use crossbeam::queue::ArrayQueue;
-use floodgate_pmd::{IxgbeVf, Maintenance, Packet, PacketBatch};
-use floodgate_vfio::Device;
+use floodgate_pmd::{Maintenance, Packet, PacketBatch};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -57,14 +59,14 @@ impl PassSink for CountingSink {
     }
 }
 
-/// Survivors transmitted back out of the VF (`[reinject] to = "vf"`), with the MAC rewrites
-/// resolved at start.
+/// Survivors transmitted back out of the backend they came in on (`[reinject] to = "vf"`), with
+/// the MAC rewrites resolved at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VfTx {
-    /// The VF TX queue survivors are sent on.
+pub struct TxBack {
+    /// The backend's TX queue survivors are sent on.
     pub queue: usize,
-    /// Rewrite the source MAC to this (the VF's own MAC: the PF's anti-spoofing, on by default
-    /// in Linux, drops a VF transmission with any other source; facts §4.1).
+    /// Rewrite the source MAC to this (the backend's own MAC: the PF's anti-spoofing, on by
+    /// default in Linux, drops a VF transmission with any other source; facts §4.1).
     pub src_mac: Option<[u8; 6]>,
     /// Rewrite the destination MAC to this (the next hop, or the PF).
     pub dst_mac: Option<[u8; 6]>,
@@ -73,12 +75,18 @@ pub struct VfTx {
     pub loop_guard: Option<[u8; 6]>,
 }
 
-impl VfTx {
-    /// Survivors leave on `queue`. With `src_from_vf` their source MAC becomes `vf_mac` (and
-    /// the loop guard watches for it); with `dst_mac` their destination becomes that address.
-    pub fn new(vf_mac: [u8; 6], queue: usize, src_from_vf: bool, dst_mac: Option<[u8; 6]>) -> VfTx {
-        let src = src_from_vf.then_some(vf_mac);
-        VfTx {
+impl TxBack {
+    /// Survivors leave on `queue`. With `src_from_own` their source MAC becomes `own_mac`, the
+    /// backend's (and the loop guard watches for it); with `dst_mac` their destination becomes
+    /// that address.
+    pub fn new(
+        own_mac: [u8; 6],
+        queue: usize,
+        src_from_own: bool,
+        dst_mac: Option<[u8; 6]>,
+    ) -> TxBack {
+        let src = src_from_own.then_some(own_mac);
+        TxBack {
             queue,
             src_mac: src,
             dst_mac,
@@ -107,21 +115,21 @@ impl VfTx {
     }
 }
 
-/// Packets each worker's ring (and, in VF mode, its hand-back ring) holds in the daemon.
+/// Packets each worker's ring (and, with [`TxBack`], its hand-back ring) holds in the daemon.
 pub const WORKER_RING: usize = 4096;
 
 /// Errors building a filter loop.
 #[derive(Debug, thiserror::Error)]
 pub enum LoopError {
-    /// The configured TX queue does not exist on this VF.
+    /// The configured TX queue does not exist on this backend.
     #[error(
-        "reinject: TX queue {queue} is not one of the VF's {count} queue pair(s) (the PF granted \
-         fewer queues than [device] queues asked for?)"
+        "reinject: TX queue {queue} is not one of the backend's {count} TX queue(s) (fewer \
+         queues were granted than [device] queues asked for?)"
     )]
     NoTxQueue {
         /// Requested queue.
         queue: usize,
-        /// Queues the VF has.
+        /// TX queues the backend has.
         count: usize,
     },
     /// Starting the soft-RSS workers failed.
@@ -148,42 +156,34 @@ impl<S: PassSink> Survivors for ToSink<'_, S> {
     }
 }
 
-/// Out of the VF, on the polling thread: `vf_tx` / `vf_tx_dropped`.
-struct ToVf<'a, D: Device> {
-    vf: &'a mut IxgbeVf<D>,
-    tx: &'a VfTx,
+/// Back out of the backend, on the polling thread: `vf_tx` / `vf_tx_dropped`.
+struct ToBackend<'a, B: PacketBackend> {
+    backend: &'a mut B,
+    tx: &'a TxBack,
 }
 
-impl<D: Device> Survivors for ToVf<'_, D> {
+impl<B: PacketBackend> Survivors for ToBackend<'_, B> {
     #[inline]
     fn take(&mut self, pass: &mut PacketBatch, c: &mut Counters) {
         self.tx.rewrite(pass);
-        transmit(self.vf, self.tx.queue, pass, c);
+        transmit(self.backend, self.tx.queue, pass, c);
     }
 }
 
-/// Hands the batch to the VF's TX ring (one tail write). What did not fit, and what the driver
-/// refused as invalid, is counted in `vf_tx_dropped` and its buffers go back to the RX cache.
+/// Hands the batch to the backend's TX queue (one doorbell). What did not fit, and what the
+/// backend refused as invalid, is counted in `vf_tx_dropped`; their buffers are reused.
 #[inline]
-fn transmit<D: Device>(vf: &mut IxgbeVf<D>, q: usize, batch: &mut PacketBatch, c: &mut Counters) {
-    let n = batch.len();
-    let rejected = |vf: &IxgbeVf<D>| vf.queue_stats(q).map_or(0, |(_, t)| t.rejected);
-    let before = rejected(vf);
-    let taken = vf.tx_burst(q, batch).min(n);
-    let refused = rejected(vf).saturating_sub(before).min(taken as u64);
-    c.vf_tx += taken as u64 - refused;
-    c.vf_tx_dropped += refused + (n - taken) as u64;
-    if !batch.is_empty() {
-        // TX ring full: these are dropped (counted above), their buffers reused at once.
-        vf.recycle(q, batch);
-    }
+fn transmit<B: PacketBackend>(b: &mut B, q: usize, batch: &mut PacketBatch, c: &mut Counters) {
+    let o = b.tx_burst(q, batch);
+    c.vf_tx += o.sent as u64;
+    c.vf_tx_dropped += (o.refused + o.ring_full) as u64;
 }
 
 /// From a worker back to the polling thread, which owns the driver. A full ring counts the
 /// packet in `vf_tx_dropped` at the worker.
 struct HandBack<'a> {
     ring: &'a ArrayQueue<Packet>,
-    tx: &'a VfTx,
+    tx: &'a TxBack,
     handed: &'a mut u64,
 }
 
@@ -274,7 +274,7 @@ pub struct WorkerReport {
     /// Verdict counters (`dropped`, `passed`, `tap`, `tap_dropped`, and `vf_tx_dropped` for
     /// survivors the hand-back ring could not take).
     pub counters: Counters,
-    /// Survivors handed back to the polling thread for transmission out of the VF (a part of
+    /// Survivors handed back to the polling thread for transmission out of the backend (part of
     /// `counters.passed`; the polling thread counts them as `vf_tx` or `vf_tx_dropped`).
     pub handed_back: u64,
     /// Per-rule counters of this worker's rule set.
@@ -296,7 +296,7 @@ fn worker_main<S: PassSink>(
     mut q: WorkerQueue<Packet>,
     mut rules: RuleSet,
     mut sink: S,
-    back: Option<(Arc<ArrayQueue<Packet>>, VfTx)>,
+    back: Option<(Arc<ArrayQueue<Packet>>, TxBack)>,
     shared: Arc<WorkerShared>,
     burst: usize,
 ) -> S {
@@ -412,155 +412,132 @@ enum Stage<S> {
         /// Rule names and the default action, for reports (the workers own the rule sets).
         template: RuleSet,
         finished: Vec<S>,
-        /// VF mode: one hand-back ring per worker (survivors to transmit).
+        /// With [`TxBack`]: one hand-back ring per worker (survivors to transmit).
         back: Vec<Arc<ArrayQueue<Packet>>>,
     },
 }
 
-/// One filter loop over all RX queues of one VF, judging inline or fanning out to workers.
-pub struct FilterLoop<D: Device, S: PassSink> {
-    vf: IxgbeVf<D>,
+/// One filter loop over all RX queues of one packet backend, judging inline or fanning out to
+/// workers.
+pub struct FilterLoop<B: PacketBackend, S: PassSink> {
+    backend: B,
     stage: Stage<S>,
     rx: PacketBatch,
     counters: Counters,
     queues: usize,
-    driver_errors_seen: u64,
-    /// `Some`: survivors leave through the VF instead of the sink.
-    vf_tx: Option<VfTx>,
-    /// Handed-back survivors on their way to the TX ring (fan-out VF mode).
+    rx_errors_seen: u64,
+    /// `Some`: survivors leave through the backend instead of the sink.
+    tx: Option<TxBack>,
+    /// Handed-back survivors on their way to the TX ring (fan-out with [`TxBack`]).
     txb: PacketBatch,
     looped_reported: u64,
 }
 
-impl<D: Device, S: PassSink> FilterLoop<D, S> {
-    /// A loop that judges packets on this thread. `burst` is the RX burst size
-    /// (1..=`floodgate_pmd::MAX_BATCH`).
-    pub fn new(vf: IxgbeVf<D>, rules: RuleSet, sink: S, burst: usize) -> Self {
+/// How a [`FilterLoop`] is built: the one argument of [`FilterLoop::new`].
+///
+/// With one sink and no `rss`, packets are judged on the polling thread. With several sinks,
+/// or with `rss` given, the loop fans out to one worker thread per sink (soft RSS; `rss`
+/// defaults to [`RssConfig::default`], its `workers` is set from the number of sinks).
+pub struct LoopOptions<S> {
+    /// RX burst size (clamped to 1..=`floodgate_pmd::MAX_BATCH`).
+    pub burst: usize,
+    /// Where survivors go: one sink per judging thread. With `tx` they are kept but receive
+    /// nothing.
+    pub sinks: Vec<S>,
+    /// `Some`: survivors are transmitted back out of the backend (`[reinject] to = "vf"`)
+    /// instead of going to the sinks. Its queue must be one of the backend's TX queues.
+    pub tx: Option<TxBack>,
+    /// Fan out with this soft-RSS configuration, even to a single worker.
+    pub rss: Option<RssConfig>,
+    /// Packets each worker's ring (and, with `tx`, its hand-back ring) holds.
+    pub ring_capacity: usize,
+}
+
+impl<S> LoopOptions<S> {
+    /// Survivors to `sinks` (inline when there is one), default soft RSS, worker rings of
+    /// [`WORKER_RING`] packets.
+    pub fn new(burst: usize, sinks: Vec<S>) -> LoopOptions<S> {
+        LoopOptions {
+            burst,
+            sinks,
+            tx: None,
+            rss: None,
+            ring_capacity: WORKER_RING,
+        }
+    }
+
+    /// Judging inline on the polling thread, survivors to `sink`.
+    pub fn inline(burst: usize, sink: S) -> LoopOptions<S> {
+        LoopOptions::new(burst, vec![sink])
+    }
+}
+
+impl<B: PacketBackend, S: PassSink + Send + 'static> FilterLoop<B, S> {
+    /// The loop over every RX queue of `backend`, judging with `rules` as `opts` says (inline,
+    /// or fanned out to workers that each get a fork of `rules`), survivors to the sinks or,
+    /// with `opts.tx`, back out of the backend.
+    pub fn new(backend: B, rules: RuleSet, opts: LoopOptions<S>) -> Result<Self, LoopError> {
+        let LoopOptions {
+            burst,
+            mut sinks,
+            tx,
+            rss,
+            ring_capacity,
+        } = opts;
+        if let Some(tx) = &tx {
+            let count = backend.tx_queues();
+            if tx.queue >= count {
+                return Err(LoopError::NoTxQueue {
+                    queue: tx.queue,
+                    count,
+                });
+            }
+        }
         let burst = burst.clamp(1, floodgate_pmd::MAX_BATCH);
-        let queues = vf.num_queues().max(1);
-        FilterLoop {
-            vf,
-            stage: Stage::Inline {
+        let stage = match (rss, sinks.pop()) {
+            (None, Some(sink)) if sinks.is_empty() => Stage::Inline {
                 rules,
                 sink,
                 pass: PacketBatch::new(burst),
                 drops: PacketBatch::new(burst),
             },
+            (rss, last) => {
+                sinks.extend(last);
+                Stage::fanout(
+                    rules,
+                    sinks,
+                    burst,
+                    rss.unwrap_or_default(),
+                    ring_capacity,
+                    tx,
+                )?
+            }
+        };
+        Ok(FilterLoop {
+            queues: backend.rx_queues(),
+            backend,
+            stage,
             rx: PacketBatch::new(burst),
             counters: Counters::default(),
-            queues,
-            driver_errors_seen: 0,
-            vf_tx: None,
+            rx_errors_seen: 0,
+            tx,
             txb: PacketBatch::new(burst),
             looped_reported: 0,
-        }
+        })
     }
+}
 
-    /// A loop that judges packets on this thread and transmits the survivors back out of the
-    /// VF as `tx` says (`sink` is kept but receives nothing).
-    pub fn new_vf(
-        vf: IxgbeVf<D>,
-        rules: RuleSet,
-        sink: S,
-        burst: usize,
-        tx: VfTx,
-    ) -> Result<Self, LoopError> {
-        check_tx_queue(&vf, &tx)?;
-        let mut fl = FilterLoop::new(vf, rules, sink, burst);
-        fl.vf_tx = Some(tx);
-        Ok(fl)
-    }
-
-    /// A loop that dispatches packets to `sinks.len()` worker threads by the soft-RSS hash
-    /// (`rss.workers` is set from the number of sinks). Each worker gets a fork of `rules`.
-    pub fn with_workers(
-        vf: IxgbeVf<D>,
-        rules: RuleSet,
-        sinks: Vec<S>,
-        burst: usize,
-        rss: RssConfig,
-        ring_capacity: usize,
-    ) -> Result<Self, crate::softrss::RssError>
-    where
-        S: Send + 'static,
-    {
-        match Self::fanout(vf, rules, sinks, burst, rss, ring_capacity, None) {
-            Ok(fl) => Ok(fl),
-            Err(LoopError::Rss(e)) => Err(e),
-            Err(e @ LoopError::NoTxQueue { .. }) => {
-                unreachable!("no TX queue is checked without VF reinjection: {e}")
-            }
-        }
-    }
-
-    /// Like [`with_workers`](Self::with_workers), with survivors transmitted back out of the
-    /// VF as `tx` says: each worker hands its survivors back through a ring of
-    /// `ring_capacity` packets, and the polling thread (which owns the driver) transmits them.
-    /// The sinks are kept but receive nothing.
-    pub fn with_workers_vf(
-        vf: IxgbeVf<D>,
-        rules: RuleSet,
-        sinks: Vec<S>,
-        burst: usize,
-        rss: RssConfig,
-        ring_capacity: usize,
-        tx: VfTx,
-    ) -> Result<Self, LoopError>
-    where
-        S: Send + 'static,
-    {
-        check_tx_queue(&vf, &tx)?;
-        Self::fanout(vf, rules, sinks, burst, rss, ring_capacity, Some(tx))
-    }
-
-    /// The loop the daemon runs: judging inline when there is one sink, else fanned out to
-    /// one worker per sink (default soft RSS, worker rings of [`WORKER_RING`] packets), with
-    /// survivors going to the sinks or, with `vf_tx`, back out of the VF.
-    pub fn start(
-        vf: IxgbeVf<D>,
-        rules: RuleSet,
-        mut sinks: Vec<S>,
-        burst: usize,
-        vf_tx: Option<VfTx>,
-    ) -> Result<Self, LoopError>
-    where
-        S: Send + 'static,
-    {
-        if let Some(tx) = &vf_tx {
-            check_tx_queue(&vf, tx)?;
-        }
-        if sinks.len() == 1 {
-            if let Some(sink) = sinks.pop() {
-                let mut fl = FilterLoop::new(vf, rules, sink, burst);
-                fl.vf_tx = vf_tx;
-                return Ok(fl);
-            }
-        }
-        Self::fanout(
-            vf,
-            rules,
-            sinks,
-            burst,
-            RssConfig::default(),
-            WORKER_RING,
-            vf_tx,
-        )
-    }
-
+impl<S: PassSink + Send + 'static> Stage<S> {
+    /// Starts one worker per sink, each with a fork of `rules` (and, with `tx`, a hand-back
+    /// ring for its survivors).
     fn fanout(
-        vf: IxgbeVf<D>,
         rules: RuleSet,
         sinks: Vec<S>,
         burst: usize,
         mut rss: RssConfig,
         ring_capacity: usize,
-        vf_tx: Option<VfTx>,
-    ) -> Result<Self, LoopError>
-    where
-        S: Send + 'static,
-    {
-        let burst = burst.clamp(1, floodgate_pmd::MAX_BATCH);
-        let queues = vf.num_queues().max(1);
+        tx: Option<TxBack>,
+    ) -> Result<Stage<S>, LoopError> {
         rss.workers = sinks.len();
         let (dispatcher, qs) = Dispatcher::new(SoftRss::new(rss)?, ring_capacity)?;
         let mut workers = Vec::with_capacity(sinks.len());
@@ -576,7 +553,7 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
             });
             let (s2, r) = (shared.clone(), rules.fork());
             let idx = q.index();
-            let wb = vf_tx.map(|tx| {
+            let wb = tx.map(|tx| {
                 let ring = Arc::new(ArrayQueue::new(ring_capacity.max(1)));
                 back.push(ring.clone());
                 (ring, tx)
@@ -590,33 +567,25 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                 handle: Some(handle),
             });
         }
-        Ok(FilterLoop {
-            vf,
-            stage: Stage::Fanout {
-                dispatcher: Box::new(dispatcher),
-                workers,
-                template: rules,
-                finished: Vec::new(),
-                back,
-            },
-            rx: PacketBatch::new(burst),
-            counters: Counters::default(),
-            queues,
-            driver_errors_seen: 0,
-            vf_tx,
-            txb: PacketBatch::new(burst),
-            looped_reported: 0,
+        Ok(Stage::Fanout {
+            dispatcher: Box::new(dispatcher),
+            workers,
+            template: rules,
+            finished: Vec::new(),
+            back,
         })
     }
+}
 
-    /// Polls every queue once (and, in fan-out VF mode, transmits what the workers handed
+impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
+    /// Polls every queue once (and, fanned out with [`TxBack`], transmits what the workers handed
     /// back). Returns the packets received plus those transmitted for workers.
     #[inline]
     pub fn poll(&mut self, now: u64) -> usize {
         let mut total = 0;
-        let guard = self.vf_tx.and_then(|t| t.loop_guard);
+        let guard = self.tx.and_then(|t| t.loop_guard);
         for q in 0..self.queues {
-            let n = self.vf.rx_burst(q, &mut self.rx);
+            let n = self.backend.rx_burst(q, &mut self.rx);
             if n == 0 {
                 continue;
             }
@@ -630,12 +599,12 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                     sink,
                     pass,
                     drops,
-                } => match &self.vf_tx {
+                } => match &self.tx {
                     Some(tx) => judge(
                         self.rx.drain(),
                         rules,
-                        &mut ToVf {
-                            vf: &mut self.vf,
+                        &mut ToBackend {
+                            backend: &mut self.backend,
                             tx,
                         },
                         pass,
@@ -678,10 +647,10 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
         total + self.transmit_handed_back(4)
     }
 
-    /// Fan-out VF mode: moves up to `bursts` bursts per worker from the hand-back rings to the
+    /// Fanned out with [`TxBack`]: moves up to `bursts` bursts per worker from the hand-back rings to the
     /// TX ring. Returns the packets taken from the rings.
     fn transmit_handed_back(&mut self, bursts: usize) -> usize {
-        let (Some(tx), Stage::Fanout { back, .. }) = (&self.vf_tx, &self.stage) else {
+        let (Some(tx), Stage::Fanout { back, .. }) = (&self.tx, &self.stage) else {
             return 0;
         };
         let mut moved = 0;
@@ -707,39 +676,39 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
                 moved += n;
                 // The worker judged them; their fate is counted here.
                 self.counters.passed += n as u64;
-                transmit(&mut self.vf, tx.queue, &mut self.txb, &mut self.counters);
+                transmit(
+                    &mut self.backend,
+                    tx.queue,
+                    &mut self.txb,
+                    &mut self.counters,
+                );
             }
         }
         moved
     }
 
-    /// Folds the driver's bad-descriptor drops into the `errors` bucket. The driver counts them
-    /// before a packet ever reaches the loop, so they are added to `rx_packets` as well: the
-    /// loop's view of "received" is every descriptor the VF completed.
-    pub fn sync_driver_errors(&mut self) {
-        let mut total = 0;
-        for q in 0..self.queues {
-            if let Some((rx, _)) = self.vf.queue_stats(q) {
-                total += rx.dropped();
-            }
-        }
-        let new = total.saturating_sub(self.driver_errors_seen);
-        self.driver_errors_seen = total;
+    /// Folds the frames the backend threw away before the loop saw them (bad descriptors,
+    /// invalid frames) into the `errors` bucket. They never reach the loop, so they are added
+    /// to `rx_packets` as well: the loop's view of "received" is every frame the backend took.
+    pub fn sync_rx_errors(&mut self) {
+        let total = self.backend.rx_errors();
+        let new = total.saturating_sub(self.rx_errors_seen);
+        self.rx_errors_seen = total;
         self.counters.errors += new;
         self.counters.rx_packets += new;
     }
 
-    /// Driver housekeeping: bad-descriptor counts, PF reset recovery, link, hardware counters.
-    /// Also reports survivors the loop guard caught coming back into the VF.
-    pub fn maintain(&mut self) -> Result<Maintenance, floodgate_pmd::Error> {
-        self.sync_driver_errors();
+    /// Backend housekeeping: receive errors, reset recovery, link, device counters. Also
+    /// reports survivors the loop guard caught coming back in.
+    pub fn maintain(&mut self) -> Result<Maintenance, BackendError> {
+        self.sync_rx_errors();
         let looped = self.counters.looped;
         if looped > self.looped_reported {
             if self.looped_reported == 0 {
                 log::warn!(
-                    "survivors come back into the VF ({looped} so far, counted as `looped` and \
+                    "survivors come back in ({looped} so far, counted as `looped` and \
                      dropped): the NIC looped frames we sent back to the PF and the steering rule \
-                     pulled them into the VF again. Send survivors to a next hop on the wire \
+                     pulled them in again. Send survivors to a next hop on the wire \
                      ([reinject] dst_mac) or use [reinject] to = \"tap\"; see docs/reinject-vf.md"
                 );
             } else {
@@ -747,12 +716,12 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
             }
             self.looped_reported = looped;
         }
-        self.vf.maintain()
+        self.backend.maintain()
     }
 
-    /// The VF reinjection settings, when survivors leave through the VF.
-    pub fn vf_tx(&self) -> Option<&VfTx> {
-        self.vf_tx.as_ref()
+    /// The reinjection settings, when survivors leave back out of the backend.
+    pub fn tx_back(&self) -> Option<&TxBack> {
+        self.tx.as_ref()
     }
 
     /// Counters so far, summed over workers. With workers, what was dispatched but not yet
@@ -880,7 +849,7 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
         for q in 0..self.queues {
             let mut taken = 0;
             while taken < max_per_queue {
-                let n = self.vf.rx_burst(q, &mut self.rx);
+                let n = self.backend.rx_burst(q, &mut self.rx);
                 if n == 0 {
                     break;
                 }
@@ -895,10 +864,10 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
         left
     }
 
-    /// Free buffers in the VF's packet pool (a gauge: it drops while packets are in flight and
-    /// comes back once they are released).
+    /// Free buffers in the backend's packet pool (a gauge: it drops while packets are in
+    /// flight and comes back once they are released).
     pub fn pool_free(&self) -> u64 {
-        u64::from(self.vf.mempool().available())
+        self.backend.pool_free()
     }
 
     /// Stops the workers after they have drained their rings (call after the RX rings were
@@ -925,18 +894,11 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
         while self.transmit_handed_back(usize::MAX) > 0 {}
     }
 
-    /// Survivors handed to the VF's TX ring that the NIC has not reported sent yet (after
-    /// reclaiming what it has). Always 0 when reinjecting into the TAP.
-    pub fn vf_tx_outstanding(&mut self) -> u64 {
-        let Some(q) = self.vf_tx.as_ref().map(|t| t.queue) else {
-            return 0;
-        };
-        self.vf.tx_reclaim(q);
-        match self.vf.queue_stats(q) {
-            Some((_, t)) => t
-                .packets
-                .saturating_sub(t.completed)
-                .saturating_sub(t.dropped_reset),
+    /// Survivors handed to the backend's TX queue that the device has not reported sent yet
+    /// (after reclaiming what it has). Always 0 when reinjecting into the sinks.
+    pub fn tx_outstanding(&mut self) -> u64 {
+        match self.tx.as_ref() {
+            Some(t) => self.backend.tx_outstanding(t.queue),
             None => 0,
         }
     }
@@ -949,24 +911,18 @@ impl<D: Device, S: PassSink> FilterLoop<D, S> {
         }
     }
 
-    /// The driver.
-    pub fn vf(&mut self) -> &mut IxgbeVf<D> {
-        &mut self.vf
+    /// The packet backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The packet backend, for calls the loop does not make itself (tests, fault injection).
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
     }
 }
 
-fn check_tx_queue<D: Device>(vf: &IxgbeVf<D>, tx: &VfTx) -> Result<(), LoopError> {
-    let count = vf.num_queues();
-    if tx.queue >= count {
-        return Err(LoopError::NoTxQueue {
-            queue: tx.queue,
-            count,
-        });
-    }
-    Ok(())
-}
-
-impl<D: Device, S: PassSink> Drop for FilterLoop<D, S> {
+impl<B: PacketBackend, S: PassSink> Drop for FilterLoop<B, S> {
     fn drop(&mut self) {
         self.finish();
     }

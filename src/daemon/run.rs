@@ -21,8 +21,9 @@
 //! SIGINT/SIGTERM stops at once (no drain). The steering rules are removed however the run ends:
 //! normal stop, an error, or a panic (a guard removes them when it is dropped).
 
+use crate::backend::{BackendError, PacketBackend};
 use crate::config::{Config, DeviceAddr, DstMac, ReinjectTo, SrcMac, VfReinject};
-use crate::daemon::filterloop::{CountingSink, FilterLoop, PassSink, VfTx};
+use crate::daemon::filterloop::{CountingSink, FilterLoop, LoopOptions, PassSink, TxBack};
 use crate::daemon::metrics::{Metrics, MetricsServer};
 use crate::daemon::runloop::{
     run_loop, LoopControl, LoopReport, NicMissed, PreparedRules, ReloadOutcome,
@@ -439,13 +440,13 @@ pub fn vf_tx(
     r: &VfReinject,
     vf_mac: [u8; 6],
     pf_mac: impl FnOnce() -> Result<[u8; 6]>,
-) -> Result<VfTx> {
+) -> Result<TxBack> {
     let dst = match r.dst_mac {
         None => None,
         Some(DstMac::Mac(m)) => Some(m),
         Some(DstMac::Pf) => Some(pf_mac()?),
     };
-    Ok(VfTx::new(
+    Ok(TxBack::new(
         vf_mac,
         r.tx_queue as usize,
         r.src_mac == SrcMac::Vf,
@@ -503,8 +504,11 @@ fn serve_vf<D: Device, B: SteeringBackend>(
     let burst = cfg.device.burst as usize;
     let workers = (cfg.daemon.workers as usize).max(1);
     let sinks = (0..workers).map(|_| CountingSink::default()).collect();
-    let mut fl =
-        FilterLoop::start(vf, rules, sinks, burst, Some(tx)).context("starting the filter loop")?;
+    let opts = LoopOptions {
+        tx: Some(tx),
+        ..LoopOptions::new(burst, sinks)
+    };
+    let mut fl = FilterLoop::new(vf, rules, opts).context("starting the filter loop")?;
     serve_daemon(&mut fl, cfg, d)
 }
 
@@ -552,8 +556,8 @@ fn serve_tap<D: Device, B: SteeringBackend>(
 
         drop_privileges(cfg, steering)?;
         let rules = cfg.filter.ruleset();
-        let mut fl =
-            FilterLoop::start(vf, rules, sinks, burst, None).context("starting the filter loop")?;
+        let mut fl = FilterLoop::new(vf, rules, LoopOptions::new(burst, sinks))
+            .context("starting the filter loop")?;
         serve_daemon(&mut fl, cfg, d)
     }
 }
@@ -575,8 +579,8 @@ pub fn pmd_config(cfg: &Config) -> floodgate_pmd::Config {
 /// Runs the loop with signal handlers, reload (on the polling thread) and metrics as
 /// configured; prints the final counters. For embedders; the daemon uses a signal thread and a
 /// reload thread instead.
-pub fn serve<D: Device, S: PassSink>(
-    fl: &mut FilterLoop<D, S>,
+pub fn serve<B: PacketBackend, S: PassSink>(
+    fl: &mut FilterLoop<B, S>,
     cfg: &Config,
     path: &Path,
 ) -> Result<LoopReport> {
@@ -592,8 +596,8 @@ pub fn serve<D: Device, S: PassSink>(
 }
 
 /// The daemon's loop: signals from the signal thread, rules built on a reload thread.
-fn serve_daemon<D: Device, S: PassSink>(
-    fl: &mut FilterLoop<D, S>,
+fn serve_daemon<B: PacketBackend, S: PassSink>(
+    fl: &mut FilterLoop<B, S>,
     cfg: &Config,
     d: &Daemon<'_>,
 ) -> Result<LoopReport> {
@@ -636,8 +640,8 @@ fn pf_missed(pf: String) -> NicMissed {
     })
 }
 
-fn serve_with<D: Device, S: PassSink>(
-    fl: &mut FilterLoop<D, S>,
+fn serve_with<B: PacketBackend, S: PassSink>(
+    fl: &mut FilterLoop<B, S>,
     cfg: &Config,
     mut ctl: LoopControl,
 ) -> Result<LoopReport> {
@@ -660,12 +664,12 @@ fn serve_with<D: Device, S: PassSink>(
     drop(ctl);
     match outcome {
         Ok(rep) => {
-            print_final_line(fl.vf_tx().is_some(), &rep, None);
+            print_final_line(fl.tx_back().is_some(), &rep, None);
             Ok(rep)
         }
         Err(f) => {
             // The final line still tells what was counted before the device failed.
-            print_final_line(fl.vf_tx().is_some(), &f.report, Some(&f.error));
+            print_final_line(fl.tx_back().is_some(), &f.report, Some(&f.error));
             Err(anyhow::Error::new(*f).context("filter loop"))
         }
     }
@@ -673,7 +677,7 @@ fn serve_with<D: Device, S: PassSink>(
 
 /// The one line the daemon prints at exit: every counter, and whether the invariant holds.
 /// `failure`: the device error that ended the loop, if one did.
-fn print_final_line(vf_tx: bool, rep: &LoopReport, failure: Option<&floodgate_pmd::Error>) {
+fn print_final_line(vf_tx: bool, rep: &LoopReport, failure: Option<&BackendError>) {
     let c = rep.counters;
     let out = if vf_tx {
         format!(

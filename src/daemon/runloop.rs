@@ -6,11 +6,11 @@
 //! sets [`LoopControl::stop`] / [`LoopControl::abort`]; a stop drains the rings for at most
 //! [`LoopControl::drain_timeout`] and counts what it leaves behind.
 
+use crate::backend::{BackendError, PacketBackend};
 use crate::daemon::filterloop::{FilterLoop, PassSink};
 use crate::daemon::metrics::{Metrics, RuleSnapshot, Snapshot};
 use crate::filter::RuleSet;
 use crate::stats::{progress_line, Counters};
-use floodgate_vfio::Device;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
@@ -217,12 +217,15 @@ pub struct LoopReport {
 pub struct LoopFailure {
     /// What ended the loop.
     #[source]
-    pub error: floodgate_pmd::Error,
+    pub error: BackendError,
     /// The counters and events up to the failure.
     pub report: LoopReport,
 }
 
-fn snapshot<D: Device, S: PassSink>(fl: &mut FilterLoop<D, S>, rep: &LoopReport) -> Snapshot {
+fn snapshot<B: PacketBackend, S: PassSink>(
+    fl: &mut FilterLoop<B, S>,
+    rep: &LoopReport,
+) -> Snapshot {
     let names = fl.rule_names();
     let c = fl.rule_counters();
     let mut rs: Vec<RuleSnapshot> = names
@@ -257,8 +260,8 @@ fn snapshot<D: Device, S: PassSink>(fl: &mut FilterLoop<D, S>, rep: &LoopReport)
 }
 
 /// Takes the reload outcomes that are ready (never waits) and installs the last good rule set.
-fn take_new_rules<D: Device, S: PassSink>(
-    fl: &mut FilterLoop<D, S>,
+fn take_new_rules<B: PacketBackend, S: PassSink>(
+    fl: &mut FilterLoop<B, S>,
     ctl: &mut LoopControl,
     rep: &mut LoopReport,
 ) {
@@ -307,8 +310,8 @@ fn read_nic_missed(ctl: &mut LoopControl, rep: &mut LoopReport) {
 /// The device failed: judges what the NIC had already written into host memory (bounded: a
 /// device that is gone writes nothing more), stops the workers and takes the final counters,
 /// so a failure still ends with exact counts.
-fn settle_after_failure<D: Device, S: PassSink>(
-    fl: &mut FilterLoop<D, S>,
+fn settle_after_failure<B: PacketBackend, S: PassSink>(
+    fl: &mut FilterLoop<B, S>,
     ctl: &mut LoopControl,
     rep: &mut LoopReport,
     now_ns: u64,
@@ -318,13 +321,13 @@ fn settle_after_failure<D: Device, S: PassSink>(
         polls += 1;
     }
     fl.finish();
-    fl.sync_driver_errors();
+    fl.sync_rx_errors();
     if let Err(e) = fl.flush_samples() {
         log::warn!("writing sampled packets: {e}");
     }
     rep.counters = fl.counters();
     read_nic_missed(ctl, rep);
-    rep.transport_timeouts = fl.vf().device().transport_timeouts();
+    rep.transport_timeouts = fl.backend().transport_timeouts();
     if let Some(metrics) = &ctl.metrics {
         metrics.publish(snapshot(fl, rep));
     }
@@ -339,8 +342,8 @@ fn settle_after_failure<D: Device, S: PassSink>(
 ///
 /// A stop drains for at most [`LoopControl::drain_timeout`]; then (or at once after
 /// [`LoopControl::abort`]) what is still in the rings is taken and counted as `left`.
-pub fn run_loop<D: Device, S: PassSink>(
-    fl: &mut FilterLoop<D, S>,
+pub fn run_loop<B: PacketBackend, S: PassSink>(
+    fl: &mut FilterLoop<B, S>,
     ctl: &mut LoopControl,
 ) -> Result<LoopReport, Box<LoopFailure>> {
     let start = Instant::now();
@@ -428,18 +431,9 @@ pub fn run_loop<D: Device, S: PassSink>(
             // unrecoverable driver error) ends the loop.
             let m = match fl.maintain() {
                 Ok(m) => m,
-                Err(
-                    e @ (floodgate_pmd::Error::PfResetInProgress { .. }
-                    | floodgate_pmd::Error::ResetTimeout { .. }
-                    | floodgate_pmd::Error::MailboxTimeout { .. }),
-                ) => {
+                Err(e) if e.is_transient() => {
                     rep.maintenance_retries += 1;
-                    log::warn!("VF maintenance will be retried: {e}");
-                    Default::default()
-                }
-                Err(e @ floodgate_pmd::Error::PfRefused { .. }) => {
-                    rep.maintenance_retries += 1;
-                    log::error!("VF re-initialisation refused by the PF, will be retried: {e}");
+                    log::warn!("{} maintenance will be retried: {e}", fl.backend().kind());
                     Default::default()
                 }
                 Err(error) => {
@@ -466,7 +460,7 @@ pub fn run_loop<D: Device, S: PassSink>(
             let c = fl.counters();
             let missed_before = rep.nic_missed;
             read_nic_missed(ctl, &mut rep);
-            rep.transport_timeouts = fl.vf().device().transport_timeouts();
+            rep.transport_timeouts = fl.backend().transport_timeouts();
             if ctl.progress {
                 let mut line = progress_line(&c.since(&last), now.duration_since(last_tick));
                 if let Some(m) = rep.nic_missed {
@@ -542,13 +536,13 @@ pub fn run_loop<D: Device, S: PassSink>(
     // NIC reports them sent, so a stop does not cut off packets already counted as `vf_tx`.
     // A second stop signal does not wait.
     let tx_deadline = Instant::now() + Duration::from_secs(1);
-    let mut outstanding = fl.vf_tx_outstanding();
+    let mut outstanding = fl.tx_outstanding();
     while outstanding > 0 && Instant::now() < tx_deadline && !ctl.abort.load(Ordering::Acquire) {
         if let Some(p) = ctl.pump.as_mut() {
             p();
         }
         std::thread::sleep(Duration::from_micros(100));
-        outstanding = fl.vf_tx_outstanding();
+        outstanding = fl.tx_outstanding();
     }
     if outstanding > 0 {
         log::warn!(
@@ -557,13 +551,13 @@ pub fn run_loop<D: Device, S: PassSink>(
         );
     }
     rep.vf_tx_unsent = outstanding;
-    fl.sync_driver_errors();
+    fl.sync_rx_errors();
     if let Err(e) = fl.flush_samples() {
         log::warn!("writing sampled packets: {e}");
     }
     rep.counters = fl.counters();
     read_nic_missed(ctl, &mut rep);
-    rep.transport_timeouts = fl.vf().device().transport_timeouts();
+    rep.transport_timeouts = fl.backend().transport_timeouts();
     if let Some(metrics) = &ctl.metrics {
         metrics.publish(snapshot(fl, &rep));
     }
