@@ -372,6 +372,11 @@ pub fn run(path: &Path) -> Result<LoopReport> {
             })?;
             run_device(&cfg, &d, dev, &format!("vfio-user:{}", sock.display()))
         }
+        DeviceAddr::AfXdp(x) => bail!(
+            "{}: backend = \"af_xdp\" on {}: `run` does not drive the AF_XDP backend yet",
+            path.display(),
+            x.ifname
+        ),
         DeviceAddr::Sim => bail!(
             "{}: device \"sim\" is the built-in model: run `floodgate demo` for it \
              (`run` drives a VF given by its PCI address, or a vfio-user socket)",
