@@ -14,6 +14,7 @@
 //! [`PacketBackend`] and never name a backend.
 
 pub mod af_xdp;
+pub mod csum;
 
 use floodgate_pmd::{IxgbeVf, Maintenance, PacketBatch};
 use floodgate_vfio::Device;

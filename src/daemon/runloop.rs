@@ -255,7 +255,7 @@ fn snapshot<B: PacketBackend, S: PassSink>(
         nic_missed: rep.nic_missed,
         pool_free: Some(fl.pool_free()),
         transport_timeouts: rep.transport_timeouts,
-        backend: Some(("ixgbevf", "vfio")),
+        backend: Some((fl.backend().kind(), fl.backend().mode())),
     }
 }
 
