@@ -59,8 +59,10 @@ pub struct XskConfig {
     pub chunk_size: u32,
     /// Metadata headroom in front of the data (at most 256).
     pub headroom: usize,
-    /// Entries of each of the four rings (power of two).
-    pub ring_size: u32,
+    /// Entries of the RX and fill rings (power of two).
+    pub rx_ring: u32,
+    /// Entries of the TX and completion rings (power of two).
+    pub tx_ring: u32,
     /// Huge pages for the pools.
     pub huge_pages: HugePages,
 }
@@ -76,7 +78,8 @@ impl XskConfig {
             buffers: 8192,
             chunk_size: 2048,
             headroom: floodgate_pmd::DEFAULT_HEADROOM,
-            ring_size: 2048,
+            rx_ring: 2048,
+            tx_ring: 2048,
             huge_pages: HugePages::Auto,
         }
     }
@@ -203,10 +206,10 @@ impl Queue {
             frame_count: cfg.buffers,
             chunk_size: cfg.chunk_size,
             headroom: 0,
-            fill_size: cfg.ring_size,
-            comp_size: cfg.ring_size,
-            rx_size: cfg.ring_size,
-            tx_size: cfg.ring_size,
+            fill_size: cfg.rx_ring,
+            comp_size: cfg.tx_ring,
+            rx_size: cfg.rx_ring,
+            tx_size: cfg.tx_ring,
             bind: cfg.bind,
             need_wakeup: true,
         };

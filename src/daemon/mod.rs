@@ -5,6 +5,7 @@ pub mod demo;
 pub mod filterloop;
 pub mod metrics;
 pub mod run;
+mod run_xdp;
 pub mod runloop;
 
 pub use commands::{check_config, describe_config, rules_test, RulesTestTotals};
