@@ -319,12 +319,28 @@ fn generic_mode_and_missing_interface() {
     ns.enter();
     let xsk = Map::xskmap("fg_xsks", 1).unwrap();
     let counters = prog::counters_map("fg_cnt").unwrap();
-    let st = XdpSteering::install(
-        &setup(&ns, &xsk, &counters, XdpMode::Generic),
-        &rules_v4_v6(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    // The setup a config asks for: its interface, mode and state file.
+    let text = format!(
+        "[device]\nbackend = \"af_xdp\"\nifname = \"fgs0\"\nxdp_mode = \"generic\"\n\
+         [[steering]]\nflow = \"udp6\"\ndst_port = 53\n\
+         [daemon]\nstate_file = \"{}\"\n",
+        ns.dir.join("steering.json").display()
+    );
+    let cfg = floodgate::config::Config::from_str_named(&text, "g.toml").unwrap();
+    let s = XdpSetup::for_config(&cfg, &xsk, Some(&counters)).expect("af_xdp config");
+    assert_eq!(s.state_path.as_deref(), Some(ns.state().as_path()));
+    let st = XdpSteering::install(&s, &cfg.xdp_steering).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(st.mode(), AttachedMode::Generic);
+    assert!(steered(
+        &st,
+        &counters,
+        &v6(17, "2001:db8::1", "2001:db8::2", 9, 53)
+    ));
+    assert!(!steered(
+        &st,
+        &counters,
+        &v4(17, [10, 0, 0, 1], [10, 0, 0, 2], 9, 53)
+    ));
     assert_eq!(
         xdp_shown(&ns.link_a()),
         Some((true, st.prog_id())),

@@ -151,6 +151,25 @@ pub struct XdpSetup<'a> {
     pub state_path: Option<PathBuf>,
 }
 
+impl<'a> XdpSetup<'a> {
+    /// The setup `cfg` asks for (`[device] ifname`, `xdp_mode`, the state file beside
+    /// `[daemon] state_file`), or `None` if `cfg` is not `backend = "af_xdp"`.
+    pub fn for_config(
+        cfg: &'a crate::config::Config,
+        xskmap: &'a Map,
+        counters: Option<&'a Map>,
+    ) -> Option<XdpSetup<'a>> {
+        let x = cfg.device.af_xdp()?;
+        Some(XdpSetup {
+            ifname: &x.ifname,
+            xskmap,
+            counters,
+            mode: x.xdp_mode,
+            state_path: Some(xdp_state_path(&cfg.daemon.state_file, &x.ifname)),
+        })
+    }
+}
+
 /// What the clean-up of a previous run found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StaleCleanup {
@@ -327,7 +346,24 @@ fn clean_stale(state: &mut StateFile) -> Result<StaleCleanup, XdpSteeringError> 
         Err(e) if no_such_device(&e) => None,
         Err(e) => return Err(nl_err("reading the XDP state", &ifname)(e)),
     };
-    let ours = attached.filter(|a| st.prog_id != 0 && a.prog_id == st.prog_id);
+    // Ours: the recorded program, or whatever the recorded link runs on that interface (the
+    // program id in the record lags if a reload could not rewrite the file).
+    let link = match (attached, st.link_id) {
+        (Some(_), id) if id != 0 => {
+            Link::from_id(id).map_err(bpf_err("finding the stale link", &ifname))?
+        }
+        _ => None,
+    };
+    let link_info = link
+        .as_ref()
+        .map(|l| l.info())
+        .transpose()
+        .map_err(bpf_err("reading the stale link", &ifname))?;
+    let via_link = match (attached, &link_info) {
+        (Some(a), Some(i)) => i.xdp_ifindex == Some(st.ifindex) && i.prog_id == a.prog_id,
+        _ => false,
+    };
+    let ours = attached.filter(|a| via_link || (st.prog_id != 0 && a.prog_id == st.prog_id));
     let Some(att) = ours else {
         log::info!(
             "{}: the XDP program of a previous run (pid {}, program id {}) is gone already",
@@ -342,38 +378,27 @@ fn clean_stale(state: &mut StateFile) -> Result<StaleCleanup, XdpSteeringError> 
         return Err(XdpSteeringError::AlreadyRunning {
             pid: st.pid,
             ifname,
-            prog_id: st.prog_id,
+            prog_id: att.prog_id,
             path,
         });
     }
-    // Its link, if it still exists and still runs that program on that interface.
-    let mut detached = false;
-    if st.link_id != 0 {
-        if let Some(link) =
-            Link::from_id(st.link_id).map_err(bpf_err("finding the stale link", &ifname))?
-        {
-            let info = link
-                .info()
-                .map_err(bpf_err("reading the stale link", &ifname))?;
-            if info.prog_id == st.prog_id && info.xdp_ifindex == Some(st.ifindex) {
-                link.detach()
-                    .map_err(bpf_err("detaching the stale link", &ifname))?;
-                detached = true;
+    match link {
+        Some(link) if via_link => link
+            .detach()
+            .map_err(bpf_err("detaching the stale link", &ifname))?,
+        _ => {
+            if let Some(prog) = Program::from_id(att.prog_id)
+                .map_err(bpf_err("finding the stale program", &ifname))?
+            {
+                netlink::detach_legacy(st.ifindex, att.mode, prog.as_fd().as_raw_fd())
+                    .map_err(nl_err("detaching the stale XDP program", &ifname))?;
             }
-        }
-    }
-    if !detached {
-        if let Some(prog) =
-            Program::from_id(st.prog_id).map_err(bpf_err("finding the stale program", &ifname))?
-        {
-            netlink::detach_legacy(st.ifindex, att.mode, prog.as_fd().as_raw_fd())
-                .map_err(nl_err("detaching the stale XDP program", &ifname))?;
         }
     }
     log::warn!(
         "{}: removed the XDP program (id {}, {} mode) left attached by a previous run (pid {})",
         ifname,
-        st.prog_id,
+        att.prog_id,
         att.mode,
         st.pid
     );
@@ -459,8 +484,9 @@ impl XdpSteering {
     }
 
     /// Replaces the rules: generates and loads the new program, then swaps it in atomically on
-    /// the same link (`BPF_LINK_UPDATE` with `BPF_F_REPLACE`) and records its id. On any error
-    /// the old program keeps running.
+    /// the same link (`BPF_LINK_UPDATE` with `BPF_F_REPLACE`) and records its id (a failure
+    /// to record is logged only). On any error the old program keeps running. Loading needs
+    /// `CAP_BPF` and `CAP_NET_ADMIN`, so a daemon that drops privileges must keep them.
     pub fn replace(&mut self, rules: &[XdpRule]) -> Result<(), XdpSteeringError> {
         let new = load(&self.ifname, rules, &self.xskmap, self.counters.as_ref())?;
         let new_id = new
@@ -481,7 +507,11 @@ impl XdpSteering {
         drop(old);
         self.prog_id = new_id;
         self.rules = rules.to_vec();
-        self.record()?;
+        // The new program runs; a record that cannot be rewritten (after a privilege drop)
+        // keeps the link's id, which is what the clean-up goes by.
+        if let Err(e) = self.record() {
+            log::warn!("{}: recording the replaced XDP program: {e}", self.ifname);
+        }
         log::info!(
             "{}: XDP steering replaced (program id {new_id}, {} rule(s))",
             self.ifname,
