@@ -247,6 +247,7 @@ fn steering_rules_become_xdp_rules_ipv6_included() {
         "steering 3 \"steering-3\": ip6 src fd00::/8 dst any sport any dport any -> ",
         "xdp: IPv6 rules are steered by the XDP program (the 82599/X540 VF backend cannot steer IPv6)\n",
         "xdp: every other frame passes to the kernel of srv0 untouched (XDP_PASS)\n",
+        "xdp: the attachment is recorded in /run/floodgate/xdp-srv0.json (a program a crashed run left is removed at the next start)\n",
     ] {
         assert!(summary.contains(line), "missing {line:?} in\n{summary}");
     }

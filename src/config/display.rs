@@ -210,6 +210,11 @@ impl Config {
             } else {
                 ""
             }
+        )?;
+        writeln!(
+            f,
+            "xdp: the attachment is recorded in {} (a program a crashed run left is removed at the next start)",
+            crate::steering::xdp_state_path(&self.daemon.state_file, &x.ifname).display()
         )
     }
 
