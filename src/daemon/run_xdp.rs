@@ -23,7 +23,7 @@ use super::runloop::{LoopReport, NicMissed};
 use crate::backend::af_xdp::{XskBackend, XskConfig};
 use crate::backend::PacketBackend;
 use crate::config::{AfXdpDevice, Config, XdpMode, ZeroCopy};
-use crate::steering::xdp::{xdp_state_path, XdpSetup, XdpSteering};
+use crate::steering::xdp::{XdpSetup, XdpSteering};
 use crate::tap::{Tap, TapWriter};
 use anyhow::{Context, Result};
 use floodgate_xdp::{BindMode, Map};
@@ -102,17 +102,10 @@ pub(super) fn run_af_xdp(cfg: &Config, d: &Daemon<'_>, x: &AfXdpDevice) -> Resul
     let xskmap = Map::xskmap("floodgate_xsks", xc.queues)
         .with_context(|| format!("creating the XSKMAP for {}", x.ifname))?;
     backend.register(&xskmap)?;
-    let steering = XdpSteering::install(
-        &XdpSetup {
-            ifname: &x.ifname,
-            xskmap: &xskmap,
-            counters: None,
-            mode: x.xdp_mode,
-            state_path: Some(xdp_state_path(&cfg.daemon.state_file, &x.ifname)),
-        },
-        &cfg.xdp_steering,
-    )
-    .with_context(|| format!("attaching the XDP steering program to {}", x.ifname))?;
+    let setup = XdpSetup::for_config(cfg, &xskmap, None)
+        .context("the AF_XDP run needs an AF_XDP device")?;
+    let steering = XdpSteering::install(&setup, &cfg.xdp_steering)
+        .with_context(|| format!("attaching the XDP steering program to {}", x.ifname))?;
     if x.xdp_mode == XdpMode::Auto {
         log::info!("{}: XDP program in {} mode", x.ifname, steering.mode());
     }
