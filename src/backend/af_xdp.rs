@@ -242,7 +242,18 @@ impl Queue {
             stats: XskQueueStats::default(),
         };
         q.refill();
-        q.sock.bind().map_err(sock_err)?;
+        match q.sock.bind() {
+            Err(SocketError::Sys { what, source })
+                if source.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                return Err(XskError::Config(format!(
+                    "{} queue {queue}: {what} refused ({source}): does {} have {} RX queue(s)? \
+                     (`ethtool -l {}`; a veth has as many as its peer was created with)",
+                    cfg.ifname, cfg.ifname, cfg.queues, cfg.ifname
+                )))
+            }
+            r => r.map_err(sock_err)?,
+        }
         Ok(q)
     }
 
