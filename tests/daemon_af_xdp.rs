@@ -70,6 +70,7 @@ state_file = "{state}"
 
 [stats]
 interval_ms = 100
+prometheus = "127.0.0.1:9110"
 "#,
         ifname = v.if_rx,
         rx = IP_RX,
@@ -260,6 +261,29 @@ fn collect(rx: &mpsc::Receiver<(u8, u16)>, tag: u8, want: usize) -> (usize, Vec<
     (n, ports)
 }
 
+/// `GET /metrics` from the daemon inside the receiving namespace, once it has published.
+fn metrics_body(v: &Veth) -> String {
+    let ns = v.ns_rx.clone();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        common::enter_ns(&ns);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut body = String::new();
+            if let Ok(mut s) = std::net::TcpStream::connect("127.0.0.1:9110") {
+                s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+                s.read_to_string(&mut body).ok();
+            }
+            if body.contains("floodgate_backend_info") || Instant::now() > deadline {
+                return body;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .join()
+    .unwrap()
+}
+
 fn no_xdp(v: &Veth) -> bool {
     !v.rx_link().contains("prog/xdp")
 }
@@ -302,6 +326,13 @@ fn filters_real_traffic_reloads_on_sighup_and_stops_with_no_xdp_left() {
     assert!(
         mode.contains("copy mode") || mode.contains("zero-copy mode"),
         "{mode}"
+    );
+
+    // The mode is exported (veth gives copy mode). The daemon's loopback is the namespace's.
+    let metrics = metrics_body(&v);
+    assert!(
+        metrics.contains("floodgate_backend_info{kind=\"af_xdp\",mode=\"copy\"} 1\n"),
+        "{metrics}"
     );
 
     // 1. 40 pass, 60 dropped.
