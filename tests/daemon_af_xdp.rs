@@ -39,6 +39,12 @@ const DROP_PORT: u16 = 40002;
 /// The daemon's config: port 53 to the receiving end steered, `pass_port` passed, the rest
 /// dropped.
 fn config(v: &Veth, dir: &Path, tap: &str, pass_port: u16) -> String {
+    config_workers(v, dir, tap, pass_port, 1)
+}
+
+/// As [`config`], judged by `workers` threads (soft RSS: packets dropped and passed on the
+/// workers return their buffers to the socket's pool from there).
+fn config_workers(v: &Veth, dir: &Path, tap: &str, pass_port: u16, workers: u32) -> String {
     format!(
         r#"
 [device]
@@ -67,6 +73,7 @@ name = "{tap}"
 
 [daemon]
 state_file = "{state}"
+workers = {workers}
 
 [stats]
 interval_ms = 100
@@ -400,7 +407,7 @@ fn filters_real_traffic_reloads_on_sighup_and_stops_with_no_xdp_left() {
 }
 
 #[test]
-fn a_run_killed_with_sigkill_is_followed_by_a_clean_restart() {
+fn a_run_killed_with_sigkill_is_followed_by_a_clean_restart_with_workers() {
     need_netns!();
     let v = Veth::new("k").expect("veth");
     ip(&[
@@ -435,6 +442,7 @@ fn a_run_killed_with_sigkill_is_followed_by_a_clean_restart() {
     );
 
     let rx = receiver(&v);
+    std::fs::write(&cfg, config_workers(&v, &dir, &tap, PASS_PORT, 2)).unwrap();
     let d = Daemon::start(&v, &cfg);
     send(&v, PASS_PORT, 20, 7);
     send(&v, DROP_PORT, 20, 7);
