@@ -10,7 +10,8 @@
 //! - [`safefile`]: files created `O_EXCL|O_NOFOLLOW` relative to a directory opened once;
 //! - [`config`]: the TOML configuration and its validation;
 //! - [`steering`]: n-tuple rules on the PF through the ethtool ioctl (or the model's PF agent);
-//! - [`tap`]: batched TAP reinjection (io_uring, with a `write()` fallback);
+//! - [`sink`]: where survivors go (the [`sink::PassSink`] trait the TAP's sink implements);
+//! - [`tap`]: batched TAP reinjection (io_uring, with a `write()` fallback) and its sink;
 //! - [`privdrop`]: switching to an unprivileged user once the device and TAP are open, and a
 //!   reader process that keeps read access to the config for reloads;
 //! - [`sdnotify`]: the systemd notification protocol (`Type=notify`, watchdog);
@@ -31,6 +32,7 @@ pub mod privdrop;
 pub mod ratelimit;
 pub mod safefile;
 pub mod sdnotify;
+pub mod sink;
 pub mod softrss;
 pub mod stats;
 pub mod steering;

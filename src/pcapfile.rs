@@ -28,8 +28,8 @@ pub const MAX_RECORD: u32 = format::MAX_RECORD;
 /// Errors reading or writing capture files.
 #[derive(Debug, thiserror::Error)]
 pub enum PcapFileError {
-    /// An I/O error on `path`.
-    #[error("{path}: {source}")]
+    /// An I/O error on `path` (the source says which).
+    #[error("{path}")]
     Io {
         /// The file.
         path: String,
@@ -64,8 +64,9 @@ pub enum PcapFileError {
         /// The limit (256 KiB, or the file's snaplen up to 1 MiB).
         limit: u32,
     },
-    /// Anything else the format reader refuses (a pcapng block, an impossible time stamp).
-    #[error("{path}: {source}")]
+    /// Anything else the format reader refuses (a pcapng block, an impossible time stamp):
+    /// the source says what.
+    #[error("{path}")]
     Format {
         /// The file.
         path: String,

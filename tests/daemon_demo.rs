@@ -139,8 +139,22 @@ fn lockstep_model_loses_nothing_even_at_full_speed() {
     assert!(s.all_legit_passed(), "{s:?}");
     assert_eq!(s.counters.rx_packets, s.generated_flood + s.generated_legit);
     assert_eq!(s.counters.dropped, s.generated_flood);
-    let j = s.to_json();
-    assert!(j.contains("\"nic_mode\":\"lockstep\""), "{j}");
+    let j: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+    assert_eq!(j["nic_mode"], "lockstep", "{j}");
+    // The loop's own cost and the model's, measured apart on the polling thread.
+    let filter = j["filter_ns_per_packet"]
+        .as_f64()
+        .expect("filter_ns_per_packet");
+    let model = j["model_ns_per_packet"]
+        .as_f64()
+        .expect("model_ns_per_packet");
+    assert!(filter > 0.0 && model > 0.0, "{j}");
+    // Both are parts of the run's wall time, spread over the packets received.
+    let wall_ns = s.seconds * 1e9 / s.counters.rx_packets as f64;
+    assert!(
+        filter + model < wall_ns * 1.2,
+        "{filter} + {model} vs {wall_ns}: {j}"
+    );
 }
 
 #[test]
@@ -171,7 +185,11 @@ fn threaded_model_accounts_for_every_frame() {
         s.legit_passed == s.generated_legit || s.nic_rx_missed > 0,
         "{s:?}"
     );
-    assert!(s.to_json().contains("\"nic_mode\":\"thread\""));
+    let j: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+    assert_eq!(j["nic_mode"], "thread", "{j}");
+    assert!(j["filter_ns_per_packet"].as_f64().unwrap() > 0.0, "{j}");
+    // The model ran on another thread: its time is not the polling thread's to report.
+    assert!(j["model_ns_per_packet"].is_null(), "{j}");
 }
 
 #[test]

@@ -19,8 +19,9 @@
 
 use floodgate::backend::BackendError;
 use floodgate::config::Config;
-use floodgate::daemon::filterloop::{FilterLoop, LoopOptions, PassSink, TxBack};
+use floodgate::daemon::filterloop::{FilterLoop, LoopOptions, TxBack};
 use floodgate::daemon::runloop::{run_loop, IdlePolicy, LoopControl, LoopFailure, LoopReport};
+use floodgate::sink::PassSink;
 use floodgate::softrss::RssConfig;
 use floodgate::stats::Counters;
 use floodgate_pmd::{IxgbeVf, Mempool, Packet, Timeouts};

@@ -5,7 +5,8 @@
 //! was sent.
 
 use floodgate::config::Config;
-use floodgate::daemon::filterloop::{CountingSink, FilterLoop, LoopError, LoopOptions, TxBack};
+use floodgate::daemon::filterloop::{FilterLoop, LoopError, LoopOptions, TxBack};
+use floodgate::sink::CountingSink;
 use floodgate::softrss::RssConfig;
 use floodgate_pmd::{IxgbeVf, Timeouts};
 use floodgate_sim::ethtool::{FlowType, RxFlowSpec};

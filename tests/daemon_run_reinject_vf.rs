@@ -42,7 +42,7 @@ fn run_with_reinject_vf_sends_the_survivors_out_of_the_vf_to_the_next_hop() {
         "vf",
         "[reinject]\nto = \"vf\"\ndst_mac = \"02:00:00:00:01:01\"\n\n\
          [stats]\ninterval_ms = 200\nprometheus = false\n",
-        "reinjecting survivors out of the VF",
+        "reinjecting survivors out of the ",
         |line| {
             if let Some(i) = line.find("source MAC ") {
                 let m = &line[i + "source MAC ".len()..];

@@ -3,64 +3,18 @@
 //! (`abort`) skips the drain; reloads prepared off the polling thread are taken between bursts,
 //! rejections counted, while frames keep arriving.
 
+mod loop_util;
+
 use floodgate::config::Config;
-use floodgate::daemon::filterloop::{CountingSink, FilterLoop, LoopOptions};
 use floodgate::daemon::runloop::{run_loop, LoopControl, PreparedRules};
-use floodgate_pmd::{IxgbeVf, Timeouts};
-use floodgate_sim::generator::{Generator, GeneratorConfig, Rate};
-use floodgate_sim::{Nic, NicConfig};
+use loop_util::{flood, model_loop, ModelLoop, DEFAULT_RING, NO_RULES};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-fn setup(
-    workers: usize,
-) -> (
-    Nic,
-    FilterLoop<floodgate_pmd::IxgbeVf<floodgate_sim::SimVf>, CountingSink>,
-) {
-    let nic = Nic::new(NicConfig {
-        capture_egress: false,
-        ..NicConfig::default()
-    });
-    let vf = IxgbeVf::open(
-        nic.vf(0),
-        floodgate_pmd::Config {
-            timeouts: Timeouts::fast(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let cfg = Config::from_str_named("[device]\npci = \"sim\"\n", "t.toml").unwrap();
-    let sinks = (0..workers).map(|_| CountingSink::default()).collect();
-    let fl = FilterLoop::new(vf, cfg.filter.ruleset(), LoopOptions::new(32, sinks)).unwrap();
-    (nic, fl)
-}
-
-/// A pump that puts `per_pump` generated frames on the wire before every poll, forever.
-fn flood(
-    nic: &Nic,
-    mac: [u8; 6],
-    per_pump: usize,
-    fed: Rc<Cell<u64>>,
-) -> Box<dyn FnMut() -> usize> {
-    let mut gen = Generator::new(GeneratorConfig {
-        rate: Rate::MaxSpeed,
-        dst_mac: mac,
-        ..GeneratorConfig::default()
-    })
-    .unwrap();
-    let n = nic.clone();
-    let mut buf = vec![0u8; floodgate_sim::generator::MAX_GEN_FRAME];
-    Box::new(move || {
-        for _ in 0..per_pump {
-            let g = gen.next_into(&mut buf).unwrap();
-            n.inject(&buf[..g.len]);
-        }
-        fed.set(fed.get() + per_pump as u64);
-        n.step()
-    })
+fn setup(workers: usize) -> (floodgate_sim::Nic, ModelLoop) {
+    model_loop(NO_RULES, DEFAULT_RING, workers)
 }
 
 #[test]

@@ -147,7 +147,11 @@ fn pcapng_of_another_link_type_or_cut_short_is_refused() {
     let mut bytes = pcapng(&traffic(), 1);
     bytes.truncate(bytes.len() - 30);
     std::fs::write(&path, bytes).unwrap();
-    let e = test_pcap(&mut rs, &path).unwrap_err().to_string();
+    // The file, then (the error's source, printed once in the chain) what was wrong.
+    let e = format!(
+        "{:#}",
+        anyhow::Error::new(test_pcap(&mut rs, &path).unwrap_err())
+    );
     assert!(e.starts_with(&path.display().to_string()), "{e}");
     assert!(e.contains("pcapng") && e.contains("cut short"), "{e}");
     std::fs::remove_file(&path).unwrap();

@@ -152,7 +152,7 @@ fn every_queried_metric_is_exported_by_a_running_daemon() {
             "[reinject]\nto = \"vf\"\ndst_mac = \"02:00:00:00:01:01\"\n\n\
              [stats]\ninterval_ms = 200\nprometheus = \"127.0.0.1:{port}\"\n"
         ),
-        "reinjecting survivors out of the VF",
+        "reinjecting survivors out of the ",
         |_| {},
     );
     let frames = 3000u64;

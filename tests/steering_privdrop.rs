@@ -125,8 +125,9 @@ fn config_stays_readable_through_the_reader_after_the_drop() {
     );
     // A missing file is an error that says so; a file over the limit is refused by size.
     std::fs::remove_file(&path).unwrap();
-    let e = Config::load_via(&mut reader).unwrap_err().to_string();
-    assert!(e.contains("No such file"), "{e}");
+    let e = Config::load_via(&mut reader).unwrap_err();
+    let e = format!("{:#}", anyhow::Error::new(e));
+    assert!(e.contains("cannot read: No such file"), "{e}");
     drop(reader);
     std::fs::write(&path, vec![b'#'; 5000]).unwrap();
     let mut small = FileReader::spawn(&path, 4096).unwrap();

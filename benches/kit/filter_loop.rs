@@ -7,8 +7,9 @@
 #![allow(dead_code)]
 
 use floodgate::config::Config;
-use floodgate::daemon::filterloop::{CountingSink, FilterLoop, LoopOptions};
+use floodgate::daemon::filterloop::{FilterLoop, LoopOptions};
 use floodgate::daemon::run::pmd_config;
+use floodgate::sink::CountingSink;
 use floodgate_pmd::IxgbeVf;
 use floodgate_sim::generator::{
     build_udp4, write_dns_query, FloodConfig, FloodPayload, Generator, GeneratorConfig,

@@ -18,7 +18,6 @@ pub fn describe_config(cfg: &Config) -> String {
 pub fn check_config(path: &Path) -> Result<String> {
     let cfg = Config::load(path)
         .and_then(|c| c.check_accounts().map(|()| c))
-        .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("checking {}", path.display()))?;
     Ok(describe_config(&cfg))
 }
@@ -102,9 +101,7 @@ pub fn rules_test(
     verbose: bool,
     samples: Option<&Path>,
 ) -> Result<RulesTestTotals> {
-    let mut cfg = Config::load(config)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("loading {}", config.display()))?;
+    let mut cfg = Config::load(config).with_context(|| format!("loading {}", config.display()))?;
     let scratch;
     let sample_dir = match samples {
         Some(d) => {

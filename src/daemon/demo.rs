@@ -12,13 +12,14 @@
 //! model's switch loops them back, its flow director steers them into the VF again, and the
 //! loop guard catches them (`looped`); see `docs/reinject-vf.md`.
 
-use crate::config::{DstMac, SrcMac, VfReinject};
-use crate::daemon::filterloop::{FilterLoop, LoopOptions, PassSink};
-use crate::daemon::run::TapSink;
-use crate::daemon::runloop::{run_loop, LoopControl};
+use crate::backend::PacketBackend;
+use crate::config::{Config, DstMac, SrcMac, VfReinject};
+use crate::daemon::filterloop::{FilterLoop, LoopOptions, TxBack};
+use crate::daemon::runloop::{run_loop, LoopControl, LoopReport};
+use crate::sink::PassSink;
 use crate::stats::Counters;
 use crate::steering::{SimBackend, Steering};
-use crate::tap::{Tap, TapWriter};
+use crate::tap::{Tap, TapSink, TapWriter};
 use anyhow::{bail, Context, Result};
 use floodgate_pmd::{IxgbeVf, Packet};
 use floodgate_sim::engine::{EngineConfig, EngineStats, FrameSink, FrameSource};
@@ -184,8 +185,10 @@ pub const DEMO_CONFIG: &str = include_str!("../../examples/demo.toml");
 
 /// Parses [`DEMO_CONFIG`].
 pub fn demo_config() -> Result<crate::config::Config> {
-    crate::config::Config::from_str_named(DEMO_CONFIG, "examples/demo.toml (built in)")
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    Ok(crate::config::Config::from_str_named(
+        DEMO_CONFIG,
+        "examples/demo.toml (built in)",
+    )?)
 }
 
 /// Summary of a demo run.
@@ -226,6 +229,13 @@ pub struct DemoSummary {
     pub generator_behind_schedule: u64,
     /// `"lockstep"` (model pumped by the filter loop) or `"thread"` (`--nic-thread`).
     pub nic_mode: &'static str,
+    /// The filter loop's own time per received packet (ns), measured around its polls on the
+    /// polling thread: receive, judge (or dispatch, with workers), drop and hand over. The
+    /// model's pump is not in it.
+    pub filter_ns_per_packet: f64,
+    /// The model's time per received packet (ns) in lockstep mode (generator, switch, flow
+    /// director, DMA into the ring: the pump before each poll); `None` with `--nic-thread`.
+    pub model_ns_per_packet: Option<f64>,
     /// Per-rule hits: (name, hits), then ("default", hits).
     pub rule_hits: Vec<(String, u64)>,
     /// Per worker (fan-out mode): (packets taken from its ring, dropped, passed).
@@ -291,6 +301,9 @@ impl DemoSummary {
             "nic_rx_missed": self.nic_rx_missed,
             "generator_behind_schedule": self.generator_behind_schedule,
             "nic_mode": self.nic_mode,
+            // Tenths of a nanosecond are enough.
+            "filter_ns_per_packet": (self.filter_ns_per_packet * 10.0).round() / 10.0,
+            "model_ns_per_packet": self.model_ns_per_packet.map(|n| (n * 10.0).round() / 10.0),
             "dispatch_full": c.dispatch_full,
             "invariant_holds": self.invariant_holds(),
             "rules": rules,
@@ -302,6 +315,59 @@ impl DemoSummary {
 
 /// Runs the demo and returns its summary.
 pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
+    check_options(opts)?;
+    let cfg = demo_config()?;
+    let nic = Nic::new(NicConfig {
+        // The demo runs for seconds at up to millions of frames: keep no egress copies.
+        capture_egress: false,
+        ..NicConfig::default()
+    });
+    let mut steering = install_steering(&nic, &cfg)?;
+    let pmd_cfg = crate::daemon::run::pmd_config(&cfg);
+    let vf = IxgbeVf::open(nic.vf(0), pmd_cfg).context("bringing up VF 0 of the model")?;
+    let vf_mac = vf.mac();
+    let tx = tx_back(opts.reinject, vf_mac, &nic)?;
+    let (gen, clients) = traffic(opts, &nic)?;
+    // Where `--reinject vf` survivors arrive: count the legitimate queries there.
+    let arrivals = Arrivals::default();
+    if tx.is_some() {
+        arrivals.watch(&nic, &clients);
+    }
+    let workers = opts.workers.unwrap_or(cfg.daemon.workers as usize).max(1);
+    let sinks = kernel_sinks(
+        opts.tap.as_deref(),
+        &clients,
+        workers,
+        cfg.device.burst as usize,
+    )?;
+    let lopts = LoopOptions {
+        tx,
+        ..LoopOptions::new(cfg.device.burst as usize, sinks)
+    };
+    let mut fl =
+        FilterLoop::new(vf, cfg.filter.ruleset(), lopts).context("starting the filter loop")?;
+    log::info!("demo: VF 0 up, MAC {}", floodgate_pmd::fmt_mac(vf_mac));
+
+    let counts = Arc::new(ClassCounts::default());
+    let source = CountingSource {
+        gen,
+        counts: counts.clone(),
+    };
+    let mut ctl = loop_control(opts, &cfg, &nic);
+    let engine_stats = drive_model(&mut ctl, opts, &nic, source, cfg.device.burst as usize);
+    // The drain keeps pumping the model until the NIC has sent every survivor on VF 0's TX
+    // ring (run_loop waits for them), so they are all counted where they arrive.
+    let rep = run_loop(&mut fl, &mut ctl).context("filter loop")?;
+    // Clean up like the daemon does at exit (the model would forget them anyway).
+    steering
+        .remove_all()
+        .context("removing the steering rules")?;
+    let behind = engine_stats.borrow().behind_schedule;
+    Ok(summarise(opts, &fl, &rep, &nic, &counts, &arrivals, behind))
+}
+
+/// Options that cannot go together, or make no sense.
+fn check_options(opts: &DemoOptions) -> Result<()> {
     if opts.seconds.is_nan() || opts.seconds <= 0.0 {
         bail!("--seconds must be positive (got {})", opts.seconds);
     }
@@ -311,74 +377,86 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
             opts.reinject.name()
         );
     }
-    let cfg = demo_config()?;
-    let nic = Nic::new(NicConfig {
-        // The demo runs for seconds at up to millions of frames: keep no egress copies.
-        capture_egress: false,
-        ..NicConfig::default()
-    });
+    Ok(())
+}
 
-    // Steering: the same code and rules as `floodgate run`, with the model's PF agent as the
-    // backend instead of the kernel's ethtool ioctl (`ethtool -N <pf> flow-type udp4 dst-port 53
-    // action $((1 << 32))` on a real box).
+/// Steering: the same code and rules as `floodgate run`, with the model's PF agent as the
+/// backend instead of the kernel's ethtool ioctl (`ethtool -N <pf> flow-type udp4 dst-port 53
+/// action $((1 << 32))` on a real box).
+fn install_steering(nic: &Nic, cfg: &Config) -> Result<Steering<SimBackend>> {
     let mut steering = Steering::new(SimBackend::model("sim0", nic.pf()), None);
-    let rules = cfg.steering.clone();
     steering
-        .install(&rules)
-        .map_err(|e| anyhow::anyhow!("model PF refused the steering rules: {e}"))?;
-    let pmd_cfg = crate::daemon::run::pmd_config(&cfg);
-    let vf = IxgbeVf::open(nic.vf(0), pmd_cfg).context("bringing up VF 0 of the model")?;
-    let vf_mac = vf.mac();
-    // The same settings an operator would write in [reinject].
-    let vf_reinject = match opts.reinject {
-        DemoReinject::Tap => None,
-        DemoReinject::Vf => Some(VfReinject {
-            tx_queue: 0,
-            src_mac: SrcMac::Vf,
-            dst_mac: Some(DstMac::Mac(DEMO_NEXT_HOP)),
-        }),
-        DemoReinject::VfToPf => Some(VfReinject {
-            tx_queue: 0,
-            src_mac: SrcMac::Vf,
-            dst_mac: Some(DstMac::Pf),
-        }),
+        .install(&cfg.steering)
+        .context("model PF refused the steering rules")?;
+    Ok(steering)
+}
+
+/// Where survivors leave with `--reinject vf` / `vf-pf`: the same settings an operator would
+/// write in `[reinject]`. `None` for the kernel side.
+fn tx_back(reinject: DemoReinject, vf_mac: [u8; 6], nic: &Nic) -> Result<Option<TxBack>> {
+    let dst_mac = match reinject {
+        DemoReinject::Tap => return Ok(None),
+        DemoReinject::Vf => DstMac::Mac(DEMO_NEXT_HOP),
+        DemoReinject::VfToPf => DstMac::Pf,
+    };
+    let r = VfReinject {
+        tx_queue: 0,
+        src_mac: SrcMac::Vf,
+        dst_mac: Some(dst_mac),
     };
     let pf_mac = nic.config().pf_mac;
-    let vf_tx = vf_reinject
-        .map(|r| crate::daemon::run::vf_tx(&r, vf_mac, || Ok(pf_mac)))
-        .transpose()?;
+    Ok(Some(crate::daemon::run::vf_tx(&r, vf_mac, || Ok(pf_mac))?))
+}
 
-    let mut gcfg = GeneratorConfig {
+/// The traffic generator, and the legitimate clients it sends queries from.
+fn traffic(opts: &DemoOptions, nic: &Nic) -> Result<(Generator, Vec<[u8; 4]>)> {
+    let gcfg = GeneratorConfig {
         seed: opts.seed,
         rate: opts.rate.map(Rate::Pps).unwrap_or(Rate::MaxSpeed),
+        // Frames are addressed to the port's MAC; the flow director picks them out before the
+        // L2 switch, as on the real NIC. Background frames go to the PF's MAC.
+        dst_mac: nic.config().pf_mac,
         ..GeneratorConfig::default()
     };
-    // Frames are addressed to the port's MAC; the flow director picks them out before the L2
-    // switch, as on the real NIC. Background frames go to the PF's MAC.
-    gcfg.dst_mac = nic.config().pf_mac;
     let clients = gcfg.legit.clients.clone();
-    // Where `--reinject vf` survivors arrive: count the legitimate queries there.
-    let legit_at_wire = Arc::new(AtomicU64::new(0));
-    let legit_at_pf = Arc::new(AtomicU64::new(0));
-    if vf_tx.is_some() {
+    let gen = Generator::new(gcfg).context("traffic generator config")?;
+    Ok((gen, clients))
+}
+
+/// Legitimate queries that arrived on the model's wire port and at its PF (where
+/// `--reinject vf` survivors end up).
+#[derive(Default)]
+struct Arrivals {
+    wire: Arc<AtomicU64>,
+    pf: Arc<AtomicU64>,
+}
+
+impl Arrivals {
+    /// Counts the legitimate queries among the frames leaving the model's wire port and those
+    /// it delivers to the PF.
+    fn watch(&self, nic: &Nic, clients: &[[u8; 4]]) {
         nic.set_egress_sink(Some(Box::new(LegitCounter {
-            clients: clients.clone(),
-            legit: legit_at_wire.clone(),
+            clients: clients.to_vec(),
+            legit: self.wire.clone(),
         })));
         nic.set_pf_sink(Some(Box::new(LegitCounter {
-            clients: clients.clone(),
-            legit: legit_at_pf.clone(),
+            clients: clients.to_vec(),
+            legit: self.pf.clone(),
         })));
     }
-    let gen = Generator::new(gcfg).context("traffic generator config")?;
-    let counts = Arc::new(ClassCounts::default());
+}
 
-    let rules = cfg.filter.ruleset();
-    let workers = opts.workers.unwrap_or(cfg.daemon.workers as usize).max(1);
-    let tap_fd = match &opts.tap {
+/// One kernel-side sink per judging thread, each writing into the TAP `tap` when given.
+fn kernel_sinks(
+    tap: Option<&str>,
+    clients: &[[u8; 4]],
+    workers: usize,
+    burst: usize,
+) -> Result<Vec<DemoSink>> {
+    let tap_fd = match tap {
         Some(name) => {
-            let t = Tap::open(name).map_err(|e| anyhow::anyhow!("{e}"))?;
-            t.set_up().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let t = Tap::open(name)?;
+            t.set_up()?;
             log::info!("demo: reinjecting survivors into TAP {name}");
             Some(t.into_fd())
         }
@@ -389,30 +467,22 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         let tap = match &tap_fd {
             Some(fd) => {
                 let fd = fd.try_clone().context("duplicating the TAP descriptor")?;
-                Some(TapSink::new(TapWriter::new(fd, cfg.device.burst as usize)))
+                Some(TapSink::new(TapWriter::new(fd, burst)))
             }
             None => None,
         };
         sinks.push(DemoSink {
-            clients: clients.clone(),
+            clients: clients.to_vec(),
             packets: 0,
             legit: 0,
             tap,
         });
     }
-    drop(tap_fd);
-    let burst = cfg.device.burst as usize;
-    let lopts = LoopOptions {
-        tx: vf_tx,
-        ..LoopOptions::new(burst, sinks)
-    };
-    let mut fl = FilterLoop::new(vf, rules, lopts).context("starting the filter loop")?;
-    log::info!("demo: VF 0 up, MAC {}", floodgate_pmd::fmt_mac(vf_mac));
+    Ok(sinks)
+}
 
-    let source = CountingSource {
-        gen,
-        counts: counts.clone(),
-    };
+/// The run's limits and output, as the config and the options say.
+fn loop_control(opts: &DemoOptions, cfg: &Config, nic: &Nic) -> LoopControl {
     let mut ctl = LoopControl::new();
     ctl.progress = opts.progress;
     ctl.idle = crate::daemon::runloop::IdlePolicy::nap_us(cfg.daemon.idle_sleep_us);
@@ -425,14 +495,26 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         let s = missed_nic.stats();
         s.rx_no_desc + s.rx_missed
     }));
+    ctl
+}
+
+/// Sets up the model's engine: on its own thread (`--nic-thread`), or pumped by the loop
+/// before each poll. Its statistics are there once the run has stopped it.
+fn drive_model(
+    ctl: &mut LoopControl,
+    opts: &DemoOptions,
+    nic: &Nic,
+    source: CountingSource,
+    burst: usize,
+) -> Rc<RefCell<EngineStats>> {
     let engine_stats: Rc<RefCell<EngineStats>> = Rc::default();
+    let out = engine_stats.clone();
     if opts.nic_thread {
         let engine = nic.start_engine(EngineConfig {
             source: Some(Box::new(source)),
             source_rate_pps: opts.rate,
             ..EngineConfig::default()
         });
-        let out = engine_stats.clone();
         let stopped = Rc::new(std::cell::Cell::new(false));
         let s2 = stopped.clone();
         ctl.before_drain = Some(Box::new(move || {
@@ -457,24 +539,26 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         })));
         let e = engine.clone();
         ctl.pump = Some(Box::new(move || e.borrow_mut().pump()));
-        let out = engine_stats.clone();
         ctl.before_drain = Some(Box::new(move || {
             let mut e = engine.borrow_mut();
             e.stop_source();
             *out.borrow_mut() = e.stats().clone();
         }));
     }
-    // The drain keeps pumping the model until the NIC has sent every survivor on VF 0's TX
-    // ring (run_loop waits for them), so they are all counted where they arrive.
-    let rep = run_loop(&mut fl, &mut ctl).context("filter loop")?;
-    let behind = engine_stats.borrow().behind_schedule;
-    let elapsed = rep.elapsed.as_secs_f64();
+    engine_stats
+}
+
+/// The summary of a finished run.
+fn summarise<B: PacketBackend>(
+    opts: &DemoOptions,
+    fl: &FilterLoop<B, DemoSink>,
+    rep: &LoopReport,
+    nic: &Nic,
+    counts: &ClassCounts,
+    arrivals: &Arrivals,
+    generator_behind_schedule: u64,
+) -> DemoSummary {
     let nic_stats = nic.stats();
-    // Clean up like the daemon does at exit (the model would forget them anyway).
-    steering
-        .remove_all()
-        .map_err(|e| anyhow::anyhow!("removing the steering rules: {e}"))?;
-    let counters = fl.counters();
     let names = fl.rule_names();
     let rc = fl.rule_counters();
     let mut rule_hits: Vec<(String, u64)> = names
@@ -484,21 +568,21 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         .collect();
     rule_hits.push(("default".into(), rc.default.hits));
     let (at_wire, at_pf) = (
-        legit_at_wire.load(Ordering::Relaxed),
-        legit_at_pf.load(Ordering::Relaxed),
+        arrivals.wire.load(Ordering::Relaxed),
+        arrivals.pf.load(Ordering::Relaxed),
     );
-    let legit_passed = match vf_tx {
+    let legit_passed = match fl.tx_back() {
         None => fl.sinks().iter().map(|s| s.legit).sum(),
         Some(_) => at_wire + at_pf,
     };
-    let worker_split = fl
+    let workers = fl
         .worker_reports()
         .iter()
         .map(|r| (r.rx_packets, r.counters.dropped, r.counters.passed))
         .collect();
-    Ok(DemoSummary {
-        counters,
-        seconds: elapsed,
+    DemoSummary {
+        counters: fl.counters(),
+        seconds: rep.elapsed.as_secs_f64(),
         generated_flood: counts.flood.load(Ordering::Relaxed),
         generated_legit: counts.legit.load(Ordering::Relaxed),
         generated_background: counts.background.load(Ordering::Relaxed),
@@ -509,17 +593,20 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         nic_egress: nic_stats.egress,
         nic_loopback: nic_stats.loopback,
         nic_tx_spoofed: nic_stats.tx_spoofed,
-        workers: worker_split,
+        workers,
         nic_to_kernel: nic_stats.pf_delivered,
         nic_rx_missed: nic_stats.rx_no_desc + nic_stats.rx_missed,
-        generator_behind_schedule: behind,
+        generator_behind_schedule,
         nic_mode: if opts.nic_thread {
             "thread"
         } else {
             "lockstep"
         },
+        filter_ns_per_packet: rep.filter_ns_per_packet(),
+        // On its own thread the model's time is not the polling thread's to measure.
+        model_ns_per_packet: (!opts.nic_thread).then(|| rep.pump_ns_per_packet()),
         rule_hits,
-    })
+    }
 }
 
 /// Prints the human summary.
@@ -582,6 +669,14 @@ pub fn print_summary(s: &DemoSummary) {
     println!(
         "  model       {} | rx missed (ring full) {} | generator behind schedule {}",
         s.nic_mode, s.nic_rx_missed, s.generator_behind_schedule
+    );
+    println!(
+        "  cost        filter loop {:.1} ns/packet (its polls){}",
+        s.filter_ns_per_packet,
+        match s.model_ns_per_packet {
+            Some(m) => format!(" | model {m:.1} ns/packet (pumped on the same thread)"),
+            None => " | model on its own thread".to_string(),
+        }
     );
     println!(
         "  invariant   rx = dropped + passed + errors + left in rings ({}) + in flight, passed = tap + refused + vf tx + refused: {} (the model's rx missed is outside it)",

@@ -24,40 +24,21 @@
 //! `docs/reinject-vf.md`), the frame arrives with the backend's own MAC as source, which no
 //! frame from the wire has. Such frames are dropped before the rules and counted as `looped`,
 //! so a misrouted setup shows up in the counters instead of spinning survivors forever.
+//!
+//! Judging one burst (loop guard, rules, survivors to their place) is `daemon/judge.rs`, used
+//! here when judging inline and by every worker; the worker threads are `daemon/workers.rs`.
 
 use crate::backend::{BackendError, PacketBackend};
-use crate::filter::{Counters as RuleCounters, Decision, RuleSet};
-use crate::softrss::{Dispatcher, RssConfig, SoftRss, WorkerQueue};
+use crate::daemon::judge::{caught_looping, Judge, Survivors, ToSink};
+use crate::daemon::workers::Worker;
+pub use crate::daemon::workers::WorkerReport;
+use crate::filter::{Counters as RuleCounters, RuleSet};
+use crate::sink::PassSink;
+use crate::softrss::{Dispatcher, RssConfig, SoftRss};
 use crate::stats::Counters;
 use crossbeam::queue::ArrayQueue;
 use floodgate_pmd::{Maintenance, Packet, PacketBatch};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-
-/// Where passed packets go: a TAP (batched), the model's kernel side, or a counter.
-pub trait PassSink {
-    /// Submits a burst of passed packets. Returns how many the sink accepted; the rest were
-    /// pushed back (queue full) and are counted as `tap_dropped`, never lost silently.
-    fn submit(&mut self, packets: &[Packet]) -> usize;
-}
-
-/// A sink that accepts and counts everything: the model's "kernel side" when no TAP is given.
-#[derive(Debug, Default)]
-pub struct CountingSink {
-    /// Packets accepted.
-    pub packets: u64,
-    /// Bytes accepted.
-    pub bytes: u64,
-}
-
-impl PassSink for CountingSink {
-    fn submit(&mut self, packets: &[Packet]) -> usize {
-        self.packets += packets.len() as u64;
-        self.bytes += packets.iter().map(|p| p.len() as u64).sum::<u64>();
-        packets.len()
-    }
-}
+use std::sync::Arc;
 
 /// Survivors transmitted back out of the backend they came in on (`[reinject] to = "vf"`), with
 /// the MAC rewrites resolved at start.
@@ -96,7 +77,7 @@ impl TxBack {
 
     /// Applies the MAC rewrites in place (12 bytes per packet at most; no copy of the frame).
     #[inline]
-    fn rewrite(&self, batch: &mut PacketBatch) {
+    pub(super) fn rewrite(&self, batch: &mut PacketBatch) {
         if self.src_mac.is_none() && self.dst_mac.is_none() {
             return;
         }
@@ -137,25 +118,6 @@ pub enum LoopError {
     Rss(#[from] crate::softrss::RssError),
 }
 
-/// Where a burst's survivors go.
-trait Survivors {
-    /// Takes every packet of `pass` (leaving it empty) and counts where each went.
-    fn take(&mut self, pass: &mut PacketBatch, c: &mut Counters);
-}
-
-/// Into a [`PassSink`] (TAP): `tap` / `tap_dropped`.
-struct ToSink<'a, S>(&'a mut S);
-
-impl<S: PassSink> Survivors for ToSink<'_, S> {
-    #[inline]
-    fn take(&mut self, pass: &mut PacketBatch, c: &mut Counters) {
-        let accepted = self.0.submit(pass.as_slice()).min(pass.len());
-        c.tap += accepted as u64;
-        c.tap_dropped += (pass.len() - accepted) as u64;
-        pass.clear();
-    }
-}
-
 /// Back out of the backend, on the polling thread: `vf_tx` / `vf_tx_dropped`.
 struct ToBackend<'a, B: PacketBackend> {
     backend: &'a mut B,
@@ -179,232 +141,10 @@ fn transmit<B: PacketBackend>(b: &mut B, q: usize, batch: &mut PacketBatch, c: &
     c.vf_tx_dropped += (o.refused + o.ring_full) as u64;
 }
 
-/// From a worker back to the polling thread, which owns the driver. A full ring counts the
-/// packet in `vf_tx_dropped` at the worker.
-struct HandBack<'a> {
-    ring: &'a ArrayQueue<Packet>,
-    tx: &'a TxBack,
-    handed: &'a mut u64,
-}
-
-impl Survivors for HandBack<'_> {
-    #[inline]
-    fn take(&mut self, pass: &mut PacketBatch, c: &mut Counters) {
-        // Rewriting here spreads the (small) work over the workers.
-        self.tx.rewrite(pass);
-        for p in pass.drain() {
-            match self.ring.push(p) {
-                Ok(()) => *self.handed += 1,
-                Err(p) => {
-                    c.vf_tx_dropped += 1;
-                    drop(p);
-                }
-            }
-        }
-    }
-}
-
-/// True when `p` carries `guard` as its source MAC (the daemon's own frame, looped back); it is
-/// then counted as dropped and `looped`, and the caller lets go of it.
-#[inline]
-fn caught_looping(p: &Packet, guard: &Option<[u8; 6]>, c: &mut Counters) -> bool {
-    let looped = match guard {
-        Some(m) => p.data().get(6..12) == Some(&m[..]),
-        None => false,
-    };
-    if looped {
-        c.dropped += 1;
-        c.looped += 1;
-    }
-    looped
-}
-
-/// Judges one burst with `rules` and hands the survivors to `out`. Returns nothing; the
-/// counters say what happened.
-#[inline]
-#[allow(clippy::too_many_arguments)]
-fn judge<O: Survivors>(
-    pkts: impl Iterator<Item = Packet>,
-    rules: &mut RuleSet,
-    out: &mut O,
-    pass: &mut PacketBatch,
-    drops: &mut PacketBatch,
-    c: &mut Counters,
-    now: u64,
-    guard: &Option<[u8; 6]>,
-) {
-    for p in pkts {
-        if caught_looping(&p, guard, c) {
-            if let Err(p) = drops.push(p) {
-                drop(p);
-            }
-            continue;
-        }
-        match rules.classify(p.data(), now).action {
-            // Dropped buffers go back to the pool together at the end of the burst (one free-list
-            // operation per burst, not per packet), without their bytes being touched.
-            Decision::Drop => {
-                c.dropped += 1;
-                if let Err(p) = drops.push(p) {
-                    drop(p);
-                }
-            }
-            Decision::Pass => {
-                c.passed += 1;
-                if let Err(p) = pass.push(p) {
-                    // The pass batch is as large as a burst, so this cannot happen; never
-                    // lose a packet silently all the same.
-                    c.tap_dropped += 1;
-                    drop(p);
-                }
-            }
-        }
-    }
-    drops.clear();
-    if !pass.is_empty() {
-        out.take(pass, c);
-    }
-}
-
-/// Counters one worker publishes.
-#[derive(Debug, Clone, Default)]
-pub struct WorkerReport {
-    /// Packets taken from the worker's ring.
-    pub rx_packets: u64,
-    /// Verdict counters (`dropped`, `passed`, `tap`, `tap_dropped`, and `vf_tx_dropped` for
-    /// survivors the hand-back ring could not take).
-    pub counters: Counters,
-    /// Survivors handed back to the polling thread for transmission out of the backend (part of
-    /// `counters.passed`; the polling thread counts them as `vf_tx` or `vf_tx_dropped`).
-    pub handed_back: u64,
-    /// Per-rule counters of this worker's rule set.
-    pub rules: RuleCounters,
-}
-
-struct WorkerShared {
-    report: Mutex<WorkerReport>,
-    new_rules: Mutex<Option<RuleSet>>,
-    reload: AtomicBool,
-}
-
-struct Worker<S> {
-    shared: Arc<WorkerShared>,
-    handle: Option<JoinHandle<S>>,
-}
-
-fn worker_main<S: PassSink>(
-    mut q: WorkerQueue<Packet>,
-    mut rules: RuleSet,
-    mut sink: S,
-    back: Option<(Arc<ArrayQueue<Packet>>, TxBack)>,
-    shared: Arc<WorkerShared>,
-    burst: usize,
-) -> S {
-    let epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let start = std::time::Instant::now();
-    let mut buf: Vec<Packet> = Vec::with_capacity(burst);
-    let mut pass = PacketBatch::new(burst);
-    let mut drops = PacketBatch::new(burst);
-    let mut c = Counters::default();
-    let mut rx = 0u64;
-    let mut handed = 0u64;
-    let mut bursts = 0u32;
-    let mut idle = 0u32;
-    let publish = |c: &Counters, rx: u64, handed: u64, rules: &RuleSet| {
-        let mut r = shared.report.lock().unwrap_or_else(|e| e.into_inner());
-        r.rx_packets = rx;
-        r.counters = *c;
-        r.handed_back = handed;
-        r.rules = rules.counters().clone();
-    };
-    loop {
-        if shared.reload.swap(false, Ordering::AcqRel) {
-            if let Some(mut r) = shared
-                .new_rules
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
-                r.adopt_counters(&rules);
-                r.adopt_state(&mut rules);
-                // The old set (and the fresh tables it now holds) is freed here, on the worker.
-                rules = r;
-            }
-        }
-        let n = q.pop_burst(&mut buf, burst);
-        if n == 0 {
-            if q.is_finished() {
-                break;
-            }
-            idle += 1;
-            if idle == 64 {
-                publish(&c, rx, handed, &rules);
-                if let Err(e) = rules.flush_samples() {
-                    log::warn!("worker {}: writing sampled packets: {e}", q.index());
-                }
-            }
-            // Workers share cores with the polling thread (and, in the demo, the model): spin
-            // briefly, then yield, then nap. A 4096-packet ring outlasts a 50 µs nap at any
-            // rate one core can dispatch.
-            if idle > 256 {
-                std::thread::sleep(std::time::Duration::from_micros(50));
-            } else if idle > 16 {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-            continue;
-        }
-        idle = 0;
-        rx += n as u64;
-        let now = epoch + start.elapsed().as_nanos() as u64;
-        // The loop guard runs on the polling thread, before dispatch.
-        match &back {
-            Some((ring, tx)) => judge(
-                buf.drain(..),
-                &mut rules,
-                &mut HandBack {
-                    ring,
-                    tx,
-                    handed: &mut handed,
-                },
-                &mut pass,
-                &mut drops,
-                &mut c,
-                now,
-                &None,
-            ),
-            None => judge(
-                buf.drain(..),
-                &mut rules,
-                &mut ToSink(&mut sink),
-                &mut pass,
-                &mut drops,
-                &mut c,
-                now,
-                &None,
-            ),
-        }
-        bursts = bursts.wrapping_add(1);
-        if bursts.is_multiple_of(64) {
-            publish(&c, rx, handed, &rules);
-        }
-    }
-    if let Err(e) = rules.flush_samples() {
-        log::warn!("worker {}: writing sampled packets: {e}", q.index());
-    }
-    publish(&c, rx, handed, &rules);
-    sink
-}
-
 enum Stage<S> {
     Inline {
-        rules: RuleSet,
+        judge: Judge,
         sink: S,
-        pass: PacketBatch,
-        drops: PacketBatch,
     },
     Fanout {
         dispatcher: Box<Dispatcher<Packet>>,
@@ -479,7 +219,7 @@ impl<B: PacketBackend, S: PassSink + Send + 'static> FilterLoop<B, S> {
     pub fn new(backend: B, rules: RuleSet, opts: LoopOptions<S>) -> Result<Self, LoopError> {
         let LoopOptions {
             burst,
-            mut sinks,
+            sinks,
             tx,
             rss,
             ring_capacity,
@@ -494,15 +234,13 @@ impl<B: PacketBackend, S: PassSink + Send + 'static> FilterLoop<B, S> {
             }
         }
         let burst = burst.clamp(1, floodgate_pmd::MAX_BATCH);
-        let stage = match (rss, sinks.pop()) {
-            (None, Some(sink)) if sinks.is_empty() => Stage::Inline {
-                rules,
+        let stage = match (rss, <[S; 1]>::try_from(sinks)) {
+            (None, Ok([sink])) => Stage::Inline {
+                judge: Judge::new(rules, burst),
                 sink,
-                pass: PacketBatch::new(burst),
-                drops: PacketBatch::new(burst),
             },
-            (rss, last) => {
-                sinks.extend(last);
+            (rss, sinks) => {
+                let sinks = sinks.map_or_else(|many| many, Vec::from);
                 Stage::fanout(
                     rules,
                     sinks,
@@ -543,29 +281,12 @@ impl<S: PassSink + Send + 'static> Stage<S> {
         let mut workers = Vec::with_capacity(sinks.len());
         let mut back = Vec::new();
         for (q, sink) in qs.into_iter().zip(sinks) {
-            let shared = Arc::new(WorkerShared {
-                report: Mutex::new(WorkerReport {
-                    rules: rules.counters().clone(),
-                    ..Default::default()
-                }),
-                new_rules: Mutex::new(None),
-                reload: AtomicBool::new(false),
-            });
-            let (s2, r) = (shared.clone(), rules.fork());
-            let idx = q.index();
             let wb = tx.map(|tx| {
                 let ring = Arc::new(ArrayQueue::new(ring_capacity.max(1)));
                 back.push(ring.clone());
                 (ring, tx)
             });
-            let handle = std::thread::Builder::new()
-                .name(format!("floodgate-w{idx}"))
-                .spawn(move || worker_main(q, r, sink, wb, s2, burst))
-                .map_err(|_| crate::softrss::RssError::Workers(idx))?;
-            workers.push(Worker {
-                shared,
-                handle: Some(handle),
-            });
+            workers.push(Worker::spawn(q, rules.fork(), sink, wb, burst)?);
         }
         Ok(Stage::Fanout {
             dispatcher: Box::new(dispatcher),
@@ -594,39 +315,19 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
             c.rx_packets += n as u64;
             c.rx_bytes += self.rx.iter().map(|p| p.len() as u64).sum::<u64>();
             match &mut self.stage {
-                Stage::Inline {
-                    rules,
-                    sink,
-                    pass,
-                    drops,
-                } => match &self.tx {
-                    Some(tx) => judge(
-                        self.rx.drain(),
-                        rules,
-                        &mut ToBackend {
+                Stage::Inline { judge, sink } => match &self.tx {
+                    Some(tx) => {
+                        let mut out = ToBackend {
                             backend: &mut self.backend,
                             tx,
-                        },
-                        pass,
-                        drops,
-                        c,
-                        now,
-                        &guard,
-                    ),
-                    None => judge(
-                        self.rx.drain(),
-                        rules,
-                        &mut ToSink(sink),
-                        pass,
-                        drops,
-                        c,
-                        now,
-                        &None,
-                    ),
+                        };
+                        judge.burst(self.rx.drain(), &mut out, c, now, guard);
+                    }
+                    None => judge.burst(self.rx.drain(), &mut ToSink(sink), c, now, None),
                 },
                 Stage::Fanout { dispatcher, .. } => {
                     for p in self.rx.drain() {
-                        if caught_looping(&p, &guard, c) {
+                        if caught_looping(&p, guard, c) {
                             continue;
                         }
                         if dispatcher.dispatch(p).is_err() {
@@ -730,7 +431,7 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
         let mut c = self.counters;
         if let Stage::Fanout { workers, .. } = &self.stage {
             for w in workers {
-                let r = w.shared.report.lock().unwrap_or_else(|e| e.into_inner());
+                let r = w.shared.report();
                 c.dropped += r.counters.dropped;
                 // Survivors handed back are counted as passed by the polling thread, when it
                 // transmits them (`vf_tx`) or the TX ring refuses them (`vf_tx_dropped`).
@@ -749,23 +450,16 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
     pub fn worker_reports(&self) -> Vec<WorkerReport> {
         match &self.stage {
             Stage::Inline { .. } => Vec::new(),
-            Stage::Fanout { workers, .. } => workers
-                .iter()
-                .map(|w| {
-                    w.shared
-                        .report
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .clone()
-                })
-                .collect(),
+            Stage::Fanout { workers, .. } => {
+                workers.iter().map(|w| w.shared.report().clone()).collect()
+            }
         }
     }
 
     /// Rule names in order (then the default action is reported separately).
     pub fn rule_names(&self) -> Vec<String> {
         let rs = match &self.stage {
-            Stage::Inline { rules, .. } => rules,
+            Stage::Inline { judge, .. } => &judge.rules,
             Stage::Fanout { template, .. } => template,
         };
         rs.rules().iter().map(|r| r.name.clone()).collect()
@@ -774,13 +468,13 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
     /// Per-rule counters, merged over workers.
     pub fn rule_counters(&self) -> RuleCounters {
         match &self.stage {
-            Stage::Inline { rules, .. } => rules.counters().clone(),
+            Stage::Inline { judge, .. } => judge.rules.counters().clone(),
             Stage::Fanout {
                 workers, template, ..
             } => {
                 let mut total = template.counters().clone();
                 for w in workers {
-                    let r = w.shared.report.lock().unwrap_or_else(|e| e.into_inner());
+                    let r = w.shared.report();
                     total.merge(&r.rules);
                 }
                 total
@@ -791,7 +485,7 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
     /// Flushes sampled packets (inline; workers flush their own when idle and at the end).
     pub fn flush_samples(&self) -> std::io::Result<()> {
         match &self.stage {
-            Stage::Inline { rules, .. } => rules.flush_samples(),
+            Stage::Inline { judge, .. } => judge.rules.flush_samples(),
             Stage::Fanout { .. } => Ok(()),
         }
     }
@@ -819,7 +513,8 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
     /// the caller to free off the data path; workers free theirs themselves.
     pub fn install_rules(&mut self, mut new: RuleSet, forks: Vec<RuleSet>) -> Option<RuleSet> {
         match &mut self.stage {
-            Stage::Inline { rules, .. } => {
+            Stage::Inline { judge, .. } => {
+                let rules = &mut judge.rules;
                 new.adopt_counters(rules);
                 new.adopt_state(rules);
                 Some(std::mem::replace(rules, new))
@@ -830,8 +525,7 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
                 let mut forks = forks.into_iter();
                 for w in workers.iter() {
                     let mine = forks.next().unwrap_or_else(|| new.fork());
-                    *w.shared.new_rules.lock().unwrap_or_else(|e| e.into_inner()) = Some(mine);
-                    w.shared.reload.store(true, Ordering::Release);
+                    w.shared.offer_rules(mine);
                 }
                 let names = new.rules().len();
                 log::debug!("rules handed to {} workers ({names} rules)", workers.len());
@@ -925,5 +619,61 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
 impl<B: PacketBackend, S: PassSink> Drop for FilterLoop<B, S> {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::Decision;
+    use crate::sink::CountingSink;
+    use crate::softrss::RssError;
+    use floodgate_pmd::{IxgbeVf, Timeouts};
+    use floodgate_sim::{Nic, NicConfig, SimVf};
+
+    fn model_vf() -> (Nic, IxgbeVf<SimVf>) {
+        let nic = Nic::new(NicConfig::default());
+        let cfg = floodgate_pmd::Config {
+            timeouts: Timeouts::fast(),
+            ..Default::default()
+        };
+        let vf = IxgbeVf::open(nic.vf(0), cfg).expect("VF 0 up on the model");
+        (nic, vf)
+    }
+
+    fn pass_all() -> RuleSet {
+        RuleSet::new(vec![], Decision::Pass)
+    }
+
+    #[test]
+    fn one_sink_judges_inline_unless_soft_rss_is_asked_for() {
+        let (_nic, vf) = model_vf();
+        let opts = LoopOptions::inline(32, CountingSink::default());
+        let fl = FilterLoop::new(vf, pass_all(), opts).unwrap();
+        assert_eq!(fl.workers(), 0);
+        assert!(fl.tx_back().is_none());
+        drop(fl);
+
+        let (_nic, vf) = model_vf();
+        let opts = LoopOptions {
+            rss: Some(RssConfig::default()),
+            ..LoopOptions::inline(32, CountingSink::default())
+        };
+        let fl = FilterLoop::new(vf, pass_all(), opts).unwrap();
+        assert_eq!(fl.workers(), 1, "fanned out to one worker");
+
+        let (_nic, vf) = model_vf();
+        let sinks = (0..3).map(|_| CountingSink::default()).collect();
+        let fl = FilterLoop::new(vf, pass_all(), LoopOptions::new(32, sinks)).unwrap();
+        assert_eq!(fl.workers(), 3);
+    }
+
+    #[test]
+    fn no_sink_is_refused_with_a_reason() {
+        let (_nic, vf) = model_vf();
+        let e = FilterLoop::new(vf, pass_all(), LoopOptions::<CountingSink>::new(32, vec![]))
+            .err()
+            .expect("no sink, no judging thread");
+        assert!(matches!(e, LoopError::Rss(RssError::Workers(0))), "{e}");
     }
 }

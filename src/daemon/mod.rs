@@ -3,9 +3,11 @@
 mod commands;
 pub mod demo;
 pub mod filterloop;
+mod judge;
 pub mod metrics;
 pub mod run;
 mod run_xdp;
 pub mod runloop;
+mod workers;
 
 pub use commands::{check_config, describe_config, rules_test, RulesTestTotals};

@@ -23,16 +23,17 @@
 
 use crate::backend::{BackendError, PacketBackend};
 use crate::config::{Config, DeviceAddr, DstMac, ReinjectTo, SrcMac, VfReinject};
-use crate::daemon::filterloop::{CountingSink, FilterLoop, LoopOptions, PassSink, TxBack};
+use crate::daemon::filterloop::{FilterLoop, LoopOptions, TxBack};
 use crate::daemon::metrics::{Metrics, MetricsServer};
 use crate::daemon::runloop::{
     run_loop, LoopControl, LoopReport, NicMissed, PreparedRules, ReloadOutcome,
 };
 use crate::filter::RuleSet;
+use crate::sink::{CountingSink, PassSink};
 use crate::steering::{Steering, SteeringBackend};
-use crate::tap::{Reinject, Tap, TapWriter};
+use crate::tap::{Tap, TapSink, TapWriter};
 use anyhow::{bail, Context, Result};
-use floodgate_pmd::{IxgbeVf, Packet, MAX_BATCH};
+use floodgate_pmd::IxgbeVf;
 use floodgate_vfio::Device;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -41,93 +42,6 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// Passed packets go to the TAP, one io_uring submission per burst. The slices point into the
-/// packets' DMA buffers: the kernel's copy in the TAP write is the only copy.
-///
-/// With [`TapSink::completing_checksums`] (the AF_XDP backend), a frame whose UDP/TCP checksum
-/// is partial (see [`crate::backend::csum`]) is copied into a scratch slot and completed there
-/// first, since the sink only sees the packets; other frames go out unchanged.
-pub struct TapSink {
-    writer: TapWriter,
-    /// `CSUM_SLOTS` slots of `CSUM_SLOT` bytes, when checksums are completed.
-    scratch: Option<Box<[u8]>>,
-}
-
-/// Frames per write burst when checksums are completed (one scratch slot each).
-const CSUM_SLOTS: usize = 64;
-/// Bytes per scratch slot: the largest AF_XDP frame (a 4096-byte chunk) fits.
-const CSUM_SLOT: usize = 4096;
-
-impl TapSink {
-    /// Wraps a TAP writer.
-    pub fn new(writer: TapWriter) -> TapSink {
-        TapSink {
-            writer,
-            scratch: None,
-        }
-    }
-
-    /// Wraps a TAP writer; frames with a partial UDP/TCP checksum are completed before the
-    /// write (virtual devices such as veth deliver them so; the kernel would drop them).
-    pub fn completing_checksums(writer: TapWriter) -> TapSink {
-        TapSink {
-            writer,
-            scratch: Some(vec![0u8; CSUM_SLOTS * CSUM_SLOT].into_boxed_slice()),
-        }
-    }
-
-    fn submit_completing(&mut self, packets: &[Packet]) -> usize {
-        let Some(scratch) = self.scratch.as_mut() else {
-            return 0;
-        };
-        let mut written = 0usize;
-        let mut fixed = [false; CSUM_SLOTS];
-        for chunk in packets.chunks(CSUM_SLOTS) {
-            for ((p, slot), fix) in chunk
-                .iter()
-                .zip(scratch.chunks_exact_mut(CSUM_SLOT))
-                .zip(fixed.iter_mut())
-            {
-                let d = p.data();
-                *fix = d.len() <= CSUM_SLOT && crate::backend::csum::needs_completion(d);
-                if *fix {
-                    slot[..d.len()].copy_from_slice(d);
-                    crate::backend::csum::complete(&mut slot[..d.len()]);
-                }
-            }
-            let mut slices: [&[u8]; CSUM_SLOTS] = [&[]; CSUM_SLOTS];
-            for (i, (s, p)) in slices.iter_mut().zip(chunk).enumerate() {
-                *s = if fixed[i] {
-                    &scratch[i * CSUM_SLOT..i * CSUM_SLOT + p.len()]
-                } else {
-                    p.data()
-                };
-            }
-            let o = self.writer.write_burst(&slices[..chunk.len()]);
-            written += o.written as usize;
-        }
-        written
-    }
-}
-
-impl PassSink for TapSink {
-    fn submit(&mut self, packets: &[Packet]) -> usize {
-        if self.scratch.is_some() {
-            return self.submit_completing(packets);
-        }
-        let mut slices: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
-        let mut written = 0usize;
-        for chunk in packets.chunks(MAX_BATCH) {
-            for (s, p) in slices.iter_mut().zip(chunk) {
-                *s = p.data();
-            }
-            let o = self.writer.write_burst(&slices[..chunk.len()]);
-            written += o.written as usize;
-        }
-        written
-    }
-}
 
 /// Installs the SIGINT/SIGTERM (stop) and SIGHUP (reload) handlers on `ctl`'s flags, as
 /// signal handlers (for embedders that run [`run_loop`] themselves). The daemon itself takes
@@ -424,7 +338,7 @@ impl<B: SteeringBackend> Drop for SteeringGuard<B> {
 
 /// Runs the daemon as configured by the file at `path`.
 pub fn run(path: &Path) -> Result<LoopReport> {
-    let cfg = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = Config::load(path)?;
     // Before any other thread starts (they inherit the blocked signals).
     let signals = SignalThread::start()?;
     // Opened while still privileged, for reloads after the privilege drop.
@@ -483,12 +397,9 @@ fn run_device<D: Device>(cfg: &Config, d: &Daemon<'_>, dev: D, name: &str) -> Re
                 path.display()
             )
         })?;
-        let backend =
-            crate::steering::EthtoolBackend::open(pf).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let backend = crate::steering::EthtoolBackend::open(pf)?;
         let mut s = Steering::new(backend, Some(cfg.daemon.state_file.clone()));
-        let rep = s
-            .install(&cfg.steering)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let rep = s.install(&cfg.steering)?;
         if !rep.leftovers_removed.is_empty() {
             log::warn!(
                 "removed {} steering rule(s) left by a previous run at locations {:?}",
@@ -537,14 +448,11 @@ fn drop_privileges<B: SteeringBackend>(cfg: &Config, steering: Option<&Steering<
 /// Drops to `[daemon] user`/`group` if set, keeping CAP_NET_ADMIN when `keep_net_admin`.
 pub(super) fn drop_privileges_keeping(cfg: &Config, keep_net_admin: bool) -> Result<()> {
     if let Some(user) = &cfg.daemon.user {
-        let creds = crate::privdrop::resolve(user, cfg.daemon.group.as_deref())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let creds = crate::privdrop::resolve(user, cfg.daemon.group.as_deref())?;
         // The state directory stays root's: at exit the unprivileged process empties the state
         // file through the descriptor kept since it was written (see `StateFile`).
         // Keep CAP_NET_ADMIN only when steering rules must be removed at exit.
-        creds
-            .apply(keep_net_admin)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        creds.apply(keep_net_admin)?;
         log::info!(
             "running as {} (uid {}, gid {})",
             creds.user,
@@ -555,15 +463,26 @@ pub(super) fn drop_privileges_keeping(cfg: &Config, keep_net_admin: bool) -> Res
     Ok(())
 }
 
-/// Survivors back out of the VF: no TAP, the filter loop transmits them itself.
-fn serve_vf<D: Device, B: SteeringBackend>(
+/// Survivors back out of the packet backend they came in on: no TAP, the filter loop transmits
+/// them itself.
+fn serve_vf<P: PacketBackend, B: SteeringBackend>(
     cfg: &Config,
     d: &Daemon<'_>,
-    vf: IxgbeVf<D>,
+    backend: P,
     r: VfReinject,
     steering: Option<&Steering<B>>,
 ) -> Result<LoopReport> {
-    let tx = vf_tx(&r, vf.mac(), || {
+    let own_mac = match backend.mac() {
+        Some(m) => m,
+        None if r.src_mac == SrcMac::Vf => bail!(
+            "[reinject] src_mac = \"vf\" rewrites survivors' source to the backend's own MAC, \
+             and the {} backend has none",
+            backend.kind()
+        ),
+        // Not used: the source MAC is kept.
+        None => [0; 6],
+    };
+    let tx = vf_tx(&r, own_mac, || {
         let pf = cfg
             .device
             .pf
@@ -573,7 +492,9 @@ fn serve_vf<D: Device, B: SteeringBackend>(
             .with_context(|| format!("reading {pf}'s MAC address from /sys/class/net/{pf}/address"))
     })?;
     log::info!(
-        "reinjecting survivors out of the VF: TX queue {}, source MAC {}, destination MAC {}",
+        "reinjecting survivors out of the {} backend: TX queue {}, source MAC {}, destination \
+         MAC {}",
+        backend.kind(),
         tx.queue,
         tx.src_mac
             .map_or("kept".to_string(), floodgate_pmd::fmt_mac),
@@ -589,24 +510,24 @@ fn serve_vf<D: Device, B: SteeringBackend>(
         tx: Some(tx),
         ..LoopOptions::new(burst, sinks)
     };
-    let mut fl = FilterLoop::new(vf, rules, opts).context("starting the filter loop")?;
+    let mut fl = FilterLoop::new(backend, rules, opts).context("starting the filter loop")?;
     serve_daemon(&mut fl, cfg, d)
 }
 
 /// Survivors into the kernel through the TAP.
-fn serve_tap<D: Device, B: SteeringBackend>(
+fn serve_tap<P: PacketBackend, B: SteeringBackend>(
     cfg: &Config,
     d: &Daemon<'_>,
-    vf: IxgbeVf<D>,
+    backend: P,
     steering: Option<&Steering<B>>,
 ) -> Result<LoopReport> {
     {
-        let tap = Tap::open(&cfg.tap.name).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let tap = Tap::open(&cfg.tap.name)?;
         // Survivors still carry the PF's MAC as destination: give the TAP that MAC so the
         // kernel takes them as addressed to it.
         if let Some(pf) = cfg.device.pf.as_deref() {
             match pf_mac(pf) {
-                Some(mac) => tap.set_mac(mac).map_err(|e| anyhow::anyhow!("{e}"))?,
+                Some(mac) => tap.set_mac(mac)?,
                 None => log::warn!(
                     "could not read {pf}'s MAC address; reinjected frames keep it as \
                      destination, so give TAP {} the same MAC by hand",
@@ -614,7 +535,7 @@ fn serve_tap<D: Device, B: SteeringBackend>(
                 ),
             }
         }
-        tap.set_up().map_err(|e| anyhow::anyhow!("{e}"))?;
+        tap.set_up()?;
         loose_rp_filter(&cfg.tap.name);
         let burst = cfg.device.burst as usize;
         let workers = (cfg.daemon.workers as usize).max(1);
@@ -637,7 +558,7 @@ fn serve_tap<D: Device, B: SteeringBackend>(
 
         drop_privileges(cfg, steering)?;
         let rules = cfg.filter.ruleset();
-        let mut fl = FilterLoop::new(vf, rules, LoopOptions::new(burst, sinks))
+        let mut fl = FilterLoop::new(backend, rules, LoopOptions::new(burst, sinks))
             .context("starting the filter loop")?;
         serve_daemon(&mut fl, cfg, d)
     }

@@ -16,15 +16,13 @@
 //! The kernel's drops for want of a buffer or ring space are the "nic missed" figure.
 
 use super::filterloop::{FilterLoop, LoopOptions};
-use super::run::{
-    drop_privileges_keeping, loose_rp_filter, serve_daemon_with, Daemon, ReloadHook, TapSink,
-};
+use super::run::{drop_privileges_keeping, loose_rp_filter, serve_daemon_with, Daemon, ReloadHook};
 use super::runloop::{LoopReport, NicMissed};
 use crate::backend::af_xdp::{XskBackend, XskConfig};
 use crate::backend::PacketBackend;
 use crate::config::{AfXdpDevice, Config, XdpMode, ZeroCopy};
 use crate::steering::xdp::{XdpSetup, XdpSteering};
-use crate::tap::{Tap, TapWriter};
+use crate::tap::{Tap, TapSink, TapWriter};
 use anyhow::{Context, Result};
 use floodgate_xdp::{BindMode, Map};
 use std::sync::atomic::Ordering;

@@ -1,5 +1,7 @@
 //! The daemon's main loop around a [`FilterLoop`]: per-interval stats line and metrics,
-//! VF maintenance (PF reset recovery, link), hot reload of the rules, and a draining stop.
+//! backend maintenance (PF reset recovery, link), hot reload of the rules, and a draining stop.
+//! [`run_loop`] is an outline; each concern is a piece it calls: the clock, the idle naps, the
+//! reload intake, the maintenance triage, the interval output, the drain and the final count.
 //!
 //! Nothing slow runs here between two polls: a reload's new rule set is built on another thread
 //! and only moved in (see [`LoopControl::new_rules`]); signals are taken by a signal thread that
@@ -7,9 +9,10 @@
 //! [`LoopControl::drain_timeout`] and counts what it leaves behind.
 
 use crate::backend::{BackendError, PacketBackend};
-use crate::daemon::filterloop::{FilterLoop, PassSink};
+use crate::daemon::filterloop::FilterLoop;
 use crate::daemon::metrics::{Metrics, RuleSnapshot, Snapshot};
 use crate::filter::RuleSet;
+use crate::sink::PassSink;
 use crate::stats::{progress_line, Counters};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -97,6 +100,7 @@ pub struct LoopControl {
     pub watchdog: Option<crate::sdnotify::WatchdogFeeder>,
     /// Called before every poll, also while draining (the demo runs the NIC model here, in
     /// lockstep with the loop; see `floodgate_sim::InlineEngine`). Returns the frames it moved.
+    /// Its time is measured apart from the polls' ([`LoopReport::pump_time`]).
     pub pump: Option<Box<dyn FnMut() -> usize>>,
 }
 
@@ -206,6 +210,32 @@ pub struct LoopReport {
     pub nic_missed: Option<u64>,
     /// Device requests that timed out without the device being gone (vfio-user).
     pub transport_timeouts: u64,
+    /// Time the polling thread spent in its polls (receive, judge or dispatch, drop, hand
+    /// over survivors), measured around each poll: not the model's pump, naps, reloads or
+    /// the per-interval housekeeping. With workers, their judging runs on other threads and
+    /// is not in here.
+    pub filter_time: Duration,
+    /// Time spent in [`LoopControl::pump`] (the model, in lockstep with the loop).
+    pub pump_time: Duration,
+}
+
+impl LoopReport {
+    /// The loop's own time per received packet, in nanoseconds (0 when nothing was received).
+    pub fn filter_ns_per_packet(&self) -> f64 {
+        per_packet(self.filter_time, self.counters.rx_packets)
+    }
+
+    /// The pump's (the model's) time per received packet, in nanoseconds.
+    pub fn pump_ns_per_packet(&self) -> f64 {
+        per_packet(self.pump_time, self.counters.rx_packets)
+    }
+}
+
+fn per_packet(t: Duration, packets: u64) -> f64 {
+    if packets == 0 {
+        return 0.0;
+    }
+    t.as_nanos() as f64 / packets as f64
 }
 
 /// The loop ended because the device failed (it is gone, or an unrecoverable driver error):
@@ -213,7 +243,7 @@ pub struct LoopReport {
 /// into host memory was judged and the workers were stopped before this was returned, so the
 /// report's counters are final and the invariant holds for them.
 #[derive(Debug, thiserror::Error)]
-#[error("{error}")]
+#[error("the packet backend failed")]
 pub struct LoopFailure {
     /// What ended the loop.
     #[source]
@@ -259,6 +289,140 @@ fn snapshot<B: PacketBackend, S: PassSink>(
     }
 }
 
+/// The polling thread's clock: the rules' time stamps and where the thread's time goes.
+///
+/// One clock read ends each stretch of the thread's time and attributes the time since the
+/// previous read to the polls ([`lap_filter`](Self::lap_filter)), to the pump
+/// ([`lap_pump`](Self::lap_pump)) or to neither ([`lap_idle`](Self::lap_idle): naps,
+/// housekeeping).
+/// Rule time stamps are nanoseconds since the Unix epoch (sampled frames are written with
+/// them); the monotonic clock advances them, so a stepping wall clock cannot run them back.
+struct Clock {
+    start: Instant,
+    epoch_base: u64,
+    /// The last read.
+    mark: Instant,
+    filter: Duration,
+    pump: Duration,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        let start = Instant::now();
+        let epoch_base = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Clock {
+            start,
+            epoch_base,
+            mark: start,
+            filter: Duration::ZERO,
+            pump: Duration::ZERO,
+        }
+    }
+
+    /// The rules' time at the last read.
+    fn rule_ns(&self) -> u64 {
+        self.epoch_base + self.mark.duration_since(self.start).as_nanos() as u64
+    }
+
+    fn read(&mut self) -> (Instant, Duration) {
+        let now = Instant::now();
+        let since = now.duration_since(self.mark);
+        self.mark = now;
+        (now, since)
+    }
+
+    /// The time since the last read was the loop's polling.
+    fn lap_filter(&mut self) -> Instant {
+        let (now, d) = self.read();
+        self.filter += d;
+        now
+    }
+
+    /// The time since the last read was the pump's.
+    fn lap_pump(&mut self) {
+        let (_, d) = self.read();
+        self.pump += d;
+    }
+
+    /// The time since the last read was neither polling nor pumping.
+    fn lap_idle(&mut self) -> Instant {
+        self.read().0
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Copies the time accounts into the report.
+    fn report(&self, rep: &mut LoopReport) {
+        rep.filter_time = self.filter;
+        rep.pump_time = self.pump;
+    }
+}
+
+/// Runs the model's pump, if there is one, and times it apart from the loop's work. Returns
+/// the frames it moved.
+fn pump(ctl: &mut LoopControl, clock: &mut Clock) -> usize {
+    let Some(p) = ctl.pump.as_mut() else {
+        return 0;
+    };
+    let moved = p();
+    clock.lap_pump();
+    moved
+}
+
+/// Naps on empty rings as the [`IdlePolicy`] says.
+struct Idler {
+    policy: IdlePolicy,
+    /// Empty polls in a row.
+    empty: u32,
+    empty_since: Instant,
+    napping: bool,
+}
+
+impl Idler {
+    fn new(policy: IdlePolicy) -> Idler {
+        if policy.nap.is_some() {
+            // Naps of tens of microseconds would otherwise be stretched by the default 50 µs
+            // timer slack of a normal thread.
+            // SAFETY: PR_SET_TIMERSLACK takes an integer argument and affects only this thread.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
+        }
+        Idler {
+            policy,
+            empty: 0,
+            empty_since: Instant::now(),
+            napping: false,
+        }
+    }
+
+    /// After a poll at `now` that found `polled` packets: spins while the rings have been
+    /// empty for less than `spin`, then naps after each further empty poll. Returns true when
+    /// it napped.
+    fn after_poll(&mut self, polled: usize, now: Instant) -> bool {
+        if polled > 0 {
+            self.empty = 0;
+            return false;
+        }
+        self.empty = self.empty.saturating_add(1);
+        let Some(nap) = self.policy.nap else {
+            return false;
+        };
+        if self.empty == 1 {
+            self.empty_since = now;
+            self.napping = false;
+        } else if !self.napping && now.duration_since(self.empty_since) >= self.policy.spin {
+            self.napping = true;
+        }
+        if self.napping {
+            std::thread::sleep(nap);
+        }
+        self.napping
+    }
+}
+
 /// Takes the reload outcomes that are ready (never waits) and installs the last good rule set.
 fn take_new_rules<B: PacketBackend, S: PassSink>(
     fl: &mut FilterLoop<B, S>,
@@ -300,6 +464,60 @@ fn take_new_rules<B: PacketBackend, S: PassSink>(
     }
 }
 
+/// A reload asked for through [`LoopControl::reload`] (SIGHUP for embedders): builds the new
+/// rules with [`LoopControl::reloader`] on this thread and swaps them in.
+fn reload_on_request<B: PacketBackend, S: PassSink>(
+    fl: &mut FilterLoop<B, S>,
+    ctl: &mut LoopControl,
+    rep: &mut LoopReport,
+) {
+    if !ctl.reload.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    match ctl.reloader.as_mut().map(|f| f()) {
+        Some(Ok(rules)) => {
+            fl.replace_rules(rules);
+            rep.reloads += 1;
+            log::info!("reloaded rules ({} rules)", fl.rule_names().len());
+        }
+        Some(Err(e)) => {
+            rep.reload_errors += 1;
+            log::error!("reload rejected, old rules keep running: {e}");
+        }
+        None => log::warn!("reload requested but this run has no config file"),
+    }
+}
+
+/// Backend housekeeping, once per interval. A transient failure (a PF reset still in
+/// progress, a mailbox that did not answer in time, a PF that refused a request of the
+/// re-initialisation after a reset) is counted and retried at the next interval: the VF keeps
+/// its buffers and its reset stays pending, so the next pass redoes the whole
+/// re-initialisation. Any other failure (the device is gone, an unrecoverable driver error) is
+/// returned and ends the loop.
+fn maintain<B: PacketBackend, S: PassSink>(
+    fl: &mut FilterLoop<B, S>,
+    rep: &mut LoopReport,
+) -> Result<(), BackendError> {
+    match fl.maintain() {
+        Ok(m) => {
+            if m.reinitialised {
+                rep.pf_resets += 1;
+                log::warn!("PF reset: VF and queues re-initialised");
+            }
+            if let Some(l) = m.link_changed {
+                log::info!("link changed: {l:?}");
+            }
+            Ok(())
+        }
+        Err(e) if e.is_transient() => {
+            rep.maintenance_retries += 1;
+            log::warn!("{} maintenance will be retried: {e}", fl.backend().kind());
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads the NIC's missed-frame counter into the report.
 fn read_nic_missed(ctl: &mut LoopControl, rep: &mut LoopReport) {
     if let Some(f) = ctl.nic_missed.as_mut() {
@@ -307,20 +525,150 @@ fn read_nic_missed(ctl: &mut LoopControl, rep: &mut LoopReport) {
     }
 }
 
-/// The device failed: judges what the NIC had already written into host memory (bounded: a
-/// device that is gone writes nothing more), stops the workers and takes the final counters,
-/// so a failure still ends with exact counts.
-fn settle_after_failure<B: PacketBackend, S: PassSink>(
+/// The per-interval output: the stats line on stderr and the metrics snapshot.
+struct Interval {
+    last_tick: Instant,
+    last: Counters,
+}
+
+impl Interval {
+    fn new(start: Instant, counters: Counters) -> Interval {
+        Interval {
+            last_tick: start,
+            last: counters,
+        }
+    }
+
+    fn due(&self, now: Instant, every: Duration) -> bool {
+        now.duration_since(self.last_tick) >= every
+    }
+
+    /// Flushes sampled packets, then prints the line for the interval ending `now` and
+    /// publishes the metrics.
+    fn emit<B: PacketBackend, S: PassSink>(
+        &mut self,
+        fl: &mut FilterLoop<B, S>,
+        ctl: &mut LoopControl,
+        rep: &mut LoopReport,
+        now: Instant,
+    ) {
+        if let Err(e) = fl.flush_samples() {
+            log::warn!("writing sampled packets: {e}");
+        }
+        let c = fl.counters();
+        let missed_before = rep.nic_missed;
+        read_nic_missed(ctl, rep);
+        rep.transport_timeouts = fl.backend().transport_timeouts();
+        if ctl.progress {
+            let mut line = progress_line(&c.since(&self.last), now.duration_since(self.last_tick));
+            if let Some(m) = rep.nic_missed {
+                line.push_str(&format!(
+                    " | nic missed {}",
+                    m.saturating_sub(missed_before.unwrap_or(0))
+                ));
+            }
+            eprintln!("{line}");
+        }
+        if let Some(metrics) = &ctl.metrics {
+            metrics.publish(snapshot(fl, rep));
+        }
+        self.last = c;
+        self.last_tick = now;
+    }
+}
+
+/// The deadline passed or a stop was asked for.
+fn stop_requested(ctl: &LoopControl, now: Instant) -> bool {
+    ctl.deadline.is_some_and(|d| now >= d)
+        || ctl.stop.load(Ordering::Acquire)
+        || ctl.abort.load(Ordering::Acquire)
+}
+
+/// Drain: keeps polling until the rings stay empty for a while (100 polls, 10 ms apart at
+/// most), so no received packet is left without a verdict; but no longer than the drain
+/// timeout, since a flood may never let the rings go quiet, and not at all after a second
+/// stop signal. What it cannot take in time is released and counted as `left`.
+fn drain<B: PacketBackend, S: PassSink>(
     fl: &mut FilterLoop<B, S>,
     ctl: &mut LoopControl,
     rep: &mut LoopReport,
-    now_ns: u64,
+    clock: &mut Clock,
 ) {
-    let mut polls = 0;
-    while fl.poll(now_ns) > 0 && polls < 100_000 {
-        polls += 1;
+    let deadline = Instant::now() + ctl.drain_timeout;
+    let mut quiet = 0;
+    rep.aborted = ctl.abort.load(Ordering::Acquire);
+    rep.drain_cut = rep.aborted;
+    while quiet < 100 && !rep.drain_cut {
+        let pumped = pump(ctl, clock);
+        let polled = fl.poll(clock.rule_ns());
+        let now = clock.lap_filter();
+        if polled == 0 && pumped == 0 {
+            quiet += 1;
+            std::thread::sleep(Duration::from_micros(100));
+            clock.lap_idle();
+        } else {
+            quiet = 0;
+        }
+        if ctl.abort.load(Ordering::Acquire) {
+            rep.aborted = true;
+            rep.drain_cut = true;
+        } else if now >= deadline {
+            rep.drain_cut = true;
+        }
     }
-    fl.finish();
+    if !rep.drain_cut {
+        return;
+    }
+    let left = fl.abandon_rings(ABANDON_PER_QUEUE);
+    log::warn!(
+        "stop: {}; {left} frame(s) still in the RX rings were released without a verdict \
+         (counted as left in rings)",
+        if rep.aborted {
+            "second stop signal, drain skipped".to_string()
+        } else {
+            format!(
+                "the rings did not go quiet within the drain timeout ({} ms)",
+                ctl.drain_timeout.as_millis()
+            )
+        }
+    );
+}
+
+/// Survivors sent back out of the backend: waits (up to 1 s, still pumping a lockstep model)
+/// until the device reports them sent, so a stop does not cut off packets already counted as
+/// `vf_tx`. A second stop signal does not wait.
+fn wait_for_tx<B: PacketBackend, S: PassSink>(
+    fl: &mut FilterLoop<B, S>,
+    ctl: &mut LoopControl,
+    rep: &mut LoopReport,
+) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut outstanding = fl.tx_outstanding();
+    while outstanding > 0 && Instant::now() < deadline && !ctl.abort.load(Ordering::Acquire) {
+        if let Some(p) = ctl.pump.as_mut() {
+            p();
+        }
+        std::thread::sleep(Duration::from_micros(100));
+        outstanding = fl.tx_outstanding();
+    }
+    if outstanding > 0 {
+        log::warn!(
+            "{outstanding} survivors were still on the {} TX queue 1 s after the stop \
+             (counted as vf_tx; the device may not have sent them)",
+            fl.backend().kind()
+        );
+    }
+    rep.vf_tx_unsent = outstanding;
+}
+
+/// The final counters once the workers have stopped: receive errors, sampled packets, the
+/// NIC's and the transport's counts, the last metrics snapshot.
+fn settle<B: PacketBackend, S: PassSink>(
+    fl: &mut FilterLoop<B, S>,
+    ctl: &mut LoopControl,
+    rep: &mut LoopReport,
+    clock: &Clock,
+) {
     fl.sync_rx_errors();
     if let Err(e) = fl.flush_samples() {
         log::warn!("writing sampled packets: {e}");
@@ -328,12 +676,39 @@ fn settle_after_failure<B: PacketBackend, S: PassSink>(
     rep.counters = fl.counters();
     read_nic_missed(ctl, rep);
     rep.transport_timeouts = fl.backend().transport_timeouts();
+    clock.report(rep);
     if let Some(metrics) = &ctl.metrics {
         metrics.publish(snapshot(fl, rep));
     }
 }
 
+/// The device failed: judges what the NIC had already written into host memory (bounded: a
+/// device that is gone writes nothing more), stops the workers and takes the final counters,
+/// so a failure still ends with exact counts.
+fn fail<B: PacketBackend, S: PassSink>(
+    fl: &mut FilterLoop<B, S>,
+    ctl: &mut LoopControl,
+    mut rep: LoopReport,
+    clock: &mut Clock,
+    error: BackendError,
+) -> Box<LoopFailure> {
+    rep.elapsed = clock.elapsed();
+    clock.lap_idle();
+    let mut polls = 0;
+    while fl.poll(clock.rule_ns()) > 0 && polls < 100_000 {
+        clock.lap_filter();
+        polls += 1;
+    }
+    fl.finish();
+    settle(fl, ctl, &mut rep, clock);
+    Box::new(LoopFailure { error, report: rep })
+}
+
 /// Runs until `ctl.stop` is set or the deadline passes, then drains the rings.
+///
+/// Each turn pumps the model (if any), polls every queue and naps if the rings have been empty
+/// for a while ([`IdlePolicy`]); every 256 turns it takes finished reloads, feeds the
+/// watchdog, and once per interval does the backend's housekeeping and the output.
 ///
 /// A reload swaps the rule set between two bursts: every packet of a burst is judged by exactly
 /// one rule set, so none is lost or counted twice. A rejected config is logged and the old rules
@@ -346,144 +721,42 @@ pub fn run_loop<B: PacketBackend, S: PassSink>(
     fl: &mut FilterLoop<B, S>,
     ctl: &mut LoopControl,
 ) -> Result<LoopReport, Box<LoopFailure>> {
-    let start = Instant::now();
+    let mut clock = Clock::start();
+    let mut idler = Idler::new(ctl.idle);
+    let mut interval = Interval::new(clock.start, fl.counters());
     let mut rep = LoopReport::default();
-    let mut last_tick = start;
-    let mut last = fl.counters();
-    let mut iter: u32 = 0;
-    // The rules' clock (rate limiters) is refreshed every 32 polls: a few microseconds of
-    // granularity, and no clock read per burst.
-    // Rule time stamps are nanoseconds since the Unix epoch (sampled frames are written with
-    // them); the monotonic clock advances them so a stepping wall clock cannot run them back.
-    let epoch_base = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut now_ns = epoch_base;
-    let mut empty: u32 = 0;
-    let mut empty_since = start;
-    let mut napping = false;
-    if ctl.idle.nap.is_some() {
-        // Naps of tens of microseconds would otherwise be stretched by the default 50 µs timer
-        // slack of a normal thread.
-        // SAFETY: PR_SET_TIMERSLACK takes an integer argument and affects only this thread.
-        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
-    }
+    let mut turn: u32 = 0;
     loop {
-        if iter.is_multiple_of(32) {
-            now_ns = epoch_base + start.elapsed().as_nanos() as u64;
+        pump(ctl, &mut clock);
+        let polled = fl.poll(clock.rule_ns());
+        let now = clock.lap_filter();
+        if idler.after_poll(polled, now) {
+            rep.idle_naps += 1;
+            clock.lap_idle();
         }
-        if let Some(p) = ctl.pump.as_mut() {
-            p();
-        }
-        if fl.poll(now_ns) == 0 {
-            empty = empty.saturating_add(1);
-            if let Some(nap) = ctl.idle.nap {
-                // The clock is read on the first empty poll and then every 16th: an empty
-                // poll costs tens of nanoseconds, a clock read about twenty.
-                if empty == 1 {
-                    empty_since = Instant::now();
-                    napping = false;
-                } else if !napping
-                    && empty.is_multiple_of(16)
-                    && empty_since.elapsed() >= ctl.idle.spin
-                {
-                    napping = true;
-                }
-                if napping {
-                    std::thread::sleep(nap);
-                    rep.idle_naps += 1;
-                    // The clock moved on while asleep.
-                    now_ns = epoch_base + start.elapsed().as_nanos() as u64;
-                }
-            }
-        } else {
-            empty = 0;
-        }
-        iter = iter.wrapping_add(1);
-        if !iter.is_multiple_of(256) {
+        turn = turn.wrapping_add(1);
+        if !turn.is_multiple_of(256) {
             continue;
         }
         take_new_rules(fl, ctl, &mut rep);
         if let Some(w) = ctl.watchdog.as_mut() {
             // Paces itself (at most one message per half watchdog period).
-            w.feed(Instant::now());
+            w.feed(now);
         }
-        if ctl.reload.swap(false, Ordering::AcqRel) {
-            match ctl.reloader.as_mut().map(|f| f()) {
-                Some(Ok(rules)) => {
-                    fl.replace_rules(rules);
-                    rep.reloads += 1;
-                    log::info!("reloaded rules ({} rules)", fl.rule_names().len());
-                }
-                Some(Err(e)) => {
-                    rep.reload_errors += 1;
-                    log::error!("reload rejected, old rules keep running: {e}");
-                }
-                None => log::warn!("reload requested but this run has no config file"),
+        reload_on_request(fl, ctl, &mut rep);
+        let now = clock.lap_idle();
+        if interval.due(now, ctl.interval) {
+            if let Err(e) = maintain(fl, &mut rep) {
+                return Err(fail(fl, ctl, rep, &mut clock, e));
             }
+            interval.emit(fl, ctl, &mut rep, now);
+            clock.lap_idle();
         }
-        let now = Instant::now();
-        if now.duration_since(last_tick) >= ctl.interval {
-            // A PF reset still in progress, a mailbox that did not answer in time, or a PF that
-            // refused a request of the re-initialisation after a reset, is retried at the next
-            // interval (the VF keeps its buffers and its reset stays pending, so the next pass
-            // redoes the whole re-initialisation); only a device that is gone (or an
-            // unrecoverable driver error) ends the loop.
-            let m = match fl.maintain() {
-                Ok(m) => m,
-                Err(e) if e.is_transient() => {
-                    rep.maintenance_retries += 1;
-                    log::warn!("{} maintenance will be retried: {e}", fl.backend().kind());
-                    Default::default()
-                }
-                Err(error) => {
-                    rep.elapsed = start.elapsed();
-                    settle_after_failure(
-                        fl,
-                        ctl,
-                        &mut rep,
-                        epoch_base + start.elapsed().as_nanos() as u64,
-                    );
-                    return Err(Box::new(LoopFailure { error, report: rep }));
-                }
-            };
-            if m.reinitialised {
-                rep.pf_resets += 1;
-                log::warn!("PF reset: VF and queues re-initialised");
-            }
-            if let Some(l) = m.link_changed {
-                log::info!("link changed: {l:?}");
-            }
-            if let Err(e) = fl.flush_samples() {
-                log::warn!("writing sampled packets: {e}");
-            }
-            let c = fl.counters();
-            let missed_before = rep.nic_missed;
-            read_nic_missed(ctl, &mut rep);
-            rep.transport_timeouts = fl.backend().transport_timeouts();
-            if ctl.progress {
-                let mut line = progress_line(&c.since(&last), now.duration_since(last_tick));
-                if let Some(m) = rep.nic_missed {
-                    line.push_str(&format!(
-                        " | nic missed {}",
-                        m.saturating_sub(missed_before.unwrap_or(0))
-                    ));
-                }
-                eprintln!("{line}");
-            }
-            if let Some(metrics) = &ctl.metrics {
-                metrics.publish(snapshot(fl, &rep));
-            }
-            last = c;
-            last_tick = now;
-        }
-        let deadline_passed = ctl.deadline.is_some_and(|d| now >= d);
-        if deadline_passed || ctl.stop.load(Ordering::Acquire) || ctl.abort.load(Ordering::Acquire)
-        {
+        if stop_requested(ctl, now) {
             break;
         }
     }
-    rep.elapsed = start.elapsed();
+    rep.elapsed = clock.elapsed();
     crate::sdnotify::stopping();
     // Reloads that finished before the stop are counted (and installed: the drain judges with
     // the newest rules).
@@ -491,75 +764,11 @@ pub fn run_loop<B: PacketBackend, S: PassSink>(
     if let Some(f) = ctl.before_drain.take() {
         f();
     }
-    // Drain: keep polling until the rings stay empty for a while (100 polls, 10 ms apart at
-    // most), so no received packet is left without a verdict; but no longer than the drain
-    // timeout, since a flood may never let the rings go quiet, and not at all after a second
-    // stop signal.
-    let drain_deadline = Instant::now() + ctl.drain_timeout;
-    let mut idle = 0;
-    rep.aborted = ctl.abort.load(Ordering::Acquire);
-    rep.drain_cut = rep.aborted;
-    while idle < 100 && !rep.drain_cut {
-        let pumped = ctl.pump.as_mut().map_or(0, |p| p());
-        let polled = fl.poll(epoch_base + start.elapsed().as_nanos() as u64);
-        if polled == 0 && pumped == 0 {
-            idle += 1;
-            std::thread::sleep(Duration::from_micros(100));
-        } else {
-            idle = 0;
-        }
-        if ctl.abort.load(Ordering::Acquire) {
-            rep.aborted = true;
-            rep.drain_cut = true;
-        } else if Instant::now() >= drain_deadline {
-            rep.drain_cut = true;
-        }
-    }
-    if rep.drain_cut {
-        let left = fl.abandon_rings(ABANDON_PER_QUEUE);
-        log::warn!(
-            "stop: {}; {left} frame(s) still in the RX rings were released without a verdict \
-             (counted as left in rings)",
-            if rep.aborted {
-                "second stop signal, drain skipped".to_string()
-            } else {
-                format!(
-                    "the rings did not go quiet within the drain timeout ({} ms)",
-                    ctl.drain_timeout.as_millis()
-                )
-            }
-        );
-    }
-    // Workers drain their rings and stop; what they handed back for the VF goes out.
+    clock.lap_idle();
+    drain(fl, ctl, &mut rep, &mut clock);
+    // Workers drain their rings and stop; what they handed back for transmission goes out.
     fl.finish();
-    // Survivors sent out of the VF: wait (up to 1 s, still pumping a lockstep model) until the
-    // NIC reports them sent, so a stop does not cut off packets already counted as `vf_tx`.
-    // A second stop signal does not wait.
-    let tx_deadline = Instant::now() + Duration::from_secs(1);
-    let mut outstanding = fl.tx_outstanding();
-    while outstanding > 0 && Instant::now() < tx_deadline && !ctl.abort.load(Ordering::Acquire) {
-        if let Some(p) = ctl.pump.as_mut() {
-            p();
-        }
-        std::thread::sleep(Duration::from_micros(100));
-        outstanding = fl.tx_outstanding();
-    }
-    if outstanding > 0 {
-        log::warn!(
-            "{outstanding} survivors were still on the VF's TX ring 1 s after the stop \
-             (counted as vf_tx; the NIC may not have sent them)"
-        );
-    }
-    rep.vf_tx_unsent = outstanding;
-    fl.sync_rx_errors();
-    if let Err(e) = fl.flush_samples() {
-        log::warn!("writing sampled packets: {e}");
-    }
-    rep.counters = fl.counters();
-    read_nic_missed(ctl, &mut rep);
-    rep.transport_timeouts = fl.backend().transport_timeouts();
-    if let Some(metrics) = &ctl.metrics {
-        metrics.publish(snapshot(fl, &rep));
-    }
+    wait_for_tx(fl, ctl, &mut rep);
+    settle(fl, ctl, &mut rep, &clock);
     Ok(rep)
 }

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A system call failed; `what` says which step.
-    #[error("{what}: {source}")]
+    /// A system call failed; `what` says which step (the OS error is the source, so a
+    /// chain-printing caller shows it once).
+    #[error("{what}")]
     Io {
         /// The step that failed, e.g. "memfd_create for DMA memory".
         what: String,
