@@ -189,11 +189,16 @@ fn field(line: &str, key: &str) -> u64 {
 
 /// Sends `n` datagrams from `sport` to the receiving end's port 53, from the sending namespace.
 fn send(v: &Veth, sport: u16, n: usize, tag: u8) {
+    send_to(v, sport, 53, n, tag)
+}
+
+fn send_to(v: &Veth, sport: u16, dport: u16, n: usize, tag: u8) {
     v.in_tx(move || {
         let s = UdpSocket::bind(SocketAddrV4::new(IP_TX, sport)).expect("bind sender");
         for i in 0..n {
             let msg = [tag, (i >> 8) as u8, i as u8, 0x55, 0xaa, 0x42, 0x17];
-            s.send_to(&msg, SocketAddrV4::new(IP_RX, 53)).expect("send");
+            s.send_to(&msg, SocketAddrV4::new(IP_RX, dport))
+                .expect("send");
             if i % 16 == 15 {
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -291,6 +296,13 @@ fn metrics_body(v: &Veth) -> String {
     .unwrap()
 }
 
+/// The id of the XDP program `ip link` shows on the receiving end.
+fn xdp_prog_id(v: &Veth) -> Option<u32> {
+    let l = v.rx_link();
+    let i = l.find("prog/xdp id ")?;
+    l[i + 12..].split_whitespace().next()?.parse().ok()
+}
+
 fn no_xdp(v: &Veth) -> bool {
     !v.rx_link().contains("prog/xdp")
 }
@@ -352,8 +364,20 @@ fn filters_real_traffic_reloads_on_sighup_and_stops_with_no_xdp_left() {
     );
     assert_eq!(ports, [PASS_PORT], "only the passed source port");
 
-    // 2. Reload while traffic flows: the drop port becomes the pass port.
-    std::fs::write(&cfg, config(&v, &dir, &tap, DROP_PORT)).unwrap();
+    // Port 5353 is not steered yet: the kernel gets it, the daemon does not see it.
+    send_to(&v, PASS_PORT, 5353, 10, 9);
+
+    // 2. Reload while traffic flows: the drop port becomes the pass port, and port 5353 is
+    // steered too (the XDP program is replaced on the same link).
+    let prog_before = xdp_prog_id(&v);
+    let reloaded = config(&v, &dir, &tap, DROP_PORT).replace(
+        "[filter]",
+        &format!(
+            "[[steering]]\nname = \"mdns\"\nflow = \"udp4\"\ndst = \"{IP_RX}/32\"\n\
+             dst_port = 5353\n\n[filter]"
+        ),
+    );
+    std::fs::write(&cfg, reloaded).unwrap();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let ns_tx = v.ns_tx.clone();
     let streamer = std::thread::spawn(move || {
@@ -375,6 +399,12 @@ fn filters_real_traffic_reloads_on_sighup_and_stops_with_no_xdp_left() {
     stop_tx.send(()).unwrap();
     let streamed = streamer.join().unwrap();
 
+    let prog_after = xdp_prog_id(&v);
+    assert_ne!(prog_before, prog_after, "the steering program was replaced");
+    assert!(prog_after.is_some(), "{}", v.rx_link());
+    // Now steered: 10 to port 5353 from the new pass port are received and passed.
+    send_to(&v, DROP_PORT, 5353, 10, 9);
+
     // 3. After the reload: 30 from the old pass port are dropped, 30 from the new one pass.
     send(&v, PASS_PORT, 30, 3);
     send(&v, DROP_PORT, 30, 3);
@@ -389,10 +419,10 @@ fn filters_real_traffic_reloads_on_sighup_and_stops_with_no_xdp_left() {
         field(&line, "passed"),
         field(&line, "tap"),
     );
-    let sent = 40 + 60 + streamed + 30 + 30;
+    let sent = 40 + 60 + streamed + 10 + 30 + 30;
     assert_eq!(rxn, sent, "every steered datagram was received: {line}");
     assert_eq!(rxn, dropped + passed, "{line}");
-    assert_eq!(passed, 40 + 30, "{line}");
+    assert_eq!(passed, 40 + 10 + 30, "{line}");
     assert_eq!(tapn, passed, "{line}");
     assert!(line.contains("invariant holds"), "{line}");
     assert!(
