@@ -56,7 +56,7 @@ fn open(v: &Veth, buffers: u32, ring: u32) -> (XskBackend, Map, Program, Link) {
 
 fn send(v: &Veth, n: usize, len: usize) {
     v.in_tx(move || {
-        let s = UdpSocket::bind(SocketAddrV4::new(IP_TX, 40000)).unwrap();
+        let s = UdpSocket::bind(SocketAddrV4::new(IP_TX, 0)).unwrap();
         for i in 0..n {
             let mut p = vec![0u8; len];
             p[..4].copy_from_slice(&(i as u32).to_be_bytes());

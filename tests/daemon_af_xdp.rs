@@ -187,6 +187,21 @@ fn field(line: &str, key: &str) -> u64 {
         .unwrap()
 }
 
+/// Binds a sender's port, retrying for up to 2 s while the kernel still holds it from the
+/// previous sender (the filter rules match on the source port, so it must be this one).
+fn bind_retry(addr: SocketAddrV4) -> UdpSocket {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match UdpSocket::bind(addr) {
+            Ok(s) => return s,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("bind {addr}: {e}"),
+        }
+    }
+}
+
 /// Sends `n` datagrams from `sport` to the receiving end's port 53, from the sending namespace.
 fn send(v: &Veth, sport: u16, n: usize, tag: u8) {
     send_to(v, sport, 53, n, tag)
@@ -194,7 +209,7 @@ fn send(v: &Veth, sport: u16, n: usize, tag: u8) {
 
 fn send_to(v: &Veth, sport: u16, dport: u16, n: usize, tag: u8) {
     v.in_tx(move || {
-        let s = UdpSocket::bind(SocketAddrV4::new(IP_TX, sport)).expect("bind sender");
+        let s = bind_retry(SocketAddrV4::new(IP_TX, sport));
         for i in 0..n {
             let msg = [tag, (i >> 8) as u8, i as u8, 0x55, 0xaa, 0x42, 0x17];
             s.send_to(&msg, SocketAddrV4::new(IP_RX, dport))
