@@ -249,12 +249,12 @@ fn read_all_at(f: &File) -> std::io::Result<String> {
     String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
-/// Loads the rules for a reload. Only the rules change on SIGHUP: a changed `[reinject]`
-/// (running with `running`) is reported and takes effect at the next start.
 /// Called by the reload thread with each new config that parsed, before its rules are built
 /// (the AF_XDP run replaces its XDP steering program here); an error rejects the reload.
 pub(super) type ReloadHook = Box<dyn FnMut(&Config) -> std::result::Result<(), String> + Send>;
 
+/// Loads the rules for a reload. Only the rules change on SIGHUP: a changed `[reinject]`
+/// (running with `running`) is reported and takes effect at the next start.
 fn load_rules(src: &ConfigSource, running: ReinjectTo) -> std::result::Result<RuleSet, String> {
     load_rules_with(src, running, None)
 }
@@ -266,7 +266,9 @@ fn load_rules_with(
 ) -> std::result::Result<RuleSet, String> {
     let text = src.read()?;
     let path = src.path.display().to_string();
-    let c = Config::from_str_named(&text, &path).map_err(|e| e.to_string())?;
+    // The whole chain: the outcome crosses threads as text and is logged as it is.
+    let c =
+        Config::from_str_named(&text, &path).map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
     if let Some(h) = hook {
         h(&c)?;
     }
