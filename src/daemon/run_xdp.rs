@@ -160,8 +160,10 @@ pub(super) fn run_af_xdp(cfg: &Config, d: &Daemon<'_>, x: &AfXdpDevice) -> Resul
         cfg.tap.name,
         sinks.len()
     );
-    // CAP_NET_ADMIN (and the BPF capability it implies for links) stays for reloads and the
-    // detach at exit.
+    // CAP_NET_ADMIN stays (as for the ethtool steering). Loading a replacement program also
+    // needs CAP_BPF, which a drop to `[daemon] user` gives up: such a run then rejects a reload
+    // that changes `[[steering]]` (the kernel's EPERM is in the log) and keeps the old rules and
+    // program; reloads of the filter rules alone work.
     drop_privileges_keeping(cfg, true)?;
 
     let missed = backend.missed_counter();
