@@ -1,6 +1,8 @@
-//! Our classic-BPF interpreter against libpcap's own (`pcap_offline_filter`), on the same
-//! programs (compiled by libpcap from tcpdump expressions) and the same frames; plus the
-//! built-in matchers of the rules engine. Reports packets per second.
+//! Our classic-BPF interpreter and its compiled (native code) form against libpcap's own
+//! interpreter (`pcap_offline_filter`), on the same programs (compiled by libpcap from tcpdump
+//! expressions) and the same frames; plus the built-in matchers of the rules engine. Reports
+//! packets per second, and for each expression two paired figures against libpcap: `paired
+//! NAME` (the interpreter) and `paired compiled NAME`.
 //!
 //! Run: `cargo bench --bench filter`
 
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use floodgate::bpf::{parse_bytecode, Program};
+use floodgate::bpf::{parse_bytecode, CompiledBpf, Program};
 use floodgate::filter::{
     ByteMatch, Decision, Layer, Matcher, PortSet, Proto, ProtoSet, Rule, RuleSet,
 };
@@ -136,9 +138,13 @@ fn bpf(c: &mut Criterion) {
             for (name, expr) in EXPRESSIONS {
                 let theirs = lib.compile_program(expr).expect("compile");
                 let ours = Program::new(theirs.insns()).expect("validate");
+                let compiled = CompiledBpf::new(&ours);
                 let agree = frames
                     .iter()
-                    .filter(|f| ours.matches(f) == theirs.offline_filter(f))
+                    .filter(|f| {
+                        ours.matches(f) == theirs.offline_filter(f)
+                            && compiled.run(f) == ours.run(f)
+                    })
                     .count();
                 assert_eq!(agree, frames.len(), "interpreters disagree on {expr:?}");
                 let hits = frames.iter().filter(|f| ours.matches(f)).count();
@@ -153,6 +159,21 @@ fn bpf(c: &mut Criterion) {
                     |f| ours.matches(f),
                     |f| theirs.offline_filter(f),
                 );
+                paired(
+                    &format!("compiled {name}"),
+                    &frames,
+                    |f| compiled.matches(f),
+                    |f| theirs.offline_filter(f),
+                );
+                g.bench_function(format!("compiled/{name}"), |b| {
+                    b.iter(|| {
+                        let mut n = 0u32;
+                        for f in &frames {
+                            n += u32::from(compiled.matches(black_box(f)));
+                        }
+                        n
+                    })
+                });
                 g.bench_function(format!("ours/{name}"), |b| {
                     b.iter(|| {
                         let mut n = 0u32;
@@ -182,6 +203,15 @@ fn bpf(c: &mut Criterion) {
             g.bench_function("ours/udp-dst-53", |b| {
                 b.iter(|| frames.iter().filter(|f| ours.matches(black_box(f))).count())
             });
+            let compiled = CompiledBpf::new(&ours);
+            g.bench_function("compiled/udp-dst-53", |b| {
+                b.iter(|| {
+                    frames
+                        .iter()
+                        .filter(|f| compiled.matches(black_box(f)))
+                        .count()
+                })
+            });
         }
     }
 
@@ -209,7 +239,7 @@ fn bpf(c: &mut Criterion) {
     });
     if let Ok(lib) = LibPcap::get() {
         let insns = lib.compile(EXPRESSIONS[1].1).expect("compile");
-        let prog = Arc::new(Program::new(&insns).expect("validate"));
+        let prog = Arc::new(CompiledBpf::new(&Program::new(&insns).expect("validate")));
         let mut rs = RuleSet::new(
             vec![Rule::new(
                 "reflection",

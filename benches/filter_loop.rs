@@ -17,7 +17,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::time::{Duration, Instant};
 
 #[path = "kit/filter_loop.rs"]
-mod kit;
+pub mod kit;
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("filter_loop");

@@ -12,7 +12,7 @@ use floodgate::softrss::{
 use std::time::Duration;
 
 #[path = "../tests/softrss_util/mod.rs"]
-mod softrss_util;
+pub mod softrss_util;
 use softrss_util::{build, flow, Encap, L4};
 
 const BATCH: usize = 1024;

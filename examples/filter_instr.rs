@@ -16,7 +16,7 @@
 //! `demo-mix` and `reflection-mix`.
 
 #[path = "../benches/kit/filter_loop.rs"]
-mod kit;
+pub mod kit;
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -5,6 +5,8 @@
 //! counted, and transmitted packets leave the interface and come back through the completion
 //! ring. Needs root; otherwise each test prints one `skipped:` line.
 
+// The xdp crate's test helpers; not all of them are used here.
+#[allow(dead_code)]
 #[path = "../xdp/tests/common/mod.rs"]
 mod common;
 

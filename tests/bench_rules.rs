@@ -2,7 +2,7 @@
 //! are the rules they claim to be, and its traffic mixes get the verdicts the rules promise.
 
 #[path = "../benches/kit/filter_loop.rs"]
-mod kit;
+pub mod kit;
 
 use floodgate::config::Config;
 

@@ -9,6 +9,8 @@
 //! Needs root (bpf, AF_XDP, namespaces, TAP) and iproute2; otherwise each test prints one
 //! `skipped:` line.
 
+// The xdp crate's test helpers; not all of them are used here.
+#[allow(dead_code)]
 #[path = "../xdp/tests/common/mod.rs"]
 mod common;
 

@@ -3,7 +3,7 @@
 //! the socket, drops the flood, and transmits every legitimate query back out of the VF to a
 //! next hop; the model's wire port is where they are counted. No TAP, so no root needed.
 
-mod run_util;
+pub mod run_util;
 
 use floodgate_sim::engine::FrameSink;
 use run_util::{num, RunHarness};

@@ -5,7 +5,7 @@
 //!
 //! Needs root (the TAP); otherwise prints one "skipped: ..." line.
 
-mod run_util;
+pub mod run_util;
 
 use run_util::RunHarness;
 use std::os::unix::net::UnixDatagram;

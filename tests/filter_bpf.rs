@@ -1,6 +1,6 @@
 //! The classic BPF validator with hostile programs, and the interpreter's run-time safety.
 
-use floodgate::bpf::{parse_bytecode, BpfError, Program, RawInsn, MAX_INSNS};
+use floodgate::bpf::{parse_bytecode, BpfError, CompiledBpf, Program, RawInsn, MAX_INSNS};
 use proptest::prelude::*;
 
 fn i(code: u16, jt: u8, jf: u8, k: u32) -> RawInsn {
@@ -31,6 +31,25 @@ const MOD_X: u16 = 0x9c;
 const LSH_K: u16 = 0x64;
 const ADD_K: u16 = 0x04;
 const TAX: u16 = 0x07;
+
+/// Runs `p` with the interpreter and compiled, asserts that both give the same result, and
+/// returns it.
+fn both(p: &Program, frame: &[u8]) -> u32 {
+    both_len(p, frame, frame.len() as u32)
+}
+
+fn both_len(p: &Program, frame: &[u8], wire_len: u32) -> u32 {
+    let c = CompiledBpf::new(p);
+    assert_eq!(c.is_native(), cfg!(target_arch = "x86_64"));
+    let r = p.run_with_len(frame, wire_len);
+    assert_eq!(
+        c.run_with_len(frame, wire_len),
+        r,
+        "compiled vs interpreter on {:?}",
+        p.insns()
+    );
+    r
+}
 
 fn rejects(insns: &[RawInsn]) -> BpfError {
     Program::new(insns).expect_err("hostile program accepted")
@@ -186,8 +205,8 @@ fn uninitialised_memory_reads() {
         i(RET_A, 0, 0, 0),
     ];
     let p = Program::new(&prog).unwrap();
-    assert_eq!(p.run(&[1]), 1);
-    assert_eq!(p.run(&[7]), 7);
+    assert_eq!(both(&p, &[1]), 1);
+    assert_eq!(both(&p, &[7]), 7);
     // A read in unreachable code is not a path, so it is not rejected.
     assert!(Program::new(&[i(RET_K, 0, 0, 0), i(LD_MEM, 0, 0, 5), i(RET_A, 0, 0, 0)]).is_ok());
 }
@@ -205,8 +224,8 @@ fn out_of_bounds_loads_return_zero() {
         (LDX_MSH, 64),
     ] {
         let p = Program::new(&[i(code, 0, 0, k), i(RET_K, 0, 0, 1)]).unwrap();
-        assert_eq!(p.run(&frame), 0, "code {code:#x} k {k}");
-        assert_eq!(p.run(&[]), 0);
+        assert_eq!(both(&p, &frame), 0, "code {code:#x} k {k}");
+        assert_eq!(both(&p, &[]), 0);
     }
     // Indirect loads: X + k overflows 32 bits, or lands past the end.
     let p = Program::new(&[
@@ -215,24 +234,24 @@ fn out_of_bounds_loads_return_zero() {
         i(RET_K, 0, 0, 1),
     ])
     .unwrap();
-    assert_eq!(p.run(&frame), 0);
+    assert_eq!(both(&p, &frame), 0);
     let p = Program::new(&[
         i(LDX_IMM, 0, 0, 60),
         i(LD_IND_B, 0, 0, 4),
         i(RET_K, 0, 0, 1),
     ])
     .unwrap();
-    assert_eq!(p.run(&frame), 0);
+    assert_eq!(both(&p, &frame), 0);
     let p = Program::new(&[
         i(LDX_IMM, 0, 0, 60),
         i(LD_IND_B, 0, 0, 3),
         i(RET_A, 0, 0, 0),
     ])
     .unwrap();
-    assert_eq!(p.run(&frame), 0xff);
+    assert_eq!(both(&p, &frame), 0xff);
     // In-bounds loads read big-endian values.
     let p = Program::new(&[i(LD_ABS_W, 0, 0, 0), i(RET_A, 0, 0, 0)]).unwrap();
-    assert_eq!(p.run(&[1, 2, 3, 4, 5]), 0x0102_0304);
+    assert_eq!(both(&p, &[1, 2, 3, 4, 5]), 0x0102_0304);
 }
 
 #[test]
@@ -245,7 +264,7 @@ fn division_by_zero_x_returns_zero() {
             i(RET_K, 0, 0, 9),
         ])
         .unwrap();
-        assert_eq!(p.run(&[0; 20]), 0, "code {code:#x}");
+        assert_eq!(both(&p, &[0; 20]), 0, "code {code:#x}");
         let p = Program::new(&[
             i(LD_IMM, 0, 0, 100),
             i(LDX_IMM, 0, 0, 7),
@@ -253,7 +272,7 @@ fn division_by_zero_x_returns_zero() {
             i(RET_A, 0, 0, 0),
         ])
         .unwrap();
-        assert_eq!(p.run(&[0; 20]), if code == DIV_X { 14 } else { 2 });
+        assert_eq!(both(&p, &[0; 20]), if code == DIV_X { 14 } else { 2 });
     }
 }
 
@@ -272,9 +291,9 @@ fn arithmetic_and_len() {
         i(RET_A, 0, 0, 0),
     ])
     .unwrap();
-    assert_eq!(p.run(&[0; 10]), 15);
-    assert_eq!(p.run(&[0; 2]), 12);
-    assert_eq!(p.run_with_len(&[0; 2], 100), 105);
+    assert_eq!(both(&p, &[0; 10]), 15);
+    assert_eq!(both(&p, &[0; 2]), 12);
+    assert_eq!(both_len(&p, &[0; 2], 100), 105);
     // Wrapping arithmetic never panics.
     let p = Program::new(&[
         i(LD_IMM, 0, 0, u32::MAX),
@@ -284,7 +303,7 @@ fn arithmetic_and_len() {
         i(RET_A, 0, 0, 0),
     ])
     .unwrap();
-    assert_eq!(p.run(&[]), 1u32.wrapping_mul(u32::MAX).wrapping_neg());
+    assert_eq!(both(&p, &[]), 1u32.wrapping_mul(u32::MAX).wrapping_neg());
 }
 
 #[test]
@@ -298,7 +317,7 @@ fn scratch_memory_roundtrip() {
         i(RET_A, 0, 0, 0),
     ])
     .unwrap();
-    assert_eq!(p.run(&[0, 42]), 42);
+    assert_eq!(both(&p, &[0, 42]), 42);
 }
 
 #[test]
@@ -313,7 +332,7 @@ fn fused_load_jump_keeps_jump_targets() {
         i(RET_K, 0, 0, 2),
     ])
     .unwrap();
-    assert_eq!(p.run(&[0, 5]), 1);
+    assert_eq!(both(&p, &[0, 5]), 1);
     let p2 = Program::new(&[
         i(JA, 0, 0, 1),
         i(LD_ABS_H, 0, 0, 0),
@@ -322,7 +341,7 @@ fn fused_load_jump_keeps_jump_targets() {
         i(RET_K, 0, 0, 2),
     ])
     .unwrap();
-    assert_eq!(p2.run(&[0, 7]), 2);
+    assert_eq!(both(&p2, &[0, 7]), 2);
 }
 
 #[test]
@@ -332,7 +351,7 @@ fn bytecode_text() {
     let p = Program::new(&insns).unwrap();
     let mut f = [0u8; 20];
     f[12] = 8;
-    assert_eq!(p.run(&f), 65535);
+    assert_eq!(both(&p, &f), 65535);
     // Newline-separated, as `tcpdump -ddd` prints it.
     assert_eq!(parse_bytecode("2\n6 0 0 1\n6 0 0 0\n").unwrap().len(), 2);
     assert!(matches!(parse_bytecode(""), Err(BpfError::Empty)));
@@ -374,7 +393,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     /// Random programs either fail validation or run to completion on random frames; nothing
-    /// panics.
+    /// panics, and the compiled form returns what the interpreter returns.
     #[test]
     fn random_programs_never_panic(
         mut insns in proptest::collection::vec(any_insn(), 1..40),
@@ -385,9 +404,58 @@ proptest! {
             insns.push(RawInsn::new(0x16, 0, 0, 0));
         }
         if let Ok(p) = Program::new(&insns) {
-            let _ = p.run(&frame);
-            let _ = p.run_with_len(&frame, u32::MAX);
-            let _ = p.run(&[]);
+            let c = CompiledBpf::new(&p);
+            prop_assert_eq!(c.run(&frame), p.run(&frame));
+            prop_assert_eq!(c.run_with_len(&frame, u32::MAX), p.run_with_len(&frame, u32::MAX));
+            prop_assert_eq!(c.run(&[]), p.run(&[]));
+        }
+    }
+}
+
+/// Valid opcodes only, with operands near the edges that matter: offsets around the frame
+/// lengths used below, scratch slots, shift counts, and now and then any 32-bit value.
+fn valid_insn() -> impl Strategy<Value = RawInsn> {
+    let codes: Vec<u16> = vec![
+        0x00, 0x20, 0x28, 0x30, 0x40, 0x48, 0x50, 0x60, 0x80, 0x01, 0x61, 0x81, 0xb1, 0x02, 0x03,
+        0x04, 0x0c, 0x14, 0x1c, 0x24, 0x2c, 0x34, 0x3c, 0x44, 0x4c, 0x54, 0x5c, 0x64, 0x6c, 0x74,
+        0x7c, 0x84, 0x94, 0x9c, 0xa4, 0xac, 0x05, 0x15, 0x1d, 0x25, 0x2d, 0x35, 0x3d, 0x45, 0x4d,
+        0x06, 0x16, 0x07, 0x87,
+    ];
+    let k = prop_oneof![
+        6 => 0u32..16,
+        6 => 0u32..80,
+        1 => (i32::MAX as u32 - 8)..(i32::MAX as u32 + 8),
+        1 => (u32::MAX - 8)..=u32::MAX,
+        1 => any::<u32>(),
+    ];
+    (proptest::sample::select(codes), 0u8..6, 0u8..6, k)
+        .prop_map(|(c, jt, jf, k)| RawInsn::new(c, jt, jf, k))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    /// Random valid programs (scratch memory written first so that its reads validate) give the
+    /// same result compiled and interpreted, on random frames, truncated frames and wire
+    /// lengths.
+    #[test]
+    fn compiled_programs_agree_with_the_interpreter(
+        body in proptest::collection::vec(valid_insn(), 1..32),
+        frame in proptest::collection::vec(any::<u8>(), 0..80),
+        cut in 0usize..80,
+        wire_len in prop_oneof![Just(None), any::<u32>().prop_map(Some)],
+    ) {
+        let mut insns: Vec<RawInsn> = (0..16).map(|s| RawInsn::new(0x02, 0, 0, s)).collect();
+        insns.extend(body);
+        insns.push(RawInsn::new(0x16, 0, 0, 0));
+        insns.push(RawInsn::new(0x06, 0, 0, 7));
+        insns.push(RawInsn::new(0x06, 0, 0, 9));
+        let Ok(p) = Program::new(&insns) else { return Ok(()) };
+        let c = CompiledBpf::new(&p);
+        prop_assert!(c.is_native() || !cfg!(target_arch = "x86_64"));
+        for f in [&frame[..], &frame[..cut.min(frame.len())]] {
+            let len = wire_len.unwrap_or(f.len() as u32);
+            prop_assert_eq!(c.run_with_len(f, len), p.run_with_len(f, len), "frame {:?}", f);
         }
     }
 }

@@ -1,12 +1,12 @@
 //! tcpdump expressions compiled by the run-time loaded libpcap, executed by our interpreter and
-//! compared with libpcap's own. Skipped (with one line) when libpcap is not installed.
+//! as native code, and compared with libpcap's own. Skipped (with one line) when libpcap is not installed.
 
-mod filter_util;
+pub mod filter_util;
 
 use std::net::Ipv6Addr;
 
 use filter_util::*;
-use floodgate::bpf::{Program, RawInsn};
+use floodgate::bpf::{CompiledBpf, Program, RawInsn};
 use floodgate::libpcap::{LibPcap, PcapError};
 use proptest::prelude::*;
 
@@ -109,9 +109,16 @@ fn our_interpreter_agrees_with_libpcap() {
     for expr in EXPRESSIONS {
         let theirs = lib.compile_program(expr).unwrap_or_else(|e| panic!("{e}"));
         let ours = Program::new(theirs.insns()).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let compiled = CompiledBpf::new(&ours);
         let mut matched = 0;
         for (n, f) in frames.iter().enumerate() {
             let a = ours.matches(f);
+            assert_eq!(
+                compiled.run(f),
+                ours.run(f),
+                "{expr:?} compiled on frame {n} ({} bytes)",
+                f.len()
+            );
             assert_eq!(
                 a,
                 theirs.offline_filter(f),
@@ -165,7 +172,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     /// On random valid programs (no shifts by X, whose result C leaves undefined) both
-    /// interpreters return the same value.
+    /// interpreters and the compiled program return the same value.
     #[test]
     fn random_programs_agree_with_libpcap(
         mut insns in proptest::collection::vec(valid_insn(), 1..24),
@@ -176,6 +183,7 @@ proptest! {
         if let Ok(p) = Program::new(&insns) {
             let theirs = lib.run_insns(&insns, &frame).expect("validated");
             prop_assert_eq!(p.run(&frame), theirs);
+            prop_assert_eq!(CompiledBpf::new(&p).run(&frame), theirs);
         }
     }
 }
@@ -210,7 +218,8 @@ fn fusable_block() -> impl Strategy<Value = Vec<RawInsn>> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
-    /// Programs made of fusable blocks (and jumps into their middles) agree with libpcap.
+    /// Programs made of fusable blocks (and jumps into their middles) agree with libpcap,
+    /// interpreted and compiled.
     #[test]
     fn fused_sequences_agree_with_libpcap(
         blocks in proptest::collection::vec(fusable_block(), 1..8),
@@ -224,6 +233,7 @@ proptest! {
         if let Ok(p) = Program::new(&insns) {
             let theirs = lib.run_insns(&insns, &frame).expect("validated");
             prop_assert_eq!(p.run(&frame), theirs);
+            prop_assert_eq!(CompiledBpf::new(&p).run(&frame), theirs);
         }
     }
 }

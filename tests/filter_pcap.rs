@@ -1,6 +1,6 @@
 //! The pcap reader/writer and the `rules test` core over a generated capture.
 
-mod filter_util;
+pub mod filter_util;
 
 use std::io::Cursor;
 use std::path::PathBuf;

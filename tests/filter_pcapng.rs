@@ -1,7 +1,7 @@
 //! `rules test` reads pcapng captures (as Wireshark and dumpcap write them) and gives the same
 //! verdicts as for the same frames in a classic pcap file.
 
-mod filter_util;
+pub mod filter_util;
 
 use std::path::PathBuf;
 

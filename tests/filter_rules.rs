@@ -1,12 +1,12 @@
 //! The rules engine: matchers, ordering, actions, counters.
 
-mod filter_util;
+pub mod filter_util;
 
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use filter_util::*;
-use floodgate::bpf::{Program, RawInsn};
+use floodgate::bpf::{CompiledBpf, Program, RawInsn};
 use floodgate::config::Config;
 use floodgate::filter::*;
 use floodgate::pcapfile::{PcapReader, RotationPolicy};
@@ -212,7 +212,10 @@ fn bpf_matcher_and_and_semantics() {
         RawInsn::new(0x06, 0, 0, 0),
     ])
     .unwrap();
-    let mut rs = one(vec![Matcher::Bpf(Arc::new(prog)), proto(Proto::Udp)]);
+    let mut rs = one(vec![
+        Matcher::Bpf(Arc::new(CompiledBpf::new(&prog))),
+        proto(Proto::Udp),
+    ]);
     assert!(hit(&mut rs, &ipv6(UDP, v6("::1"), v6("::2"), 1, 1, b"")));
     assert!(!hit(&mut rs, &ipv6(TCP, v6("::1"), v6("::2"), 1, 1, b"")));
     assert!(!hit(
@@ -751,7 +754,10 @@ mod random_frames {
             ),
             Rule::new(
                 "bpf",
-                vec![Matcher::Bpf(Arc::new(prog)), Matcher::Len(vec![(0, 2000)])],
+                vec![
+                    Matcher::Bpf(Arc::new(CompiledBpf::new(&prog))),
+                    Matcher::Len(vec![(0, 2000)]),
+                ],
                 Action::Drop,
             ),
             Rule::new(

@@ -3,7 +3,7 @@
 //! error names the file and a line inside it (`FILE:LINE:COLUMN: …`, the format of
 //! tests/config_errors.rs) and stays short.
 
-mod fuzz_checks;
+pub mod fuzz_checks;
 use floodgate::config::Config;
 use fuzz_checks::*;
 use proptest::prelude::*;

@@ -4,7 +4,7 @@
 //! written (proptest, bounded case counts; `fuzz/fuzz_targets/pcap.rs` runs the same checks for
 //! long runs).
 
-mod fuzz_checks;
+pub mod fuzz_checks;
 use floodgate::pcapfile::{self, PcapFileError, PcapWriter};
 use floodgate_sim::pcap as simpcap;
 use fuzz_checks::*;

@@ -3,7 +3,7 @@
 //! exports: the daemon (a child process, on the NIC model served over vfio-user, no root) is
 //! scraped while traffic flows.
 
-mod run_util;
+pub mod run_util;
 
 use run_util::RunHarness;
 use serde_json::Value;

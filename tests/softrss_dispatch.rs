@@ -1,7 +1,7 @@
 //! Dispatcher: order within a flow under load, accounting, full rings, buffers dropped on the
 //! worker threads, metadata readable by workers.
 
-mod softrss_util;
+pub mod softrss_util;
 
 use floodgate::softrss::{
     Dispatcher, FramePacket, HashAlgorithm, RssConfig, RssMeta, SoftRss, WorkerQueue,

@@ -1,7 +1,7 @@
 //! Both directions of a flow reach the same worker through every encapsulation, the hash sees
 //! through tunnels, and the metadata offsets point at the right headers.
 
-mod softrss_util;
+pub mod softrss_util;
 
 use floodgate::softrss::{
     flags, AddrKind, HashAlgorithm, RssConfig, RssMeta, SoftRss, TunnelKind, ABSENT,

@@ -1,7 +1,7 @@
 //! Malformed and truncated frames of every kind never panic, and every reported offset stays
 //! inside the frame (proptest; the `cargo fuzz` target in fuzz/ runs the same checks).
 
-mod softrss_util;
+pub mod softrss_util;
 
 use floodgate::softrss::{
     dissect, DissectConfig, Dissection, HashAlgorithm, RssConfig, RssMeta, SoftRss, ABSENT,

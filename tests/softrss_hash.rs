@@ -1,6 +1,6 @@
 //! Toeplitz (facts §8 vectors, table == bitwise, symmetric key) and the fragment rule.
 
-mod softrss_util;
+pub mod softrss_util;
 
 use floodgate::softrss::{
     fast_symmetric, flags, toeplitz_bitwise, AddrKind, FlowTuple, HashAlgorithm, RssConfig,

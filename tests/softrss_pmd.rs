@@ -1,7 +1,7 @@
 //! The dispatcher with the PMD's real zero-copy packets: metadata lands in the pool's headroom,
 //! handles move to worker threads and their buffers return to the pool from there.
 
-mod softrss_util;
+pub mod softrss_util;
 
 use floodgate::softrss::{Dispatcher, HashAlgorithm, RssConfig, RssMeta, SoftRss};
 use floodgate_pmd::{Mempool, MempoolConfig, Packet};

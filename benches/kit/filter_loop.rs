@@ -4,8 +4,6 @@
 //!
 //! Included with `#[path]` by `benches/filter_loop.rs` and `examples/filter_instr.rs`.
 
-#![allow(dead_code)]
-
 use floodgate::config::Config;
 use floodgate::daemon::filterloop::{FilterLoop, LoopOptions};
 use floodgate::daemon::run::pmd_config;

@@ -9,7 +9,7 @@
 #![no_main]
 
 #[path = "../../tests/fuzz_checks/mod.rs"]
-mod fuzz_checks;
+pub mod fuzz_checks;
 
 use libfuzzer_sys::fuzz_target;
 

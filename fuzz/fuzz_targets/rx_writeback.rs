@@ -13,9 +13,9 @@
 #![no_main]
 
 #[path = "../../pmd/tests/common/mod.rs"]
-mod common;
+pub mod common;
 #[path = "../../pmd/tests/hostile/mod.rs"]
-mod hostile;
+pub mod hostile;
 
 use floodgate_sim::NicModel;
 use libfuzzer_sys::fuzz_target;

@@ -15,7 +15,7 @@
 #![no_main]
 
 #[path = "../../vfio/tests/hostile/mod.rs"]
-mod hostile;
+pub mod hostile;
 
 use libfuzzer_sys::fuzz_target;
 

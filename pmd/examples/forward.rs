@@ -38,7 +38,7 @@ fn main() {
         ..Default::default()
     });
     let mut vf = IxgbeVf::open(nic.vf(0), Config::default()).unwrap_or_else(|e| {
-        eprintln!("bring-up failed: {e}");
+        eprintln!("bring-up failed: {e}", e = floodgate_vfio::ErrorChain(&e));
         std::process::exit(1)
     });
     let mac = vf.mac();
@@ -77,7 +77,7 @@ fn main() {
         let now = Instant::now();
         if now.duration_since(last) >= Duration::from_secs(1) || now >= end {
             if let Err(e) = vf.maintain() {
-                eprintln!("maintenance: {e}");
+                eprintln!("maintenance: {e}", e = floodgate_vfio::ErrorChain(&e));
             }
             let s = vf.stats();
             println!(

@@ -29,7 +29,6 @@
 //!     --example guest_pmd --target x86_64-unknown-linux-gnu
 //! ```
 
-use floodgate_pmd::regs::*;
 use floodgate_pmd::{fmt_mac, Config, IxgbeVf, PacketBatch};
 use floodgate_vfio::kernel::VfioDevice;
 use floodgate_vfio::{Bar, Device, DmaOptions, DmaRegion, HugePages};
@@ -44,8 +43,52 @@ const RX_DEADLINE: Duration = Duration::from_secs(20);
 const FAULT_QUEUE: u32 = 1;
 /// TX descriptors in the fault check's ring (the smallest legal ring, 128-byte multiple).
 const FAULT_RING: u32 = 64;
-/// Bytes per TX descriptor.
+/// Bytes per TX descriptor (facts §6.2).
 const DESC: usize = 16;
+
+// The few registers and descriptor bits the fault check writes itself, the example's own reading
+// of the facts (the driver keeps its register map private).
+
+/// TX descriptor base low of queue `q` (facts §2.3; queue stride 0x40).
+const fn vftdbal(q: u32) -> u32 {
+    0x02000 + 0x40 * q
+}
+/// TX descriptor base high of queue `q` (facts §2.3).
+const fn vftdbah(q: u32) -> u32 {
+    0x02004 + 0x40 * q
+}
+/// TX ring length in bytes of queue `q` (facts §2.3).
+const fn vftdlen(q: u32) -> u32 {
+    0x02008 + 0x40 * q
+}
+/// TX head of queue `q` (facts §2.3).
+const fn vftdh(q: u32) -> u32 {
+    0x02010 + 0x40 * q
+}
+/// TX tail of queue `q` (facts §2.3).
+const fn vftdt(q: u32) -> u32 {
+    0x02018 + 0x40 * q
+}
+/// TX descriptor control of queue `q` (facts §2.3).
+const fn vftxdctl(q: u32) -> u32 {
+    0x02028 + 0x40 * q
+}
+/// TXDCTL.ENABLE, bit 25 (facts §2.3).
+const XDCTL_ENABLE: u32 = 1 << 25;
+/// TX data descriptor `cmd_type_len`: DTYP = data, 0x3 in bits 23:20 (facts §6.2).
+const TXD_DTYP_DATA: u32 = 0x0030_0000;
+/// `cmd_type_len`: end of packet (facts §6.2).
+const TXD_CMD_EOP: u32 = 1 << 24;
+/// `cmd_type_len`: insert FCS (facts §6.2).
+const TXD_CMD_IFCS: u32 = 1 << 25;
+/// `cmd_type_len`: report status (facts §6.2).
+const TXD_CMD_RS: u32 = 1 << 27;
+/// `cmd_type_len`: descriptor extension, advanced format (facts §6.2).
+const TXD_CMD_DEXT: u32 = 1 << 29;
+/// `olinfo_status`: descriptor done, written back (facts §6.2).
+const TXD_STAT_DD: u32 = 1 << 0;
+/// `olinfo_status`: PAYLEN in bits 31:14 (facts §6.2).
+const TXD_PAYLEN_SHIFT: u32 = 14;
 
 struct Report {
     failures: u32,
@@ -226,7 +269,10 @@ fn run(bdf: &str, want: u64, r: &mut Report) {
         if n == 0 {
             if last_maint.elapsed() > Duration::from_millis(500) {
                 if let Err(e) = vf.maintain() {
-                    eprintln!("fg-pmd-test: maintenance: {e}");
+                    eprintln!(
+                        "fg-pmd-test: maintenance: {e}",
+                        e = floodgate_vfio::ErrorChain(&e)
+                    );
                 }
                 last_maint = Instant::now();
             }

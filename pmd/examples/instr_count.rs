@@ -103,7 +103,7 @@ fn main() {
         },
     )
     .unwrap_or_else(|e| {
-        eprintln!("bring-up failed: {e}");
+        eprintln!("bring-up failed: {e}", e = floodgate_vfio::ErrorChain(&e));
         std::process::exit(1)
     });
     let mac = vf.mac();

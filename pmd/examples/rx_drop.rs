@@ -74,7 +74,7 @@ fn main() {
     ) {
         Ok(vf) => vf,
         Err(e) => {
-            eprintln!("bring-up failed: {e}");
+            eprintln!("bring-up failed: {e}", e = floodgate_vfio::ErrorChain(&e));
             std::process::exit(1);
         }
     };
@@ -110,7 +110,7 @@ fn main() {
         let now = Instant::now();
         if now.duration_since(last) >= Duration::from_secs(1) || now >= end {
             if let Err(e) = vf.maintain() {
-                eprintln!("maintenance: {e}");
+                eprintln!("maintenance: {e}", e = floodgate_vfio::ErrorChain(&e));
             }
             let s = vf.stats();
             let dt = now.duration_since(last).as_secs_f64();

@@ -47,7 +47,7 @@
 //!
 //! ## Design
 //!
-//! One flat module per concern: [`regs`] (register map, cites `docs/datasheet.md`), `mailbox`
+//! One flat module per concern: `regs` (the private register map, cites `docs/datasheet.md`), `mailbox`
 //! (PF↔VF protocol), `vf` (the device and its burst entry points; `vf::bringup` holds the
 //! bring-up steps of facts §3.8 one function each, `vf::maintain` the PF-reset recovery, link and
 //! counters), `rx`/`tx` (rings), `mempool`
@@ -63,7 +63,7 @@ mod batch;
 mod error;
 mod mailbox;
 mod mempool;
-pub mod regs;
+mod regs;
 mod ring;
 mod rx;
 mod stats;

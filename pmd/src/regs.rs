@@ -42,10 +42,6 @@ pub const VTEICR: u32 = 0x00100;
 pub const VTEIMS: u32 = 0x00108;
 /// Interrupt mask clear (facts §2.1).
 pub const VTEIMC: u32 = 0x0010C;
-/// Auto-clear (facts §2.1).
-pub const VTEIAC: u32 = 0x00110;
-/// Auto-mask (facts §2.1).
-pub const VTEIAM: u32 = 0x00114;
 /// "Disable all" value for VTEIMC: cause bits 0–2 (facts §2.1).
 pub const VTEIMC_ALL: u32 = 0x7;
 
@@ -54,8 +50,6 @@ pub const VTEIMC_ALL: u32 = 0x7;
 pub const fn vtivar(x: u32) -> u32 {
     0x00120 + 4 * x
 }
-/// Vector for the mailbox/"other" cause (facts §2.1).
-pub const VTIVAR_MISC: u32 = 0x00140;
 /// Valid bit in a VTIVAR byte (facts §2.1).
 pub const VTIVAR_VALID: u32 = 0x80;
 
@@ -73,8 +67,6 @@ pub const MBX_REQ: u32 = 0x01;
 pub const MBX_ACK: u32 = 0x02;
 /// VF owns the buffer.
 pub const MBX_VFU: u32 = 0x04;
-/// PF owns the buffer.
-pub const MBX_PFU: u32 = 0x08;
 /// PF wrote a message (read-to-clear).
 pub const MBX_PFSTS: u32 = 0x10;
 /// PF acknowledged our message (read-to-clear).
@@ -92,8 +84,6 @@ pub const MBX_SIZE: usize = 16;
 // Message word 0 layout (facts §3.2).
 /// Message type mask (bits 15:0).
 pub const MSG_TYPE_MASK: u32 = 0xFFFF;
-/// MSGINFO field shift (bits 23:16).
-pub const MSG_INFO_SHIFT: u32 = 16;
 /// "Clear to send" (bit 29).
 pub const MSG_CTS: u32 = 1 << 29;
 /// FAILURE / NACK (bit 30).
@@ -106,22 +96,14 @@ pub const MSG_ACK: u32 = 1 << 31;
 pub const MSG_RESET: u32 = 0x01;
 /// Set the VF's MAC address.
 pub const MSG_SET_MAC_ADDR: u32 = 0x02;
-/// Set multicast hash list.
-pub const MSG_SET_MULTICAST: u32 = 0x03;
-/// Add/remove a VLAN.
-pub const MSG_SET_VLAN: u32 = 0x04;
 /// Set the maximum frame size (API 1.0).
 pub const MSG_SET_LPE: u32 = 0x05;
-/// Extra MAC filters (API 1.0).
-pub const MSG_SET_MACVLAN: u32 = 0x06;
 /// Negotiate the mailbox API (API 1.0).
 pub const MSG_API_NEGOTIATE: u32 = 0x08;
 /// Number of queues (API 1.1).
 pub const MSG_GET_QUEUES: u32 = 0x09;
 /// Multicast/promiscuous mode (API 1.2, promisc from 1.3).
 pub const MSG_UPDATE_XCAST_MODE: u32 = 0x0C;
-/// Administrative link state (PF accepts from API 1.2).
-pub const MSG_GET_LINK_STATE: u32 = 0x10;
 /// Unsolicited PF → VF control message (facts §3.2).
 pub const MSG_PF_CONTROL: u32 = 0x0100;
 
@@ -300,14 +282,6 @@ pub const DESC_SIZE: usize = 16;
 pub const RXD_STAT_DD: u32 = 1 << 0;
 /// End of packet.
 pub const RXD_STAT_EOP: u32 = 1 << 1;
-/// Flow director match.
-pub const RXD_STAT_FLM: u32 = 1 << 2;
-/// VLAN stripped (tag in dword 3 high half).
-pub const RXD_STAT_VP: u32 = 1 << 3;
-/// L4 (TCP/UDP) checksum computed.
-pub const RXD_STAT_L4CS: u32 = 1 << 5;
-/// IPv4 checksum computed.
-pub const RXD_STAT_IPCS: u32 = 1 << 6;
 /// Any MAC error (82599 RXE, bit 29).
 pub const RXD_ERR_RXE: u32 = 1 << 29;
 /// L4 checksum error (bit 30).
@@ -339,8 +313,6 @@ pub const TXD_CMD_DEXT: u32 = 1 << 29;
 // TX data descriptor, dword 3 `olinfo_status` (facts §6.2).
 /// Descriptor done (written back).
 pub const TXD_STAT_DD: u32 = 1 << 0;
-/// Context index shift (bits 6:4); we only use index 0.
-pub const TXD_IDX_SHIFT: u32 = 4;
 /// Check context (bit 7): required on VF data descriptors (facts §6.2).
 pub const TXD_CC: u32 = 1 << 7;
 /// PAYLEN shift (bits 31:14).

@@ -354,8 +354,9 @@ impl<D: Device> IxgbeVf<D> {
             match self.dev.enable_msix(3) {
                 Ok(fds) => self.msix = fds,
                 Err(e) => log::info!(
-                    "{}: no MSI-X ({e}); wait_rx falls back to polling",
-                    self.location
+                    "{}: no MSI-X ({}); wait_rx falls back to polling",
+                    self.location,
+                    floodgate_vfio::ErrorChain(&e)
                 ),
             }
         }

@@ -1,6 +1,6 @@
 //! Bring-up, PF reset, mailbox faults, link and surprise removal against the NIC model.
 
-mod common;
+pub mod common;
 use common::*;
 use floodgate_pmd::{Error, IxgbeVf, MailboxApi, NicModel as PmdModel, PacketBatch, XcastMode};
 use floodgate_sim::{MailboxFault, NicModel};

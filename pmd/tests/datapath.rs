@@ -1,7 +1,7 @@
 //! Data path against the NIC model: bad descriptors, packet conservation, packets crossing
 //! threads, headroom metadata.
 
-mod common;
+pub mod common;
 use common::*;
 use floodgate_pmd::{IxgbeVf, Packet, PacketBatch};
 use floodgate_sim::{NicModel, RxCorruption};

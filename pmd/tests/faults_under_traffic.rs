@@ -6,7 +6,7 @@
 //! driver counter, that no delivered frame is stale or corrupt, and that every buffer returns.
 //! (The same faults under the daemon's loop are in `tests/daemon_faults.rs`.)
 
-mod common;
+pub mod common;
 use common::*;
 use floodgate_pmd::{Error, IxgbeVf, PacketBatch};
 use floodgate_sim::{MailboxFault, Nic, NicModel, SimVf};

@@ -11,10 +11,9 @@
 //! give every buffer back. On TX the test plays a device that sets DD where it likes while the
 //! model's TX engine is stalled: reclaim must never return a buffer twice or lose one.
 
-mod common;
-mod hostile;
+pub mod common;
+pub mod hostile;
 use common::frame;
-use floodgate_pmd::regs::*;
 use floodgate_pmd::PacketBatch;
 use floodgate_sim::NicModel;
 use hostile::*;

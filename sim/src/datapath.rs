@@ -94,7 +94,10 @@ impl NicInner {
                         }
                     });
                     if let Err(e) = r {
-                        log::debug!("sim:vf{vf}: TX queue {q}: {e}");
+                        log::debug!(
+                            "sim:vf{vf}: TX queue {q}: {e}",
+                            e = floodgate_vfio::ErrorChain(&e)
+                        );
                         bad += 1;
                     }
                     dp.frame = f;

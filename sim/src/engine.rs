@@ -17,7 +17,7 @@ use crate::vfstate::{VfCounter, VfShared};
 
 /// Writes template frames into every free descriptor of one RX ring: the benchmark path, with
 /// no switch, no locks and no per-frame allocation. One template, or a mix of templates used in
-/// turn ([`Nic::feeder_mix`]).
+/// turn ([`Nic::feeder_mix`](crate::Nic::feeder_mix)).
 pub struct Feeder {
     nic: Arc<NicInner>,
     vf: Arc<VfShared>,

@@ -35,7 +35,7 @@ pub enum SimError {
     #[error("{0}")]
     InvalidArgument(String),
     /// A system call failed.
-    #[error("{what}: {err}")]
+    #[error("{what}")]
     Os {
         /// What was attempted.
         what: String,

@@ -709,7 +709,11 @@ impl FlowDirector {
         for info in self.rules.values() {
             let action = Self::resolve_action(info.spec.ring_cookie, layout);
             if let Err(e) = &action {
-                log::warn!("fdir: restore failed for rule {}: {e}", info.spec.location);
+                log::warn!(
+                    "fdir: restore failed for rule {}: {e}",
+                    info.spec.location,
+                    e = floodgate_vfio::ErrorChain(e)
+                );
             }
             for e in &mut self.buckets[usize::from(info.bucket)] {
                 if e.location == info.spec.location {

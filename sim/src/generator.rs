@@ -225,6 +225,10 @@ pub struct Generated {
 pub struct Generator {
     cfg: GeneratorConfig,
     rng: SplitMix64,
+    /// The Ethernet header (with the tag, if any) every frame starts with, built once.
+    l2: [u8; 18],
+    /// Its length: 14, or 18 with a VLAN tag.
+    l2_len: usize,
     seq: u64,
     total_weight: u64,
 }
@@ -285,8 +289,12 @@ impl Generator {
         if let Rate::Pps(0) = cfg.rate {
             return Err(GenError::Config("rate of 0 pps".into()));
         }
+        let mut l2 = [0u8; 18];
+        let l2_len = eth_header(&mut l2, cfg.dst_mac, cfg.src_mac, cfg.vlan);
         Ok(Generator {
             rng: SplitMix64::new(cfg.seed),
+            l2,
+            l2_len,
             cfg,
             seq: 0,
             total_weight: total,
@@ -356,7 +364,11 @@ impl Generator {
         let c = &self.cfg;
         let (dst_mac, src_mac, server, dns_port, vlan) =
             (c.dst_mac, c.src_mac, c.server_ip, c.dns_port, c.vlan);
-        let mut payload = [0u8; 1500];
+        // UDP payloads are written in place, after the headers that `finish_udp4` writes
+        // around them: no zeroed scratch buffer and no copy per frame.
+        let l2 = self.l2;
+        let l2 = &l2[..self.l2_len];
+        let off = l2.len() + 28;
         let len = match class {
             TrafficClass::Flood => {
                 let src = self.random_source();
@@ -365,7 +377,7 @@ impl Generator {
                     FloodPayload::Random { min, max } => {
                         let n =
                             usize::from(*min) + self.rng.below(u64::from(max - min) + 1) as usize;
-                        self.fill_random(&mut payload[..n]);
+                        self.fill_random(&mut buf[off..off + n]);
                         n
                     }
                     FloodPayload::RandomSubdomains { domain } => {
@@ -374,20 +386,10 @@ impl Generator {
                             *l = b'a' + self.rng.below(26) as u8;
                         }
                         let id = self.rng.next_u64() as u16;
-                        write_dns_query_parts(&mut payload, id, &[&label, domain.as_bytes()], 1)?
+                        write_dns_query_parts(&mut buf[off..], id, &[&label, domain.as_bytes()], 1)?
                     }
                 };
-                build_udp4_vlan(
-                    buf,
-                    dst_mac,
-                    src_mac,
-                    vlan,
-                    src,
-                    server,
-                    sport,
-                    dns_port,
-                    &payload[..plen],
-                )?
+                finish_udp4(buf, l2, src, server, sport, dns_port, plen)?
             }
             TrafficClass::Legit => {
                 let ci = self.rng.below(self.cfg.legit.clients.len() as u64) as usize;
@@ -396,23 +398,14 @@ impl Generator {
                 let sport = 1024 + self.rng.below(64512) as u16;
                 let id = self.rng.next_u64() as u16;
                 let qtype = if self.rng.below(4) == 0 { 28 } else { 1 };
-                let plen = write_dns_query(&mut payload, id, &self.cfg.legit.qnames[qi], qtype)?;
-                build_udp4_vlan(
-                    buf,
-                    dst_mac,
-                    src_mac,
-                    vlan,
-                    src,
-                    server,
-                    sport,
-                    dns_port,
-                    &payload[..plen],
-                )?
+                let plen = write_dns_query(&mut buf[off..], id, &self.cfg.legit.qnames[qi], qtype)?;
+                finish_udp4(buf, l2, src, server, sport, dns_port, plen)?
             }
             TrafficClass::Background => {
                 let src = self.random_source();
                 let sport = 1024 + self.rng.below(64512) as u16;
                 let n = self.rng.below(201) as usize;
+                let mut payload = [0u8; 200];
                 self.fill_random(&mut payload[..n]);
                 let tcp = self.rng.below(100) < u64::from(self.cfg.background.tcp_percent);
                 if tcp {
@@ -435,17 +428,8 @@ impl Generator {
                 } else {
                     let ports = &self.cfg.background.udp_ports;
                     let dport = ports[self.rng.below(ports.len() as u64) as usize];
-                    build_udp4_vlan(
-                        buf,
-                        dst_mac,
-                        src_mac,
-                        vlan,
-                        src,
-                        server,
-                        sport,
-                        dport,
-                        &payload[..n],
-                    )?
+                    buf[off..off + n].copy_from_slice(&payload[..n]);
+                    finish_udp4(buf, l2, src, server, sport, dport, n)?
                 }
             }
         };
@@ -618,7 +602,34 @@ pub fn build_udp4_vlan(
             have: buf.len(),
         });
     }
-    let l2 = eth_header(buf, dst_mac, src_mac, vlan);
+    let mut hdr = [0u8; 18];
+    let l2 = eth_header(&mut hdr, dst_mac, src_mac, vlan);
+    buf[l2 + 28..l2 + 28 + payload.len()].copy_from_slice(payload);
+    finish_udp4(buf, &hdr[..l2], src_ip, dst_ip, sport, dport, payload.len())
+}
+
+/// Completes an Ethernet(/802.1Q)/IPv4/UDP frame whose `plen`-byte payload is already in place
+/// after the headers: writes `l2` (the Ethernet header, with its tag if any), the IPv4 and UDP
+/// headers with their checksums, and the padding.
+fn finish_udp4(
+    buf: &mut [u8],
+    l2: &[u8],
+    src_ip: [u8; 4],
+    dst_ip: [u8; 4],
+    sport: u16,
+    dport: u16,
+    plen: usize,
+) -> Result<usize, GenError> {
+    let udp_len = 8 + plen;
+    let need = (l2.len() + 20 + udp_len).max(60);
+    if buf.len() < need || udp_len > 0xFFFF - 20 {
+        return Err(GenError::BufferTooSmall {
+            need,
+            have: buf.len(),
+        });
+    }
+    buf[..l2.len()].copy_from_slice(l2);
+    let l2 = l2.len();
     let id = sport ^ dport.rotate_left(8);
     ipv4_header(&mut buf[l2..], src_ip, dst_ip, IPPROTO_UDP, udp_len, id);
     let u = l2 + 20;
@@ -626,7 +637,6 @@ pub fn build_udp4_vlan(
     buf[u + 2..u + 4].copy_from_slice(&dport.to_be_bytes());
     buf[u + 4..u + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
     buf[u + 6..u + 8].copy_from_slice(&[0, 0]);
-    buf[u + 8..u + udp_len].copy_from_slice(payload);
     let mut c = inet_checksum(
         &buf[u..u + udp_len],
         pseudo_sum(src_ip, dst_ip, IPPROTO_UDP, udp_len),

@@ -2,50 +2,27 @@
 //!
 //! `dma_map` maps the region's memfd into the model's own address space (MAP_SHARED, so the
 //! model sees the driver's bytes, as a device sees RAM through an IOMMU) and records the
-//! `iova -> host` range. Every DMA access goes through the crate-internal `DmaPort`, which translates, checks
-//! bounds and uses volatile accesses. An access outside every mapping is a recorded fault
-//! (counted, logged once per VF), never undefined behaviour.
+//! `iova -> host` range. The table is a `vm-memory` [`GuestMemoryMmap`] whose guest addresses
+//! are IOVAs: each mapping is a [`GuestRegionMmap`] over the memfd (vm-memory makes and unmaps
+//! the mmap), kept sorted and free of overlaps by the collection. Every DMA access goes through
+//! the crate-internal `DmaPort`, which translates, checks bounds and uses volatile accesses. An
+//! access outside every mapping is a recorded fault (counted, logged once per VF), never
+//! undefined behaviour.
 //!
-//! The same table serves a future vfio-user server: [`Iommu::map_fd`] takes an IOVA, a length
-//! and an fd with an offset, which is exactly what a vfio-user `DMA_MAP` request carries.
+//! The same table serves the vfio-user server: [`Iommu::map_file`] takes an IOVA, a length and
+//! a file with an offset, which is exactly what a vfio-user `DMA_MAP` request carries.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::ptr::NonNull;
+use std::fs::File;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use vm_memory::{
+    FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+    GuestRegionMmap, MmapRegion,
+};
+
 use crate::error::SimError;
-
-/// One IOVA range mapped into the model.
-#[derive(Debug)]
-pub(crate) struct Mapping {
-    iova: u64,
-    len: u64,
-    ptr: NonNull<u8>,
-}
-
-// SAFETY: the mapping is shared memory owned by this struct until drop; all accesses through it
-// are volatile and bounds-checked by `DmaPort`.
-unsafe impl Send for Mapping {}
-// SAFETY: see above.
-unsafe impl Sync for Mapping {}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len is the mmap made in `Iommu::map_fd`, unmapped only here.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len as usize) };
-    }
-}
-
-impl Mapping {
-    #[inline(always)]
-    fn contains(&self, iova: u64, len: u64) -> bool {
-        iova >= self.iova
-            && iova
-                .checked_add(len)
-                .is_some_and(|end| end <= self.iova + self.len)
-    }
-}
 
 /// A recorded DMA fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,12 +33,43 @@ pub struct DmaFault {
     pub len: u64,
 }
 
+/// The table as of one moment. Map and unmap build a new one and swap it in, so a DMA engine
+/// that holds a table keeps every mapping in it alive (a late access after an unmap reads the
+/// old pages, as on hardware racing an IOTLB flush, never freed memory).
+type Table = Arc<GuestMemoryMmap>;
+
+/// One mapping found by a lookup: its IOVA range and the host address of its first byte. Valid
+/// while the [`Table`] it came from is held.
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    iova: u64,
+    len: u64,
+    host: *mut u8,
+}
+
+impl Hit {
+    #[inline(always)]
+    fn contains(&self, iova: u64, len: u64) -> bool {
+        iova >= self.iova
+            && iova
+                .checked_add(len)
+                .is_some_and(|end| end <= self.iova + self.len)
+    }
+
+    /// Host address of `iova`, which must lie inside the mapping.
+    #[inline(always)]
+    fn host_at(&self, iova: u64) -> *mut u8 {
+        debug_assert!(self.contains(iova, 0));
+        self.host.wrapping_add((iova - self.iova) as usize)
+    }
+}
+
 /// The IOVA → host translation table of one VF.
 #[derive(Debug)]
 pub struct Iommu {
     name: String,
-    maps: RwLock<Vec<Arc<Mapping>>>,
-    /// Bumped on every unmap so cached translations are dropped.
+    table: RwLock<Table>,
+    /// Bumped (under the table's write lock) on every unmap, so cached translations are dropped.
     generation: AtomicU64,
     faults: AtomicU64,
     last_fault_iova: AtomicU64,
@@ -72,7 +80,7 @@ impl Iommu {
     pub(crate) fn new(name: String) -> Self {
         Iommu {
             name,
-            maps: RwLock::new(Vec::new()),
+            table: RwLock::new(Arc::new(GuestMemoryMmap::new())),
             generation: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             last_fault_iova: AtomicU64::new(0),
@@ -80,7 +88,8 @@ impl Iommu {
         }
     }
 
-    /// Maps `len` bytes of `fd` starting at `offset` at `iova`.
+    /// Maps `len` bytes of `fd` starting at `offset` at `iova` (the mapping keeps a duplicate
+    /// of `fd` open; [`Iommu::map_file`] shares one file between mappings).
     ///
     /// Fails if the range is empty, overflows, or overlaps an existing mapping, or if the mmap
     /// fails.
@@ -91,68 +100,74 @@ impl Iommu {
         fd: BorrowedFd<'_>,
         offset: u64,
     ) -> Result<(), SimError> {
+        let file = fd.try_clone_to_owned().map_err(|err| SimError::Os {
+            what: format!(
+                "{}: dup of the DMA region's fd for iova {iova:#x}",
+                self.name
+            ),
+            err,
+        })?;
+        self.map_file(iova, len, &Arc::new(File::from(file)), offset)
+    }
+
+    /// Maps `len` bytes of `file` starting at `offset` at `iova`; the mapping holds a reference
+    /// to `file`.
+    ///
+    /// Fails if the range is empty, overflows, or overlaps an existing mapping, or if the mmap
+    /// fails.
+    pub fn map_file(
+        &self,
+        iova: u64,
+        len: u64,
+        file: &Arc<File>,
+        offset: u64,
+    ) -> Result<(), SimError> {
+        let bad = |why| SimError::BadMapping { iova, len, why };
         if len == 0 || iova.checked_add(len).is_none() {
-            return Err(SimError::BadMapping {
-                iova,
-                len,
-                why: "empty or wrapping range",
-            });
+            return Err(bad("empty or wrapping range"));
         }
-        let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
-        if maps
+        let size = usize::try_from(len).map_err(|_| bad("longer than the address space"))?;
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        if table
             .iter()
-            .any(|m| iova < m.iova + m.len && m.iova < iova + len)
+            .any(|r| iova < r.start_addr().0 + r.len() && r.start_addr().0 < iova + len)
         {
-            return Err(SimError::BadMapping {
-                iova,
-                len,
-                why: "overlaps an existing mapping",
-            });
+            return Err(bad("overlaps an existing mapping"));
         }
-        // SAFETY: mapping a caller-provided fd shared read/write; the kernel validates fd,
-        // offset and length, and we own the resulting mapping until `Mapping::drop`.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                offset as libc::off_t,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(SimError::Os {
+        let mmap = MmapRegion::from_file(FileOffset::from_arc(file.clone(), offset), size)
+            .map_err(|e| SimError::Os {
                 what: format!(
                     "{}: mmap of DMA region iova {iova:#x} len {len:#x}",
                     self.name
                 ),
-                err: std::io::Error::last_os_error(),
-            });
-        }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(SimError::BadMapping {
-            iova,
-            len,
-            why: "mmap returned NULL",
-        })?;
-        maps.push(Arc::new(Mapping { iova, len, ptr }));
+                err: match e {
+                    vm_memory::mmap::MmapRegionError::Mmap(err) => err,
+                    other => std::io::Error::new(std::io::ErrorKind::InvalidInput, other),
+                },
+            })?;
+        let region = GuestRegionMmap::new(mmap, GuestAddress(iova)).ok_or(bad("wrapping range"))?;
+        let grown = table
+            .insert_region(Arc::new(region))
+            .map_err(|_| bad("overlaps an existing mapping"))?;
+        *table = Arc::new(grown);
         log::debug!("{}: mapped iova {iova:#x}..{:#x}", self.name, iova + len);
         Ok(())
     }
 
     /// Removes the mapping that starts at `iova` with length `len`.
     pub fn unmap(&self, iova: u64, len: u64) -> Result<(), SimError> {
-        let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
-        let before = maps.len();
-        maps.retain(|m| !(m.iova == iova && m.len == len));
-        if maps.len() == before {
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        let Ok((shrunk, _)) = table.remove_region(GuestAddress(iova), len) else {
             return Err(SimError::BadMapping {
                 iova,
                 len,
                 why: "no such mapping",
             });
-        }
+        };
+        // Bumped before the swap and under the lock: a port that reads the table and the
+        // generation under the read lock always sees a matching pair.
         self.generation.fetch_add(1, Ordering::Release);
+        *table = Arc::new(shrunk);
         Ok(())
     }
 
@@ -168,12 +183,27 @@ impl Iommu {
 
     /// Number of mapped ranges.
     pub fn mappings(&self) -> usize {
-        self.maps.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .num_regions()
     }
 
-    fn lookup(&self, iova: u64, len: u64) -> Option<Arc<Mapping>> {
-        let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
-        maps.iter().find(|m| m.contains(iova, len)).cloned()
+    /// The current table and its generation, read together.
+    fn snapshot(&self) -> (Table, u64) {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        (table.clone(), self.generation.load(Ordering::Acquire))
+    }
+
+    /// The mapping of `table` that holds `[iova, iova+len)`, if one holds all of it.
+    fn lookup(table: &GuestMemoryMmap, iova: u64, len: u64) -> Option<Hit> {
+        let r = table.find_region(GuestAddress(iova))?;
+        let hit = Hit {
+            iova: r.start_addr().0,
+            len: r.len(),
+            host: r.as_ptr(),
+        };
+        hit.contains(iova, len).then_some(hit)
     }
 
     fn record_fault(&self, iova: u64, len: u64, what: &str) {
@@ -202,19 +232,28 @@ impl Iommu {
 #[derive(Debug)]
 pub(crate) struct DmaPort {
     iommu: Arc<Iommu>,
-    cache: [Option<Arc<Mapping>>; CACHE_WAYS],
+    /// The table the cached translations came from: holding it keeps their pages mapped.
+    table: Table,
+    cache: [Option<Hit>; CACHE_WAYS],
     cache_gen: u64,
 }
+
+// SAFETY: the raw host pointers in the cache point into mappings of `table`, which the port
+// holds (an `Arc` of `Send + Sync` regions); they are only dereferenced with volatile,
+// bounds-checked accesses, from whichever thread owns the port.
+unsafe impl Send for DmaPort {}
 
 /// Mappings a [`DmaPort`] remembers.
 pub(crate) const CACHE_WAYS: usize = 4;
 
 impl DmaPort {
     pub(crate) fn new(iommu: Arc<Iommu>) -> Self {
+        let (table, cache_gen) = iommu.snapshot();
         DmaPort {
             iommu,
-            cache: Default::default(),
-            cache_gen: 0,
+            table,
+            cache: [None; CACHE_WAYS],
+            cache_gen,
         }
     }
 
@@ -226,9 +265,7 @@ impl DmaPort {
             for i in 0..CACHE_WAYS {
                 let Some(m) = &self.cache[i] else { break };
                 if m.contains(iova, len) {
-                    // SAFETY: contains() proved iova - m.iova + len <= m.len, so the offset is
-                    // inside the mapping.
-                    let p = unsafe { m.ptr.as_ptr().add((iova - m.iova) as usize) };
+                    let p = m.host_at(iova);
                     if i != 0 {
                         // Most recently used first.
                         self.cache[..=i].rotate_right(1);
@@ -237,21 +274,28 @@ impl DmaPort {
                 }
             }
         }
-        self.contiguous_slow(iova, len, gen)
+        self.contiguous_slow(iova, len)
+    }
+
+    /// Takes the current table (and drops the cached translations if an unmap came since).
+    /// Every cached translation is then from a table of the same generation: only maps came
+    /// since, which keep the older regions, so the held table covers all of them.
+    fn refresh(&mut self) {
+        let (table, gen) = self.iommu.snapshot();
+        if gen != self.cache_gen {
+            self.cache = [None; CACHE_WAYS];
+            self.cache_gen = gen;
+        }
+        self.table = table;
     }
 
     #[cold]
-    fn contiguous_slow(&mut self, iova: u64, len: u64, gen: u64) -> Option<*mut u8> {
-        let m = self.iommu.lookup(iova, len)?;
-        // SAFETY: lookup() checked containment.
-        let p = unsafe { m.ptr.as_ptr().add((iova - m.iova) as usize) };
-        if gen != self.cache_gen {
-            self.cache = Default::default();
-            self.cache_gen = gen;
-        }
+    fn contiguous_slow(&mut self, iova: u64, len: u64) -> Option<*mut u8> {
+        self.refresh();
+        let m = Iommu::lookup(&self.table, iova, len)?;
         self.cache.rotate_right(1);
         self.cache[0] = Some(m);
-        Some(p)
+        Some(m.host_at(iova))
     }
 
     /// Calls `f(host, offset, n)` for each piece of `[iova, iova+len)` in address order, after
@@ -269,10 +313,13 @@ impl DmaPort {
             self.iommu.record_fault(iova, len, what);
             return false;
         };
+        // One table for both passes: what pass 1 found is what pass 2 copies.
+        self.refresh();
+        let table = &self.table;
         // Pass 1: coverage.
         let mut cur = iova;
         while cur < end {
-            match self.iommu.lookup(cur, 1) {
+            match Iommu::lookup(table, cur, 1) {
                 Some(m) => cur = (m.iova + m.len).min(end),
                 None => {
                     self.iommu.record_fault(cur, end - cur, what);
@@ -280,17 +327,11 @@ impl DmaPort {
                 }
             }
         }
-        // Pass 2: the pieces (the table may only have grown meanwhile; re-check each lookup).
+        // Pass 2: the pieces.
         let mut cur = iova;
-        while cur < end {
-            let Some(m) = self.iommu.lookup(cur, 1) else {
-                self.iommu.record_fault(cur, end - cur, what);
-                return false;
-            };
+        while let Some(m) = (cur < end).then(|| Iommu::lookup(table, cur, 1)).flatten() {
             let stop = (m.iova + m.len).min(end);
-            // SAFETY: cur lies inside m and stop <= m.iova + m.len.
-            let host = unsafe { m.ptr.as_ptr().add((cur - m.iova) as usize) };
-            f(host, (cur - iova) as usize, (stop - cur) as usize);
+            f(m.host_at(cur), (cur - iova) as usize, (stop - cur) as usize);
             cur = stop;
         }
         true
@@ -426,7 +467,7 @@ unsafe fn volatile_copy(src: *const u8, dst: *mut u8, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
     /// A memfd of `pages` 4 KiB pages, page i filled with byte i+1.
     fn memfd(pages: usize) -> OwnedFd {

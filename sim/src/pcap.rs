@@ -50,7 +50,7 @@ const PCAPNG_MAX_BLOCK: u32 = 4 * MAX_RECORD + 65_536;
 #[derive(Debug, thiserror::Error)]
 pub enum PcapError {
     /// Reading or writing failed.
-    #[error("pcap I/O error: {0}")]
+    #[error("pcap I/O error")]
     Io(#[from] io::Error),
     /// The file ends inside the 24-byte global header.
     #[error("pcap: file is {got} bytes, shorter than the 24-byte global header")]
@@ -659,7 +659,10 @@ impl<R: Read + Send> crate::sink::FrameSource for PcapReplay<R> {
             }
             Ok(None) => None,
             Err(e) => {
-                log::warn!("pcap replay stopped: {e}");
+                log::warn!(
+                    "pcap replay stopped: {e}",
+                    e = floodgate_vfio::ErrorChain(&e)
+                );
                 self.error = Some(e);
                 None
             }
@@ -774,7 +777,7 @@ impl<W: Write + Send> crate::sink::FrameSink for PcapWriter<W> {
         let ts = self.clock_ns;
         self.clock_ns += 1000;
         if let Err(e) = self.write_packet(ts, frame) {
-            log::warn!("pcap capture: {e}");
+            log::warn!("pcap capture: {e}", e = floodgate_vfio::ErrorChain(&e));
         }
     }
 }

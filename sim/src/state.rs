@@ -135,7 +135,10 @@ impl NicInner {
         };
         let layout =
             PoolLayout::new(n as u16, cfg.pf_rss_queues.clamp(1, 16)).unwrap_or_else(|e| {
-                log::warn!("{e}; using 4 PF RSS queues");
+                log::warn!(
+                    "{e}; using 4 PF RSS queues",
+                    e = floodgate_vfio::ErrorChain(&e)
+                );
                 PoolLayout::new(n as u16, 4).expect("1..=63 VFs and 4 queues is a valid layout")
             });
         if cfg.queues_per_pool.is_none() {

@@ -245,6 +245,8 @@ pub struct Switch {
     layout: PoolLayout,
     pools: Vec<PoolConfig>,
     macs: MacTable,
+    /// Pools in unicast promiscuous mode (bit i: pool i's UPE), kept by `rebuild`.
+    upe: u64,
     mta: Mta,
     mc_filter_type: u8,
     rss: Rss,
@@ -277,6 +279,7 @@ impl Switch {
             layout,
             pools: Vec::new(),
             macs: MacTable::default(),
+            upe: 0,
             mta: Mta::default(),
             mc_filter_type: 0,
             rss,
@@ -313,6 +316,13 @@ impl Switch {
 
     fn rebuild(&mut self) {
         self.macs = MacTable::build(&self.pools);
+        self.upe = self
+            .pools
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, p)| p.upe)
+            .fold(0, |m, (i, _)| m | 1 << i);
         self.mta.clear();
         for h in self.pools.iter().flat_map(|p| p.mc_hashes.iter()) {
             self.mta.set(*h);
@@ -504,8 +514,13 @@ impl Switch {
             to_wire = from_pool;
         } else {
             let exact = self.macs.lookup(&f.dst_mac);
-            for (i, p) in self.pools.iter().enumerate() {
-                if (exact >> i & 1 == 1 || p.upe) && p.vlan_ok(vid) {
+            // Only the pools that own the address or are promiscuous are candidates: visit
+            // their bits instead of every pool.
+            let mut cand = exact | self.upe;
+            while cand != 0 {
+                let i = cand.trailing_zeros() as usize;
+                cand &= cand - 1;
+                if self.pools.get(i).is_some_and(|p| p.vlan_ok(vid)) {
                     set |= 1 << i;
                 }
             }
@@ -733,7 +748,10 @@ impl KernelSide {
                 Ok(()) => *frames += 1,
                 Err(e) => {
                     *errors += 1;
-                    log::debug!("kernel side: TAP write failed: {e}");
+                    log::debug!(
+                        "kernel side: TAP write failed: {e}",
+                        e = floodgate_vfio::ErrorChain(&e)
+                    );
                 }
             },
         }

@@ -45,7 +45,10 @@ pub(crate) fn sync_vf(nic: &NicInner, vf: usize) {
     };
     let mut sw = nic.switch.write().unwrap_or_else(|e| e.into_inner());
     if let Err(e) = sw.set_pool(vf as u16, cfg) {
-        log::error!("sim:vf{vf}: switch refused the pool state: {e}");
+        log::error!(
+            "sim:vf{vf}: switch refused the pool state: {e}",
+            e = floodgate_vfio::ErrorChain(&e)
+        );
     }
 }
 

@@ -262,14 +262,18 @@ impl Device for SimVf {
         self.vf
             .iommu
             .map_fd(region.iova(), region.len() as u64, region.fd(), 0)
-            .map_err(|e| floodgate_vfio::Error::InvalidArgument(e.to_string()))
+            .map_err(|e| {
+                floodgate_vfio::Error::InvalidArgument(floodgate_vfio::ErrorChain(&e).to_string())
+            })
     }
 
     fn dma_unmap(&self, region: &DmaRegion) -> Result<(), floodgate_vfio::Error> {
         self.vf
             .iommu
             .unmap(region.iova(), region.len() as u64)
-            .map_err(|e| floodgate_vfio::Error::InvalidArgument(e.to_string()))
+            .map_err(|e| {
+                floodgate_vfio::Error::InvalidArgument(floodgate_vfio::ErrorChain(&e).to_string())
+            })
     }
 
     fn enable_msix(&self, count: u32) -> Result<Vec<OwnedFd>, floodgate_vfio::Error> {

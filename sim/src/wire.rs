@@ -23,7 +23,7 @@ pub enum WireError {
     #[error("interface {0:?} does not exist")]
     NoSuchInterface(String),
     /// A system call failed.
-    #[error("{what} on {ifname:?} failed: {source}{hint}")]
+    #[error("{what} on {ifname:?} failed{hint}")]
     Os {
         /// Which call.
         what: &'static str,
@@ -355,7 +355,7 @@ impl TapDevice {
 impl FrameSink for PacketSocket {
     fn frame(&mut self, frame: &[u8]) {
         if let Err(e) = self.send_frame(frame) {
-            log::debug!("wire: {e}");
+            log::debug!("wire: {e}", e = floodgate_vfio::ErrorChain(&e));
         }
     }
 }
@@ -363,7 +363,7 @@ impl FrameSink for PacketSocket {
 impl FrameSink for TapDevice {
     fn frame(&mut self, frame: &[u8]) {
         if let Err(e) = self.write_frame(frame) {
-            log::debug!("wire: {e}");
+            log::debug!("wire: {e}", e = floodgate_vfio::ErrorChain(&e));
         }
     }
 }

@@ -1,6 +1,6 @@
 //! RX/TX DMA engine tests (facts §6), IOMMU and VEB, driven through registers and descriptors.
 
-mod vfdrv;
+pub mod vfdrv;
 
 use floodgate_sim::regs::*;
 use floodgate_sim::{EngineConfig, NicModel, VfCounter};

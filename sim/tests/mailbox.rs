@@ -1,6 +1,6 @@
 //! PF agent and mailbox tests (facts §3), driven register by register without the PMD.
 
-mod vfdrv;
+pub mod vfdrv;
 
 use floodgate_sim::regs::*;
 use floodgate_sim::{MailboxFault, NicModel, VfLinkState, XcastMode};

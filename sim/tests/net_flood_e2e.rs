@@ -2,7 +2,7 @@
 //! flow director steers UDP/53 into VF 0 queue 1, everything else reaches the PF's kernel side.
 //! Every legitimate query must arrive intact, in order, with the filter id in its descriptor.
 
-mod vfdrv;
+pub mod vfdrv;
 
 use floodgate_sim::ethtool::{FlowType, RxFlowSpec};
 use floodgate_sim::generator::{Generator, GeneratorConfig, Rate, TrafficClass, MAX_GEN_FRAME};

@@ -5,7 +5,7 @@
 //! Polling for frames is bounded by FLOODGATE_WIRE_TIMEOUT_MS (default 2000 ms); nothing is
 //! timed, the bound only keeps a broken setup from hanging the suite.
 
-mod vfdrv;
+pub mod vfdrv;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! and 1 read back as the facts say, on the 82599 VF and the X540 VF; reserved words and
 //! read-only registers ignore writes; a masked ring register still drives the datapath.
 
-mod vfdrv;
+pub mod vfdrv;
 
 use floodgate_sim::regfile::{lookup, Access};
 use floodgate_sim::regs::*;

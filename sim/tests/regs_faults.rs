@@ -1,6 +1,6 @@
 //! Register semantics (interrupts, statistics) and fault injection.
 
-mod vfdrv;
+pub mod vfdrv;
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, Ordering};

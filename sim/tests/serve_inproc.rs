@@ -2,7 +2,7 @@
 //! `floodgate_vfio::user::VfioUserDevice` on the test thread, talking over a real Unix socket.
 //! DMA goes through the region's memfd (SCM_RIGHTS), interrupts through eventfds.
 
-mod serve_util;
+pub mod serve_util;
 
 use std::os::fd::AsFd;
 use std::thread::JoinHandle;

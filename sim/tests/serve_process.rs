@@ -3,7 +3,7 @@
 //! engine thread and its built-in UDP generator, so received frames, TX completions and
 //! interrupts all happen on their own, as with hardware.
 
-mod serve_util;
+pub mod serve_util;
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;

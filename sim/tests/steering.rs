@@ -1,7 +1,7 @@
 //! End-to-end steering through the model: PF agent state → switch → RX DMA, driven through the
 //! mailbox and the rings (facts §4.3, §4.6, §6.1).
 
-mod vfdrv;
+pub mod vfdrv;
 
 use floodgate_sim::ethtool::{FlowType, IndirSpec, RxFlowSpec, RxfhRequest};
 use floodgate_sim::regs::*;

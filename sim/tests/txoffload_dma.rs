@@ -2,7 +2,7 @@
 //! finding 2): a context descriptor with MACLEN/IPLEN/L4T/L4LEN/MSS (facts §6.3) and data
 //! descriptors with POPTS.IXSM/TXSM and DCMD.TSE (facts §6.2).
 
-mod vfdrv;
+pub mod vfdrv;
 
 use floodgate_sim::regs::*;
 use floodgate_sim::NicModel;

@@ -14,6 +14,11 @@
 //! - scratch memory slot indices of 16 or more;
 //! - loads from a scratch memory slot that is not written on every path leading to the load.
 //!
+//! [`CompiledBpf`] turns a validated program into native code (x86-64) that gives the same
+//! result as the interpreter for every frame, bounds checks included; on other architectures,
+//! or where the system refuses executable memory, it runs the interpreter and counts that in
+//! [`interpreted_programs`].
+//!
 //! At run time, every packet load is bounds-checked: a load that does not fit in the frame ends
 //! the program with the result 0 ("no match"), exactly as the Linux kernel and libpcap do. A
 //! division or modulo by an `X` register that holds 0 also returns 0. The interpreter never
@@ -34,9 +39,13 @@
 //! assert_eq!(prog.run(&frame[..13]), 0); // truncated: the load is out of bounds
 //! ```
 
+mod compiled;
 mod interp;
 mod validate;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
+pub use compiled::{interpreted_programs, CompiledBpf};
 pub use validate::BpfError;
 
 /// Largest number of instructions a program may have (`BPF_MAXINSNS` in Linux and libpcap).

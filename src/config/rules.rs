@@ -11,7 +11,7 @@ use toml::Value;
 use super::raw::{RawRule, S};
 use super::validate::Ctx;
 use super::{defaults, limits, ConfigError, MAX_TABLE_SIZE};
-use crate::bpf::{self, Program};
+use crate::bpf::{self, CompiledBpf, Program};
 use crate::filter::{
     Action, ByteMatch, Cidr, CidrSet, Layer, Matcher, PortSet, Proto, ProtoSet, RateKey, RateLimit,
     Rule, Sample,
@@ -450,7 +450,8 @@ impl Matchers {
         })?;
         self.summary
             .push(format!("tcpdump {:?} ({} insns)", t.get_ref(), prog.len()));
-        self.matchers.push(Matcher::Bpf(Arc::new(prog)));
+        self.matchers
+            .push(Matcher::Bpf(Arc::new(CompiledBpf::new(&prog))));
         Ok(())
     }
 
@@ -470,7 +471,8 @@ impl Matchers {
             .map_err(|e| ctx.err(b.span(), c, format!("bpf: {e}")))?;
         let prog = Program::new(&insns).map_err(|e| ctx.err(b.span(), c, format!("bpf: {e}")))?;
         self.summary.push(format!("bpf ({} insns)", prog.len()));
-        self.matchers.push(Matcher::Bpf(Arc::new(prog)));
+        self.matchers
+            .push(Matcher::Bpf(Arc::new(CompiledBpf::new(&prog))));
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use super::parse::{Parsed, L3, PROTO_ICMP, PROTO_ICMPV6};
-use crate::bpf::Program;
+use crate::bpf::CompiledBpf;
 
 /// An address prefix, IPv4 or IPv6, e.g. `192.0.2.0/24` or `2001:db8::/32`. A bare address is a
 /// host prefix (/32 or /128). Host bits below the prefix are ignored.
@@ -376,8 +376,9 @@ pub enum Matcher {
     Len(Vec<(u32, u32)>),
     /// Bytes at an offset under a mask.
     Bytes(ByteMatch),
-    /// A validated classic BPF program; matches when it returns non-zero.
-    Bpf(Arc<Program>),
+    /// A validated classic BPF program (compiled to native code where possible); matches when
+    /// it returns non-zero.
+    Bpf(Arc<CompiledBpf>),
 }
 
 impl Matcher {

@@ -1,5 +1,4 @@
 //! Frame builders shared by the filter tests.
-#![allow(dead_code)]
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -1,6 +1,5 @@
 //! Checks shared by the config and pcap property tests (fuzz_config.rs, fuzz_pcap.rs) and the
 //! cargo-fuzz targets `config` and `pcap` (fuzz/fuzz_targets/), which include this file.
-#![allow(dead_code)]
 
 use floodgate::config::{Config, ConfigError};
 use floodgate::pcapfile::{self, PcapFileError, PcapReader};

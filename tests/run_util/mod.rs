@@ -1,8 +1,6 @@
 //! Shared harness of the `floodgate run` over vfio-user tests: the NIC model in the test
 //! process, served on a socket, with UDP/53 steered into VF 0, and the daemon as a child process.
 
-#![allow(dead_code)]
-
 use floodgate_sim::engine::{Engine, EngineConfig, FrameSource};
 use floodgate_sim::ethtool::{FlowType, RxFlowSpec};
 use floodgate_sim::generator::{Generator, GeneratorConfig, Rate, TrafficClass};

@@ -1,5 +1,4 @@
 //! Frame builders shared by the soft-RSS tests (test-only code).
-#![allow(dead_code)]
 
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
 pub const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xbb];

@@ -95,15 +95,16 @@ impl DmaRegion {
             match Self::allocate_with(len, &name, PageKind::Huge2M) {
                 Ok(r) => return Ok(r),
                 Err(e) if opts.huge_pages == HugePages::Require => {
-                    log::debug!("huge page allocation failed: {e}");
+                    log::debug!("huge page allocation failed: {}", crate::ErrorChain(&e));
                     return Err(Error::NoHugePages { bytes: len });
                 }
                 Err(e) => {
                     if !WARNED_SMALL_PAGES.swap(true, Ordering::Relaxed) {
                         log::warn!(
-                            "no free 2 MiB huge pages ({e}); DMA memory falls back to 4 KiB \
+                            "no free 2 MiB huge pages ({}); DMA memory falls back to 4 KiB \
                              pages, which costs IOTLB misses. Reserve huge pages with \
-                             `echo 512 > /proc/sys/vm/nr_hugepages`."
+                             `echo 512 > /proc/sys/vm/nr_hugepages`.",
+                            crate::ErrorChain(&e)
                         );
                     }
                 }

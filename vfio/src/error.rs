@@ -142,3 +142,60 @@ impl Error {
         Error::io(what, io::Error::last_os_error())
     }
 }
+
+/// Shows an error with its chain of sources, `what failed: why: root cause`, for log lines and
+/// messages built outside `anyhow` (which does the same with `{:#}`). The errors of the
+/// workspace's libraries say in their own text what failed and leave the why to their source,
+/// so printing an error alone with `{}` would drop the reason.
+///
+/// ```
+/// use floodgate_vfio::ErrorChain;
+/// let e = std::io::Error::new(std::io::ErrorKind::Other, "no space");
+/// assert_eq!(ErrorChain(&e).to_string(), "no space");
+/// ```
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_shows_what_failed_and_then_why_once() {
+        let e = Error::io(
+            "memfd_create for DMA memory",
+            io::Error::from_raw_os_error(libc::ENOMEM),
+        );
+        assert_eq!(e.to_string(), "memfd_create for DMA memory");
+        let shown = ErrorChain(&e).to_string();
+        assert!(
+            shown.starts_with("memfd_create for DMA memory: ") && shown.contains("memory"),
+            "{shown}"
+        );
+        assert_eq!(shown.matches("memfd_create").count(), 1, "{shown}");
+        assert_eq!(
+            shown.len(),
+            "memfd_create for DMA memory: ".len()
+                + io::Error::from_raw_os_error(libc::ENOMEM).to_string().len(),
+            "{shown}"
+        );
+    }
+}

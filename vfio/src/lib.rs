@@ -26,7 +26,7 @@ pub mod kernel;
 pub mod user;
 
 pub use dma::{DmaOptions, DmaRegion, HugePages, PageKind};
-pub use error::Error;
+pub use error::{Error, ErrorChain};
 
 /// 32-bit register access to one PCI BAR.
 ///

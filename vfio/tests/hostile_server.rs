@@ -10,7 +10,7 @@
 //! the stream may be out of step, usable otherwise), deliver correct values whenever the
 //! exchange was correct, and leak none of the descriptors the server sends.
 
-mod hostile;
+pub mod hostile;
 use hostile::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;

@@ -15,7 +15,7 @@
 //! rate and CPU, and the XDP mode the veth gave. Needs root; otherwise prints one `skipped:`
 //! line. The namespaces are deleted at the end, also on error.
 
-mod support;
+pub mod support;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};

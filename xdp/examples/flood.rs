@@ -11,7 +11,7 @@
 //! alternating. Runs until `--seconds` (default 5) or SIGINT/SIGTERM, then prints one line:
 //! `flood sent=N seconds=S pps=P cpu_seconds=C`. Needs root (CAP_NET_RAW).
 
-mod support;
+pub mod support;
 
 use std::time::Duration;
 

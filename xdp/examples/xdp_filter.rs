@@ -16,7 +16,7 @@
 //! counts the frames the program gave to the kernel (not UDP/53), `socket_rx_dropped` the
 //! steered frames the kernel could not put on the socket (fill ring empty). Needs root.
 
-mod support;
+pub mod support;
 
 use std::io::Write;
 use std::net::Ipv4Addr;

@@ -10,7 +10,7 @@
 //! default separately. XDP_REDIRECT itself is asserted in the socket tests, where a bound AF_XDP
 //! socket sits in the map.
 
-mod common;
+pub mod common;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;

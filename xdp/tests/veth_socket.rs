@@ -3,7 +3,7 @@
 //! the XDP attachment (drop, kill -9). Needs root; otherwise each test prints one `skipped:`
 //! line.
 
-mod common;
+pub mod common;
 
 use std::io::BufRead;
 use std::net::{SocketAddrV4, UdpSocket};

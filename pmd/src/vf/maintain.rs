@@ -109,7 +109,11 @@ impl<D: Device> IxgbeVf<D> {
                 return Err(e);
             }
             Err(e) => {
-                log::warn!("{}: mailbox check failed ({e}); resetting", self.location);
+                log::warn!(
+                    "{}: mailbox check failed ({}); resetting",
+                    self.location,
+                    floodgate_vfio::ErrorChain(&e)
+                );
                 reset = true;
             }
         }

@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
 
 use floodgate_pmd::{Config, IxgbeVf, Timeouts};
 use floodgate_sim::{Nic, NicConfig, NicModel, SimVf};

@@ -2,10 +2,8 @@
 //! itself, an independent model of the RX counting rules, and the RX/TX checks. Shared by the
 //! property test (hostile_device.rs) and the cargo-fuzz target
 //! (fuzz/fuzz_targets/rx_writeback.rs). The including crate declares `mod common`.
-#![allow(dead_code)]
 
 use crate::common::*;
-use floodgate_pmd::regs::*;
 use floodgate_pmd::{IxgbeVf, PacketBatch, RxStats};
 use floodgate_sim::{NicModel, SimVf};
 use floodgate_vfio::{Bar, Device, DeviceInfo, DmaRegion, Error};
@@ -102,9 +100,52 @@ impl Device for HostileDev {
     }
 }
 
-pub const RXE: u32 = RXD_ERR_RXE;
-pub const IPE: u32 = RXD_ERR_IPE;
-pub const L4E: u32 = RXD_ERR_L4E;
+// The registers and descriptor bits the harness plays the device with: its own reading of the
+// facts (the driver's register map is private to the driver).
+
+/// RX descriptor base low of queue `q` (facts §2.2; queue stride 0x40).
+pub const fn vfrdbal(q: u32) -> u32 {
+    0x01000 + 0x40 * q
+}
+/// RX descriptor base high of queue `q` (facts §2.2).
+pub const fn vfrdbah(q: u32) -> u32 {
+    0x01004 + 0x40 * q
+}
+/// RX head of queue `q` (facts §2.2).
+pub const fn vfrdh(q: u32) -> u32 {
+    0x01010 + 0x40 * q
+}
+/// TX descriptor base low of queue `q` (facts §2.3).
+pub const fn vftdbal(q: u32) -> u32 {
+    0x02000 + 0x40 * q
+}
+/// TX descriptor base high of queue `q` (facts §2.3).
+pub const fn vftdbah(q: u32) -> u32 {
+    0x02004 + 0x40 * q
+}
+/// TX head of queue `q` (facts §2.3).
+pub const fn vftdh(q: u32) -> u32 {
+    0x02010 + 0x40 * q
+}
+
+/// RX write-back status: descriptor done (facts §6.1).
+pub const RXD_STAT_DD: u32 = 1 << 0;
+/// RX write-back status: end of packet (facts §6.1).
+pub const RXD_STAT_EOP: u32 = 1 << 1;
+/// RX write-back error: any MAC error, bit 29 (facts §6.1).
+pub const RXE: u32 = 1 << 29;
+/// RX write-back error: L4 checksum error, bit 30 (facts §6.1).
+pub const L4E: u32 = 1 << 30;
+/// RX write-back error: IPv4 checksum error, bit 31 (facts §6.1).
+pub const IPE: u32 = 1 << 31;
+/// The error bits that make a driver drop a frame (facts §6.1).
+pub const RXD_ERR_MASK: u32 = RXE | L4E | IPE;
+/// Packet type in RX write-back dword 0: IPv4 header present (facts §6.1).
+pub const RXD_PTYPE_IPV4: u32 = 0x10;
+/// Packet type in RX write-back dword 0: UDP header present (facts §6.1).
+pub const RXD_PTYPE_UDP: u32 = 0x200;
+/// TX write-back `olinfo_status`: descriptor done (facts §6.2).
+pub const TXD_STAT_DD: u32 = 1 << 0;
 
 /// One generated RX write-back.
 #[derive(Debug, Clone)]

@@ -239,8 +239,11 @@ fn serve(a: Args) -> Result<(), String> {
         capture_egress: false,
         ..Default::default()
     });
-    let vf = nic.try_vf(a.vf).map_err(|e| e.to_string())?;
-    let mut server = UserServer::bind(&a.socket, vf).map_err(|e| e.to_string())?;
+    let vf = nic
+        .try_vf(a.vf)
+        .map_err(|e| floodgate_vfio::ErrorChain(&e).to_string())?;
+    let mut server =
+        UserServer::bind(&a.socket, vf).map_err(|e| floodgate_vfio::ErrorChain(&e).to_string())?;
     install_signal_handlers(&a.socket);
 
     let idle = Duration::from_micros(a.idle_sleep_us.max(10));
@@ -253,21 +256,38 @@ fn serve(a: Args) -> Result<(), String> {
         sinks.push(Box::new(r));
     }
     if let Some(p) = &a.pcap_out {
-        let f = std::fs::File::create(p).map_err(|e| format!("--pcap-out {}: {e}", p.display()))?;
-        let w = PcapWriter::new(std::io::BufWriter::new(f), 65535)
-            .map_err(|e| format!("--pcap-out {}: {e}", p.display()))?;
+        let f = std::fs::File::create(p).map_err(|e| {
+            format!(
+                "--pcap-out {}: {e}",
+                p.display(),
+                e = floodgate_vfio::ErrorChain(&e)
+            )
+        })?;
+        let w = PcapWriter::new(std::io::BufWriter::new(f), 65535).map_err(|e| {
+            format!(
+                "--pcap-out {}: {e}",
+                p.display(),
+                e = floodgate_vfio::ErrorChain(&e)
+            )
+        })?;
         sinks.push(Box::new(w));
     }
     if let Some(name) = &a.tap {
-        let tap = Arc::new(TapDevice::open(name).map_err(|e| format!("--tap {name}: {e}"))?);
-        tap.set_up().map_err(|e| format!("--tap {name}: {e}"))?;
+        let tap = Arc::new(
+            TapDevice::open(name)
+                .map_err(|e| format!("--tap {name}: {e}", e = floodgate_vfio::ErrorChain(&e)))?,
+        );
+        tap.set_up()
+            .map_err(|e| format!("--tap {name}: {e}", e = floodgate_vfio::ErrorChain(&e)))?;
         sinks.push(Box::new(SharedTap(tap.clone())));
         let read: ReadFn = Box::new(move |buf: &mut [u8]| tap.read_frame(buf));
         readers.push(WireReader::start(nic.clone(), read, idle));
     }
     if let Some(ifc) = &a.af_packet {
         let sock =
-            Arc::new(PacketSocket::open(ifc).map_err(|e| format!("--af-packet {ifc}: {e}"))?);
+            Arc::new(PacketSocket::open(ifc).map_err(|e| {
+                format!("--af-packet {ifc}: {e}", e = floodgate_vfio::ErrorChain(&e))
+            })?);
         sinks.push(Box::new(SharedPacket(sock.clone())));
         let read: ReadFn = Box::new(move |buf: &mut [u8]| sock.recv_frame(buf));
         readers.push(WireReader::start(nic.clone(), read, idle));
@@ -293,7 +313,9 @@ fn serve(a: Args) -> Result<(), String> {
                     rate: Rate::MaxSpeed,
                     ..Default::default()
                 };
-                let gen = Generator::new(cfg).map_err(|e| format!("--generator flood: {e}"))?;
+                let gen = Generator::new(cfg).map_err(|e| {
+                    format!("--generator flood: {e}", e = floodgate_vfio::ErrorChain(&e))
+                })?;
                 (Some(Box::new(gen)), (g.pps > 0).then_some(g.pps))
             }
             (Some(g), _) => (
@@ -307,10 +329,20 @@ fn serve(a: Args) -> Result<(), String> {
                 a.pcap_pps,
             ),
             (None, Some(p)) => {
-                let f = std::fs::File::open(p)
-                    .map_err(|e| format!("--pcap-in {}: {e}", p.display()))?;
-                let r = PcapReader::new(std::io::BufReader::new(f))
-                    .map_err(|e| format!("--pcap-in {}: {e}", p.display()))?;
+                let f = std::fs::File::open(p).map_err(|e| {
+                    format!(
+                        "--pcap-in {}: {e}",
+                        p.display(),
+                        e = floodgate_vfio::ErrorChain(&e)
+                    )
+                })?;
+                let r = PcapReader::new(std::io::BufReader::new(f)).map_err(|e| {
+                    format!(
+                        "--pcap-in {}: {e}",
+                        p.display(),
+                        e = floodgate_vfio::ErrorChain(&e)
+                    )
+                })?;
                 (Some(Box::new(PcapReplay::new(r))), a.pcap_pps)
             }
             (None, None) => (None, None),
@@ -347,7 +379,7 @@ fn serve(a: Args) -> Result<(), String> {
             )),
         );
         if let Err(e) = r {
-            eprintln!("floodgate-sim: {e}");
+            eprintln!("floodgate-sim: {e}", e = floodgate_vfio::ErrorChain(&e));
         }
         if a.once {
             break;

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use crate::iommu::Iommu;
@@ -90,14 +90,19 @@ impl DmaTable {
                 let Some(f) = self.files.get(&key) else {
                     continue;
                 };
-                if let Err(err) = iommu.map_fd(iova, e.len, f.as_fd(), e.offset) {
+                if let Err(err) = iommu.map_file(iova, e.len, f, e.offset) {
                     log::warn!(
                         "bus master on: mapping {iova:#x}+{:#x} failed: {err}",
-                        e.len
+                        e.len,
+                        err = floodgate_vfio::ErrorChain(&err)
                     );
                 }
             } else if let Err(err) = iommu.unmap(iova, e.len) {
-                log::warn!("bus master off: unmapping {iova:#x}+{:#x}: {err}", e.len);
+                log::warn!(
+                    "bus master off: unmapping {iova:#x}+{:#x}: {err}",
+                    e.len,
+                    err = floodgate_vfio::ErrorChain(&err)
+                );
             }
         }
     }
@@ -132,9 +137,12 @@ impl DmaTable {
                 let key = inode_key(&f)?;
                 let file = self.files.entry(key).or_insert_with(|| Arc::new(f)).clone();
                 if self.active {
-                    iommu
-                        .map_fd(iova, len, file.as_fd(), offset)
-                        .map_err(|e| io_err(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+                    iommu.map_file(iova, len, &file, offset).map_err(|e| {
+                        io_err(
+                            std::io::ErrorKind::InvalidInput,
+                            floodgate_vfio::ErrorChain(&e).to_string(),
+                        )
+                    })?;
                 }
                 Some(key)
             }
@@ -159,7 +167,11 @@ impl DmaTable {
             };
             if e.key.is_some() && self.active {
                 if let Err(err) = iommu.unmap(a, e.len) {
-                    log::warn!("DMA_UNMAP {a:#x}+{:#x}: {err}", e.len);
+                    log::warn!(
+                        "DMA_UNMAP {a:#x}+{:#x}: {err}",
+                        e.len,
+                        err = floodgate_vfio::ErrorChain(&err)
+                    );
                 }
             }
             let e_end = a + e.len;
@@ -178,8 +190,11 @@ impl DmaTable {
                     key: e.key,
                 };
                 if let (Some(f), true) = (&file, self.active) {
-                    if let Err(err) = iommu.map_fd(lo, piece.len, f.as_fd(), piece.offset) {
-                        log::warn!("DMA_UNMAP: keeping {lo:#x}..{hi:#x} failed: {err}");
+                    if let Err(err) = iommu.map_file(lo, piece.len, f, piece.offset) {
+                        log::warn!(
+                            "DMA_UNMAP: keeping {lo:#x}..{hi:#x} failed: {err}",
+                            err = floodgate_vfio::ErrorChain(&err)
+                        );
                         continue;
                     }
                 }

@@ -63,7 +63,7 @@ const IRQ_REQ: u32 = VFIO_PCI_REQ_IRQ_INDEX;
 #[non_exhaustive]
 pub enum ServeError {
     /// The socket could not be created.
-    #[error("vfio-user socket {}: {source}", path.display())]
+    #[error("cannot listen on the vfio-user socket {}", path.display())]
     Bind {
         /// The socket path.
         path: PathBuf,
@@ -87,7 +87,7 @@ pub enum ServeError {
         what: String,
     },
     /// Serving a connection failed (the client went away mid-message, or the socket broke).
-    #[error("vfio-user connection on {}: {source}", path.display())]
+    #[error("vfio-user connection on {} failed", path.display())]
     Serve {
         /// The socket path.
         path: PathBuf,

@@ -32,7 +32,7 @@ pub struct SharedTap(pub Arc<TapDevice>);
 impl FrameSink for SharedTap {
     fn frame(&mut self, f: &[u8]) {
         if let Err(e) = self.0.write_frame(f) {
-            log::debug!("tap: {e}");
+            log::debug!("tap: {e}", e = floodgate_vfio::ErrorChain(&e));
         }
     }
 }
@@ -43,7 +43,7 @@ pub struct SharedPacket(pub Arc<PacketSocket>);
 impl FrameSink for SharedPacket {
     fn frame(&mut self, f: &[u8]) {
         if let Err(e) = self.0.send_frame(f) {
-            log::debug!("af_packet: {e}");
+            log::debug!("af_packet: {e}", e = floodgate_vfio::ErrorChain(&e));
         }
     }
 }
@@ -85,7 +85,10 @@ impl WireReader {
                         Ok(Some(_)) => {}
                         Ok(None) => std::thread::sleep(idle),
                         Err(e) => {
-                            log::warn!("wire reader stops: {e}");
+                            log::warn!(
+                                "wire reader stops: {e}",
+                                e = floodgate_vfio::ErrorChain(&e)
+                            );
                             break;
                         }
                     }
@@ -131,7 +134,13 @@ impl std::fmt::Debug for PcapLoop {
 
 fn open_replay(path: &std::path::Path) -> Result<PcapReplay<BufReader<File>>, String> {
     let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let r = PcapReader::new(BufReader::new(f)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let r = PcapReader::new(BufReader::new(f)).map_err(|e| {
+        format!(
+            "{}: {e}",
+            path.display(),
+            e = floodgate_vfio::ErrorChain(&e)
+        )
+    })?;
     Ok(PcapReplay::new(r))
 }
 

@@ -1,6 +1,5 @@
 //! Shared by the vfio-user tests: a minimal VF "driver" over any `Bar` (reset, mailbox, one RX
 //! and one TX ring), written from facts §2, §3.8 and §6 against the model's register names.
-#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 

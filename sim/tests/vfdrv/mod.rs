@@ -1,6 +1,5 @@
 //! Test-side helpers: a tiny VF "driver" that speaks the mailbox (facts §3.5 legacy handshake)
 //! and programs rings directly through the BAR, without floodgate-pmd.
-#![allow(dead_code)]
 
 use floodgate_sim::regs::*;
 use floodgate_sim::{Nic, NicConfig, NicModel, SimBar, SimVf};
@@ -274,7 +273,6 @@ pub fn udp_frame(dst: [u8; 6], src: [u8; 6], len: usize) -> Vec<u8> {
 }
 
 /// Checksum status of a good UDP/IPv4 frame in the RX write-back: IPCS, L4CS, UDPCS (facts §6.1).
-#[allow(dead_code)]
 pub const UDP4_CSUM_OK: u32 = RXD_STAT_IPCS | RXD_STAT_L4CS | RXD_STAT_UDPCS;
 
 pub fn vf_mac(i: u8) -> [u8; 6] {

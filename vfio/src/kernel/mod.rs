@@ -227,7 +227,10 @@ impl VfioDevice {
         if flags & VFIO_REGION_INFO_FLAG_MMAP != 0 && whole {
             match MmapBar::map(device_fd(device), offset, len) {
                 Ok(bar) => return Ok(bar),
-                Err(e) => log::warn!("{location}: mapping BAR0 failed ({e}); using pread/pwrite"),
+                Err(e) => log::warn!(
+                    "{location}: mapping BAR0 failed ({}); using pread/pwrite",
+                    crate::ErrorChain(&e)
+                ),
             }
         } else {
             log::warn!(

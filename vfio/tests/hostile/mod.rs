@@ -2,7 +2,6 @@
 //! otherwise, and the client scenario that checks every outcome against the plan. Shared by
 //! the property test (hostile_server.rs) and the cargo-fuzz target
 //! (fuzz/fuzz_targets/vfio_user_reply.rs).
-#![allow(dead_code)]
 
 use floodgate_vfio::user::{UserOptions, VfioUserDevice};
 use floodgate_vfio::{Bar, Device, DmaOptions, DmaRegion, HugePages};

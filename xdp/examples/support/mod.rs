@@ -1,7 +1,6 @@
 //! Shared pieces of the examples: network namespaces, frame and DNS message builders, an
 //! AF_PACKET `sendmmsg` flooder, thread CPU time and CPU pinning. Linux only, and most of it
 //! needs root.
-#![allow(dead_code)]
 
 use std::ffi::CString;
 use std::io;

@@ -1,5 +1,4 @@
 //! Frame builders and privilege checks shared by the integration tests.
-#![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
