@@ -37,3 +37,4 @@ pub mod softrss;
 pub mod stats;
 pub mod steering;
 pub mod tap;
+pub mod wire;

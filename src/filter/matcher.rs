@@ -137,6 +137,15 @@ impl CidrSet {
         }
     }
 
+    /// `true` when the set holds any IPv6 prefix (`v6`) or any IPv4 prefix (`!v6`).
+    pub(crate) fn has_family(&self, v6: bool) -> bool {
+        if v6 {
+            !self.v6.is_empty()
+        } else {
+            !self.v4.is_empty()
+        }
+    }
+
     /// Number of merged ranges (IPv4 + IPv6).
     pub fn ranges(&self) -> usize {
         self.v4.len() + self.v6.len()
@@ -259,6 +268,13 @@ impl ProtoSet {
         s
     }
 
+    /// `true` when protocol `proto` of the IPv6 (`v6`) or IPv4 family is in the set.
+    #[inline]
+    pub(crate) fn contains(&self, v6: bool, proto: u8) -> bool {
+        let set = if v6 { &self.v6 } else { &self.v4 };
+        set[usize::from(proto >> 6)] & (1 << (proto & 63)) != 0
+    }
+
     #[inline]
     fn matches(&self, p: &Parsed) -> bool {
         let set = match p.l3 {
@@ -334,6 +350,12 @@ impl ByteMatch {
         })
     }
 
+    /// Layer, offset, value and mask (each `len` bytes; the value already masked).
+    pub(crate) fn parts(&self) -> (Layer, u16, &[u8], &[u8]) {
+        let n = usize::from(self.len);
+        (self.layer, self.offset, &self.value[..n], &self.mask[..n])
+    }
+
     #[inline]
     fn matches(&self, frame: &[u8], p: &Parsed) -> bool {
         let base = match self.layer {
@@ -382,17 +404,6 @@ pub enum Matcher {
 }
 
 impl Matcher {
-    /// Rough relative cost, used to evaluate cheap matchers first.
-    pub(crate) fn cost(&self) -> u32 {
-        match self {
-            Matcher::Len(_) | Matcher::Ipv4(_) | Matcher::Proto(_) => 1,
-            Matcher::SrcPort(_) | Matcher::DstPort(_) => 2,
-            Matcher::Bytes(_) => 3,
-            Matcher::Src(_) | Matcher::Dst(_) => 4,
-            Matcher::Bpf(_) => 10,
-        }
-    }
-
     /// `true` when the matcher needs the parsed headers.
     pub(crate) fn needs_parse(&self) -> bool {
         !matches!(self, Matcher::Len(_) | Matcher::Bpf(_))

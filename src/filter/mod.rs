@@ -41,6 +41,8 @@
 mod matcher;
 pub mod parse;
 mod pcaptest;
+mod program;
+pub mod reference;
 
 use std::sync::{Arc, Mutex};
 
@@ -51,7 +53,8 @@ pub use parse::{Parsed, L3};
 pub use pcaptest::{run_pcap, test_pcap, PacketVerdict, PcapTestError, PcapTestReport};
 
 use crate::pcapfile::{RotatingPcapWriter, RotationPolicy};
-use crate::ratelimit::TokenBucketTable;
+use crate::ratelimit::{Probe, TokenBucketTable};
+use program::Program;
 
 /// Time stamps handed to the engine: nanoseconds since the Unix epoch (the rate limiter only
 /// uses differences and tolerates a clock that steps back; sampled frames are written with this
@@ -312,32 +315,37 @@ enum Kind {
     },
     Sample {
         every: u64,
-        seen: u64,
+        /// Matching frames until the next sample (0: sample this one).
+        until: u64,
         sink: Sink,
     },
 }
 
-#[derive(Debug)]
-struct Compiled {
-    matchers: Box<[Matcher]>,
-    kind: Kind,
+/// Hits and bytes of one rule within a burst (folded into [`RuleCounters`] at its end).
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    hits: u64,
+    bytes: u64,
+    limited: u64,
 }
 
 /// An ordered set of rules with their counters, owned by one worker. See the
 /// [module documentation](self).
 #[derive(Debug)]
 pub struct RuleSet {
-    compiled: Vec<Compiled>,
+    program: Arc<Program>,
+    kinds: Vec<Kind>,
     rules: Arc<[Rule]>,
     default: Decision,
     needs_parse: bool,
     counters: Counters,
+    tally: Box<[Tally]>,
+    /// Rate-limit lookups of a burst chunk waiting for their bucket: frame, rule, where.
+    pending: Box<[(u16, u32, Probe)]>,
 }
 
-fn compile(rule: &Rule, sinks: Option<&[Option<Sink>]>, i: usize) -> Compiled {
-    let mut matchers = rule.matchers.clone();
-    matchers.sort_by_key(Matcher::cost);
-    let kind = match &rule.action {
+fn kind(rule: &Rule, sinks: Option<&[Option<Sink>]>, i: usize) -> Kind {
+    match &rule.action {
         Action::Drop => Kind::Drop,
         Action::Pass => Kind::Pass,
         Action::RateLimit(r) => Kind::RateLimit {
@@ -346,17 +354,72 @@ fn compile(rule: &Rule, sinks: Option<&[Option<Sink>]>, i: usize) -> Compiled {
         },
         Action::Sample(s) => Kind::Sample {
             every: s.every.max(1),
-            seen: 0,
+            until: 0,
             sink: sinks
                 .and_then(|s| s.get(i).cloned().flatten())
                 .unwrap_or_else(|| Arc::new(Mutex::new(RotatingPcapWriter::new(s.policy.clone())))),
         },
-    };
-    Compiled {
-        matchers: matchers.into_boxed_slice(),
-        kind,
     }
 }
+
+/// What one rule does with a frame that matched it (the rule's counters are updated by the
+/// caller, except sampling's own).
+enum Outcome {
+    /// Terminal: this decision.
+    Decided(Decision),
+    /// A rate limit: look up this key.
+    Limit(u64),
+    /// Not terminal (sample): go on with the next rule.
+    Next,
+}
+
+impl Kind {
+    #[inline]
+    fn apply(
+        &mut self,
+        i: usize,
+        c: &mut RuleCounters,
+        frame: &[u8],
+        parsed: &Parsed,
+        now: Timestamp,
+    ) -> Outcome {
+        match self {
+            Kind::Drop => Outcome::Decided(Decision::Drop),
+            Kind::Pass => Outcome::Decided(Decision::Pass),
+            Kind::RateLimit { key, .. } => Outcome::Limit(key.key(parsed)),
+            Kind::Sample { every, until, sink } => {
+                // One in `every`, the first included, counted down (no division per frame).
+                if *until == 0 {
+                    sample(i, c, sink, frame, now);
+                    *until = *every;
+                }
+                *until -= 1;
+                Outcome::Next
+            }
+        }
+    }
+}
+
+#[cold]
+fn sample(i: usize, c: &mut RuleCounters, sink: &Sink, frame: &[u8], now: Timestamp) {
+    let mut w = sink.lock().unwrap_or_else(|p| p.into_inner());
+    match w.write_frame(now, frame) {
+        Ok(()) => c.sampled += 1,
+        Err(e) => {
+            if c.sample_errors == 0 {
+                log::warn!(
+                    "rule {i}: cannot write sample to {}: {e}",
+                    w.policy().path.display()
+                );
+            }
+            c.sample_errors += 1;
+        }
+    }
+}
+
+/// Frames a burst is classified in at a time (the rate-limit lookups of one chunk are
+/// prefetched together).
+const CHUNK: usize = 64;
 
 impl RuleSet {
     /// Builds a rule set. Sample files are created lazily, on the first sample.
@@ -365,17 +428,28 @@ impl RuleSet {
     }
 
     fn build(rules: Arc<[Rule]>, default: Decision, sinks: Option<&[Option<Sink>]>) -> RuleSet {
-        let compiled: Vec<Compiled> = rules
+        let program = Arc::new(Program::compile(&rules));
+        Self::assemble(program, rules, default, sinks)
+    }
+
+    fn assemble(
+        program: Arc<Program>,
+        rules: Arc<[Rule]>,
+        default: Decision,
+        sinks: Option<&[Option<Sink>]>,
+    ) -> RuleSet {
+        let kinds: Vec<Kind> = rules
             .iter()
             .enumerate()
-            .map(|(i, r)| compile(r, sinks, i))
+            .map(|(i, r)| kind(r, sinks, i))
             .collect();
         let needs_parse = rules.iter().any(|r| {
             r.matchers.iter().any(Matcher::needs_parse) || matches!(r.action, Action::RateLimit(_))
         });
         let n = rules.len();
         RuleSet {
-            compiled,
+            program,
+            kinds,
             rules,
             default,
             needs_parse,
@@ -384,22 +458,35 @@ impl RuleSet {
                 rules: vec![RuleCounters::default(); n],
                 default: RuleCounters::default(),
             },
+            tally: vec![Tally::default(); n + 1].into_boxed_slice(),
+            pending: vec![(0, 0, Probe::default()); CHUNK].into_boxed_slice(),
         }
     }
 
-    /// A copy for another worker: same rules, compiled programs and sample files; zeroed
+    /// A copy for another worker: same rules, compiled program and sample files; zeroed
     /// counters and empty rate-limit tables (each worker limits the keys it sees, so steer or
     /// hash traffic so that one key lands on one worker).
     pub fn fork(&self) -> RuleSet {
         let sinks: Vec<Option<Sink>> = self
-            .compiled
+            .kinds
             .iter()
-            .map(|c| match &c.kind {
+            .map(|k| match k {
                 Kind::Sample { sink, .. } => Some(sink.clone()),
                 _ => None,
             })
             .collect();
-        Self::build(self.rules.clone(), self.default, Some(&sinks))
+        Self::assemble(
+            self.program.clone(),
+            self.rules.clone(),
+            self.default,
+            Some(&sinks),
+        )
+    }
+
+    /// Size of the compiled decision program: dispatch tables and candidate entries (see
+    /// `docs/rules.md`).
+    pub fn program_size(&self) -> (usize, usize) {
+        self.program.size()
     }
 
     /// The rules, in order.
@@ -462,10 +549,9 @@ impl RuleSet {
             }) else {
                 continue;
             };
-            if let (Some(Kind::RateLimit { table: new, .. }), Some(Kind::RateLimit { table, .. })) = (
-                self.compiled.get_mut(i).map(|c| &mut c.kind),
-                old.compiled.get_mut(j).map(|c| &mut c.kind),
-            ) {
+            if let (Some(Kind::RateLimit { table: new, .. }), Some(Kind::RateLimit { table, .. })) =
+                (self.kinds.get_mut(i), old.kinds.get_mut(j))
+            {
                 std::mem::swap(new, table);
                 n += 1;
             }
@@ -475,8 +561,8 @@ impl RuleSet {
 
     /// Flushes buffered sample records to their files.
     pub fn flush_samples(&self) -> std::io::Result<()> {
-        for c in &self.compiled {
-            if let Kind::Sample { sink, .. } = &c.kind {
+        for k in &self.kinds {
+            if let Kind::Sample { sink, .. } = k {
                 sink.lock().unwrap_or_else(|p| p.into_inner()).flush()?;
             }
         }
@@ -484,98 +570,76 @@ impl RuleSet {
     }
 
     /// Classifies a complete frame; see [`RuleSet::classify_wire`].
-    #[inline]
+    #[inline(always)]
     pub fn classify(&mut self, frame: &[u8], now: Timestamp) -> Verdict {
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         self.classify_wire(frame, len, now)
     }
 
-    /// Classifies `frame` (possibly truncated from `wire_len` bytes on the wire) at time `now`,
-    /// updating the counters. Never allocates, except to create a sample file on first use.
     #[inline]
-    pub fn classify_wire(&mut self, frame: &[u8], wire_len: u32, now: Timestamp) -> Verdict {
-        self.counters.packets += 1;
-        let parsed = if self.needs_parse {
+    fn parse(&self, frame: &[u8]) -> Parsed {
+        if self.needs_parse {
             Parsed::parse(frame)
         } else {
-            Parsed {
-                l3_off: 14,
-                l4_off: None,
-                l3: L3::None,
-                proto: 0,
-                ports: None,
-            }
-        };
-        for (i, (rule, c)) in self
-            .compiled
-            .iter_mut()
-            .zip(self.counters.rules.iter_mut())
-            .enumerate()
-        {
-            if !rule
-                .matchers
-                .iter()
-                .all(|m| m.matches(frame, wire_len, &parsed))
-            {
+            Parsed::NOT_IP
+        }
+    }
+
+    /// Classifies `frame` (possibly truncated from `wire_len` bytes on the wire) at time `now`,
+    /// updating the counters. Never allocates, except to create a sample file on first use.
+    #[inline(always)]
+    pub fn classify_wire(&mut self, frame: &[u8], wire_len: u32, now: Timestamp) -> Verdict {
+        let parsed = self.parse(frame);
+        self.classify_parsed(frame, wire_len, &parsed, now)
+    }
+
+    /// Classifies `frame` whose headers were already parsed into `parsed` (by the soft-RSS
+    /// dispatcher, see [`Parsed::from_meta`]); otherwise as [`RuleSet::classify_wire`].
+    #[inline(always)]
+    pub fn classify_parsed(
+        &mut self,
+        frame: &[u8],
+        wire_len: u32,
+        parsed: &Parsed,
+        now: Timestamp,
+    ) -> Verdict {
+        self.counters.packets += 1;
+        let prog = &*self.program;
+        for e in prog.candidates(parsed) {
+            if !prog.matches(e, frame, wire_len, parsed) {
                 continue;
             }
+            let i = e.rule as usize;
+            let (Some(c), Some(k)) = (self.counters.rules.get_mut(i), self.kinds.get_mut(i)) else {
+                continue;
+            };
             c.hits += 1;
             c.bytes += u64::from(wire_len);
             let rule_index = Some(i as u32);
-            match &mut rule.kind {
-                Kind::Drop => {
-                    c.dropped += 1;
-                    return Verdict {
-                        action: Decision::Drop,
-                        rule_index,
-                        rate_limited: false,
+            let (action, rate_limited) = match k.apply(i, c, frame, parsed, now) {
+                Outcome::Next => continue,
+                Outcome::Decided(d) => (d, false),
+                Outcome::Limit(key) => {
+                    let Kind::RateLimit { table, .. } = k else {
+                        continue;
                     };
-                }
-                Kind::Pass => {
-                    c.passed += 1;
-                    return Verdict {
-                        action: Decision::Pass,
-                        rule_index,
-                        rate_limited: false,
-                    };
-                }
-                Kind::RateLimit { table, key } => {
-                    return if table.allow(key.key(&parsed), now) {
-                        c.passed += 1;
-                        Verdict {
-                            action: Decision::Pass,
-                            rule_index,
-                            rate_limited: false,
-                        }
+                    if table.allow(key, now) {
+                        (Decision::Pass, false)
                     } else {
-                        c.dropped += 1;
                         c.rate_limited += 1;
-                        Verdict {
-                            action: Decision::Drop,
-                            rule_index,
-                            rate_limited: true,
-                        }
-                    };
-                }
-                Kind::Sample { every, seen, sink } => {
-                    if *seen % *every == 0 {
-                        let mut w = sink.lock().unwrap_or_else(|p| p.into_inner());
-                        match w.write_frame(now, frame) {
-                            Ok(()) => c.sampled += 1,
-                            Err(e) => {
-                                if c.sample_errors == 0 {
-                                    log::warn!(
-                                        "rule {i}: cannot write sample to {}: {e}",
-                                        w.policy().path.display()
-                                    );
-                                }
-                                c.sample_errors += 1;
-                            }
-                        }
+                        (Decision::Drop, true)
                     }
-                    *seen = seen.wrapping_add(1);
                 }
+            };
+            match action {
+                Decision::Pass => c.passed += 1,
+                Decision::Drop => c.dropped += 1,
             }
+            return Verdict {
+                action,
+                rule_index,
+                rate_limited,
+            };
         }
         let c = &mut self.counters.default;
         c.hits += 1;
@@ -588,6 +652,158 @@ impl RuleSet {
             action: self.default,
             rule_index: None,
             rate_limited: false,
+        }
+    }
+
+    /// Classifies a burst of complete frames at time `now`, writing one verdict per frame into
+    /// `out`; returns how many were classified (`min(frames.len(), out.len())`). The same
+    /// decisions and counters as [`RuleSet::classify`] frame by frame, with less work: hits and
+    /// bytes are tallied per burst and folded into the counters once at its end, and the
+    /// rate-limit table lookups of up to 64 frames are located and prefetched before the first
+    /// of them is done (in frame order, so the buckets see the same sequence).
+    pub fn classify_burst<F: AsRef<[u8]>>(
+        &mut self,
+        frames: &[F],
+        now: Timestamp,
+        out: &mut [Verdict],
+    ) -> usize {
+        let n = frames.len().min(out.len());
+        let mut at = 0;
+        while at < n {
+            let end = (at + CHUNK).min(n);
+            self.chunk(&frames[at..end], now, &mut out[at..end]);
+            at = end;
+        }
+        self.fold();
+        n
+    }
+
+    fn chunk<F: AsRef<[u8]>>(&mut self, frames: &[F], now: Timestamp, out: &mut [Verdict]) {
+        let mut np = 0;
+        let default = self.tally.len() - 1;
+        for (j, (f, v)) in frames.iter().zip(out.iter_mut()).enumerate() {
+            let frame = f.as_ref();
+            let wire_len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+            let parsed = self.parse(frame);
+            let prog = &*self.program;
+            let mut decided = false;
+            for e in prog.candidates(&parsed) {
+                if !prog.matches(e, frame, wire_len, &parsed) {
+                    continue;
+                }
+                let i = e.rule as usize;
+                let (Some(t), Some(c), Some(k)) = (
+                    self.tally.get_mut(i),
+                    self.counters.rules.get_mut(i),
+                    self.kinds.get_mut(i),
+                ) else {
+                    continue;
+                };
+                t.hits += 1;
+                t.bytes += u64::from(wire_len);
+                match k.apply(i, c, frame, &parsed, now) {
+                    Outcome::Next => continue,
+                    Outcome::Decided(action) => {
+                        *v = Verdict {
+                            action,
+                            rule_index: Some(i as u32),
+                            rate_limited: false,
+                        };
+                    }
+                    Outcome::Limit(key) => {
+                        let Kind::RateLimit { table, .. } = k else {
+                            continue;
+                        };
+                        let p = table.probe(key);
+                        table.prefetch(p);
+                        if let Some(slot) = self.pending.get_mut(np) {
+                            *slot = (j as u16, i as u32, p);
+                            np += 1;
+                        }
+                    }
+                }
+                decided = true;
+                break;
+            }
+            if !decided {
+                let t = &mut self.tally[default];
+                t.hits += 1;
+                t.bytes += u64::from(wire_len);
+                *v = Verdict {
+                    action: self.default,
+                    rule_index: None,
+                    rate_limited: false,
+                };
+            }
+        }
+        for k in 0..np {
+            let Some(&(j, i, p)) = self.pending.get(k) else {
+                break;
+            };
+            let (i, j) = (i as usize, usize::from(j));
+            let (Some(Kind::RateLimit { table, .. }), Some(v)) =
+                (self.kinds.get_mut(i), out.get_mut(j))
+            else {
+                continue;
+            };
+            let allowed = table.allow_at(p, now);
+            if !allowed {
+                self.tally[i].limited += 1;
+            }
+            *v = Verdict {
+                action: if allowed {
+                    Decision::Pass
+                } else {
+                    Decision::Drop
+                },
+                rule_index: Some(i as u32),
+                rate_limited: !allowed,
+            };
+        }
+    }
+
+    /// Folds the burst's tallies into the counters and zeroes them.
+    fn fold(&mut self) {
+        let default = self.tally.len() - 1;
+        for (i, t) in self.tally.iter_mut().enumerate() {
+            if t.hits == 0 {
+                continue;
+            }
+            let (c, terminal) = if i == default {
+                (&mut self.counters.default, Some(self.default))
+            } else {
+                let terminal = match self.kinds.get(i) {
+                    Some(Kind::Drop) => Some(Decision::Drop),
+                    Some(Kind::Pass) => Some(Decision::Pass),
+                    Some(Kind::RateLimit { .. }) => None,
+                    Some(Kind::Sample { .. }) | None => {
+                        // Not terminal: hits only.
+                        if let Some(c) = self.counters.rules.get_mut(i) {
+                            c.hits += t.hits;
+                            c.bytes += t.bytes;
+                        }
+                        *t = Tally::default();
+                        continue;
+                    }
+                };
+                match self.counters.rules.get_mut(i) {
+                    Some(c) => (c, terminal),
+                    None => continue,
+                }
+            };
+            self.counters.packets += t.hits;
+            c.hits += t.hits;
+            c.bytes += t.bytes;
+            match terminal {
+                Some(Decision::Drop) => c.dropped += t.hits,
+                Some(Decision::Pass) => c.passed += t.hits,
+                None => {
+                    c.dropped += t.limited;
+                    c.rate_limited += t.limited;
+                    c.passed += t.hits - t.limited;
+                }
+            }
+            *t = Tally::default();
         }
     }
 }

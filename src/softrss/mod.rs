@@ -37,7 +37,7 @@ mod dissect;
 mod hash;
 mod meta;
 mod pmd;
-pub mod wire;
+pub use crate::wire;
 
 pub use dispatch::{
     DispatchError, DispatchStats, Dispatcher, FramePacket, Rejected, WorkerQueue, WorkerStats,

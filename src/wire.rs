@@ -1,4 +1,6 @@
-//! Typed views over packet bytes, in the style of smoltcp's `wire` module.
+//! Typed views over packet bytes, in the style of smoltcp's `wire` module: the one set of
+//! header views the daemon parses with (the soft-RSS dissector and the rules' parser,
+//! [`crate::filter::Parsed`]).
 //!
 //! Every view wraps a byte buffer (`T: AsRef<[u8]>`). `new_checked` verifies once that the
 //! buffer holds the whole fixed header (and, for variable-length headers, the whole header
@@ -256,6 +258,18 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         need("IPv4", b, hl)?;
         if usize::from(be16(b, 2)) < hl {
             return Err(bad("IPv4", "total length below header length"));
+        }
+        Ok(Ipv4Packet { buffer })
+    }
+    /// Wraps `buffer` after checking only the version and the fixed 20-byte header: what the
+    /// filter rules read (addresses, protocol, fragment offset) is then in range, whatever IHL
+    /// and total length say. The caller checks [`Ipv4Packet::header_len`] before using it.
+    #[inline]
+    pub fn new_checked_fixed(buffer: T) -> Result<Self, WireError> {
+        let b = buffer.as_ref();
+        need("IPv4", b, Self::MIN_HEADER_LEN)?;
+        if b[0] >> 4 != 4 {
+            return Err(bad("IPv4", "version is not 4"));
         }
         Ok(Ipv4Packet { buffer })
     }
@@ -651,6 +665,35 @@ impl<T: AsRef<[u8]>> VxlanHeader<T> {
     #[inline]
     pub fn vni(&self) -> u32 {
         be32(self.buffer.as_ref(), 4) >> 8
+    }
+}
+
+/// The source and destination ports that open a TCP, UDP and SCTP header alike (4 bytes): what
+/// the rules read when only the ports are needed.
+#[derive(Debug, Clone, Copy)]
+pub struct PortPair<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> PortPair<T> {
+    /// Length of the two port fields.
+    pub const LEN: usize = 4;
+
+    /// Wraps `buffer` after checking it holds both ports.
+    #[inline]
+    pub fn new_checked(buffer: T) -> Result<Self, WireError> {
+        need("L4 ports", buffer.as_ref(), Self::LEN)?;
+        Ok(PortPair { buffer })
+    }
+    /// Source port.
+    #[inline]
+    pub fn src_port(&self) -> u16 {
+        be16(self.buffer.as_ref(), 0)
+    }
+    /// Destination port.
+    #[inline]
+    pub fn dst_port(&self) -> u16 {
+        be16(self.buffer.as_ref(), 2)
     }
 }
 
