@@ -52,6 +52,9 @@ pub struct Snapshot {
     pub top_sources: Vec<crate::topsrc::TopSource>,
     /// How long accepted reloads took, from the request to the new rules in force.
     pub reload_latency: ReloadLatency,
+    /// The packet backend in use: kind (`ixgbevf`, `af_xdp`) and mode (`vfio`, `zero-copy`,
+    /// `copy`), exported as `floodgate_backend_info{kind,mode} 1` (`None`: left out).
+    pub backend: Option<(&'static str, &'static str)>,
 }
 
 /// One worker's verdict counters as published.
@@ -220,6 +223,20 @@ pub fn render(s: &Snapshot) -> String {
         "Rejected configuration reloads (old rules kept).",
         s.reload_errors,
     );
+    if let Some((kind, mode)) = s.backend {
+        let _ = writeln!(
+            o,
+            "# HELP floodgate_backend_info The packet backend in use (kind) and how frames reach \
+             memory (mode: vfio, zero-copy or copy)."
+        );
+        let _ = writeln!(o, "# TYPE floodgate_backend_info gauge");
+        let _ = writeln!(
+            o,
+            "floodgate_backend_info{{kind=\"{}\",mode=\"{}\"}} 1",
+            esc(kind),
+            esc(mode)
+        );
+    }
     if let Some(free) = s.pool_free {
         let _ = writeln!(
             o,
@@ -563,6 +580,7 @@ mod tests {
             },
             nic_missed: Some(5),
             pool_free: Some(4000),
+            backend: Some(("af_xdp", "copy")),
             rules: vec![RuleSnapshot {
                 name: "dns \"flood\"".into(),
                 hits: 7,
@@ -584,6 +602,10 @@ mod tests {
         assert!(body.contains("floodgate_looped_packets_total 2\n"));
         assert!(
             body.contains("floodgate_nic_rx_missed_packets_total 5\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("floodgate_backend_info{kind=\"af_xdp\",mode=\"copy\"} 1\n"),
             "{body}"
         );
         assert!(

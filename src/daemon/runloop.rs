@@ -302,6 +302,7 @@ fn snapshot<B: PacketBackend, S: PassSink>(
             .collect(),
         top_sources: fl.top_sources(crate::topsrc::TOP_N),
         reload_latency: rep.reload_latency,
+        backend: Some((fl.backend().kind(), fl.backend().mode())),
     }
 }
 
