@@ -242,8 +242,8 @@ backend = "af_xdp"
 ifname = "srv0"
 queues = 1
 # Deep fill and RX rings: the flood must not empty them while the polling thread is off the CPU.
-rx_ring = 4096
-pool_size = 16384
+rx_ring = 16384
+pool_size = 32768
 
 [[steering]]
 name = "dns"

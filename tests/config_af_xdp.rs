@@ -350,3 +350,14 @@ fn vf_ring_and_buffer_keys_are_accepted_with_their_af_xdp_meaning() {
         "2 AF_XDP socket(s) on RX queue(s) 0..=1, rx/fill ring 1024, tx/completion ring 256, 4096 UMEM chunks of 2048 bytes per socket, headroom 64, burst 64"
     ));
 }
+
+#[test]
+fn af_xdp_rings_go_deeper_than_the_vf_rings() {
+    let cfg = ok(&format!("{DEV}rx_ring = 16384\npool_size = 32768\n"));
+    assert_eq!(cfg.device.rx_ring, 16384);
+    let e = err(&format!("{DEV}rx_ring = 32768\npool_size = 65536\n"));
+    assert!(e.contains("rx_ring") && e.contains("16384"), "{e}");
+    // The VF's descriptor rings keep their limit.
+    let e = err("[device]\npci = \"sim\"\nrx_ring = 8192\npool_size = 16384\n");
+    assert!(e.contains("64 to 4096"), "{e}");
+}

@@ -95,14 +95,22 @@ impl Ctx<'_> {
 
 // ---- [device] -------------------------------------------------------------------------------
 
-fn ring_size(ctx: &Ctx, v: &Option<S<i64>>, default: u16, key: &str) -> Result<u16, ConfigError> {
-    let n: u16 = ctx.int_or(v, default, 64, 4096, "[device]", key)?;
+/// A ring size: a power of two from 64 to `max` (4096 for the VF's descriptor rings; 16384 for
+/// AF_XDP rings, where a deeper ring rides out the polling thread being descheduled).
+fn ring_size(
+    ctx: &Ctx,
+    v: &Option<S<i64>>,
+    default: u16,
+    key: &str,
+    max: u16,
+) -> Result<u16, ConfigError> {
+    let n: u16 = ctx.int_or(v, default, 64, max, "[device]", key)?;
     if !n.is_power_of_two() {
         let v = v.as_ref().map(|v| v.span()).unwrap_or(0..0);
         return Err(ctx.err(
             v,
             "[device]",
-            format!("{key} = {n} must be a power of two from 64 to 4096"),
+            format!("{key} = {n} must be a power of two from 64 to {max}"),
         ));
     }
     Ok(n)
@@ -143,8 +151,9 @@ pub(super) fn device(
     };
     let max_queues = if af_xdp { 64 } else { 8 };
     let queues = ctx.int_or(&d.queues, defaults::QUEUES, 1, max_queues, c, "queues")?;
-    let rx_ring = ring_size(ctx, &d.rx_ring, defaults::RX_RING, "rx_ring")?;
-    let tx_ring = ring_size(ctx, &d.tx_ring, defaults::TX_RING, "tx_ring")?;
+    let max_ring = if af_xdp { 16384 } else { 4096 };
+    let rx_ring = ring_size(ctx, &d.rx_ring, defaults::RX_RING, "rx_ring", max_ring)?;
+    let tx_ring = ring_size(ctx, &d.tx_ring, defaults::TX_RING, "tx_ring", max_ring)?;
     let headroom = ctx.int_or(&d.headroom, defaults::HEADROOM, 0, 256, c, "headroom")?;
     let burst = ctx.int_or(&d.burst, defaults::BURST, 1, 512, c, "burst")?;
     // 9710 = ixgbe's largest frame (9728) minus the 18 bytes of header and CRC.
