@@ -104,7 +104,7 @@ fn ring_size(
     key: &str,
     max: u16,
 ) -> Result<u16, ConfigError> {
-    let n: u16 = ctx.int_or(v, default, 64, max, "[device]", key)?;
+    let n: u16 = ctx.int_or(v, default, 64, i64::from(max), "[device]", key)?;
     if !n.is_power_of_two() {
         let v = v.as_ref().map(|v| v.span()).unwrap_or(0..0);
         return Err(ctx.err(
