@@ -28,6 +28,9 @@ pub struct WorkerReport {
     pub handed_back: u64,
     /// Per-rule counters of this worker's rule set.
     pub rules: RuleCounters,
+    /// Packets the rules parsed again because the dispatcher's headroom record could not be
+    /// used (none written, or written for another frame). Normally 0.
+    pub reparsed: u64,
 }
 
 /// What a worker and the polling thread share.
@@ -196,12 +199,12 @@ impl<S: PassSink> WorkerLoop<S> {
                     handed: &mut self.handed,
                 };
                 self.judge
-                    .burst(buf.drain(..), &mut out, &mut self.c, now, None);
+                    .burst_dispatched(buf.drain(..), &mut out, &mut self.c, now);
             }
             None => {
                 let mut out = ToSink(&mut self.sink);
                 self.judge
-                    .burst(buf.drain(..), &mut out, &mut self.c, now, None);
+                    .burst_dispatched(buf.drain(..), &mut out, &mut self.c, now);
             }
         }
     }
@@ -212,6 +215,7 @@ impl<S: PassSink> WorkerLoop<S> {
         r.counters = self.c;
         r.handed_back = self.handed;
         r.rules = self.judge.rules.counters().clone();
+        r.reparsed = self.judge.reparsed;
     }
 
     fn flush_samples(&self) {
