@@ -197,12 +197,12 @@ impl RssMeta {
         self
     }
 
-    /// True when the record was written for a frame of `frame`'s length (and that length is
-    /// known). A reader that got the record from a buffer's headroom checks this before
+    /// True when the record was written for a frame of `frame`'s length (a record for a frame
+    /// over 65535 bytes, which stores 0, describes only an empty frame). A reader that got the record from a buffer's headroom checks this before
     /// trusting it: a recycled buffer may still hold the record of an earlier frame.
     #[inline]
     pub fn describes(&self, frame: &[u8]) -> bool {
-        self.frame_len != 0 && usize::from(self.frame_len) == frame.len()
+        usize::from(self.frame_len) == frame.len()
     }
 
     /// Writes the record at the start of `headroom`.
