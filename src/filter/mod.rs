@@ -611,12 +611,12 @@ impl RuleSet {
         if !self.needs_parse {
             return (self.classify_parsed(frame, len, &Parsed::NOT_IP, now), true);
         }
-        match crate::softrss::RssMeta::read_from(headroom) {
-            Ok(m) if m.describes(frame) => {
+        match crate::softrss::RssMeta::read_for(headroom, frame) {
+            Some(m) => {
                 let parsed = Parsed::from_meta(&m, frame);
                 (self.classify_parsed(frame, len, &parsed, now), true)
             }
-            _ => (self.classify_wire(frame, len, now), false),
+            None => (self.classify_wire(frame, len, now), false),
         }
     }
 

@@ -221,6 +221,34 @@ impl RssMeta {
         Ok(())
     }
 
+    /// The record at the start of `headroom` if it is valid (as [`RssMeta::read_from`]) and
+    /// [describes](RssMeta::describes) `frame`; the cheap check a worker makes on every
+    /// packet (one compare for magic, version and size, one for the length).
+    #[inline(always)]
+    pub fn read_for(headroom: &[u8], frame: &[u8]) -> Option<RssMeta> {
+        const HEAD: u64 = {
+            let m = META_MAGIC.to_ne_bytes();
+            let v = META_VERSION.to_ne_bytes();
+            let s = (META_SIZE as u16).to_ne_bytes();
+            u64::from_ne_bytes([m[0], m[1], m[2], m[3], v[0], v[1], s[0], s[1]])
+        };
+        let room = headroom.get(..META_SIZE)?;
+        // SAFETY: `room` holds META_SIZE (80) readable bytes, so offsets 0..8 and 38..40 are in
+        // bounds; read_unaligned has no alignment requirement; any bits are a valid u64/u16.
+        let (head, len) = unsafe {
+            let p = room.as_ptr();
+            (
+                core::ptr::read_unaligned(p.cast::<u64>()),
+                core::ptr::read_unaligned(p.add(38).cast::<u16>()),
+            )
+        };
+        if head != HEAD || usize::from(len) != frame.len() {
+            return None;
+        }
+        // SAFETY: as in read_from: 80 readable bytes, no alignment needed, any bits valid.
+        Some(unsafe { core::ptr::read_unaligned(room.as_ptr().cast::<RssMeta>()) })
+    }
+
     /// Reads and validates (magic, version, size) the record at the start of `headroom`.
     #[inline]
     pub fn read_from(headroom: &[u8]) -> Result<RssMeta, MetaError> {
@@ -314,7 +342,18 @@ mod tests {
             RssMeta::read_from(&[0u8; 80]),
             Err(MetaError::BadMagic { found: 0 })
         ));
+        // Tied to a frame: read_for takes it only for a frame of that length.
+        let frame = [0u8; 60];
+        let tied = m.for_frame(&frame);
+        tied.write_to(&mut room[1..]).unwrap();
+        assert_eq!(RssMeta::read_for(&room[1..], &frame), Some(tied));
+        assert_eq!(RssMeta::read_for(&room[1..], &frame[..59]), None);
+        assert_eq!(RssMeta::read_for(&room[1..80], &frame), None);
+        let big = vec![0u8; 70_000];
+        assert_eq!(m.for_frame(&big).frame_len, 0);
+        assert!(!m.for_frame(&big).describes(&big));
         room[5] ^= 0xFF; // version
+        assert_eq!(RssMeta::read_for(&room[1..], &frame), None);
         assert!(matches!(
             RssMeta::read_from(&room[1..]),
             Err(MetaError::Unsupported { .. })
