@@ -28,7 +28,9 @@ fn v6(tail: u16) -> Ipv6Addr {
 }
 
 fn bpf(text: &str) -> Arc<CompiledBpf> {
-    Arc::new(CompiledBpf::new(&Program::new(&parse_bytecode(text).unwrap()).unwrap()))
+    Arc::new(CompiledBpf::new(
+        &Program::new(&parse_bytecode(text).unwrap()).unwrap(),
+    ))
 }
 
 fn arb_cidr() -> impl Strategy<Value = Cidr> {

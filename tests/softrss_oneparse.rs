@@ -104,7 +104,7 @@ fn mixed_traffic() -> Vec<Vec<u8>> {
                     i += 1;
                     let f = build(&flow(i, v6_inner, l4), encap, rev, b"payload bytes");
                     for cut in [10, 16, 20, 30, 36, 40, 56, 60, 70] {
-                        if cut < f.len() && (i + cut as u32) % 3 == 0 {
+                        if cut < f.len() && (i + cut as u32).is_multiple_of(3) {
                             out.push(f[..cut].to_vec());
                         }
                     }
@@ -180,8 +180,18 @@ fn worker_verdicts_equal_inline_verdicts() {
     assert_eq!(worker.counters(), inline.counters());
     // The rules did decide both ways and several rules fired, so the comparison means something.
     assert!(decided[0] > 50 && decided[1] > 50, "{decided:?}");
-    let fired = inline.counters().rules.iter().filter(|c| c.hits > 0).count();
-    assert_eq!(fired, inline.counters().rules.len(), "{:?}", inline.counters());
+    let fired = inline
+        .counters()
+        .rules
+        .iter()
+        .filter(|c| c.hits > 0)
+        .count();
+    assert_eq!(
+        fired,
+        inline.counters().rules.len(),
+        "{:?}",
+        inline.counters()
+    );
     assert!(inline.counters().rules[5].rate_limited > 0);
 }
 
@@ -237,12 +247,8 @@ fn a_record_written_for_another_frame_is_not_trusted() {
     let meta = RssMeta::read_from(&stale).unwrap();
     assert!(meta.describes(&https) && !meta.describes(&dns));
     // Trusting it would pass the dns frame: the check matters.
-    let trusted = rules().classify_parsed(
-        &dns,
-        dns.len() as u32,
-        &Parsed::from_meta(&meta, &dns),
-        0,
-    );
+    let trusted =
+        rules().classify_parsed(&dns, dns.len() as u32, &Parsed::from_meta(&meta, &dns), 0);
     assert_eq!(trusted.action, Decision::Pass);
     let (v, used) = rs.classify_dispatched(&dns, &stale, 0);
     assert!(!used);
@@ -255,11 +261,23 @@ fn a_record_written_for_another_frame_is_not_trusted() {
     m.frame_len = 0;
     m.write_to(&mut no_len).unwrap();
     assert_eq!(rs.classify_dispatched(&dns, &no_len, 0), (want_dns, false));
-    assert_eq!(rs.classify_dispatched(&dns, &[0u8; 128], 0), (want_dns, false));
-    assert_eq!(rs.classify_dispatched(&dns, &record(&dns)[..40], 0), (want_dns, false));
+    assert_eq!(
+        rs.classify_dispatched(&dns, &[0u8; 128], 0),
+        (want_dns, false)
+    );
+    assert_eq!(
+        rs.classify_dispatched(&dns, &record(&dns)[..40], 0),
+        (want_dns, false)
+    );
     // Its own record is used.
-    assert_eq!(rs.classify_dispatched(&dns, &record(&dns), 0), (want_dns, true));
-    assert_eq!(rs.classify_dispatched(&https, &stale, 0), (want_https, true));
+    assert_eq!(
+        rs.classify_dispatched(&dns, &record(&dns), 0),
+        (want_dns, true)
+    );
+    assert_eq!(
+        rs.classify_dispatched(&https, &stale, 0),
+        (want_https, true)
+    );
 }
 
 #[test]

@@ -4,9 +4,9 @@
 use crate::daemon::filterloop::TxBack;
 use crate::filter::{Decision, RuleSet};
 use crate::sink::PassSink;
+use crate::softrss::FramePacket;
 use crate::stats::Counters;
 use crossbeam::queue::ArrayQueue;
-use crate::softrss::FramePacket;
 use floodgate_pmd::{Packet, PacketBatch};
 
 /// Where a burst's survivors go.
@@ -137,9 +137,9 @@ impl Judge {
                 continue;
             }
             let action = if DISPATCHED {
-                let (v, used) = self
-                    .rules
-                    .classify_dispatched(p.data(), FramePacket::headroom(&p), now);
+                let (v, used) =
+                    self.rules
+                        .classify_dispatched(p.data(), FramePacket::headroom(&p), now);
                 self.reparsed += u64::from(!used);
                 v.action
             } else {
