@@ -17,7 +17,9 @@
 #   no-flood             the client alone
 #   flood-no-floodgate   client + flood, nothing in front of the server
 #   flood-floodgate      client + flood, `floodgate run` with [device] backend = "af_xdp" on
-#                        srv0; skipped (one line) while `floodgate check-config` refuses it
+#                        srv0: the generated program steers UDP to the server's port 53 into
+#                        the daemon's AF_XDP socket, the rules pass the client's address and
+#                        drop the rest, survivors go to dnsmasq through a TAP
 #   flood-xdp-standin    (with --filter xdp-count) client + flood, with the STAND-IN filter
 #                        xdp/examples/xdp_filter.rs instead of the daemon: the generated XDP
 #                        program steers UDP/53 into an AF_XDP socket, frames not from the
@@ -207,8 +209,14 @@ run_phase() {
     if [ -n "$fpid" ]; then
         kill -TERM "$fpid" 2>/dev/null || true
         wait "$fpid" || true
-        dropped=$(sed -n 's/^xdp_filter steered=.* dropped=\([0-9]*\).*/\1/p' "$fout")
-        passed=$(sed -n 's/^xdp_filter steered=.* passed=\([0-9]*\).*/\1/p' "$fout")
+        if grep -q '^floodgate: rx' "$fout"; then
+            # The daemon's final line: "floodgate: rx N | dropped N | passed N (tap N, ...".
+            dropped=$(sed -n 's/^floodgate: rx .* | dropped \([0-9]*\) |.*/\1/p' "$fout")
+            passed=$(sed -n 's/^floodgate: rx .* | passed \([0-9]*\) (.*/\1/p' "$fout")
+        else
+            dropped=$(sed -n 's/^xdp_filter steered=.* dropped=\([0-9]*\).*/\1/p' "$fout")
+            passed=$(sed -n 's/^xdp_filter steered=.* passed=\([0-9]*\).*/\1/p' "$fout")
+        fi
     fi
     echo "phase=$name flood_pps=${flood_pps:-0} legit_sent=$sent legit_answered=$answered answered_pct=$pct dropped=${dropped:--} passed=${passed:--}"
     LAST_SENT=$sent LAST_ANSWERED=$answered
@@ -233,6 +241,9 @@ cat > "$WORK/floodgate.toml" <<EOF
 backend = "af_xdp"
 ifname = "srv0"
 queues = 1
+# Deep fill and RX rings: the flood must not empty them while the polling thread is off the CPU.
+rx_ring = 4096
+pool_size = 16384
 
 [[steering]]
 name = "dns"
@@ -253,17 +264,33 @@ name = "fgd-tap0"
 
 [stats]
 EOF
-if "$FLOODGATE" check-config "$WORK/floodgate.toml" > "$WORK/check.out" 2>&1; then
-    ip netns exec $NS_S "$FLOODGATE" run --config "$WORK/floodgate.toml" > "$WORK/floodgate.out" 2>&1 &
-    fg_pid=$!
-    pids+=($fg_pid)
-    sleep 2
-    run_phase flood-floodgate 1
-    assert_all_answered flood-floodgate
-    kill -TERM "$fg_pid" 2>/dev/null || true
-    wait "$fg_pid" || true
-else
-    echo "phase=flood-floodgate skipped: the daemon has no AF_XDP backend yet (check-config: $(head -1 "$WORK/check.out" | sed 's/.*\.toml:[0-9]*:[0-9]*: //' | cut -c1-60))"
+"$FLOODGATE" check-config "$WORK/floodgate.toml" > "$WORK/check.out" 2>&1 || {
+    echo "dns-under-flood: floodgate check-config refuses the generated config:" >&2
+    cat "$WORK/check.out" >&2
+    exit 1
+}
+RUST_LOG=${RUST_LOG:-info} ip netns exec $NS_S "$FLOODGATE" run --config "$WORK/floodgate.toml" \
+    > "$WORK/floodgate.out" 2> "$WORK/floodgate.log" &
+fg_pid=$!
+pids+=($fg_pid)
+# Ready when the filter loop runs (the steering program is attached and the TAP is up).
+for _ in $(seq 100); do
+    grep -q 'reinjecting into TAP' "$WORK/floodgate.log" 2>/dev/null && break
+    kill -0 "$fg_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if ! kill -0 "$fg_pid" 2>/dev/null; then
+    echo "dns-under-flood: floodgate run ended at start; its log:" >&2
+    cat "$WORK/floodgate.log" "$WORK/floodgate.out" >&2
+    exit 1
+fi
+sleep 0.5
+run_phase flood-floodgate 1 "$fg_pid" "$WORK/floodgate.out"
+assert_all_answered flood-floodgate
+grep -h 'AF_XDP backend:\|XDP steering attached' "$WORK/floodgate.log" | sed 's/^\[[^]]*\] */  floodgate: /' || true
+if in_ns $NS_S ip link show dev srv0 | grep -q 'prog/xdp'; then
+    echo "FAIL: srv0 still has an XDP program after floodgate stopped" >&2
+    failures=$((failures + 1))
 fi
 
 # --- stand-in: the floodgate-xdp example filter -----------------------------------------------

@@ -17,6 +17,8 @@
 //! - [`sdnotify`]: the systemd notification protocol (`Type=notify`, watchdog);
 //! - [`daemon`]: the filter loop, the run loop, metrics and the commands;
 //! - [`stats`]: the daemon's counters and the per-second line;
+//! - [`topsrc`]: a bounded sample of the sources of dropped frames (the top dropped sources);
+//! - [`top`]: `floodgate top`, the live terminal view of a running daemon's metrics;
 //! - [`softrss`]: tunnel-aware symmetric software RSS, headroom metadata and worker fan-out.
 
 #![deny(missing_docs)]
@@ -37,4 +39,6 @@ pub mod softrss;
 pub mod stats;
 pub mod steering;
 pub mod tap;
+pub mod top;
+pub mod topsrc;
 pub mod wire;

@@ -49,6 +49,34 @@ enum Cmd {
         /// model loops them back into the VF, and the loop guard counts them as looped).
         #[arg(long, default_value = "tap")]
         reinject: demo::DemoReinject,
+        /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9110), for `floodgate top`.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
+    },
+    /// A live view of a running daemon (or `demo --metrics`): rates with a short history, rule
+    /// hits, the top dropped sources, NIC missed frames, reloads, PF resets. q or Ctrl-C quits.
+    Top {
+        /// The daemon's metrics endpoint (default: the [stats] prometheus address of --config,
+        /// else http://127.0.0.1:9110/metrics).
+        #[arg(long, value_name = "URL")]
+        metrics: Option<String>,
+        /// Take the endpoint from this configuration's [stats] prometheus.
+        #[arg(long, conflicts_with = "metrics")]
+        config: Option<PathBuf>,
+        /// Refresh interval in seconds.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Print one frame as plain text (after two scrapes, --interval apart) and exit; works
+        /// without a terminal.
+        #[arg(long)]
+        once: bool,
+        /// Frame size for --once, as COLUMNSxROWS.
+        #[arg(long, default_value = "80x24", requires = "once")]
+        size: String,
+        /// Scrapes --once takes (--interval apart) before printing: rates need 2, more fill
+        /// the sparklines.
+        #[arg(long, default_value_t = 2, requires = "once", value_parser = clap::value_parser!(u32).range(2..=3600))]
+        samples: u32,
     },
     /// Run the daemon on a real VF as configured (SIGHUP reloads the rules, SIGINT/SIGTERM stop).
     Run {
@@ -132,6 +160,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             workers,
             nic_thread,
             reinject,
+            metrics,
         } => {
             let opts = demo::DemoOptions {
                 seconds,
@@ -143,6 +172,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 workers: Some(workers),
                 nic_thread,
                 reinject,
+                metrics,
             };
             let s = demo::run(&opts)?;
             if json {
@@ -156,6 +186,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Cmd::Top {
+            metrics,
+            config,
+            interval,
+            once,
+            size,
+            samples,
+        } => {
+            top(metrics, config, interval, once.then_some(samples), &size)?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Run { config } => {
             let rep = floodgate::daemon::run::run(&config)?;
@@ -188,6 +229,47 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `floodgate top`: finds the endpoint, then draws live or prints one frame (`once`: after
+/// that many scrapes).
+fn top(
+    metrics: Option<String>,
+    config: Option<PathBuf>,
+    interval: f64,
+    once: Option<u32>,
+    size: &str,
+) -> Result<()> {
+    use floodgate::top::{live, Endpoint};
+    if !(0.1..=3600.0).contains(&interval) {
+        anyhow::bail!("--interval must be between 0.1 and 3600 seconds (got {interval})");
+    }
+    let interval = std::time::Duration::from_secs_f64(interval);
+    let ep = match (metrics, config) {
+        (Some(url), _) => Endpoint::parse(&url)?,
+        (None, Some(path)) => {
+            let cfg = floodgate::config::Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let addr = cfg.stats.prometheus.with_context(|| {
+                format!(
+                    "{}: [stats] prometheus = false: the daemon serves no metrics to watch",
+                    path.display()
+                )
+            })?;
+            Endpoint::of(addr)
+        }
+        (None, None) => Endpoint::parse("http://127.0.0.1:9110/metrics")?,
+    };
+    if let Some(samples) = once {
+        let (w, h) = size
+            .split_once('x')
+            .and_then(|(w, h)| Some((w.parse::<u16>().ok()?, h.parse::<u16>().ok()?)))
+            .filter(|&(w, h)| (20..=500).contains(&w) && (5..=200).contains(&h))
+            .with_context(|| format!("--size {size:?}: COLUMNSxROWS between 20x5 and 500x200"))?;
+        print!("{}", live::once(&ep, interval, samples, w, h)?);
+        return Ok(());
+    }
+    live::run(&ep, interval)?;
+    Ok(())
 }
 
 /// Writes the completion script of `shell`, generated from the CLI definition.

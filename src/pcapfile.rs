@@ -12,9 +12,13 @@
 //! and rotation renames directory entries. A symbolic link (or anything but a regular file) at
 //! the capture path is refused with an error naming it; nothing is ever written through a link.
 //! A capture left by an earlier run is rotated to `NAME.1` like a full one, not truncated.
+//!
+//! The rotating writer writes classic pcap or, per sample rule ([`CaptureFormat`]), pcapng: an
+//! interface description naming the capture point and the rule, and a comment on every packet
+//! naming the rule that sampled it.
 
 use crate::safefile::{self, Dir, EntryKind};
-use floodgate_sim::pcap::{self as format, PcapError, GLOBAL_HEADER_LEN};
+use floodgate_sim::pcap::{self as format, PcapError};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -242,6 +246,32 @@ impl<W: Write> PcapWriter<W> {
     }
 }
 
+/// The file format a [`RotatingPcapWriter`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CaptureFormat {
+    /// Classic pcap, nanosecond time stamps (the default).
+    #[default]
+    Pcap,
+    /// pcapng (Wireshark's default): an interface description block (name `floodgate`, link
+    /// type Ethernet, the sampling rule in its description) and an enhanced packet block per
+    /// frame whose comment names the sampling rule.
+    Pcapng,
+}
+
+impl CaptureFormat {
+    /// `"pcap"` or `"pcapng"` (as in the config).
+    pub fn name(self) -> &'static str {
+        match self {
+            CaptureFormat::Pcap => "pcap",
+            CaptureFormat::Pcapng => "pcapng",
+        }
+    }
+}
+
+/// The interface name pcapng sample files give their one interface: the daemon's view of the
+/// VF, before any rule decided on the frame.
+pub const PCAPNG_INTERFACE_NAME: &str = "floodgate";
+
 /// Settings of a [`RotatingPcapWriter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotationPolicy {
@@ -254,13 +284,63 @@ pub struct RotationPolicy {
     pub max_files: u32,
     /// Frames are cut to this many bytes.
     pub snaplen: u32,
+    /// pcap or pcapng.
+    pub format: CaptureFormat,
+    /// The rule that samples into the file (pcapng: named in the interface description and in
+    /// every packet's comment; empty: no comments).
+    pub rule: String,
+}
+
+/// The open file of a [`RotatingPcapWriter`], in its format.
+enum Current {
+    Pcap(PcapWriter<BufWriter<File>>),
+    Pcapng {
+        w: format::PcapngWriter<BufWriter<File>>,
+        comment: Option<String>,
+    },
+}
+
+impl Current {
+    fn bytes_written(&self) -> u64 {
+        match self {
+            Current::Pcap(w) => w.bytes_written(),
+            Current::Pcapng { w, .. } => w.bytes_written(),
+        }
+    }
+
+    fn record_size(&self, frame_len: usize) -> u64 {
+        match self {
+            Current::Pcap(w) => w.record_size(frame_len),
+            Current::Pcapng { w, comment } => {
+                w.record_size(frame_len, comment.as_ref().map(String::len))
+            }
+        }
+    }
+
+    fn write_frame(&mut self, ts_nanos: u64, frame: &[u8]) -> io::Result<()> {
+        match self {
+            Current::Pcap(w) => w.write_frame(ts_nanos, frame),
+            Current::Pcapng { w, comment } => w
+                .write_packet(ts_nanos, frame, comment.as_deref())
+                .map_err(write_err),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Current::Pcap(w) => w.flush(),
+            Current::Pcapng { w, .. } => w.flush().map_err(write_err),
+        }
+    }
 }
 
 /// A pcap writer bounded in size: see the [module documentation](self).
 pub struct RotatingPcapWriter {
     policy: RotationPolicy,
     dir: Option<Dir>,
-    current: Option<PcapWriter<BufWriter<File>>>,
+    current: Option<Current>,
+    /// Bytes of the current file's header: a file no larger holds no record yet.
+    header_len: u64,
     rotations: u64,
 }
 
@@ -289,6 +369,7 @@ impl RotatingPcapWriter {
             policy,
             dir: None,
             current: None,
+            header_len: 0,
             rotations: 0,
         }
     }
@@ -367,7 +448,31 @@ impl RotatingPcapWriter {
                     format!("creating {}: {e}", self.policy.path.display()),
                 ),
             })?;
-        self.current = Some(PcapWriter::new(BufWriter::new(f), self.policy.snaplen)?);
+        let (w, snaplen) = (BufWriter::new(f), self.policy.snaplen);
+        let current = match self.policy.format {
+            CaptureFormat::Pcap => Current::Pcap(PcapWriter::new(w, snaplen)?),
+            CaptureFormat::Pcapng => {
+                let rule = &self.policy.rule;
+                let (description, comment) = if rule.is_empty() {
+                    ("frames sampled before the verdict".to_string(), None)
+                } else {
+                    (
+                        format!("frames sampled by rule {rule:?} before the verdict"),
+                        Some(format!("sampled by rule {rule:?}")),
+                    )
+                };
+                let w = format::PcapngWriter::new(
+                    w,
+                    snaplen,
+                    PCAPNG_INTERFACE_NAME,
+                    Some(&description),
+                )
+                .map_err(write_err)?;
+                Current::Pcapng { w, comment }
+            }
+        };
+        self.header_len = current.bytes_written();
+        self.current = Some(current);
         Ok(())
     }
 
@@ -386,7 +491,7 @@ impl RotatingPcapWriter {
             None => self.open_fresh()?,
             Some(w) => {
                 let after = w.bytes_written() + w.record_size(frame.len());
-                if after > self.policy.max_bytes && w.bytes_written() > GLOBAL_HEADER_LEN {
+                if after > self.policy.max_bytes && w.bytes_written() > self.header_len {
                     self.rotate()?;
                 }
             }

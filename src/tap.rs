@@ -746,19 +746,78 @@ impl Reinject for TapWriter {
 
 /// Passed packets go to the TAP, one io_uring submission per burst. The slices point into the
 /// packets' DMA buffers: the kernel's copy in the TAP write is the only copy.
+///
+/// With [`TapSink::completing_checksums`] (the AF_XDP backend), a frame whose UDP/TCP checksum
+/// is partial (see [`crate::backend::csum`]) is copied into a scratch slot and completed there
+/// first, since the sink only sees the packets; other frames go out unchanged.
 pub struct TapSink {
     writer: TapWriter,
+    /// `CSUM_SLOTS` slots of `CSUM_SLOT` bytes, when checksums are completed.
+    scratch: Option<Box<[u8]>>,
 }
+
+/// Frames per write burst when checksums are completed (one scratch slot each).
+const CSUM_SLOTS: usize = 64;
+/// Bytes per scratch slot: the largest AF_XDP frame (a 4096-byte chunk) fits.
+const CSUM_SLOT: usize = 4096;
 
 impl TapSink {
     /// Wraps a TAP writer.
     pub fn new(writer: TapWriter) -> TapSink {
-        TapSink { writer }
+        TapSink {
+            writer,
+            scratch: None,
+        }
+    }
+
+    /// Wraps a TAP writer; frames with a partial UDP/TCP checksum are completed before the
+    /// write (virtual devices such as veth deliver them so; the kernel would drop them).
+    pub fn completing_checksums(writer: TapWriter) -> TapSink {
+        TapSink {
+            writer,
+            scratch: Some(vec![0u8; CSUM_SLOTS * CSUM_SLOT].into_boxed_slice()),
+        }
+    }
+
+    fn submit_completing(&mut self, packets: &[Packet]) -> usize {
+        let Some(scratch) = self.scratch.as_mut() else {
+            return 0;
+        };
+        let mut written = 0usize;
+        let mut fixed = [false; CSUM_SLOTS];
+        for chunk in packets.chunks(CSUM_SLOTS) {
+            for ((p, slot), fix) in chunk
+                .iter()
+                .zip(scratch.chunks_exact_mut(CSUM_SLOT))
+                .zip(fixed.iter_mut())
+            {
+                let d = p.data();
+                *fix = d.len() <= CSUM_SLOT && crate::backend::csum::needs_completion(d);
+                if *fix {
+                    slot[..d.len()].copy_from_slice(d);
+                    crate::backend::csum::complete(&mut slot[..d.len()]);
+                }
+            }
+            let mut slices: [&[u8]; CSUM_SLOTS] = [&[]; CSUM_SLOTS];
+            for (i, (s, p)) in slices.iter_mut().zip(chunk).enumerate() {
+                *s = if fixed[i] {
+                    &scratch[i * CSUM_SLOT..i * CSUM_SLOT + p.len()]
+                } else {
+                    p.data()
+                };
+            }
+            let o = self.writer.write_burst(&slices[..chunk.len()]);
+            written += o.written as usize;
+        }
+        written
     }
 }
 
 impl PassSink for TapSink {
     fn submit(&mut self, packets: &[Packet]) -> usize {
+        if self.scratch.is_some() {
+            return self.submit_completing(packets);
+        }
         let mut slices: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
         let mut written = 0usize;
         for chunk in packets.chunks(MAX_BATCH) {

@@ -75,6 +75,7 @@ fn the_subcommands_are_found() {
         &["rules", "test"],
         &["completions"],
         &["man"],
+        &["top"],
     ] {
         assert!(paths.iter().any(|p| p == want), "{want:?} not in {paths:?}");
     }

@@ -25,6 +25,7 @@ fn demo_drops_the_flood_passes_every_legit_query_and_accounts_for_every_packet()
         workers: None,
         nic_thread: false,
         reinject: DemoReinject::Tap,
+        metrics: None,
     })
     .expect("demo runs on the model");
     let c = s.counters;
@@ -75,6 +76,7 @@ fn demo_with_two_workers_splits_by_flow_and_still_accounts_for_everything() {
         workers: Some(2),
         nic_thread: false,
         reinject: DemoReinject::Tap,
+        metrics: None,
     })
     .expect("demo with workers");
     let c = s.counters;
@@ -129,6 +131,7 @@ fn lockstep_model_loses_nothing_even_at_full_speed() {
         workers: None,
         nic_thread: false,
         reinject: DemoReinject::Tap,
+        metrics: None,
     })
     .expect("demo at full speed");
     assert_eq!(s.nic_mode, "lockstep");
@@ -170,6 +173,7 @@ fn threaded_model_accounts_for_every_frame() {
         workers: None,
         nic_thread: true,
         reinject: DemoReinject::Tap,
+        metrics: None,
     })
     .expect("demo with the model on its own thread");
     assert_eq!(s.nic_mode, "thread");
@@ -205,6 +209,7 @@ fn demo_reinject_vf_sends_every_legit_query_out_of_the_vf_to_the_wire() {
         workers: None,
         nic_thread: false,
         reinject: DemoReinject::Vf,
+        metrics: None,
     })
     .expect("demo --reinject vf");
     let c = s.counters;
@@ -254,6 +259,7 @@ fn demo_reinject_vf_with_workers_hands_survivors_back_for_transmission() {
         workers: Some(2),
         nic_thread: false,
         reinject: DemoReinject::Vf,
+        metrics: None,
     })
     .expect("demo --reinject vf --workers 2");
     let c = s.counters;
@@ -280,6 +286,7 @@ fn demo_reinject_vf_pf_shows_the_model_looping_and_the_guard_catching_it() {
         workers: None,
         nic_thread: false,
         reinject: DemoReinject::VfToPf,
+        metrics: None,
     })
     .expect("demo --reinject vf-pf");
     let c = s.counters;
@@ -311,6 +318,7 @@ fn demo_refuses_tap_with_vf_reinjection() {
         workers: None,
         nic_thread: false,
         reinject: DemoReinject::Vf,
+        metrics: None,
     })
     .unwrap_err();
     assert!(e.to_string().contains("--tap and --reinject vf"), "{e}");
@@ -333,6 +341,7 @@ fn demo_rejects_nonsense_duration() {
         workers: None,
         nic_thread: false,
         reinject: DemoReinject::Tap,
+        metrics: None,
     })
     .unwrap_err();
     assert!(e.to_string().contains("--seconds"), "{e}");

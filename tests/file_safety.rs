@@ -43,6 +43,8 @@ fn policy(path: PathBuf, max_files: u32) -> RotationPolicy {
         max_bytes: 24 + 2 * (16 + 60),
         max_files,
         snaplen: 65535,
+        format: Default::default(),
+        rule: String::new(),
     }
 }
 

@@ -119,6 +119,8 @@ fn arb_action() -> impl Strategy<Value = Action> {
                 max_bytes: 1 << 20,
                 max_files: 1,
                 snaplen: 128,
+                format: Default::default(),
+                rule: String::new(),
             },
         })),
         1 => Just(Action::RateLimit(RateLimit {
@@ -375,6 +377,8 @@ fn burst_rate_limits_like_frame_by_frame() {
                     max_bytes: 1 << 20,
                     max_files: 1,
                     snaplen: 128,
+                    format: Default::default(),
+                    rule: String::new(),
                 },
             }),
         ),

@@ -456,6 +456,8 @@ fn sample_to_rotating_pcap() {
         max_bytes: 24 + 3 * (16 + 60),
         max_files: 3,
         snaplen: 65535,
+        format: Default::default(),
+        rule: String::new(),
     };
     let rules = vec![
         Rule::new(
@@ -513,6 +515,8 @@ fn sample_write_errors_are_counted() {
         max_bytes: 1 << 20,
         max_files: 1,
         snaplen: 128,
+        format: Default::default(),
+        rule: String::new(),
     };
     let mut rs = RuleSet::new(
         vec![Rule::new(

@@ -150,6 +150,7 @@ fn every_queried_metric_is_exported_by_a_running_daemon() {
         "grafana",
         &format!(
             "[reinject]\nto = \"vf\"\ndst_mac = \"02:00:00:00:01:01\"\n\n\
+             [daemon]\nworkers = 2\n\n\
              [stats]\ninterval_ms = 200\nprometheus = \"127.0.0.1:{port}\"\n"
         ),
         "reinjecting survivors out of the ",
@@ -168,6 +169,8 @@ fn every_queried_metric_is_exported_by_a_running_daemon() {
                 .unwrap_or(0.0)
                 > 0.0
                 && b.contains("floodgate_rule_hits_total{rule=\"dns-flood\"}")
+                && b.contains("floodgate_top_dropped_source_packets{src=")
+                && b.contains("floodgate_worker_packets_total{worker=\"1\"")
             {
                 break b;
             }
@@ -195,8 +198,14 @@ fn every_queried_metric_is_exported_by_a_running_daemon() {
             let labels = names.get(&name).unwrap_or_else(|| {
                 panic!("the dashboard queries {name}, which the daemon does not export ({expr})")
             });
-            if expr.contains("by (rule)") {
-                assert!(labels.contains("rule"), "{name} has no rule label: {expr}");
+            for label in ["rule", "worker", "verdict", "src", "le"] {
+                if expr.contains(&format!("by ({label})")) || expr.contains(&format!(", {label})"))
+                {
+                    assert!(
+                        labels.contains(label),
+                        "{name} has no {label} label: {expr}"
+                    );
+                }
             }
         }
     }
@@ -220,6 +229,10 @@ fn every_queried_metric_is_exported_by_a_running_daemon() {
         "floodgate_rule_hits_total",
         "floodgate_config_reloads_total",
         "floodgate_pf_resets_total",
+        "floodgate_worker_packets_total",
+        "floodgate_top_dropped_source_packets",
+        "floodgate_config_reload_duration_seconds_bucket",
+        "floodgate_config_reload_last_seconds",
     ] {
         assert!(queried.contains(must), "no panel queries {must}");
     }

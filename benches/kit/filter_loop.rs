@@ -38,6 +38,8 @@ pub fn demo_mix(dst_mac: [u8; 6]) -> Vec<Vec<u8>> {
         flood: FloodConfig {
             weight: 90,
             payload: FloodPayload::Random { min: 16, max: 64 },
+            heavy_sources: Vec::new(),
+            heavy_percent: 0,
         },
         legit: LegitConfig {
             weight: 2,

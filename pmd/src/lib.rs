@@ -73,7 +73,7 @@ mod vf;
 pub use batch::{PacketBatch, MAX_BATCH};
 pub use error::Error;
 pub use mempool::{
-    Mempool, MempoolConfig, Packet, DEFAULT_DATA_ROOM, DEFAULT_HEADROOM, MAX_HEADROOM,
+    Mempool, MempoolConfig, Packet, PoolLayout, DEFAULT_DATA_ROOM, DEFAULT_HEADROOM, MAX_HEADROOM,
 };
 pub use rx::RxStats;
 pub use stats::{HwStats, Stats};

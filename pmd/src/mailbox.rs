@@ -8,6 +8,44 @@ use crate::Error;
 use floodgate_vfio::Bar;
 use std::time::{Duration, Instant};
 
+/// A bounded wait for a register: over only when the time has passed *and* the register was
+/// polled as often as that time allows at the poll interval. The reference drivers count polls
+/// (facts §3.7: 200 polls 5 µs apart, 2000 polls 500 µs apart), so a thread descheduled for
+/// longer than the whole timeout (a loaded machine) still reads the register that many times
+/// before it gives up, instead of failing a device it looked at once or twice. The wall-clock
+/// part keeps the wait at least as long as configured when each poll is quicker than planned.
+/// A hard limit (ten times the timeout, at least 1 s) still ends a wait whose register reads
+/// are slow but never fail (a sluggish transport).
+pub(crate) struct PollDeadline {
+    start: Instant,
+    timeout: Duration,
+    polls_left: u64,
+}
+
+impl PollDeadline {
+    /// Starts a wait of `timeout`, polling every `poll`.
+    pub(crate) fn new(timeout: Duration, poll: Duration) -> Self {
+        let polls = if poll.is_zero() {
+            1
+        } else {
+            (timeout.as_nanos() / poll.as_nanos()).clamp(1, u64::MAX.into()) as u64
+        };
+        PollDeadline {
+            start: Instant::now(),
+            timeout,
+            polls_left: polls,
+        }
+    }
+
+    /// Call after each poll that did not find what it waited for: true when the wait is over.
+    pub(crate) fn expired(&mut self) -> bool {
+        self.polls_left = self.polls_left.saturating_sub(1);
+        let waited = self.start.elapsed();
+        (self.polls_left == 0 && waited >= self.timeout)
+            || waited >= (self.timeout * 10).max(Duration::from_secs(1))
+    }
+}
+
 /// One mailbox message: up to 16 words (facts §3.2).
 pub(crate) type Msg = [u32; MBX_SIZE];
 
@@ -99,12 +137,12 @@ impl Mailbox {
         during: &'static str,
         mut f: impl FnMut(&mut Self, &B) -> Result<bool, Error>,
     ) -> Result<(), Error> {
-        let start = Instant::now();
+        let mut deadline = PollDeadline::new(self.timeout, self.poll);
         loop {
             if f(self, bar)? {
                 return Ok(());
             }
-            if start.elapsed() >= self.timeout {
+            if deadline.expired() {
                 return Err(self.timed_out(during));
             }
             std::thread::sleep(self.poll);
@@ -341,6 +379,22 @@ pub(crate) mod tests {
         let e = mbx.request(&pf, &[MSG_RESET], "resetting").unwrap_err();
         assert!(matches!(e, Error::MailboxTimeout { .. }), "{e}");
         assert!(e.to_string().contains("sim:vf9"));
+    }
+
+    #[test]
+    fn a_wait_descheduled_past_its_timeout_still_polls_its_count() {
+        // 1 ms at 100 µs: ten polls, however late they come.
+        let mut d = PollDeadline::new(Duration::from_millis(1), Duration::from_micros(100));
+        std::thread::sleep(Duration::from_millis(3));
+        for i in 1..10 {
+            assert!(!d.expired(), "expired after {i} polls");
+        }
+        assert!(d.expired(), "ten polls and the time are over");
+        // Quick polls do not end it before the time is up.
+        let mut d = PollDeadline::new(Duration::from_secs(60), Duration::from_secs(1));
+        for _ in 0..100 {
+            assert!(!d.expired());
+        }
     }
 
     #[test]

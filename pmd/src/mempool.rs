@@ -54,6 +54,22 @@ impl Default for MempoolConfig {
     }
 }
 
+/// The buffer layout of [`Mempool::with_layout`], for pools whose memory another party (an
+/// AF_XDP UMEM) cuts into fixed chunks.
+#[derive(Debug, Clone)]
+pub struct PoolLayout {
+    /// Number of buffers (at least 1, at most 2^24).
+    pub buffers: u32,
+    /// Bytes from one buffer's start to the next (a multiple of 64).
+    pub stride: usize,
+    /// Offset of the packet data from the buffer's start (a multiple of 64).
+    pub data_off: usize,
+    /// Headroom right in front of the data, 0..=256 bytes and at most `data_off`.
+    pub headroom: usize,
+    /// Huge page policy of the region.
+    pub huge_pages: HugePages,
+}
+
 /// The shared state of a pool. Lives at a stable heap address that packets point to.
 pub(crate) struct PoolCore {
     /// Host address of buffer 0's start.
@@ -202,18 +218,76 @@ impl Mempool {
             )));
         }
         let data_off = cfg.headroom.next_multiple_of(64);
-        let stride = data_off + cfg.data_room;
-        let bytes = stride * cfg.buffers as usize;
+        Self::build(
+            cfg.buffers,
+            data_off + cfg.data_room,
+            data_off,
+            cfg.headroom,
+            cfg.data_room,
+            cfg.huge_pages,
+        )
+    }
+
+    /// A pool whose buffer layout is chosen by another user of its memory: an AF_XDP UMEM,
+    /// where the kernel receives frames into fixed-size chunks at a fixed offset.
+    ///
+    /// Buffer `i` starts at `region().as_ptr() + i * stride`; its packet data starts
+    /// `data_off` bytes into it and may be up to `stride - data_off` bytes long
+    /// ([`Mempool::data_room`]); the headroom is the `headroom` bytes right in front of the
+    /// data, as in [`Mempool::new`]. Checks: `buffers` 1..=2^24, `stride` a multiple of 64,
+    /// `data_off` a multiple of 64 (packet data on a cache line) with
+    /// `headroom <= data_off`, at least 64 bytes of data room, `headroom <= 256`.
+    pub fn with_layout(layout: &PoolLayout) -> Result<Mempool, Error> {
+        let l = layout;
+        if l.buffers == 0 || l.buffers > 1 << 24 {
+            return Err(Error::Config(format!(
+                "mempool buffers = {}: must be 1..=16777216",
+                l.buffers
+            )));
+        }
+        if l.headroom > MAX_HEADROOM || l.headroom > l.data_off {
+            return Err(Error::Config(format!(
+                "mempool headroom = {} bytes: must be at most {MAX_HEADROOM} and at most the \
+                 data offset {}",
+                l.headroom, l.data_off
+            )));
+        }
+        if l.stride & 63 != 0 || l.data_off & 63 != 0 || l.data_off + 64 > l.stride {
+            return Err(Error::Config(format!(
+                "mempool layout: stride {} and data offset {} must be multiples of 64 with at \
+                 least 64 bytes of data room",
+                l.stride, l.data_off
+            )));
+        }
+        Self::build(
+            l.buffers,
+            l.stride,
+            l.data_off,
+            l.headroom,
+            l.stride - l.data_off,
+            l.huge_pages,
+        )
+    }
+
+    fn build(
+        buffers: u32,
+        stride: usize,
+        data_off: usize,
+        headroom: usize,
+        data_room: usize,
+        huge_pages: HugePages,
+    ) -> Result<Mempool, Error> {
+        let bytes = stride * buffers as usize;
         let region = DmaRegion::allocate(
             bytes,
             &DmaOptions {
-                huge_pages: cfg.huge_pages,
+                huge_pages,
                 name: Some("floodgate-mempool".into()),
             },
         )?;
         let base = region.as_ptr();
-        let ring = IndexRing::new(cfg.buffers);
-        let all: Vec<u32> = (0..cfg.buffers).collect();
+        let ring = IndexRing::new(buffers);
+        let all: Vec<u32> = (0..buffers).collect();
         let filled = ring.enqueue_bulk(&all);
         debug_assert!(filled);
         let core = Box::new(PoolCore {
@@ -221,9 +295,9 @@ impl Mempool {
             iova_delta: region.iova().wrapping_sub(base as u64),
             stride,
             data_off,
-            headroom: cfg.headroom,
-            data_room: cfg.data_room,
-            count: cfg.buffers,
+            headroom,
+            data_room,
+            count: buffers,
             ring,
             region,
         });
@@ -307,6 +381,61 @@ impl Mempool {
     pub fn same_pool(&self, other: &Mempool) -> bool {
         self.owner.core == other.owner.core
     }
+
+    /// Whether `packet`'s buffer belongs to this pool.
+    #[inline(always)]
+    pub fn owns(&self, packet: &Packet) -> bool {
+        packet.core == self.owner.core
+    }
+
+    /// Bytes from one buffer's start to the next.
+    pub fn stride(&self) -> usize {
+        self.core().stride
+    }
+
+    /// Offset of the packet data from the buffer's start (the headroom ends there).
+    pub fn data_offset(&self) -> usize {
+        self.core().data_off
+    }
+
+    /// Takes up to `out.len()` buffers off the free list as bare indices (one ring operation);
+    /// returns how many. The caller owns those buffers until it gives each back, either with
+    /// [`Mempool::free_raw`] or as a [`Packet`] made by [`Mempool::packet_from_raw`]. An index
+    /// that is never given back is leaked (the pool then leaks its memory when dropped, which
+    /// is safe).
+    #[inline]
+    pub fn alloc_raw(&self, out: &mut [u32]) -> usize {
+        self.core().alloc_bulk(out)
+    }
+
+    /// Returns buffers taken with [`Mempool::alloc_raw`] (or by [`Packet::into_raw_index`]) to the
+    /// free list.
+    ///
+    /// # Safety
+    /// The caller owns every buffer in `indices` (each index came from `alloc_raw` or
+    /// `Packet::into_raw_index` of this pool and has not been given back since), no index appears
+    /// twice, and nothing reads or writes those buffers afterwards: once on the free list a
+    /// buffer can be handed to any thread at once.
+    #[inline]
+    pub unsafe fn free_raw(&self, indices: &[u32]) {
+        self.core().free_bulk(indices);
+    }
+
+    /// Makes an owned [`Packet`] of `len` bytes from a buffer the caller owns as a bare index
+    /// (received into by a device that wrote the data at [`Mempool::data_offset`]). Dropping the
+    /// packet returns the buffer to this pool, from any thread.
+    ///
+    /// # Safety
+    /// `index < capacity()`, `len <= data_room()`, the caller owns the buffer (from
+    /// [`Mempool::alloc_raw`] or [`Packet::into_raw_index`] of this pool, not given back since) and
+    /// gives up that ownership to the packet; nobody else (a device, the kernel) writes the
+    /// buffer while the packet lives.
+    #[inline(always)]
+    pub unsafe fn packet_from_raw(&self, index: u32, len: usize) -> Packet {
+        debug_assert!(index < self.core().count && len <= self.core().data_room);
+        // SAFETY: the caller's contract is from_raw's (owned buffer, index and len in range).
+        unsafe { Packet::from_raw(self.owner.core, index, len as u32) }
+    }
 }
 
 /// One packet: an owned handle to one buffer of a [`Mempool`].
@@ -367,6 +496,16 @@ impl Packet {
             index,
             len,
         }
+    }
+
+    /// Gives up the handle without returning the buffer: `(buffer index, length)`. The caller
+    /// now owns the buffer as a bare index of the packet's pool (check which one with
+    /// [`Mempool::owns`] first) and must give it back with [`Mempool::free_raw`] or
+    /// [`Mempool::packet_from_raw`], or it is leaked.
+    #[inline(always)]
+    pub fn into_raw_index(self) -> (u32, usize) {
+        let (_, index, len) = self.into_raw();
+        (index, len as usize)
     }
 
     /// Gives up the handle without returning the buffer: `(pool core, index, len)`.
@@ -654,5 +793,83 @@ mod tests {
             h.join().unwrap();
         }
         assert_eq!(p.available(), 256);
+    }
+
+    #[test]
+    fn external_layout_and_raw_ownership() {
+        let p = Mempool::with_layout(&PoolLayout {
+            buffers: 8,
+            stride: 2048,
+            data_off: 256,
+            headroom: 128,
+            huge_pages: HugePages::Never,
+        })
+        .unwrap();
+        assert_eq!(
+            (p.stride(), p.data_offset(), p.data_room()),
+            (2048, 256, 1792)
+        );
+        let mut idx = [0u32; 16];
+        assert_eq!(p.alloc_raw(&mut idx), 8, "all 8, no more");
+        assert_eq!(p.available(), 0);
+        // SAFETY: idx[3] came from alloc_raw above and is given up to the packet.
+        let mut pk = unsafe { p.packet_from_raw(idx[3], 60) };
+        let base = p.region().as_ptr() as usize;
+        assert_eq!(
+            pk.data().as_ptr() as usize,
+            base + idx[3] as usize * 2048 + 256
+        );
+        assert_eq!(pk.headroom_mut().len(), 128);
+        assert!(p.owns(&pk));
+        let (i, len) = pk.into_raw_index();
+        assert_eq!((i, len), (idx[3], 60));
+        assert_eq!(p.available(), 0, "into_raw_index keeps the buffer out");
+        // SAFETY: we own all 8 buffers (7 from alloc_raw, one back from into_raw_index).
+        unsafe { p.free_raw(&idx[..8]) };
+        assert_eq!(p.available(), 8);
+        let other = pool(1, 0);
+        assert!(!p.owns(&other.alloc().unwrap()));
+    }
+
+    #[test]
+    fn external_layout_is_checked() {
+        let ok = PoolLayout {
+            buffers: 4,
+            stride: 2048,
+            data_off: 256,
+            headroom: 128,
+            huge_pages: HugePages::Never,
+        };
+        for bad in [
+            PoolLayout {
+                buffers: 0,
+                ..ok.clone()
+            },
+            PoolLayout {
+                headroom: 300,
+                data_off: 320,
+                ..ok.clone()
+            },
+            PoolLayout {
+                headroom: 128,
+                data_off: 64,
+                ..ok.clone()
+            },
+            PoolLayout {
+                stride: 2000,
+                ..ok.clone()
+            },
+            PoolLayout {
+                data_off: 2048,
+                headroom: 0,
+                ..ok.clone()
+            },
+        ] {
+            assert!(
+                matches!(Mempool::with_layout(&bad), Err(Error::Config(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(Mempool::with_layout(&ok).is_ok());
     }
 }

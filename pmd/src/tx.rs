@@ -449,28 +449,89 @@ impl<B: Bar> TxQueue<B> {
     /// Takes back every posted buffer, completed or not (queue stopped), and empties the ring.
     /// Returns how many packets were not completed.
     pub(crate) fn drain_all(&mut self) -> u64 {
+        self.drain_upto(None)
+    }
+
+    /// Takes back every posted buffer after the queue was stopped for a re-initialisation
+    /// (PF reset). What the device consumed counts as completed: the groups whose RS
+    /// descriptor has DD, and also the descriptors before the head the device reports (facts
+    /// §2.3 VFTDH, §2.6: the device moves the head), since RS only sits on the last descriptor
+    /// of a group and the device may have sent part of a group before it stopped. Returns how
+    /// many packets were not sent (posted, never consumed by the device).
+    pub(crate) fn drain_stopped(&mut self) -> u64 {
+        let head = self.device_head();
+        self.drain_upto(head)
+    }
+
+    /// The TX head the device reports, when it can be trusted: the queue registers still
+    /// describe this ring (a device reset clears them, and the head then means nothing) and the
+    /// head lies between the oldest unreclaimed slot and the tail.
+    fn device_head(&self) -> Option<u32> {
+        let q = self.q;
+        // facts §2.3: TDBAL/TDBAH ring base, TDLEN length in bytes (16-byte descriptors).
+        if self.bar.read32(vftdbal(q)) != self.ring_iova as u32
+            || self.bar.read32(vftdbah(q)) != (self.ring_iova >> 32) as u32
+            || self.bar.read32(vftdlen(q)) != self.size * 16
+        {
+            return None;
+        }
+        // facts §2.6: bits 15:0 hold the head.
+        let head = self.bar.read32(vftdh(q)) & 0xFFFF;
+        if head >= self.size {
+            return None;
+        }
+        let consumed = head.wrapping_sub(self.clean) & self.mask;
+        let posted = self.tail.wrapping_sub(self.clean) & self.mask;
+        (consumed <= posted).then_some(head)
+    }
+
+    /// Empties the ring: DD groups are reclaimed as completed, then slots before `head` (when
+    /// given) count as completed too, and the rest is returned as not completed (the count
+    /// returned).
+    fn drain_upto(&mut self, head: Option<u32>) -> u64 {
         let (mut buf, mut len) = ([0u32; 0], 0usize);
         self.reclaim_slow(&mut CacheSink {
             buf: &mut buf,
             len: &mut len,
         });
         let mut free = BulkFree::new();
-        let mut n = 0;
+        // Slots [clean, head) were consumed by the device (a head behind `clean` after the DD
+        // reclaim means nothing more).
+        let mut sent_left = head.map_or(0, |h| {
+            let consumed = h.wrapping_sub(self.clean) & self.mask;
+            let posted = self.tail.wrapping_sub(self.clean) & self.mask;
+            if consumed <= posted {
+                consumed
+            } else {
+                0
+            }
+        });
+        let (mut sent, mut n) = (0u64, 0u64);
         while self.clean != self.tail {
             let c = self.clean as usize;
             let v = self.slots[c];
+            let mut buffer = false;
             if v & FOREIGN == 0 {
                 free.push(self.own, v);
-                n += 1;
+                buffer = true;
             } else if v != NO_BUF {
                 if let Some(core) = self.foreign[c] {
                     free.push(core, v & !FOREIGN);
+                    buffer = true;
+                }
+            }
+            if buffer {
+                if sent_left > 0 {
+                    sent += 1;
+                } else {
                     n += 1;
                 }
             }
+            sent_left = sent_left.saturating_sub(1);
             self.clean = (self.clean + 1) & self.mask;
         }
         self.rs_head = self.rs_tail;
+        self.stats.completed += sent;
         n
     }
 }
@@ -568,6 +629,54 @@ mod tests {
         assert_eq!(q.reclaim(&mut no_sink!()), 3);
         assert_eq!(p.available(), 128);
         assert_eq!(q.stats.completed, 3);
+    }
+
+    /// Registers the device reports (reads), writes ignored.
+    #[derive(Clone, Default)]
+    struct RegBar(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, u32>>>);
+    impl Bar for RegBar {
+        fn read32(&self, off: u32) -> u32 {
+            self.0.lock().unwrap().get(&off).copied().unwrap_or(0)
+        }
+        fn write32(&self, _: u32, _: u32) {}
+    }
+
+    #[test]
+    fn a_stopped_queue_counts_what_the_device_consumed_before_its_head_as_completed() {
+        for ring_still_programmed in [true, false] {
+            let bar = RegBar::default();
+            let ring = region(64 * 16);
+            let p = pool(128);
+            let mut q = TxQueue::new(
+                bar.clone(),
+                1,
+                NonNull::new(ring.as_ptr().cast()).unwrap(),
+                ring.iova(),
+                64,
+                vec![p.clone()],
+            );
+            // One group of 20 (RS on slot 20 only); the device sent 12 of them (slots 1..=12)
+            // and stopped: no DD anywhere, the head at 13.
+            let mut b = packets(&p, 20, 60);
+            assert_eq!(q.burst(&mut b, &mut no_sink!()), 20);
+            {
+                let mut r = bar.0.lock().unwrap();
+                if ring_still_programmed {
+                    r.insert(vftdbal(1), ring.iova() as u32);
+                    r.insert(vftdbah(1), (ring.iova() >> 32) as u32);
+                    r.insert(vftdlen(1), 64 * 16);
+                }
+                r.insert(vftdh(1), 13);
+            }
+            let unsent = q.drain_stopped();
+            assert_eq!(p.available(), 128, "every buffer back");
+            if ring_still_programmed {
+                assert_eq!((unsent, q.stats.completed), (8, 12));
+            } else {
+                // A reset device: its head says nothing about this ring.
+                assert_eq!((unsent, q.stats.completed), (20, 0));
+            }
+        }
     }
 
     #[test]

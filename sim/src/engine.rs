@@ -1,7 +1,7 @@
 //! Running the model: the line-rate [`Feeder`] and the threaded [`Engine`] that polls doorbells
 //! from its own thread, like silicon.
 
-use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -328,20 +328,36 @@ pub struct EngineStats {
 pub struct Engine {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<EngineStats>>,
+    /// Longest pause of the source (ns) since the last [`Engine::take_source_gap`].
+    gap_ns: Arc<AtomicU64>,
 }
 
 impl Engine {
     pub(crate) fn start(nic: Arc<NicInner>, cfg: EngineConfig) -> Engine {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
+        let gap_ns = Arc::new(AtomicU64::new(0));
+        let g2 = gap_ns.clone();
         let handle = std::thread::Builder::new()
             .name("floodgate-sim-engine".into())
-            .spawn(move || run(nic, cfg, &s2))
+            .spawn(move || run(nic, cfg, &s2, g2))
             .ok();
         if handle.is_none() {
             log::error!("floodgate-sim: could not spawn the engine thread");
         }
-        Engine { stop, handle }
+        Engine {
+            stop,
+            handle,
+            gap_ns,
+        }
+    }
+
+    /// The longest time the source went without sending (between two chunks of frames) since
+    /// the last call, and starts a new measurement. A paced source sends a chunk about every
+    /// 50 µs; a long gap means the engine thread was descheduled (a loaded machine), so the
+    /// wire went quiet for that long, which no real flood does.
+    pub fn take_source_gap(&self) -> Duration {
+        Duration::from_nanos(self.gap_ns.swap(0, Ordering::AcqRel))
     }
 
     /// Stops the thread, joins it and returns its counters.
@@ -388,6 +404,10 @@ struct Core {
     start: Instant,
     qpp: usize,
     st: EngineStats,
+    /// When the source last sent, and where the longest gap since is published (threaded
+    /// engine only).
+    last_sent: Option<Instant>,
+    gap_ns: Option<Arc<AtomicU64>>,
 }
 
 /// What one pass did.
@@ -422,6 +442,8 @@ impl Core {
             qpp,
             nic,
             st: EngineStats::default(),
+            last_sent: None,
+            gap_ns: None,
         }
     }
 
@@ -498,6 +520,16 @@ impl Core {
                 work += 1;
             }
         }
+        if allowed > 0 {
+            if let Some(g) = &self.gap_ns {
+                let now = Instant::now();
+                if let Some(last) = self.last_sent {
+                    let gap = now.duration_since(last).as_nanos() as u64;
+                    g.fetch_max(gap, Ordering::AcqRel);
+                }
+                self.last_sent = Some(now);
+            }
+        }
         if let Some(src) = self.source.as_mut() {
             for _ in 0..allowed {
                 let Some(len) = src.next_frame(&mut self.buf) else {
@@ -523,9 +555,15 @@ fn set_fine_timer_slack() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
 }
 
-fn run(nic: Arc<NicInner>, cfg: EngineConfig, stop: &AtomicBool) -> EngineStats {
+fn run(
+    nic: Arc<NicInner>,
+    cfg: EngineConfig,
+    stop: &AtomicBool,
+    gap: Arc<AtomicU64>,
+) -> EngineStats {
     let idle_sleep = cfg.idle_sleep;
     let mut core = Core::new(nic, cfg);
+    core.gap_ns = Some(gap);
     if core.rate.is_some() {
         set_fine_timer_slack();
     }

@@ -117,6 +117,12 @@ pub struct FloodConfig {
     pub weight: u32,
     /// Payload kind.
     pub payload: FloodPayload,
+    /// A few heavy sources among the random ones (a botnet's busiest members): this share of
+    /// the flood, in percent, comes from these addresses, the first ones more often than the
+    /// later ones. 0 (or no addresses): every flood source is random.
+    pub heavy_sources: Vec<[u8; 4]>,
+    /// Percent of the flood sent from `heavy_sources` (0..=100).
+    pub heavy_percent: u8,
 }
 
 /// Legitimate DNS part of the mix.
@@ -182,6 +188,8 @@ impl Default for GeneratorConfig {
             flood: FloodConfig {
                 weight: 90,
                 payload: FloodPayload::Random { min: 16, max: 64 },
+                heavy_sources: Vec::new(),
+                heavy_percent: 0,
             },
             legit: LegitConfig {
                 weight: 2,
@@ -323,6 +331,21 @@ impl Generator {
         }
     }
 
+    /// A flood frame's source: one of the heavy sources (their share of the time, skewed to the
+    /// first ones: the smaller of two uniform picks), else a random one. Without heavy sources
+    /// no extra random number is drawn, so a seed gives the same traffic as before they existed.
+    fn flood_source(&mut self) -> [u8; 4] {
+        let n = self.cfg.flood.heavy_sources.len() as u64;
+        if n > 0
+            && self.cfg.flood.heavy_percent > 0
+            && self.rng.below(100) < u64::from(self.cfg.flood.heavy_percent)
+        {
+            let i = self.rng.below(n).min(self.rng.below(n)) as usize;
+            return self.cfg.flood.heavy_sources[i];
+        }
+        self.random_source()
+    }
+
     fn random_source(&mut self) -> [u8; 4] {
         loop {
             // Unicast space 1.0.0.0 .. 223.255.255.255, never a legitimate client.
@@ -371,7 +394,7 @@ impl Generator {
         let off = l2.len() + 28;
         let len = match class {
             TrafficClass::Flood => {
-                let src = self.random_source();
+                let src = self.flood_source();
                 let sport = 1024 + self.rng.below(64512) as u16;
                 let plen = match &self.cfg.flood.payload {
                     FloodPayload::Random { min, max } => {

@@ -6,7 +6,9 @@
 //! magic, and pcapng files (section header, interface description, enhanced and simple packet
 //! blocks; other blocks are skipped; `if_tsresol` honoured; every interface must have the first
 //! one's link type). The writer produces classic pcap, little-endian, LINKTYPE_ETHERNET, with
-//! microsecond ([`PcapWriter::new`]) or nanosecond ([`PcapWriter::new_nanos`]) time stamps.
+//! microsecond ([`PcapWriter::new`]) or nanosecond ([`PcapWriter::new_nanos`]) time stamps;
+//! [`PcapngWriter`] writes pcapng (one section, one Ethernet interface with a name and a
+//! description, nanosecond time stamps, enhanced packet blocks with an optional comment).
 //!
 //! ```
 //! use floodgate_sim::pcap::{PcapReader, PcapWriter};
@@ -779,5 +781,160 @@ impl<W: Write + Send> crate::sink::FrameSink for PcapWriter<W> {
         if let Err(e) = self.write_packet(ts, frame) {
             log::warn!("pcap capture: {e}", e = floodgate_vfio::ErrorChain(&e));
         }
+    }
+}
+
+// ---- pcapng writer --------------------------------------------------------------------------
+
+/// pcapng option codes (pcapng §3.5, §4.2, §4.3).
+const OPT_ENDOFOPT: u16 = 0;
+const OPT_COMMENT: u16 = 1;
+const SHB_USERAPPL: u16 = 4;
+const IF_NAME: u16 = 2;
+const IF_DESCRIPTION: u16 = 3;
+const IF_TSRESOL: u16 = 9;
+
+/// Longest option value written (an option's length field is 16 bits); longer text is cut.
+const MAX_OPTION: usize = 0xFFF0;
+
+/// Bytes an option with a `len`-byte value takes (header, value, padding to 4).
+fn option_size(len: usize) -> usize {
+    4 + len.min(MAX_OPTION).next_multiple_of(4)
+}
+
+/// Appends one option (value cut to [`MAX_OPTION`] bytes, padded to 4).
+fn push_option(b: &mut Vec<u8>, code: u16, value: &[u8]) {
+    let v = &value[..value.len().min(MAX_OPTION)];
+    b.extend_from_slice(&code.to_le_bytes());
+    b.extend_from_slice(&(v.len() as u16).to_le_bytes());
+    b.extend_from_slice(v);
+    b.resize(b.len().next_multiple_of(4), 0);
+}
+
+/// Closes a block built in `b` (type and a length placeholder first): writes the options'
+/// end marker when `options`, the trailing length, and the leading one.
+fn finish_block(b: &mut Vec<u8>, options: bool) {
+    if options {
+        push_option(b, OPT_ENDOFOPT, &[]);
+    }
+    let len = (b.len() + 4) as u32;
+    b.extend_from_slice(&len.to_le_bytes());
+    b[4..8].copy_from_slice(&len.to_le_bytes());
+}
+
+/// pcapng writer: little-endian, one section, one interface (LINKTYPE_ETHERNET, a name, an
+/// optional description, nanosecond time stamps), and an enhanced packet block per frame,
+/// with an optional comment (`opt_comment`). Wireshark's default format; tcpdump and
+/// [`PcapReader`] read it.
+#[derive(Debug)]
+pub struct PcapngWriter<W: Write> {
+    inner: W,
+    snaplen: u32,
+    /// Records written.
+    pub written: u64,
+    bytes: u64,
+    /// A block being built (kept to reuse its allocation).
+    block: Vec<u8>,
+}
+
+impl<W: Write> PcapngWriter<W> {
+    /// Writes the section header (`shb_userappl` "floodgate") and the interface description
+    /// (`if_name` = `if_name`, `if_description` when given, `if_tsresol` = 9: nanoseconds).
+    /// `snaplen` is kept within 1 and 4 × [`MAX_RECORD`], like [`PcapWriter`]'s.
+    pub fn new(
+        mut inner: W,
+        snaplen: u32,
+        if_name: &str,
+        if_description: Option<&str>,
+    ) -> Result<PcapngWriter<W>, PcapError> {
+        let snaplen = snaplen.clamp(1, MAX_RECORD * 4);
+        let mut b = Vec::with_capacity(256);
+        b.extend_from_slice(&PCAPNG_SECTION_HEADER.to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&PCAPNG_BYTE_ORDER.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        // Section length: not known in advance.
+        b.extend_from_slice(&u64::MAX.to_le_bytes());
+        push_option(&mut b, SHB_USERAPPL, b"floodgate");
+        finish_block(&mut b, true);
+        let shb = b.len();
+        b.extend_from_slice(&PCAPNG_INTERFACE.to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&(LINKTYPE_ETHERNET as u16).to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&snaplen.to_le_bytes());
+        push_option(&mut b, IF_NAME, if_name.as_bytes());
+        if let Some(d) = if_description {
+            push_option(&mut b, IF_DESCRIPTION, d.as_bytes());
+        }
+        push_option(&mut b, IF_TSRESOL, &[9]);
+        let mut idb = b.split_off(shb);
+        finish_block(&mut idb, true);
+        inner.write_all(&b)?;
+        inner.write_all(&idb)?;
+        let bytes = (b.len() + idb.len()) as u64;
+        b.clear();
+        Ok(PcapngWriter {
+            inner,
+            snaplen,
+            written: 0,
+            bytes,
+            block: b,
+        })
+    }
+
+    /// Appends one frame captured at `ts_ns` (nanoseconds since the epoch; data cut to the
+    /// snaplen), with `comment` as its `opt_comment` when given.
+    pub fn write_packet(
+        &mut self,
+        ts_ns: u64,
+        frame: &[u8],
+        comment: Option<&str>,
+    ) -> Result<(), PcapError> {
+        let orig = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        let cap = orig.min(self.snaplen);
+        let b = &mut self.block;
+        b.clear();
+        b.extend_from_slice(&PCAPNG_ENHANCED_PACKET.to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&((ts_ns >> 32) as u32).to_le_bytes());
+        b.extend_from_slice(&(ts_ns as u32).to_le_bytes());
+        b.extend_from_slice(&cap.to_le_bytes());
+        b.extend_from_slice(&orig.to_le_bytes());
+        b.extend_from_slice(&frame[..cap as usize]);
+        b.resize(b.len().next_multiple_of(4), 0);
+        if let Some(c) = comment {
+            push_option(b, OPT_COMMENT, c.as_bytes());
+        }
+        finish_block(b, comment.is_some());
+        self.inner.write_all(b)?;
+        self.written += 1;
+        self.bytes += b.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far, blocks of the header included.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Bytes the block of a `frame_len`-byte frame with a `comment_len`-byte comment (`None`:
+    /// no comment) takes.
+    pub fn record_size(&self, frame_len: usize, comment_len: Option<usize>) -> u64 {
+        let cap = (frame_len as u64).min(u64::from(self.snaplen));
+        let opts = comment_len.map_or(0, |c| option_size(c) + 4);
+        32 + cap.next_multiple_of(4) + opts as u64
+    }
+
+    /// Flushes the inner writer.
+    pub fn flush(&mut self) -> Result<(), PcapError> {
+        Ok(self.inner.flush()?)
+    }
+
+    /// Returns the inner writer without flushing it.
+    pub fn into_inner_unflushed(self) -> W {
+        self.inner
     }
 }

@@ -111,6 +111,8 @@ fn random_subdomain_flood_is_dns_too() {
             payload: FloodPayload::RandomSubdomains {
                 domain: "victim.example".into(),
             },
+            heavy_sources: Vec::new(),
+            heavy_percent: 0,
         },
         ..Default::default()
     };
@@ -234,4 +236,42 @@ fn output_is_stable_across_implementations() {
         ],
         "digests {digests:#x?}"
     );
+}
+
+#[test]
+fn heavy_sources_take_their_share_of_the_flood_first_ones_most() {
+    let heavy = vec![[198, 18, 7, 1], [198, 18, 7, 2], [198, 18, 7, 3]];
+    let mut cfg = GeneratorConfig {
+        rate: Rate::MaxSpeed,
+        ..Default::default()
+    };
+    cfg.flood.heavy_sources = heavy.clone();
+    cfg.flood.heavy_percent = 30;
+    let frames = run(cfg, 20_000);
+    let mut from = [0usize; 3];
+    let mut flood = 0;
+    for (class, f) in &frames {
+        if *class != TrafficClass::Flood {
+            continue;
+        }
+        flood += 1;
+        let src: [u8; 4] = f[26..30].try_into().unwrap();
+        if let Some(i) = heavy.iter().position(|h| *h == src) {
+            from[i] += 1;
+        }
+        let info = FrameInfo::parse(f).unwrap();
+        assert!(l4_checksum_ok(f, &info), "heavy or not, checksums hold");
+    }
+    let share = from.iter().sum::<usize>() as f64 / flood as f64;
+    assert!(
+        (0.27..0.33).contains(&share),
+        "{share} of the flood from heavy sources"
+    );
+    assert!(from[0] > from[1] && from[1] > from[2], "{from:?}");
+    // Without heavy sources the traffic of a seed is what it always was.
+    let plain = run(GeneratorConfig::default(), 2000);
+    let mut cfg = GeneratorConfig::default();
+    cfg.flood.heavy_sources = heavy;
+    cfg.flood.heavy_percent = 0;
+    assert_eq!(plain, run(cfg, 2000));
 }

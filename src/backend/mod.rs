@@ -3,7 +3,7 @@
 //! The daemon has two packet backends:
 //! - the ixgbe VF driven by the PMD ([`IxgbeVf`], over kernel VFIO, vfio-user or the in-process
 //!   model), steered by the NIC's flow director;
-//! - an AF_XDP socket on any Linux interface, steered by an XDP program (see `docs/af-xdp.md`).
+//! - an AF_XDP socket on any Linux interface, steered by an XDP program (see `docs/af_xdp.md`, [`af_xdp::XskBackend`]).
 //!
 //! Both hand out [`Packet`]s from a [`floodgate_pmd::Mempool`], so the headroom/metadata
 //! contract of `docs/soft-rss.md` and the zero-copy rules hold for either: a dropped packet's
@@ -12,6 +12,9 @@
 //!
 //! The filter loop (`crate::daemon::filterloop`) and the run loop are generic over
 //! [`PacketBackend`] and never name a backend.
+
+pub mod af_xdp;
+pub mod csum;
 
 use floodgate_pmd::{IxgbeVf, Maintenance, PacketBatch};
 use floodgate_vfio::Device;

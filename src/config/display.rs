@@ -4,7 +4,9 @@
 use std::fmt;
 
 use super::limits;
-use super::types::{DstMac, Flow, ReinjectTo, SrcMac};
+use super::types::{
+    AddrMatch, AfXdpDevice, DstMac, Flow, ReinjectTo, SrcMac, XdpFlow, XdpMode, ZeroCopy,
+};
 use super::Config;
 
 /// `s` quoted for an error message, cut to [`limits::MAX_QUOTED_CHARS`] characters with
@@ -97,9 +99,22 @@ impl fmt::Display for Config {
     }
 }
 
+/// `addr/len` when the mask (`mask`, left-aligned in 128 bits) is a prefix, `addr/mask-bits`
+/// otherwise.
+fn prefix(addr: &dyn fmt::Display, mask: u128) -> String {
+    if mask.leading_ones() == mask.count_ones() {
+        format!("{addr}/{}", mask.count_ones())
+    } else {
+        format!("{addr}/{mask:#x}")
+    }
+}
+
 impl Config {
     fn fmt_device(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = &self.device;
+        if let Some(x) = d.af_xdp() {
+            return self.fmt_af_xdp(f, x);
+        }
         writeln!(
             f,
             "device {} (pf {}), {} queue(s), rx ring {}, tx ring {}, pool {}, headroom {}, burst {}",
@@ -111,6 +126,95 @@ impl Config {
             d.pool_size,
             d.headroom,
             d.burst
+        )
+    }
+
+    /// The AF_XDP backend: what is loaded where, which flows it steers, what passes.
+    fn fmt_af_xdp(&self, f: &mut fmt::Formatter<'_>, x: &AfXdpDevice) -> fmt::Result {
+        let d = &self.device;
+        let last = d.queues - 1;
+        writeln!(
+            f,
+            "device af_xdp on {}: {} AF_XDP socket(s) on RX queue(s) 0..={last}, rx/fill ring {}, tx/completion ring {}, {} UMEM chunks of {} bytes per socket, headroom {}, burst {}, mtu {}",
+            x.ifname,
+            d.queues,
+            d.rx_ring,
+            d.tx_ring,
+            d.xdp_frames_per_queue(),
+            d.xdp_chunk_size(),
+            d.headroom,
+            d.burst,
+            d.mtu
+        )?;
+        writeln!(
+            f,
+            "xdp: a program generated from the {} steering rule(s) below is verified by the kernel and attached to {} ({}); sockets bind {}",
+            self.xdp_steering.len(),
+            x.ifname,
+            match x.xdp_mode {
+                XdpMode::Auto => "native mode, else generic; the mode obtained is logged",
+                XdpMode::Native => "native (driver) mode only",
+                XdpMode::Generic => "generic (skb) mode",
+            },
+            match x.zero_copy {
+                ZeroCopy::Auto => "zero copy where the driver supports it, else copy (logged and exported as a metric)",
+                ZeroCopy::Require => "zero copy or the start fails",
+                ZeroCopy::Off => "in copy mode",
+            }
+        )?;
+        for (i, r) in self.xdp_steering.iter().enumerate() {
+            let addr = |a: &Option<AddrMatch>| match a {
+                None => "any".to_string(),
+                Some(AddrMatch::V4(a, m)) => prefix(a, u128::from(u32::from(*m)) << 96),
+                Some(AddrMatch::V6(a, m)) => prefix(a, u128::from(*m)),
+            };
+            let port = |p: Option<(u16, u16)>| match p {
+                None => "any".to_string(),
+                Some((p, m)) => format!("{p}/{m:#06x}"),
+            };
+            let flow = match r.flow {
+                XdpFlow::Udp4 => "udp4",
+                XdpFlow::Tcp4 => "tcp4",
+                XdpFlow::Sctp4 => "sctp4",
+                XdpFlow::Ip4 { .. } => "ip4",
+                XdpFlow::Udp6 => "udp6",
+                XdpFlow::Tcp6 => "tcp6",
+                XdpFlow::Ip6 { .. } => "ip6",
+            };
+            writeln!(
+                f,
+                "steering {i} {:?}: {flow} src {} dst {} sport {} dport {} -> the AF_XDP socket of the RX queue it arrives on (the kernel if that queue has none)",
+                r.name.as_deref().unwrap_or_default(),
+                addr(&r.src),
+                addr(&r.dst),
+                port(r.src_port),
+                port(r.dst_port),
+            )?;
+        }
+        if self
+            .xdp_steering
+            .iter()
+            .any(|r| matches!(r.flow, XdpFlow::Udp6 | XdpFlow::Tcp6 | XdpFlow::Ip6 { .. }))
+        {
+            writeln!(
+                f,
+                "xdp: IPv6 rules are steered by the XDP program (the 82599/X540 VF backend cannot steer IPv6)"
+            )?;
+        }
+        writeln!(
+            f,
+            "xdp: every other frame passes to the kernel of {} untouched (XDP_PASS){}",
+            x.ifname,
+            if self.xdp_steering.is_empty() {
+                "; with no steering rules that is every frame: floodgate sees nothing"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(
+            f,
+            "xdp: the attachment is recorded in {} (a program a crashed run left is removed at the next start)",
+            crate::steering::xdp_state_path(&self.daemon.state_file, &x.ifname).display()
         )
     }
 

@@ -39,12 +39,13 @@
 //! The module is split by concern: [`types`] (what the daemon reads), `raw` (the serde mirror
 //! of the file, with spans), `validate` (raw to domain types, one function per section; the
 //! `[daemon]` section is `validate::daemon`), `steering` and `rules` (the steering and filter
-//! rules), `display` (the `check-config` summary and the clipping of quoted values) and
+//! rules), `afxdp` (`backend = "af_xdp"`: its device keys and XDP steering rules), `display` (the `check-config` summary and the clipping of quoted values) and
 //! [`limits`].
 
 use std::io::Read as _;
 use std::path::Path;
 
+mod afxdp;
 mod display;
 pub mod limits;
 mod raw;
@@ -123,8 +124,12 @@ pub struct Config {
     accounts_at: [Option<LineCol>; 2],
     /// `[device]`.
     pub device: DeviceConfig,
-    /// `[[steering]]`.
+    /// `[[steering]]` for the VF backend (the PF's n-tuple rules); empty with
+    /// `backend = "af_xdp"`.
     pub steering: Vec<SteeringRule>,
+    /// `[[steering]]` for `backend = "af_xdp"`: the rules of the XDP program, in file order
+    /// (IPv4 and IPv6); empty for the VF backend.
+    pub xdp_steering: Vec<XdpRule>,
     /// `[filter]`.
     pub filter: FilterConfig,
     /// `[tap]`.
@@ -266,8 +271,13 @@ impl Config {
         validate::too_many_tables(&ctx)?;
         let raw = parse_raw(&ctx)?;
         let device = validate::device(&ctx, &raw.device, 0)?;
-        let steering = steering::steering(&ctx, &raw.steering, &device)?;
-        steering::steering_needs_pf(&ctx, &device, &raw.steering)?;
+        let (steering, xdp_steering) = if device.af_xdp().is_some() {
+            (Vec::new(), afxdp::steering(&ctx, &raw.steering, &device)?)
+        } else {
+            let vf = steering::steering(&ctx, &raw.steering, &device)?;
+            steering::steering_needs_pf(&ctx, &device, &raw.steering)?;
+            (vf, Vec::new())
+        };
         let filter = validate::filter(&ctx, &raw.filter)?;
         let tap = validate::tap(&ctx, &raw.tap)?;
         let reinject = validate::reinject(&ctx, &raw.reinject, &device)?;
@@ -279,6 +289,7 @@ impl Config {
             source: file.to_string(),
             device,
             steering,
+            xdp_steering,
             filter,
             tap,
             reinject,

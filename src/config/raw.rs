@@ -10,7 +10,7 @@ pub(super) type S<T> = Spanned<T>;
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
-    pub(super) device: Option<RawDevice>,
+    pub(super) device: Option<S<RawDevice>>,
     #[serde(default)]
     pub(super) steering: Vec<S<RawSteering>>,
     pub(super) filter: Option<RawFilter>,
@@ -23,7 +23,11 @@ pub(super) struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDevice {
-    pub(super) pci: S<String>,
+    pub(super) backend: Option<S<String>>,
+    pub(super) pci: Option<S<String>>,
+    pub(super) ifname: Option<S<String>>,
+    pub(super) xdp_mode: Option<S<String>>,
+    pub(super) zero_copy: Option<S<String>>,
     pub(super) pf: Option<S<String>>,
     pub(super) queues: Option<S<i64>>,
     pub(super) rx_ring: Option<S<i64>>,
@@ -87,6 +91,7 @@ pub(super) struct RawRule {
     pub(super) max_bytes: Option<S<i64>>,
     pub(super) max_files: Option<S<i64>>,
     pub(super) snaplen: Option<S<i64>>,
+    pub(super) format: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

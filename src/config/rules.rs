@@ -16,7 +16,7 @@ use crate::filter::{
     Action, ByteMatch, Cidr, CidrSet, Layer, Matcher, PortSet, Proto, ProtoSet, RateKey, RateLimit,
     Rule, Sample,
 };
-use crate::pcapfile::RotationPolicy;
+use crate::pcapfile::{CaptureFormat, RotationPolicy};
 
 /// Terms of a tcpdump expression, as counted for [`limits::MAX_TCPDUMP_TERMS`]: `and`/`or`
 /// connectives (also `&&`, `||`) plus one.
@@ -239,7 +239,11 @@ pub(super) fn rule(
     m.bytes(ctx, &c, &r.bytes)?;
     m.tcpdump(ctx, &c, &r.tcpdump)?;
     m.bpf(ctx, &c, &r.bpf)?;
-    let action = action(ctx, &c, raw)?;
+    let mut action = action(ctx, &c, raw)?;
+    if let Action::Sample(s) = &mut action {
+        // pcapng files name the rule in their comments.
+        s.policy.rule = name.clone();
+    }
     let mut rule = Rule::new(name, m.matchers, action);
     rule.summary = if m.summary.is_empty() {
         "all frames".to_string()
@@ -489,8 +493,9 @@ fn action(ctx: &Ctx, c: &str, raw: &S<RawRule>) -> Result<Action, ConfigError> {
         ("prefix6", r.prefix6.is_some()),
         ("table_size", r.table_size.is_some()),
     ];
-    let sample_keys: [(&str, bool); 5] = [
+    let sample_keys: [(&str, bool); 6] = [
         ("every", r.every.is_some()),
+        ("format", r.format.is_some()),
         ("path", r.path.is_some()),
         ("max_bytes", r.max_bytes.is_some()),
         ("max_files", r.max_files.is_some()),
@@ -630,6 +635,17 @@ fn sample(ctx: &Ctx, c: &str, raw: &S<RawRule>) -> Result<Action, ConfigError> {
         c,
         "snaplen",
     )?;
+    let format = match r.format.as_ref().map(|f| (f.span(), f.get_ref().as_str())) {
+        None | Some((_, "pcap")) => CaptureFormat::Pcap,
+        Some((_, "pcapng")) => CaptureFormat::Pcapng,
+        Some((span, other)) => {
+            return Err(ctx.err(
+                span,
+                c,
+                format!("format = {other:?} is not \"pcap\" or \"pcapng\""),
+            ))
+        }
+    };
     Ok(Action::Sample(Sample {
         every,
         policy: RotationPolicy {
@@ -637,6 +653,8 @@ fn sample(ctx: &Ctx, c: &str, raw: &S<RawRule>) -> Result<Action, ConfigError> {
             max_bytes,
             max_files,
             snaplen,
+            format,
+            rule: String::new(),
         },
     }))
 }

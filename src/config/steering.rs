@@ -21,9 +21,9 @@ struct Ipv4Masked {
 
 /// A port with its mask (0xffff = exact).
 #[derive(Clone, Copy)]
-struct PortMasked {
-    port: u16,
-    mask: u16,
+pub(super) struct PortMasked {
+    pub(super) port: u16,
+    pub(super) mask: u16,
 }
 
 fn ipv4_masked(
@@ -57,7 +57,7 @@ fn ipv4_masked(
     })
 }
 
-fn port_masked(
+pub(super) fn port_masked(
     ctx: &Ctx,
     port: &Option<S<i64>>,
     mask: &Option<S<i64>>,
@@ -215,7 +215,8 @@ fn flow_type(ctx: &Ctx, v: &S<String>, c: &str) -> Result<Flow, ConfigError> {
                 v.span(),
                 c,
                 format!(
-                "flow = {other:?} is not one of udp4, tcp4, sctp4, ip4 (ixgbe steers IPv4 only)"
+                "flow = {other:?} is not one of udp4, tcp4, sctp4, ip4 (ixgbe steers IPv4 only; \
+                 backend = \"af_xdp\" steers udp6, tcp6 and ip6 too)"
             ),
             ))
         }

@@ -17,6 +17,67 @@ pub enum DeviceAddr {
     /// A VF served over vfio-user (`pci = "vfio-user:/path/to/socket"`), for example the NIC
     /// model in another process (`floodgate-sim serve`).
     VfioUser(std::path::PathBuf),
+    /// Any Linux interface, through AF_XDP sockets (`backend = "af_xdp"`, `ifname = ...`): an
+    /// XDP program generated from the `[[steering]]` rules redirects the steered flows into
+    /// the sockets and passes every other frame to the kernel untouched.
+    AfXdp(AfXdpDevice),
+}
+
+/// `[device] backend = "af_xdp"`: the interface and how the XDP program and sockets attach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfXdpDevice {
+    /// The interface (`ifname`): the XDP program is attached here and one AF_XDP socket is
+    /// bound to each of its RX queues `0..[device] queues`.
+    pub ifname: String,
+    /// How the XDP program is attached (`xdp_mode`).
+    pub xdp_mode: XdpMode,
+    /// Whether the sockets use zero copy (`zero_copy`).
+    pub zero_copy: ZeroCopy,
+}
+
+/// `[device] xdp_mode`: how the XDP program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpMode {
+    /// Native (driver) mode if the driver has it, else generic; the mode obtained is logged.
+    #[default]
+    Auto,
+    /// Native (driver) mode only: the start fails if the driver has no XDP support.
+    Native,
+    /// Generic (skb) mode: works on every interface, slower (after the kernel built an skb).
+    Generic,
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            XdpMode::Auto => "auto",
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        })
+    }
+}
+
+/// `[device] zero_copy`: whether the AF_XDP sockets bind in zero-copy mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZeroCopy {
+    /// Zero copy if the driver supports it, else copy mode; the mode obtained is logged and
+    /// exported as a metric.
+    #[default]
+    Auto,
+    /// Zero copy or fail to start.
+    Require,
+    /// Copy mode always.
+    Off,
+}
+
+impl fmt::Display for ZeroCopy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ZeroCopy::Auto => "auto",
+            ZeroCopy::Require => "require",
+            ZeroCopy::Off => "off",
+        })
+    }
 }
 
 impl fmt::Display for DeviceAddr {
@@ -25,6 +86,7 @@ impl fmt::Display for DeviceAddr {
             DeviceAddr::Sim => f.write_str("sim"),
             DeviceAddr::Pci(p) => p.fmt(f),
             DeviceAddr::VfioUser(p) => write!(f, "vfio-user:{}", p.display()),
+            DeviceAddr::AfXdp(x) => write!(f, "af_xdp:{}", x.ifname),
         }
     }
 }
@@ -82,20 +144,20 @@ impl std::str::FromStr for PciAddr {
     }
 }
 
-/// `[device]`: the VF, its queues and buffers.
+/// `[device]`: the VF (or the AF_XDP interface), its queues and buffers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceConfig {
-    /// The VF's PCI address, or the model.
+    /// The VF's PCI address, the model, or the AF_XDP interface.
     pub device: DeviceAddr,
     /// The PF's netdev (for steering); required for a PCI device with steering rules.
     pub pf: Option<String>,
-    /// RX/TX queue pairs to poll.
+    /// RX/TX queue pairs to poll (AF_XDP: one socket on each RX queue `0..queues`).
     pub queues: u16,
-    /// RX ring size (descriptors).
+    /// RX ring size (descriptors; AF_XDP: the RX and fill rings of each socket).
     pub rx_ring: u16,
-    /// TX ring size (descriptors).
+    /// TX ring size (descriptors; AF_XDP: the TX and completion rings of each socket).
     pub tx_ring: u16,
-    /// Packet buffers in the pool.
+    /// Packet buffers in the pool (AF_XDP: UMEM chunks of all sockets together, split evenly).
     pub pool_size: u32,
     /// Bytes of application headroom in front of each packet.
     pub headroom: u16,
@@ -108,10 +170,48 @@ pub struct DeviceConfig {
     pub burst: u16,
 }
 
+impl DeviceConfig {
+    /// The AF_XDP interface, if this is the AF_XDP backend.
+    pub fn af_xdp(&self) -> Option<&AfXdpDevice> {
+        match &self.device {
+            DeviceAddr::AfXdp(x) => Some(x),
+            _ => None,
+        }
+    }
+
+    /// AF_XDP: the UMEM chunk size that holds the largest frame (`mtu` + 14 bytes of Ethernet
+    /// header + 4 of one VLAN tag) behind `headroom` and the kernel's 256-byte
+    /// `XDP_PACKET_HEADROOM`: 2048, or 4096 for larger MTUs (validation refuses an MTU that
+    /// does not fit in 4096).
+    pub fn xdp_chunk_size(&self) -> u32 {
+        if xdp_frame_room(2048, self.headroom) >= self.mtu + 18 {
+            2048
+        } else {
+            4096
+        }
+    }
+
+    /// AF_XDP: UMEM chunks of each socket (`pool_size` split evenly over the queues).
+    pub fn xdp_frames_per_queue(&self) -> u32 {
+        self.pool_size / u32::from(self.queues.max(1))
+    }
+}
+
+/// Bytes of a UMEM chunk of `chunk` bytes left for the frame behind `headroom` and the
+/// kernel's 256-byte `XDP_PACKET_HEADROOM`.
+pub fn xdp_frame_room(chunk: u32, headroom: u16) -> u32 {
+    chunk.saturating_sub(256 + u32::from(headroom))
+}
+
 /// One `[[steering]]` rule is the steering layer's own [`SteeringRule`]: validation builds it
 /// directly (`Action::ToVf`, the config's name, masks with 1 = compare, an absent field as mask
 /// 0), so what `check-config` validated is exactly what is installed.
 pub use crate::steering::{Flow, SteeringRule};
+
+/// One `[[steering]]` rule of the AF_XDP backend is the XDP program generator's own rule
+/// ([`floodgate_xdp::XdpRule`], named as in the config): IPv4 and IPv6 flows, each rule with
+/// its own masks, matched in file order.
+pub use floodgate_xdp::prog::{AddrMatch, Flow as XdpFlow, XdpRule};
 
 /// `[filter]`: rules and default action.
 #[derive(Debug, Clone)]

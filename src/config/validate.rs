@@ -111,31 +111,49 @@ fn ring_size(ctx: &Ctx, v: &Option<S<i64>>, default: u16, key: &str) -> Result<u
 /// `[device]`; `whole` is where to point when the section is missing.
 pub(super) fn device(
     ctx: &Ctx,
-    raw: &Option<RawDevice>,
+    raw: &Option<S<RawDevice>>,
     whole: usize,
 ) -> Result<DeviceConfig, ConfigError> {
-    let Some(d) = raw else {
+    let Some(ds) = raw else {
         return Err(ctx.err(
             whole..whole,
             "[device]",
-            "the [device] section is missing; it needs at least `pci = \"0000:03:10.0\"` or `pci = \"sim\"`",
+            "the [device] section is missing; it needs at least `pci = \"0000:03:10.0\"` (a VF), `pci = \"sim\"`, or `backend = \"af_xdp\"` with `ifname = \"eth0\"`",
         ));
     };
+    let d = ds.get_ref();
     let c = "[device]";
-    let device = device_addr(ctx, &d.pci)?;
+    let af_xdp = super::afxdp::is_af_xdp(ctx, d)?;
+    let device = if af_xdp {
+        super::afxdp::device_addr(ctx, ds)?
+    } else {
+        super::afxdp::no_af_xdp_keys(ctx, d)?;
+        let Some(pci) = &d.pci else {
+            return Err(ctx.err(
+                ds.span(),
+                c,
+                "pci is missing: give the VF (`pci = \"0000:03:10.0\"`, `\"vfio-user:/path\"` or `\"sim\"`), or use `backend = \"af_xdp\"` with `ifname = \"eth0\"`",
+            ));
+        };
+        device_addr(ctx, pci)?
+    };
     let pf = match &d.pf {
         None => None,
         Some(p) => Some(ifname(ctx, p, c, "pf")?),
     };
-    let queues = ctx.int_or(&d.queues, defaults::QUEUES, 1, 8, c, "queues")?;
+    let max_queues = if af_xdp { 64 } else { 8 };
+    let queues = ctx.int_or(&d.queues, defaults::QUEUES, 1, max_queues, c, "queues")?;
     let rx_ring = ring_size(ctx, &d.rx_ring, defaults::RX_RING, "rx_ring")?;
     let tx_ring = ring_size(ctx, &d.tx_ring, defaults::TX_RING, "tx_ring")?;
     let headroom = ctx.int_or(&d.headroom, defaults::HEADROOM, 0, 256, c, "headroom")?;
     let burst = ctx.int_or(&d.burst, defaults::BURST, 1, 512, c, "burst")?;
     // 9710 = ixgbe's largest frame (9728) minus the 18 bytes of header and CRC.
     let mtu: u32 = ctx.int_or(&d.mtu, defaults::MTU, 68, 9710, c, "mtu")?;
+    if af_xdp {
+        super::afxdp::mtu_fits(ctx, d, mtu, headroom)?;
+    }
     let xcast = d.xcast.as_ref().map(|v| xcast_mode(ctx, v)).transpose()?;
-    let pool_size = pool_size(ctx, d, queues, rx_ring, tx_ring)?;
+    let pool_size = pool_size(ctx, ds, queues, rx_ring, tx_ring)?;
     Ok(DeviceConfig {
         device,
         pf,
@@ -199,12 +217,13 @@ fn xcast_mode(ctx: &Ctx, v: &S<String>) -> Result<floodgate_pmd::XcastMode, Conf
 /// `pool_size`, which must fill every ring.
 fn pool_size(
     ctx: &Ctx,
-    d: &RawDevice,
+    ds: &S<RawDevice>,
     queues: u16,
     rx_ring: u16,
     tx_ring: u16,
 ) -> Result<u32, ConfigError> {
     let c = "[device]";
+    let d = ds.get_ref();
     let pool_size: u32 = ctx.int_or(
         &d.pool_size,
         defaults::POOL_SIZE,
@@ -221,7 +240,7 @@ fn pool_size(
             .or(d.rx_ring.as_ref())
             .or(d.tx_ring.as_ref())
             .or(d.queues.as_ref())
-            .map_or(d.pci.span(), |v| v.span());
+            .map_or(ds.span(), |v| v.span());
         return Err(ctx.err(
             span,
             c,
@@ -233,7 +252,12 @@ fn pool_size(
     Ok(pool_size)
 }
 
-fn ifname(ctx: &Ctx, v: &S<String>, context: &str, key: &str) -> Result<String, ConfigError> {
+pub(super) fn ifname(
+    ctx: &Ctx,
+    v: &S<String>,
+    context: &str,
+    key: &str,
+) -> Result<String, ConfigError> {
     let s = v.get_ref();
     if s.is_empty()
         || s.len() > 15
@@ -276,6 +300,7 @@ pub(super) fn reinject(
     let Some(r) = raw else {
         return Ok(ReinjectTo::Tap);
     };
+    super::afxdp::no_reinject_vf(ctx, r, dev)?;
     if !reinject_to_vf(ctx, r)? {
         no_vf_keys(ctx, r)?;
         return Ok(ReinjectTo::Tap);

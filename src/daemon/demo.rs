@@ -56,6 +56,8 @@ pub struct DemoOptions {
     pub nic_thread: bool,
     /// Where survivors go.
     pub reinject: DemoReinject,
+    /// Serve Prometheus metrics here while the demo runs (`floodgate top` reads them).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Where the demo's survivors go (`--reinject`).
@@ -354,6 +356,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         counts: counts.clone(),
     };
     let mut ctl = loop_control(opts, &cfg, &nic);
+    let _metrics = serve_metrics(opts, &mut ctl)?;
     let engine_stats = drive_model(&mut ctl, opts, &nic, source, cfg.device.burst as usize);
     // The drain keeps pumping the model until the NIC has sent every survivor on VF 0's TX
     // ring (run_loop waits for them), so they are all counted where they arrive.
@@ -410,7 +413,7 @@ fn tx_back(reinject: DemoReinject, vf_mac: [u8; 6], nic: &Nic) -> Result<Option<
 
 /// The traffic generator, and the legitimate clients it sends queries from.
 fn traffic(opts: &DemoOptions, nic: &Nic) -> Result<(Generator, Vec<[u8; 4]>)> {
-    let gcfg = GeneratorConfig {
+    let mut gcfg = GeneratorConfig {
         seed: opts.seed,
         rate: opts.rate.map(Rate::Pps).unwrap_or(Rate::MaxSpeed),
         // Frames are addressed to the port's MAC; the flow director picks them out before the
@@ -418,6 +421,10 @@ fn traffic(opts: &DemoOptions, nic: &Nic) -> Result<(Generator, Vec<[u8; 4]>)> {
         dst_mac: nic.config().pf_mac,
         ..GeneratorConfig::default()
     };
+    // Some busy botnet members among the random flood sources (from the benchmarking range
+    // 198.18.0.0/15), so the top dropped sources have something to show.
+    gcfg.flood.heavy_sources = (1..=6).map(|i| [198, 18, 7, i * 11]).collect();
+    gcfg.flood.heavy_percent = 25;
     let clients = gcfg.legit.clients.clone();
     let gen = Generator::new(gcfg).context("traffic generator config")?;
     Ok((gen, clients))
@@ -496,6 +503,19 @@ fn loop_control(opts: &DemoOptions, cfg: &Config, nic: &Nic) -> LoopControl {
         s.rx_no_desc + s.rx_missed
     }));
     ctl
+}
+
+/// With `--metrics`, serves the loop's metrics (for `floodgate top`) until dropped.
+fn serve_metrics(
+    opts: &DemoOptions,
+    ctl: &mut LoopControl,
+) -> Result<Option<crate::daemon::metrics::MetricsServer>> {
+    let Some(addr) = opts.metrics else {
+        return Ok(None);
+    };
+    let m = Arc::new(crate::daemon::metrics::Metrics::default());
+    ctl.metrics = Some(m.clone());
+    Ok(Some(crate::daemon::metrics::MetricsServer::start(addr, m)?))
 }
 
 /// Sets up the model's engine: on its own thread (`--nic-thread`), or pumped by the loop

@@ -482,6 +482,17 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
         }
     }
 
+    /// The `n` largest dropped sources (sampled estimates, merged over workers).
+    pub fn top_sources(&self, n: usize) -> Vec<crate::topsrc::TopSource> {
+        let w = self.worker_reports();
+        let inline = match &self.stage {
+            Stage::Inline { judge, .. } => Some(judge.top_sources()),
+            Stage::Fanout { .. } => None,
+        };
+        let tables = inline.into_iter().chain(w.iter().map(|r| &r.top_sources));
+        crate::topsrc::merged_top(tables, n)
+    }
+
     /// Flushes sampled packets (inline; workers flush their own when idle and at the end).
     pub fn flush_samples(&self) -> std::io::Result<()> {
         match &self.stage {

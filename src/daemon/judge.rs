@@ -6,6 +6,7 @@ use crate::filter::{Decision, RuleSet};
 use crate::sink::PassSink;
 use crate::softrss::FramePacket;
 use crate::stats::Counters;
+use crate::topsrc::TopSources;
 use crossbeam::queue::ArrayQueue;
 use floodgate_pmd::{Packet, PacketBatch};
 
@@ -78,6 +79,8 @@ pub(super) struct Judge {
     /// Dispatched packets whose headroom record could not be used (missing, or written for
     /// another frame), so the rules parsed the frame themselves.
     pub(super) reparsed: u64,
+    /// The sample of the sources this judge drops (boxed: 1.5 KB).
+    top: Box<TopSources>,
 }
 
 impl Judge {
@@ -88,7 +91,13 @@ impl Judge {
             pass: PacketBatch::new(burst),
             drops: PacketBatch::new(burst),
             reparsed: 0,
+            top: Box::default(),
         }
+    }
+
+    /// The sample of the sources dropped so far (see [`crate::topsrc`]).
+    pub(super) fn top_sources(&self) -> &TopSources {
+        &self.top
     }
 
     /// Judges one burst at time `now` (ns since the epoch) and hands the survivors to `out`.
@@ -166,6 +175,10 @@ impl Judge {
                 }
             }
         }
+        // The dropped-source sample (about one dropped frame in 256; see crate::topsrc).
+        let dropped = self.drops.as_slice();
+        self.top
+            .on_drops(dropped.len(), |i| dropped.get(i).map_or(&[], |p| p.data()));
         self.drops.clear();
         if !self.pass.is_empty() {
             out.take(&mut self.pass, c);

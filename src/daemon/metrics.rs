@@ -46,6 +46,60 @@ pub struct Snapshot {
     pub pool_free: Option<u64>,
     /// Device requests that timed out without the device being gone (vfio-user).
     pub transport_timeouts: u64,
+    /// Per worker, in worker order (empty when judging inline).
+    pub workers: Vec<WorkerSnapshot>,
+    /// The largest sampled dropped sources (at most [`crate::topsrc::TOP_N`]).
+    pub top_sources: Vec<crate::topsrc::TopSource>,
+    /// How long accepted reloads took, from the request to the new rules in force.
+    pub reload_latency: ReloadLatency,
+    /// The packet backend in use: kind (`ixgbevf`, `af_xdp`) and mode (`vfio`, `zero-copy`,
+    /// `copy`), exported as `floodgate_backend_info{kind,mode} 1` (`None`: left out).
+    pub backend: Option<(&'static str, &'static str)>,
+}
+
+/// One worker's verdict counters as published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerSnapshot {
+    /// Packets taken from the worker's ring.
+    pub rx: u64,
+    /// Packets the worker's rules dropped.
+    pub dropped: u64,
+    /// Packets the worker's rules passed.
+    pub passed: u64,
+}
+
+/// Upper bounds (seconds) of the reload latency histogram's buckets.
+pub const RELOAD_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// Reload latencies: a Prometheus histogram plus the last and the largest one.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReloadLatency {
+    /// Reloads observed in each bucket of [`RELOAD_BUCKETS`] (not cumulative), then above.
+    pub buckets: [u64; RELOAD_BUCKETS.len() + 1],
+    /// Sum of the latencies, in seconds.
+    pub sum: f64,
+    /// Reloads observed.
+    pub count: u64,
+    /// The last one, in seconds.
+    pub last: f64,
+    /// The largest one, in seconds.
+    pub max: f64,
+}
+
+impl ReloadLatency {
+    /// Records one reload that took `d`.
+    pub fn observe(&mut self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = RELOAD_BUCKETS
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(RELOAD_BUCKETS.len());
+        self.buckets[i] += 1;
+        self.sum += s;
+        self.count += 1;
+        self.last = s;
+        self.max = self.max.max(s);
+    }
 }
 
 /// Shared metrics state.
@@ -169,6 +223,20 @@ pub fn render(s: &Snapshot) -> String {
         "Rejected configuration reloads (old rules kept).",
         s.reload_errors,
     );
+    if let Some((kind, mode)) = s.backend {
+        let _ = writeln!(
+            o,
+            "# HELP floodgate_backend_info The packet backend in use (kind) and how frames reach \
+             memory (mode: vfio, zero-copy or copy)."
+        );
+        let _ = writeln!(o, "# TYPE floodgate_backend_info gauge");
+        let _ = writeln!(
+            o,
+            "floodgate_backend_info{{kind=\"{}\",mode=\"{}\"}} 1",
+            esc(kind),
+            esc(mode)
+        );
+    }
     if let Some(free) = s.pool_free {
         let _ = writeln!(
             o,
@@ -189,6 +257,9 @@ pub fn render(s: &Snapshot) -> String {
         "floodgate_bpf_interpreted_programs {}",
         crate::bpf::interpreted_programs()
     );
+    render_reload_latency(&mut o, &s.reload_latency);
+    render_workers(&mut o, &s.workers);
+    render_top_sources(&mut o, &s.top_sources);
     let _ = writeln!(
         o,
         "# HELP floodgate_rule_hits_total Frames matched per rule."
@@ -231,6 +302,79 @@ pub fn render(s: &Snapshot) -> String {
         }
     }
     o
+}
+
+fn render_reload_latency(o: &mut String, r: &ReloadLatency) {
+    let name = "floodgate_config_reload_duration_seconds";
+    let _ = writeln!(
+        o,
+        "# HELP {name} Time from a reload request (SIGHUP) to the new rules in force, accepted reloads only."
+    );
+    let _ = writeln!(o, "# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (le, n) in RELOAD_BUCKETS.iter().zip(r.buckets) {
+        cumulative += n;
+        let _ = writeln!(o, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {}", r.count);
+    let _ = writeln!(o, "{name}_sum {}", r.sum);
+    let _ = writeln!(o, "{name}_count {}", r.count);
+    for (what, v) in [("last", r.last), ("max", r.max)] {
+        let _ = writeln!(
+            o,
+            "# HELP floodgate_config_reload_{what}_seconds The {what} accepted reload's time from request to new rules in force (0 before the first)."
+        );
+        let _ = writeln!(o, "# TYPE floodgate_config_reload_{what}_seconds gauge");
+        let _ = writeln!(o, "floodgate_config_reload_{what}_seconds {v}");
+    }
+}
+
+fn render_workers(o: &mut String, workers: &[WorkerSnapshot]) {
+    if workers.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "# HELP floodgate_worker_packets_total Packets judged per worker (soft-RSS fan-out), by verdict."
+    );
+    let _ = writeln!(o, "# TYPE floodgate_worker_packets_total counter");
+    for (i, w) in workers.iter().enumerate() {
+        for (verdict, v) in [("dropped", w.dropped), ("passed", w.passed)] {
+            let _ = writeln!(
+                o,
+                "floodgate_worker_packets_total{{worker=\"{i}\",verdict=\"{verdict}\"}} {v}"
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP floodgate_worker_rx_packets_total Packets taken from each worker's ring."
+    );
+    let _ = writeln!(o, "# TYPE floodgate_worker_rx_packets_total counter");
+    for (i, w) in workers.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "floodgate_worker_rx_packets_total{{worker=\"{i}\"}} {}",
+            w.rx
+        );
+    }
+}
+
+fn render_top_sources(o: &mut String, top: &[crate::topsrc::TopSource]) {
+    let _ = writeln!(
+        o,
+        "# HELP floodgate_top_dropped_source_packets Estimated dropped packets of the sources dropped most, from a sample of one dropped frame in {} (largest {}).",
+        crate::topsrc::SAMPLE_EVERY,
+        crate::topsrc::TOP_N
+    );
+    let _ = writeln!(o, "# TYPE floodgate_top_dropped_source_packets gauge");
+    for t in top.iter().take(crate::topsrc::TOP_N) {
+        let _ = writeln!(
+            o,
+            "floodgate_top_dropped_source_packets{{src=\"{}\"}} {}",
+            t.addr, t.packets
+        );
+    }
 }
 
 /// How many connections the metrics endpoint serves at once; a connection beyond that is
@@ -448,6 +592,7 @@ mod tests {
             },
             nic_missed: Some(5),
             pool_free: Some(4000),
+            backend: Some(("af_xdp", "copy")),
             rules: vec![RuleSnapshot {
                 name: "dns \"flood\"".into(),
                 hits: 7,
@@ -473,6 +618,10 @@ mod tests {
             "{body}"
         );
         assert!(
+            body.contains("floodgate_backend_info{kind=\"af_xdp\",mode=\"copy\"} 1\n"),
+            "{body}"
+        );
+        assert!(
             body.contains("floodgate_pool_free_buffers 4000\n"),
             "{body}"
         );
@@ -492,6 +641,58 @@ mod tests {
         let mut body = String::new();
         s.read_to_string(&mut body).unwrap();
         assert!(body.starts_with("HTTP/1.0 404"));
+    }
+
+    #[test]
+    fn workers_top_sources_and_reload_latency_are_rendered() {
+        let mut s = Snapshot {
+            workers: vec![
+                WorkerSnapshot {
+                    rx: 9,
+                    dropped: 6,
+                    passed: 3,
+                },
+                WorkerSnapshot {
+                    rx: 4,
+                    dropped: 0,
+                    passed: 4,
+                },
+            ],
+            top_sources: (0..12u8)
+                .map(|i| crate::topsrc::TopSource {
+                    addr: std::net::IpAddr::from([192, 0, 2, i]),
+                    packets: 64 * u64::from(20 - i),
+                    error: 0,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        s.reload_latency.observe(Duration::from_millis(3));
+        s.reload_latency.observe(Duration::from_millis(70));
+        let o = render(&s);
+        for want in [
+            "floodgate_worker_packets_total{worker=\"0\",verdict=\"dropped\"} 6\n",
+            "floodgate_worker_packets_total{worker=\"1\",verdict=\"passed\"} 4\n",
+            "floodgate_worker_rx_packets_total{worker=\"1\"} 4\n",
+            "floodgate_top_dropped_source_packets{src=\"192.0.2.0\"} 1280\n",
+            "floodgate_config_reload_duration_seconds_bucket{le=\"0.001\"} 0\n",
+            "floodgate_config_reload_duration_seconds_bucket{le=\"0.005\"} 1\n",
+            "floodgate_config_reload_duration_seconds_bucket{le=\"0.1\"} 2\n",
+            "floodgate_config_reload_duration_seconds_bucket{le=\"+Inf\"} 2\n",
+            "floodgate_config_reload_duration_seconds_count 2\n",
+            "floodgate_config_reload_last_seconds 0.07\n",
+            "floodgate_config_reload_max_seconds 0.07\n",
+        ] {
+            assert!(o.contains(want), "{want} not in\n{o}");
+        }
+        // At most TOP_N sources.
+        let n = o
+            .lines()
+            .filter(|l| l.starts_with("floodgate_top_dropped_source_packets{"))
+            .count();
+        assert_eq!(n, crate::topsrc::TOP_N);
+        // Inline: no per-worker series.
+        assert!(!render(&Snapshot::default()).contains("floodgate_worker_packets_total{"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod filterloop;
 mod judge;
 pub mod metrics;
 pub mod run;
+mod run_xdp;
 pub mod runloop;
 mod workers;
 

@@ -249,14 +249,29 @@ fn read_all_at(f: &File) -> std::io::Result<String> {
     String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// Called by the reload thread with each new config that parsed, before its rules are built
+/// (the AF_XDP run replaces its XDP steering program here); an error rejects the reload.
+pub(super) type ReloadHook = Box<dyn FnMut(&Config) -> std::result::Result<(), String> + Send>;
+
 /// Loads the rules for a reload. Only the rules change on SIGHUP: a changed `[reinject]`
 /// (running with `running`) is reported and takes effect at the next start.
 fn load_rules(src: &ConfigSource, running: ReinjectTo) -> std::result::Result<RuleSet, String> {
+    load_rules_with(src, running, None)
+}
+
+fn load_rules_with(
+    src: &ConfigSource,
+    running: ReinjectTo,
+    hook: Option<&mut ReloadHook>,
+) -> std::result::Result<RuleSet, String> {
     let text = src.read()?;
     let path = src.path.display().to_string();
     // The whole chain: the outcome crosses threads as text and is logged as it is.
     let c =
         Config::from_str_named(&text, &path).map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
+    if let Some(h) = hook {
+        h(&c)?;
+    }
     if c.reinject != running {
         log::warn!(
             "{path}: [reinject] changed; survivors keep going where they went ({}) until \
@@ -281,13 +296,14 @@ fn reload_thread(
     requests: Receiver<()>,
     out: Sender<ReloadOutcome>,
     retired: Receiver<RuleSet>,
+    mut hook: Option<ReloadHook>,
 ) {
     loop {
         while retired.try_recv().is_ok() {}
         match requests.recv_timeout(Duration::from_millis(100)) {
             Ok(()) => {
                 let t = std::time::Instant::now();
-                let outcome = load_rules(&src, running).map(|rules| {
+                let outcome = load_rules_with(&src, running, hook.as_mut()).map(|rules| {
                     let mut p = PreparedRules::new(rules, workers);
                     p.took = t.elapsed();
                     p
@@ -347,6 +363,7 @@ pub fn run(path: &Path) -> Result<LoopReport> {
             })?;
             run_device(&cfg, &d, dev, &format!("vfio-user:{}", sock.display()))
         }
+        DeviceAddr::AfXdp(x) => super::run_xdp::run_af_xdp(&cfg, &d, x),
         DeviceAddr::Sim => bail!(
             "{}: device \"sim\" is the built-in model: run `floodgate demo` for it \
              (`run` drives a VF given by its PCI address, or a vfio-user socket)",
@@ -357,10 +374,10 @@ pub fn run(path: &Path) -> Result<LoopReport> {
 
 /// What a run needs besides its config: the config path, the signal thread and the config
 /// source for reloads (taken by the reload thread).
-struct Daemon<'a> {
-    path: &'a Path,
-    signals: &'a SignalThread,
-    source: Mutex<Option<ConfigSource>>,
+pub(super) struct Daemon<'a> {
+    pub(super) path: &'a Path,
+    pub(super) signals: &'a SignalThread,
+    pub(super) source: Mutex<Option<ConfigSource>>,
 }
 
 fn run_device<D: Device>(cfg: &Config, d: &Daemon<'_>, dev: D, name: &str) -> Result<LoopReport> {
@@ -427,12 +444,17 @@ pub fn vf_tx(
 }
 
 fn drop_privileges<B: SteeringBackend>(cfg: &Config, steering: Option<&Steering<B>>) -> Result<()> {
+    drop_privileges_keeping(cfg, steering.is_some())
+}
+
+/// Drops to `[daemon] user`/`group` if set, keeping CAP_NET_ADMIN when `keep_net_admin`.
+pub(super) fn drop_privileges_keeping(cfg: &Config, keep_net_admin: bool) -> Result<()> {
     if let Some(user) = &cfg.daemon.user {
         let creds = crate::privdrop::resolve(user, cfg.daemon.group.as_deref())?;
         // The state directory stays root's: at exit the unprivileged process empties the state
         // file through the descriptor kept since it was written (see `StateFile`).
         // Keep CAP_NET_ADMIN only when steering rules must be removed at exit.
-        creds.apply(steering.is_some())?;
+        creds.apply(keep_net_admin)?;
         log::info!(
             "running as {} (uid {}, gid {})",
             creds.user,
@@ -583,6 +605,18 @@ fn serve_daemon<B: PacketBackend, S: PassSink>(
     cfg: &Config,
     d: &Daemon<'_>,
 ) -> Result<LoopReport> {
+    let nic_missed = cfg.device.pf.clone().map(pf_missed);
+    serve_daemon_with(fl, cfg, d, nic_missed, None)
+}
+
+/// [`serve_daemon`] with the backend's own missed-frames reader and a reload hook.
+pub(super) fn serve_daemon_with<B: PacketBackend, S: PassSink>(
+    fl: &mut FilterLoop<B, S>,
+    cfg: &Config,
+    d: &Daemon<'_>,
+    nic_missed: Option<NicMissed>,
+    hook: Option<ReloadHook>,
+) -> Result<LoopReport> {
     let mut ctl = LoopControl::new();
     ctl.stop = d.signals.stop.clone();
     ctl.abort = d.signals.abort.clone();
@@ -594,14 +628,12 @@ fn serve_daemon<B: PacketBackend, S: PassSink>(
         // Detached: it ends once the loop's channels are dropped.
         std::thread::Builder::new()
             .name("floodgate-reload".into())
-            .spawn(move || reload_thread(src, running, workers, requests, out_tx, ret_rx))
+            .spawn(move || reload_thread(src, running, workers, requests, out_tx, ret_rx, hook))
             .context("starting the reload thread")?;
         ctl.new_rules = Some(out_rx);
         ctl.retired = Some(ret_tx);
     }
-    if let Some(pf) = cfg.device.pf.clone() {
-        ctl.nic_missed = Some(pf_missed(pf));
-    }
+    ctl.nic_missed = nic_missed;
     serve_with(fl, cfg, ctl)
 }
 
@@ -705,7 +737,7 @@ fn print_final_line(vf_tx: bool, rep: &LoopReport, failure: Option<&BackendError
 /// Sets loose reverse-path filtering (`rp_filter = 2`) on the TAP: reinjected packets come from
 /// sources the kernel routes through the PF, so strict filtering (1) would drop them all.
 /// Failures (no IPv4 conf directory, read-only /proc) are logged, not fatal.
-fn loose_rp_filter(tap: &str) {
+pub(super) fn loose_rp_filter(tap: &str) {
     let path = format!("/proc/sys/net/ipv4/conf/{tap}/rp_filter");
     match std::fs::read_to_string(&path) {
         Ok(v) if v.trim() == "1" => match std::fs::write(&path, "2") {

@@ -10,7 +10,7 @@
 
 use crate::backend::{BackendError, PacketBackend};
 use crate::daemon::filterloop::FilterLoop;
-use crate::daemon::metrics::{Metrics, RuleSnapshot, Snapshot};
+use crate::daemon::metrics::{Metrics, RuleSnapshot, Snapshot, WorkerSnapshot};
 use crate::filter::RuleSet;
 use crate::sink::PassSink;
 use crate::stats::{progress_line, Counters};
@@ -31,8 +31,11 @@ pub struct PreparedRules {
     pub rules: RuleSet,
     /// One copy per worker (empty when judging inline).
     pub forks: Vec<RuleSet>,
-    /// How long reading, parsing, compiling and building took (for the log).
+    /// How long reading, parsing, compiling and building took (for the log; the reload
+    /// thread measures it from the request).
     pub took: Duration,
+    /// When the set was built: `took` plus the time since then is the reload's latency.
+    pub built: Instant,
 }
 
 impl PreparedRules {
@@ -43,6 +46,7 @@ impl PreparedRules {
             rules,
             forks,
             took: Duration::ZERO,
+            built: Instant::now(),
         }
     }
 }
@@ -217,6 +221,8 @@ pub struct LoopReport {
     pub filter_time: Duration,
     /// Time spent in [`LoopControl::pump`] (the model, in lockstep with the loop).
     pub pump_time: Duration,
+    /// Accepted reloads' latency, request to new rules in force.
+    pub reload_latency: crate::daemon::metrics::ReloadLatency,
 }
 
 impl LoopReport {
@@ -285,6 +291,18 @@ fn snapshot<B: PacketBackend, S: PassSink>(
         nic_missed: rep.nic_missed,
         pool_free: Some(fl.pool_free()),
         transport_timeouts: rep.transport_timeouts,
+        workers: fl
+            .worker_reports()
+            .iter()
+            .map(|r| WorkerSnapshot {
+                rx: r.rx_packets,
+                dropped: r.counters.dropped,
+                passed: r.counters.passed,
+            })
+            .collect(),
+        top_sources: fl.top_sources(crate::topsrc::TOP_N),
+        reload_latency: rep.reload_latency,
+        backend: Some((fl.backend().kind(), fl.backend().mode())),
     }
 }
 
@@ -434,9 +452,10 @@ fn take_new_rules<B: PacketBackend, S: PassSink>(
     loop {
         match rx.try_recv() {
             Ok(Ok(p)) => {
-                let took = p.took;
+                let (took, built) = (p.took, p.built);
                 let old = fl.install_rules(p.rules, p.forks);
                 rep.reloads += 1;
+                rep.reload_latency.observe(took + built.elapsed());
                 crate::sdnotify::ready();
                 log::info!(
                     "reloaded rules ({} rules; prepared off the polling thread in {} ms)",
@@ -473,10 +492,12 @@ fn reload_on_request<B: PacketBackend, S: PassSink>(
     if !ctl.reload.swap(false, Ordering::AcqRel) {
         return;
     }
+    let asked = Instant::now();
     match ctl.reloader.as_mut().map(|f| f()) {
         Some(Ok(rules)) => {
             fl.replace_rules(rules);
             rep.reloads += 1;
+            rep.reload_latency.observe(asked.elapsed());
             log::info!("reloaded rules ({} rules)", fl.rule_names().len());
         }
         Some(Err(e)) => {

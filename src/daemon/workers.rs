@@ -31,6 +31,8 @@ pub struct WorkerReport {
     /// Packets the rules parsed again because the dispatcher's headroom record could not be
     /// used (none written, or written for another frame). Normally 0.
     pub reparsed: u64,
+    /// This worker's sample of dropped sources.
+    pub top_sources: crate::topsrc::TopSources,
 }
 
 /// What a worker and the polling thread share.
@@ -216,6 +218,7 @@ impl<S: PassSink> WorkerLoop<S> {
         r.handed_back = self.handed;
         r.rules = self.judge.rules.counters().clone();
         r.reparsed = self.judge.reparsed;
+        r.top_sources.clone_from(self.judge.top_sources());
     }
 
     fn flush_samples(&self) {

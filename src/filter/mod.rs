@@ -198,9 +198,10 @@ impl std::fmt::Display for Action {
             }
             Action::Sample(s) => write!(
                 f,
-                "sample 1 in {} to {} (rotate at {} bytes, keep {} files)",
+                "sample 1 in {} to {} ({}, rotate at {} bytes, keep {} files)",
                 s.every,
                 s.policy.path.display(),
+                s.policy.format.name(),
                 s.policy.max_bytes,
                 s.policy.max_files
             ),

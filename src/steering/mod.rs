@@ -31,10 +31,12 @@ pub mod ethtool;
 pub mod sim;
 pub mod state;
 pub mod uapi;
+pub mod xdp;
 
 pub use ethtool::EthtoolBackend;
 pub use sim::SimBackend;
 pub use state::{default_state_path, StateFile};
+pub use xdp::{xdp_state_path, XdpSetup, XdpSteering, XdpSteeringError};
 
 /// What kind of packets a rule matches (IPv4 only: upstream ixgbe refuses IPv6 rules, facts §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

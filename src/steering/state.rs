@@ -216,9 +216,9 @@ impl StateFile {
         Ok(self.dir.as_ref())
     }
 
-    /// Reads the file; `None` if it (or its directory) does not exist or is empty (cleared by
-    /// an unprivileged exit).
-    pub fn read(&mut self) -> Result<Option<State>, SteeringError> {
+    /// The file's text; `None` if it (or its directory) does not exist or it is empty. The
+    /// directory and the file are checked as described on [`StateFile`]; at most 1 MiB.
+    pub fn read_text(&mut self) -> Result<Option<String>, SteeringError> {
         let name = self.name()?.to_owned();
         let path = self.path.clone();
         let Some(dir) = self.dir(false)? else {
@@ -250,6 +250,20 @@ impl StateFile {
         if text.trim().is_empty() {
             return Ok(None);
         }
+        Ok(Some(text))
+    }
+
+    /// Reads the file; `None` if it (or its directory) does not exist or is empty (cleared by
+    /// an unprivileged exit).
+    pub fn read(&mut self) -> Result<Option<State>, SteeringError> {
+        let path = self.path.clone();
+        let err = |msg: String| SteeringError::State {
+            path: path.clone(),
+            msg,
+        };
+        let Some(text) = self.read_text()? else {
+            return Ok(None);
+        };
         let st: State = serde_json::from_str(&text).map_err(|e| {
             err(format!(
                 "not a floodgate steering state ({e}); if no floodgate is running, check the PF's rules with `ethtool -n <pf>` and delete the file"
@@ -287,6 +301,13 @@ impl StateFile {
                 .collect(),
         };
         let text = serde_json::to_string(&st).map_err(|e| self.err(e.to_string()))?;
+        self.write_text(&text)
+    }
+
+    /// Writes `text` as the file's contents: to `NAME.tmp` (created new, 0600), synced, then
+    /// renamed over `NAME`; the directory is created (0700) if missing. A symbolic link at
+    /// either name is refused.
+    pub fn write_text(&mut self, text: &str) -> Result<(), SteeringError> {
         let name = self.name()?.to_owned();
         let tmp = self.tmp_name()?;
         let path = self.path.clone();

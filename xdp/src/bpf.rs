@@ -28,8 +28,18 @@ const BPF_MAP_UPDATE_ELEM: u32 = 2;
 const BPF_MAP_DELETE_ELEM: u32 = 3;
 const BPF_PROG_LOAD: u32 = 5;
 const BPF_PROG_TEST_RUN: u32 = 10;
+const BPF_PROG_GET_FD_BY_ID: u32 = 13;
+const BPF_OBJ_GET_INFO_BY_FD: u32 = 15;
 const BPF_LINK_CREATE: u32 = 28;
+const BPF_LINK_UPDATE: u32 = 29;
+const BPF_LINK_GET_FD_BY_ID: u32 = 30;
 const BPF_LINK_DETACH: u32 = 34;
+
+// `BPF_F_REPLACE` (include/uapi/linux/bpf.h): `BPF_LINK_UPDATE` only if the link still runs
+// `old_prog_fd`.
+const BPF_F_REPLACE: u32 = 1 << 2;
+// `enum bpf_link_type`: `BPF_LINK_TYPE_XDP`.
+const BPF_LINK_TYPE_XDP: u32 = 6;
 
 // `enum bpf_prog_type`, `enum bpf_attach_type` (include/uapi/linux/bpf.h).
 const BPF_PROG_TYPE_XDP: u32 = 6;
@@ -209,7 +219,68 @@ struct LinkDetachAttr {
     link_fd: u32,
 }
 
+/// `bpf_attr` prefix for `BPF_LINK_UPDATE`.
+#[repr(C)]
+#[derive(Default)]
+struct LinkUpdateAttr {
+    link_fd: u32,
+    new_prog_fd: u32,
+    flags: u32,
+    old_prog_fd: u32,
+}
+
+/// `bpf_attr` prefix for the `BPF_*_GET_FD_BY_ID` commands.
+#[repr(C)]
+#[derive(Default)]
+struct GetFdByIdAttr {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+/// `bpf_attr` prefix for `BPF_OBJ_GET_INFO_BY_FD` (the `info` member).
+#[repr(C)]
+#[derive(Default)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// Prefix of `struct bpf_prog_info` up to `name` (offsets from include/uapi/linux/bpf.h).
+#[repr(C)]
+#[derive(Default)]
+struct ProgInfoRaw {
+    prog_type: u32,
+    id: u32,
+    tag: [u8; 8],
+    jited_prog_len: u32,
+    xlated_prog_len: u32,
+    jited_prog_insns: u64,
+    xlated_prog_insns: u64,
+    load_time: u64,
+    created_by_uid: u32,
+    nr_map_ids: u32,
+    map_ids: u64,
+    name: [u8; 16],
+}
+
+/// Prefix of `struct bpf_link_info`: type, id, prog_id, and the union's `xdp.ifindex`
+/// (the union is 8-byte aligned, at offset 16).
+#[repr(C)]
+#[derive(Default)]
+struct LinkInfoRaw {
+    link_type: u32,
+    id: u32,
+    prog_id: u32,
+    _pad: u32,
+    ifindex: u32,
+    _pad2: u32,
+}
+
 const _: () = assert!(std::mem::size_of::<MapCreateAttr>() == 44);
+const _: () = assert!(std::mem::offset_of!(ProgInfoRaw, name) == 64);
+const _: () = assert!(std::mem::offset_of!(LinkInfoRaw, ifindex) == 16);
 const _: () = assert!(std::mem::offset_of!(ProgLoadAttr, prog_name) == 48);
 const _: () = assert!(std::mem::offset_of!(ProgLoadAttr, expected_attach_type) == 68);
 const _: () = assert!(std::mem::offset_of!(TestRunAttr, ctx_out) == 56);
@@ -416,6 +487,54 @@ pub fn possible_cpus() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// `BPF_OBJ_GET_INFO_BY_FD` into `info` (a prefix of the kernel's info struct for `fd`).
+fn obj_info<T>(fd: BorrowedFd<'_>, info: &mut T) -> Result<(), BpfError> {
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<T>() as u32,
+        info: info as *mut T as u64,
+    };
+    sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).map_err(|source| BpfError::Syscall {
+        cmd: "BPF_OBJ_GET_INFO_BY_FD",
+        source,
+    })?;
+    Ok(())
+}
+
+/// A new descriptor for the object with kernel id `id`, or `None` if there is none (`ENOENT`).
+fn fd_by_id(cmd: u32, name: &'static str, id: u32) -> Result<Option<OwnedFd>, BpfError> {
+    let mut attr = GetFdByIdAttr {
+        id,
+        ..Default::default()
+    };
+    match sys_bpf(cmd, &mut attr) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        r => fd_result(name, r).map(Some),
+    }
+}
+
+/// What the kernel says about a loaded program (`struct bpf_prog_info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgInfo {
+    /// The program's id (what `ip link` and `bpftool prog` show).
+    pub id: u32,
+    /// Its name (at most 15 bytes).
+    pub name: String,
+    /// Its instruction count after the kernel's rewrites.
+    pub xlated_insns: u32,
+}
+
+/// What the kernel says about a BPF link (`struct bpf_link_info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// The link's id (what `bpftool link` shows).
+    pub id: u32,
+    /// The id of the program it runs.
+    pub prog_id: u32,
+    /// For an XDP link, the interface; `None` for other link types.
+    pub xdp_ifindex: Option<u32>,
+}
+
 /// A loaded XDP program.
 #[derive(Debug)]
 pub struct Program {
@@ -498,6 +617,29 @@ impl Program {
         }
     }
 
+    /// The loaded program with kernel id `id` (`BPF_PROG_GET_FD_BY_ID`), or `None` if no
+    /// program has that id (any more).
+    pub fn from_id(id: u32) -> Result<Option<Program>, BpfError> {
+        let Some(fd) = fd_by_id(BPF_PROG_GET_FD_BY_ID, "BPF_PROG_GET_FD_BY_ID", id)? else {
+            return Ok(None);
+        };
+        let mut p = Program { fd, insns: 0 };
+        p.insns = (p.info()?.xlated_insns as usize).max(1);
+        Ok(Some(p))
+    }
+
+    /// The kernel's id and name of the program (`BPF_OBJ_GET_INFO_BY_FD`).
+    pub fn info(&self) -> Result<ProgInfo, BpfError> {
+        let mut raw = ProgInfoRaw::default();
+        obj_info(self.fd.as_fd(), &mut raw)?;
+        let end = raw.name.iter().position(|&b| b == 0).unwrap_or(16);
+        Ok(ProgInfo {
+            id: raw.id,
+            name: String::from_utf8_lossy(&raw.name[..end]).into_owned(),
+            xlated_insns: raw.xlated_prog_len / 8,
+        })
+    }
+
     /// Number of instructions loaded.
     pub fn len(&self) -> usize {
         self.insns
@@ -572,6 +714,52 @@ impl Link {
     /// The mode requested at attach time.
     pub fn mode(&self) -> XdpAttachMode {
         self.mode
+    }
+
+    /// The link with kernel id `id` (`BPF_LINK_GET_FD_BY_ID`), or `None` if no link has that
+    /// id (any more). Its [`mode`](Self::mode) is unknown and reported as `Auto`; its
+    /// [`ifindex`](Self::ifindex) is 0 unless it is an XDP link.
+    pub fn from_id(id: u32) -> Result<Option<Link>, BpfError> {
+        let Some(fd) = fd_by_id(BPF_LINK_GET_FD_BY_ID, "BPF_LINK_GET_FD_BY_ID", id)? else {
+            return Ok(None);
+        };
+        let mut l = Link {
+            fd,
+            ifindex: 0,
+            mode: XdpAttachMode::Auto,
+        };
+        l.ifindex = l.info()?.xdp_ifindex.unwrap_or(0);
+        Ok(Some(l))
+    }
+
+    /// The kernel's id of the link, the program it runs and its interface
+    /// (`BPF_OBJ_GET_INFO_BY_FD`).
+    pub fn info(&self) -> Result<LinkInfo, BpfError> {
+        let mut raw = LinkInfoRaw::default();
+        obj_info(self.fd.as_fd(), &mut raw)?;
+        Ok(LinkInfo {
+            id: raw.id,
+            prog_id: raw.prog_id,
+            xdp_ifindex: (raw.link_type == BPF_LINK_TYPE_XDP).then_some(raw.ifindex),
+        })
+    }
+
+    /// Replaces the program the link runs with `new`, atomically (`BPF_LINK_UPDATE`): every
+    /// frame sees either the old program or the new one, and the interface is never without
+    /// one. With `old`, the update is refused (`EPERM`) unless the link still runs `old`
+    /// (`BPF_F_REPLACE`), so a concurrent replacement is not overwritten.
+    pub fn update(&self, new: &Program, old: Option<&Program>) -> Result<(), BpfError> {
+        let mut attr = LinkUpdateAttr {
+            link_fd: self.fd.as_raw_fd() as u32,
+            new_prog_fd: new.fd.as_raw_fd() as u32,
+            flags: if old.is_some() { BPF_F_REPLACE } else { 0 },
+            old_prog_fd: old.map_or(0, |p| p.fd.as_raw_fd() as u32),
+        };
+        sys_bpf(BPF_LINK_UPDATE, &mut attr).map_err(|source| BpfError::Syscall {
+            cmd: "BPF_LINK_UPDATE",
+            source,
+        })?;
+        Ok(())
     }
 
     /// Detaches the program now (`BPF_LINK_DETACH`), even if duplicates of the link's fd

@@ -7,6 +7,8 @@
 //!   load with the verifier log in the error, `BPF_PROG_TEST_RUN`, and attaching an XDP
 //!   program to an interface through a BPF link (the attachment lives exactly as long as the
 //!   link's file descriptor, so a crash removes it).
+//! * [`netlink`]: which XDP program an interface runs and in which mode (rtnetlink), and the
+//!   legacy detach used to clean up a program a previous run left attached without a link.
 //! * [`prog`]: an eBPF instruction encoder and a generator that turns a list of steering rules
 //!   ([`prog::XdpRule`]) into an XDP program: matching packets are redirected into the AF_XDP
 //!   socket of their RX queue, everything else goes to the kernel (`XDP_PASS`).
@@ -20,12 +22,15 @@
 #![deny(missing_docs)]
 
 pub mod bpf;
+pub mod netlink;
 pub mod prog;
 pub mod socket;
 
 pub use bpf::{BpfError, Link, Map, MapType, Program, XdpAttachMode};
 pub use prog::{generate, Flow, Insn, XdpAction, XdpRule};
-pub use socket::{BindMode, Frame, SocketConfig, SocketError, XskMode, XskSocket};
+pub use socket::{
+    BindMode, Frame, RxDesc, SocketConfig, SocketError, UmemSocket, XskMode, XskSocket,
+};
 
 /// Interface index of `name` (`if_nametoindex(3)`), or `None` if there is no such interface.
 pub fn ifindex(name: &str) -> Option<u32> {

@@ -3,7 +3,7 @@
 //! outline; nothing here is on the packet path.
 
 use super::{fmt_mac, Config, IxgbeVf, MailboxApi, NicModel, Timeouts, VfInfo, XcastMode};
-use crate::mailbox::{pack_mac, unpack_mac, Mailbox};
+use crate::mailbox::{pack_mac, unpack_mac, Mailbox, PollDeadline};
 use crate::mempool::{Mempool, MempoolConfig};
 use crate::regs::*;
 use crate::rx::RxQueue;
@@ -128,7 +128,7 @@ fn reset_vf<B: Bar>(bar: &B, mbx: &mut Mailbox, location: &str, t: &Timeouts) ->
     bar.write32(VFCTRL, VFCTRL_RST);
     let _ = bar.read32(VFSTATUS); // flush
     mbx.clear_soft();
-    let start = Instant::now();
+    let mut deadline = PollDeadline::new(t.reset, t.poll_interval);
     loop {
         let v = bar.read32(VFMAILBOX);
         if v == ALL_ONES {
@@ -137,7 +137,7 @@ fn reset_vf<B: Bar>(bar: &B, mbx: &mut Mailbox, location: &str, t: &Timeouts) ->
         if v & (MBX_RSTI | MBX_RSTD) != 0 {
             break;
         }
-        if start.elapsed() >= t.reset {
+        if deadline.expired() {
             return Err(Error::ResetTimeout {
                 location: location.to_string(),
                 timeout_us: t.reset.as_micros() as u64,
@@ -610,7 +610,8 @@ impl<D: Device> IxgbeVf<D> {
     }
 
     fn wait_enabled(&self, reg: u32, during: &'static str) -> Result<(), Error> {
-        let start = Instant::now();
+        let t = &self.cfg.timeouts;
+        let mut deadline = PollDeadline::new(t.queue_enable, t.poll_interval);
         loop {
             let v = self.bar.read32(reg);
             if v == ALL_ONES {
@@ -619,7 +620,7 @@ impl<D: Device> IxgbeVf<D> {
             if v & XDCTL_ENABLE != 0 {
                 return Ok(());
             }
-            if start.elapsed() >= self.cfg.timeouts.queue_enable {
+            if deadline.expired() {
                 log::warn!(
                     "{}: register {reg:#x} did not report ENABLE while {during}",
                     self.location

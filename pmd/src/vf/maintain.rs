@@ -36,7 +36,7 @@ impl<D: Device> IxgbeVf<D> {
             self.hw.update(raw);
         }
         for txq in &mut self.tx {
-            let n = txq.drain_all();
+            let n = txq.drain_stopped();
             txq.stats.dropped_reset += n;
         }
         // The VF keeps the MAC it runs with when the PF's RESET reply carries none (an

@@ -20,11 +20,16 @@
 //! Chunk ownership is tracked per chunk (with the kernel, in user hands, queued for TX, free), so
 //! a [`Frame`] — a plain copyable address and length — cannot be released or sent twice.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::bpf::{BpfError, Map};
+
+mod external;
+mod ring;
+mod sys;
+
+pub use external::{RxDesc, UmemSocket};
+use sys::{Mmap, XskCore};
 
 /// Bytes the kernel keeps in front of every received frame beyond our headroom
 /// (`XDP_PACKET_HEADROOM`, include/linux/bpf.h / include/uapi/linux/bpf.h usage in xsk).
@@ -48,20 +53,6 @@ pub enum SocketError {
     /// Registering the socket in the XSKMAP failed.
     #[error("registering the AF_XDP socket in the XSKMAP: {0}")]
     Map(#[from] BpfError),
-}
-
-/// How long `bind` retries while the queue is still claimed by a socket being released.
-const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-fn is_busy(e: &SocketError) -> bool {
-    matches!(e, SocketError::Sys { source, .. } if source.raw_os_error() == Some(libc::EBUSY))
-}
-
-fn sys(what: &'static str) -> SocketError {
-    SocketError::Sys {
-        what,
-        source: std::io::Error::last_os_error(),
-    }
 }
 
 /// Which bind mode to ask for.
@@ -134,8 +125,8 @@ impl Default for SocketConfig {
 }
 
 impl SocketConfig {
-    fn validate(&self) -> Result<(), SocketError> {
-        let page = page_size();
+    pub(crate) fn validate(&self) -> Result<(), SocketError> {
+        let page = sys::page_size();
         if !self.chunk_size.is_power_of_two() || self.chunk_size < 2048 || self.chunk_size > page {
             return Err(SocketError::Config(format!(
                 "chunk_size {} must be a power of two from 2048 to the page size {page}",
@@ -173,166 +164,6 @@ impl SocketConfig {
     /// Longer frames are dropped by the kernel (counted in `rx_dropped`).
     pub fn max_frame(&self) -> u32 {
         self.chunk_size - self.headroom - XDP_PACKET_HEADROOM
-    }
-}
-
-fn page_size() -> u32 {
-    // SAFETY: sysconf has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 {
-        p as u32
-    } else {
-        4096
-    }
-}
-
-/// One anonymous or socket mapping, unmapped on drop.
-#[derive(Debug)]
-struct Mmap {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Mmap {
-    fn new(
-        len: usize,
-        flags: libc::c_int,
-        fd: libc::c_int,
-        off: libc::off_t,
-        what: &'static str,
-    ) -> Result<Mmap, SocketError> {
-        // SAFETY: a fresh mapping at an address chosen by the kernel; no existing memory is
-        // affected. The result is checked for MAP_FAILED.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags | libc::MAP_POPULATE,
-                fd,
-                off,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(sys(what));
-        }
-        Ok(Mmap {
-            ptr: NonNull::new(p as *mut u8).ok_or_else(|| sys(what))?,
-            len,
-        })
-    }
-}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len describe a mapping this value created and nobody uses after drop.
-        unsafe { libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, self.len) };
-    }
-}
-
-/// One ring: producer and consumer indices, flags, and `size` entries of `T`.
-struct Ring<T> {
-    producer: NonNull<AtomicU32>,
-    consumer: NonNull<AtomicU32>,
-    flags: NonNull<AtomicU32>,
-    descs: NonNull<T>,
-    size: u32,
-    /// Entries the other side claimed beyond `size` (a kernel that breaks the protocol).
-    overruns: u64,
-    _map: Option<Mmap>,
-}
-
-impl<T: Copy> Ring<T> {
-    /// # Safety
-    /// The pointers must be valid, suitably aligned, and stay valid while the ring lives
-    /// (`map` keeps them mapped); `descs` must have `size` entries.
-    unsafe fn from_raw(
-        base: *mut u8,
-        off: &libc::xdp_ring_offset,
-        size: u32,
-        map: Option<Mmap>,
-    ) -> Ring<T> {
-        let at = |o: u64| {
-            // SAFETY: the kernel's ring offsets lie inside the mapping `base` starts (the
-            // caller's contract).
-            NonNull::new(unsafe { base.add(o as usize) }).expect("mapping is not null")
-        };
-        Ring {
-            producer: at(off.producer).cast(),
-            consumer: at(off.consumer).cast(),
-            flags: at(off.flags).cast(),
-            descs: at(off.desc).cast(),
-            size,
-            overruns: 0,
-            _map: map,
-        }
-    }
-
-    fn prod(&self) -> &AtomicU32 {
-        // SAFETY: valid for the ring's life (from_raw's contract).
-        unsafe { self.producer.as_ref() }
-    }
-    fn cons(&self) -> &AtomicU32 {
-        // SAFETY: as above.
-        unsafe { self.consumer.as_ref() }
-    }
-
-    fn needs_wakeup(&self) -> bool {
-        // SAFETY: as above.
-        let f = unsafe { self.flags.as_ref() }.load(Ordering::Relaxed);
-        f & libc::XDP_RING_NEED_WAKEUP != 0
-    }
-
-    /// Producer side: how many entries we may still add.
-    fn free(&self) -> u32 {
-        let prod = self.prod().load(Ordering::Relaxed);
-        let cons = self.cons().load(Ordering::Acquire);
-        self.size.saturating_sub(prod.wrapping_sub(cons))
-    }
-
-    /// Producer side: entries added and not yet taken by the other side.
-    fn pending(&self) -> u32 {
-        let prod = self.prod().load(Ordering::Relaxed);
-        let cons = self.cons().load(Ordering::Acquire);
-        prod.wrapping_sub(cons).min(self.size)
-    }
-
-    /// Producer side: adds as many of `items` as fit; returns how many.
-    fn produce(&mut self, items: impl Iterator<Item = T>) -> u32 {
-        let free = self.free();
-        let prod = self.prod().load(Ordering::Relaxed);
-        let mut n = 0;
-        for item in items.take(free as usize) {
-            let i = prod.wrapping_add(n) & (self.size - 1);
-            // SAFETY: i < size; the entry is ours until the producer index passes it.
-            unsafe { self.descs.as_ptr().add(i as usize).write_volatile(item) };
-            n += 1;
-        }
-        if n > 0 {
-            self.prod().store(prod.wrapping_add(n), Ordering::Release);
-        }
-        n
-    }
-
-    /// Consumer side: hands up to `max` entries to `f`; returns how many.
-    fn consume(&mut self, max: u32, mut f: impl FnMut(T)) -> u32 {
-        let cons = self.cons().load(Ordering::Relaxed);
-        let prod = self.prod().load(Ordering::Acquire);
-        let mut avail = prod.wrapping_sub(cons);
-        if avail > self.size {
-            self.overruns += 1;
-            avail = self.size;
-        }
-        let n = avail.min(max);
-        for k in 0..n {
-            let i = cons.wrapping_add(k) & (self.size - 1);
-            // SAFETY: i < size; the entry was published by the producer (acquire above).
-            f(unsafe { self.descs.as_ptr().add(i as usize).read_volatile() });
-        }
-        if n > 0 {
-            self.cons().store(cons.wrapping_add(n), Ordering::Release);
-        }
-        n
     }
 }
 
@@ -407,18 +238,11 @@ pub struct SocketStats {
 /// An AF_XDP socket bound to one queue of one interface, with its own UMEM.
 pub struct XskSocket {
     // Field order is drop order: the socket closes before the rings and UMEM are unmapped.
-    fd: OwnedFd,
-    fill: Ring<u64>,
-    comp: Ring<u64>,
-    rx: Ring<libc::xdp_desc>,
-    tx: Ring<libc::xdp_desc>,
+    core: XskCore,
     umem: Mmap,
     cfg: SocketConfig,
     owner: Vec<Owner>,
     free: Vec<u64>,
-    mode: XskMode,
-    ifindex: u32,
-    queue: u32,
     stats: SocketStats,
 }
 
@@ -430,70 +254,12 @@ unsafe impl Send for XskSocket {}
 impl std::fmt::Debug for XskSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XskSocket")
-            .field("fd", &self.fd)
-            .field("ifindex", &self.ifindex)
-            .field("queue", &self.queue)
-            .field("mode", &self.mode)
+            .field("fd", &self.core.fd)
+            .field("ifindex", &self.core.ifindex)
+            .field("queue", &self.core.queue)
+            .field("mode", &self.core.mode)
             .finish_non_exhaustive()
     }
-}
-
-fn setsockopt<T>(
-    fd: &OwnedFd,
-    opt: libc::c_int,
-    v: &T,
-    what: &'static str,
-) -> Result<(), SocketError> {
-    // SAFETY: v points to a live T of the size passed.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_XDP,
-            opt,
-            v as *const T as *const libc::c_void,
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(sys(what));
-    }
-    Ok(())
-}
-
-/// C structs of plain integers, for which all-zero bytes are a valid value.
-///
-/// # Safety
-/// Implement only for such structs.
-unsafe trait Plain {}
-// SAFETY: all three are structs of u32/u64 fields (include/uapi/linux/if_xdp.h).
-unsafe impl Plain for libc::xdp_mmap_offsets {}
-// SAFETY: as above.
-unsafe impl Plain for libc::xdp_options {}
-// SAFETY: as above.
-unsafe impl Plain for libc::xdp_statistics {}
-
-fn getsockopt<T: Plain>(
-    fd: &OwnedFd,
-    opt: libc::c_int,
-    what: &'static str,
-) -> Result<(T, usize), SocketError> {
-    // SAFETY: `T: Plain`, all-zero is a valid value.
-    let mut v: T = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
-    // SAFETY: v is a live T and len its size; the kernel writes at most len bytes.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_XDP,
-            opt,
-            &mut v as *mut T as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(sys(what));
-    }
-    Ok((v, len as usize))
 }
 
 impl XskSocket {
@@ -503,14 +269,6 @@ impl XskSocket {
     /// program ([`XskSocket::register`]).
     pub fn new(ifindex: u32, queue: u32, cfg: SocketConfig) -> Result<XskSocket, SocketError> {
         cfg.validate()?;
-        // SAFETY: plain socket(2) call; the result is checked.
-        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(sys("socket(AF_XDP)"));
-        }
-        // SAFETY: a new fd nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-
         let umem_len = cfg.frame_count as usize * cfg.chunk_size as usize;
         let umem = Mmap::new(
             umem_len,
@@ -519,90 +277,11 @@ impl XskSocket {
             0,
             "mmap UMEM",
         )?;
-        let reg = libc::xdp_umem_reg {
-            addr: umem.ptr.as_ptr() as u64,
-            len: umem_len as u64,
-            chunk_size: cfg.chunk_size,
-            headroom: cfg.headroom,
-            flags: 0,
-            tx_metadata_len: 0,
-        };
-        setsockopt(&fd, libc::XDP_UMEM_REG, &reg, "XDP_UMEM_REG")?;
-        setsockopt(
-            &fd,
-            libc::XDP_UMEM_FILL_RING,
-            &cfg.fill_size,
-            "XDP_UMEM_FILL_RING",
-        )?;
-        setsockopt(
-            &fd,
-            libc::XDP_UMEM_COMPLETION_RING,
-            &cfg.comp_size,
-            "XDP_UMEM_COMPLETION_RING",
-        )?;
-        setsockopt(&fd, libc::XDP_RX_RING, &cfg.rx_size, "XDP_RX_RING")?;
-        setsockopt(&fd, libc::XDP_TX_RING, &cfg.tx_size, "XDP_TX_RING")?;
-        let (off, len): (libc::xdp_mmap_offsets, usize) =
-            getsockopt(&fd, libc::XDP_MMAP_OFFSETS, "XDP_MMAP_OFFSETS")?;
-        if len != std::mem::size_of::<libc::xdp_mmap_offsets>() {
-            return Err(SocketError::Config(format!(
-                "kernel returned {len}-byte ring offsets (no ring flags: kernel older than 5.4)"
-            )));
-        }
-        let ring = |o: &libc::xdp_ring_offset, n: u32, entry: usize, pgoff: u64, what| {
-            let len = o.desc as usize + n as usize * entry;
-            Mmap::new(
-                len,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                pgoff as libc::off_t,
-                what,
-            )
-        };
-        let fr = ring(
-            &off.fr,
-            cfg.fill_size,
-            8,
-            libc::XDP_UMEM_PGOFF_FILL_RING,
-            "mmap fill ring",
-        )?;
-        let cr = ring(
-            &off.cr,
-            cfg.comp_size,
-            8,
-            libc::XDP_UMEM_PGOFF_COMPLETION_RING,
-            "mmap completion ring",
-        )?;
-        let rxm = ring(
-            &off.rx,
-            cfg.rx_size,
-            16,
-            libc::XDP_PGOFF_RX_RING as u64,
-            "mmap RX ring",
-        )?;
-        let txm = ring(
-            &off.tx,
-            cfg.tx_size,
-            16,
-            libc::XDP_PGOFF_TX_RING as u64,
-            "mmap TX ring",
-        )?;
-        // SAFETY: each mapping covers `desc + size * entry` bytes at the kernel-given offsets
-        // and moves into its ring, which keeps it mapped.
-        let (fill, comp, rx, tx) = unsafe {
-            (
-                Ring::from_raw(fr.ptr.as_ptr(), &off.fr, cfg.fill_size, Some(fr)),
-                Ring::from_raw(cr.ptr.as_ptr(), &off.cr, cfg.comp_size, Some(cr)),
-                Ring::from_raw(rxm.ptr.as_ptr(), &off.rx, cfg.rx_size, Some(rxm)),
-                Ring::from_raw(txm.ptr.as_ptr(), &off.tx, cfg.tx_size, Some(txm)),
-            )
-        };
+        // SAFETY: `umem` is a fresh page-aligned mapping of frame_count * chunk_size bytes; it
+        // moves into the socket, whose field order closes the socket before unmapping it.
+        let core = unsafe { XskCore::open(ifindex, queue, umem.ptr, &cfg, 0)? };
         let mut s = XskSocket {
-            fd,
-            fill,
-            comp,
-            rx,
-            tx,
+            core,
             umem,
             owner: vec![Owner::Free; cfg.frame_count as usize],
             free: (0..cfg.frame_count as u64)
@@ -610,113 +289,32 @@ impl XskSocket {
                 .map(|i| i * cfg.chunk_size as u64)
                 .collect(),
             cfg,
-            mode: XskMode::Copy,
-            ifindex,
-            queue,
             stats: SocketStats::default(),
         };
         s.refill();
-        s.bind()?;
+        s.core.bind(&s.cfg)?;
         Ok(s)
-    }
-
-    fn bind(&mut self) -> Result<(), SocketError> {
-        let wake = if self.cfg.need_wakeup {
-            libc::XDP_USE_NEED_WAKEUP
-        } else {
-            0
-        };
-        let try_bind = |flags: u16| -> Result<(), SocketError> {
-            let sa = libc::sockaddr_xdp {
-                sxdp_family: libc::AF_XDP as u16,
-                sxdp_flags: flags | wake,
-                sxdp_ifindex: self.ifindex,
-                sxdp_queue_id: self.queue,
-                sxdp_shared_umem_fd: 0,
-            };
-            // SAFETY: sa is a valid sockaddr_xdp of the size passed.
-            let r = unsafe {
-                libc::bind(
-                    self.fd.as_raw_fd(),
-                    &sa as *const libc::sockaddr_xdp as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-                )
-            };
-            if r != 0 {
-                return Err(sys("bind"));
-            }
-            Ok(())
-        };
-        let once = || -> Result<(), SocketError> {
-            match self.cfg.bind {
-                BindMode::ZeroCopy => try_bind(libc::XDP_ZEROCOPY),
-                BindMode::Copy => try_bind(libc::XDP_COPY),
-                BindMode::Auto => match try_bind(libc::XDP_ZEROCOPY) {
-                    Err(e) if !is_busy(&e) => {
-                        log::info!(
-                            "AF_XDP ifindex {} queue {}: no zero copy ({e}), using copy mode",
-                            self.ifindex,
-                            self.queue
-                        );
-                        try_bind(libc::XDP_COPY)
-                    }
-                    r => r,
-                },
-            }
-        };
-        // The kernel releases a closed socket's claim on the queue asynchronously (a deferred
-        // work item frees the buffer pool), so a bind right after a previous owner closed or
-        // died can see EBUSY for a moment: retry for up to BIND_BUSY_WAIT.
-        let deadline = std::time::Instant::now() + BIND_BUSY_WAIT;
-        loop {
-            match once() {
-                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
-                    log::debug!("AF_XDP bind: queue {} busy, retrying", self.queue);
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => break r?,
-            }
-        }
-        // A kernel without XDP_OPTIONS (before 5.3) has no zero copy to report.
-        let flags = getsockopt::<libc::xdp_options>(&self.fd, libc::XDP_OPTIONS, "XDP_OPTIONS")
-            .map_or(0, |(o, _)| o.flags);
-        self.mode = if flags & libc::XDP_OPTIONS_ZEROCOPY != 0 {
-            XskMode::ZeroCopy
-        } else {
-            XskMode::Copy
-        };
-        log::info!(
-            "AF_XDP socket bound to ifindex {} queue {} in {} mode",
-            self.ifindex,
-            self.queue,
-            self.mode
-        );
-        Ok(())
     }
 
     /// Puts this socket into `xskmap` at its queue index, so the XDP program's
     /// `bpf_redirect_map(&xsks, rx_queue_index, ..)` reaches it.
     pub fn register(&self, xskmap: &Map) -> Result<(), SocketError> {
-        xskmap.update(
-            &self.queue.to_ne_bytes(),
-            &self.fd.as_raw_fd().to_ne_bytes(),
-        )?;
-        Ok(())
+        self.core.register(xskmap)
     }
 
     /// The mode obtained at bind.
     pub fn mode(&self) -> XskMode {
-        self.mode
+        self.core.mode
     }
 
     /// The interface index.
     pub fn ifindex(&self) -> u32 {
-        self.ifindex
+        self.core.ifindex
     }
 
     /// The queue.
     pub fn queue(&self) -> u32 {
-        self.queue
+        self.core.queue
     }
 
     /// The configuration in use.
@@ -731,7 +329,7 @@ impl XskSocket {
 
     /// Entries in the fill ring the kernel has not taken yet.
     pub fn fill_pending(&self) -> u32 {
-        self.fill.pending()
+        self.core.fill.pending()
     }
 
     fn chunk_of(&self, addr: u64) -> Option<usize> {
@@ -741,12 +339,12 @@ impl XskSocket {
 
     /// Moves free chunks into the fill ring, as many as fit.
     fn refill(&mut self) {
-        let n = self.fill.free().min(self.free.len() as u32) as usize;
+        let n = self.core.fill.free().min(self.free.len() as u32) as usize;
         if n == 0 {
             return;
         }
         let start = self.free.len() - n;
-        let put = self.fill.produce(self.free[start..].iter().copied()) as usize;
+        let put = self.core.fill.produce(self.free[start..].iter().copied()) as usize;
         for &a in &self.free[start..start + put] {
             let i = (a / self.cfg.chunk_size as u64) as usize;
             self.owner[i] = Owner::Kernel;
@@ -770,7 +368,7 @@ impl XskSocket {
         while got < out.len() {
             let want = (out.len() - got).min(descs.len()) as u32;
             let mut k = 0;
-            let n = self.rx.consume(want, |d| {
+            let n = self.core.rx.consume(want, |d| {
                 descs[k] = d;
                 k += 1;
             });
@@ -808,31 +406,17 @@ impl XskSocket {
         }
         self.stats.rx_frames += got as u64;
         self.refill();
-        if got == 0 && self.cfg.need_wakeup && self.fill.needs_wakeup() {
-            self.wake_rx();
+        if got == 0 && self.cfg.need_wakeup && self.core.fill.needs_wakeup() {
+            self.core.wake_rx();
         }
         got
-    }
-
-    fn wake_rx(&self) {
-        // SAFETY: a zero-length recvfrom on our socket: no buffer is touched.
-        unsafe {
-            libc::recvfrom(
-                self.fd.as_raw_fd(),
-                std::ptr::null_mut(),
-                0,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-        };
     }
 
     /// Waits up to `timeout_ms` for received frames (`poll(2)` on the socket). Returns `true`
     /// if the RX ring is not empty.
     pub fn poll_rx(&self, timeout_ms: i32) -> bool {
         let mut p = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
+            fd: std::os::fd::AsRawFd::as_raw_fd(&self.core.fd),
             events: libc::POLLIN,
             revents: 0,
         };
@@ -922,7 +506,7 @@ impl XskSocket {
     /// and not sent). Kicks the kernel when it needs it. Sent chunks come back through
     /// [`XskSocket::complete`].
     pub fn tx_burst(&mut self, frames: &[Frame]) -> usize {
-        let room = self.tx.free() as usize;
+        let room = self.core.tx.free() as usize;
         let mut taken = 0;
         let mut queued = 0;
         let mut descs = Vec::with_capacity(room.min(frames.len()));
@@ -944,21 +528,11 @@ impl XskSocket {
             }
         }
         if !descs.is_empty() {
-            queued = self.tx.produce(descs.into_iter()) as usize;
+            queued = self.core.tx.produce(descs.into_iter()) as usize;
         }
         self.stats.tx_frames += queued as u64;
-        if queued > 0 && (!self.cfg.need_wakeup || self.tx.needs_wakeup()) {
-            // SAFETY: a zero-length sendto on our socket kicks TX processing.
-            unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    std::ptr::null(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null(),
-                    0,
-                )
-            };
+        if queued > 0 && (!self.cfg.need_wakeup || self.core.tx.needs_wakeup()) {
+            self.core.kick_tx();
         }
         taken
     }
@@ -967,7 +541,9 @@ impl XskSocket {
     pub fn complete(&mut self) -> usize {
         let chunk = self.cfg.chunk_size as u64;
         let mut addrs = Vec::new();
-        self.comp.consume(self.cfg.comp_size, |a| addrs.push(a));
+        self.core
+            .comp
+            .consume(self.cfg.comp_size, |a| addrs.push(a));
         let mut n = 0;
         for a in addrs {
             match self.chunk_of(a).filter(|&i| self.owner[i] == Owner::Tx) {
@@ -987,11 +563,8 @@ impl XskSocket {
     /// Our counters and the kernel's (`XDP_STATISTICS`; zero if the kernel refuses).
     pub fn stats(&self) -> SocketStats {
         let mut s = self.stats;
-        s.ring_overruns =
-            self.fill.overruns + self.comp.overruns + self.rx.overruns + self.tx.overruns;
-        if let Ok((k, _)) =
-            getsockopt::<libc::xdp_statistics>(&self.fd, libc::XDP_STATISTICS, "XDP_STATISTICS")
-        {
+        s.ring_overruns = self.core.overruns();
+        if let Some(k) = self.core.kernel_stats() {
             s.rx_dropped = k.rx_dropped;
             s.rx_invalid_descs = k.rx_invalid_descs;
             s.tx_invalid_descs = k.tx_invalid_descs;
@@ -1005,92 +578,13 @@ impl XskSocket {
 
 impl AsFd for XskSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.core.fd.as_fd()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Ring memory laid out like the kernel's, on the heap.
-    #[repr(C)]
-    struct FakeRing<T, const N: usize> {
-        producer: AtomicU32,
-        consumer: AtomicU32,
-        flags: AtomicU32,
-        descs: [T; N],
-    }
-
-    fn fake<T: Copy, const N: usize>(init: T) -> (Box<FakeRing<T, N>>, Ring<T>) {
-        let mut b = Box::new(FakeRing {
-            producer: AtomicU32::new(0),
-            consumer: AtomicU32::new(0),
-            flags: AtomicU32::new(0),
-            descs: [init; N],
-        });
-        let off = libc::xdp_ring_offset {
-            producer: std::mem::offset_of!(FakeRing<T, N>, producer) as u64,
-            consumer: std::mem::offset_of!(FakeRing<T, N>, consumer) as u64,
-            flags: std::mem::offset_of!(FakeRing<T, N>, flags) as u64,
-            desc: std::mem::offset_of!(FakeRing<T, N>, descs) as u64,
-        };
-        // SAFETY: the box outlives the ring in each test (returned together, ring dropped
-        // first by declaration order at the call sites), and holds N entries.
-        let r = unsafe {
-            Ring::from_raw(
-                &mut *b as *mut FakeRing<T, N> as *mut u8,
-                &off,
-                N as u32,
-                None,
-            )
-        };
-        (b, r)
-    }
-
-    #[test]
-    fn full_producer_ring_takes_nothing_more() {
-        let (mem, mut r) = fake::<u64, 8>(0);
-        assert_eq!(r.produce(0..5u64), 5);
-        assert_eq!(r.produce(10..20u64), 3, "only 3 slots left");
-        assert_eq!(r.free(), 0);
-        assert_eq!(r.produce(20..21u64), 0, "full ring");
-        assert_eq!(mem.producer.load(Ordering::Relaxed), 8);
-        // The consumer takes 2; 2 slots free again, written at the wrapped positions.
-        mem.consumer.store(2, Ordering::Release);
-        assert_eq!(r.produce(30..40u64), 2);
-        assert_eq!(mem.descs, [30, 31, 2, 3, 4, 10, 11, 12]);
-        drop(r);
-    }
-
-    #[test]
-    fn empty_consumer_ring_yields_nothing() {
-        let (mut mem, mut r) = fake::<u64, 4>(0);
-        let mut seen = Vec::new();
-        assert_eq!(r.consume(16, |a| seen.push(a)), 0);
-        mem.descs = [7, 8, 9, 10];
-        mem.producer.store(3, Ordering::Release);
-        assert_eq!(r.consume(2, |a| seen.push(a)), 2);
-        assert_eq!(r.consume(16, |a| seen.push(a)), 1);
-        assert_eq!(r.consume(16, |a| seen.push(a)), 0);
-        assert_eq!(seen, [7, 8, 9]);
-        assert_eq!(mem.consumer.load(Ordering::Relaxed), 3);
-        drop(r);
-    }
-
-    #[test]
-    fn lying_producer_index_is_clamped_and_counted() {
-        let (mem, mut r) = fake::<u64, 4>(1);
-        mem.producer.store(1000, Ordering::Release);
-        let mut n = 0;
-        assert_eq!(
-            r.consume(u32::MAX, |_| n += 1),
-            4,
-            "never more than the ring holds"
-        );
-        assert_eq!(r.overruns, 1);
-        drop(r);
-    }
 
     #[test]
     fn config_is_checked() {
