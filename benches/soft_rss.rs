@@ -3,8 +3,14 @@
 //!
 //! `cargo bench --bench soft_rss` — criterion's "thrpt" column is in packets (elements) per
 //! second.
+//!
+//! Also a worker's judging: the rules of `benches/rules/` parsing each frame again
+//! (`RuleSet::classify`) against reading the dispatcher's headroom record
+//! (`RuleSet::classify_dispatched`).
 
 use criterion::{black_box, criterion_group, Criterion, Throughput};
+use floodgate::config::Config;
+use floodgate::filter::{Decision, RuleSet};
 use floodgate::softrss::{
     toeplitz_bitwise, Classified, Dispatcher, FramePacket, HashAlgorithm, RssConfig, SoftRss,
     Toeplitz, SYMMETRIC_KEY,
@@ -189,6 +195,10 @@ fn ipp_mode(case: &str) {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(10);
+    if case.starts_with("judge/") {
+        judge_ipp_mode(case, rounds);
+        return;
+    }
     for (alg_name, alg) in ALGS {
         for (name, encap, v6) in CASES {
             if case != format!("{alg_name}/{name}") {
@@ -209,13 +219,113 @@ fn ipp_mode(case: &str) {
     eprintln!("unknown case {case}");
 }
 
+/// The rule sets a worker judges with in the judging benchmarks.
+const JUDGE_RULES: [&str; 2] = ["demo", "operator"];
+
+fn rules(name: &str) -> RuleSet {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/rules")
+        .join(format!("{name}.toml"));
+    let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    cfg.filter.ruleset()
+}
+
+/// The frames of one case with the headroom the dispatcher wrote for each.
+fn dispatched(encap: Encap, v6: bool) -> (Vec<Vec<u8>>, Vec<[u8; 128]>) {
+    let rss = SoftRss::new(RssConfig {
+        workers: 4,
+        ..RssConfig::default()
+    })
+    .expect("config");
+    let fr = frames(encap, v6);
+    let rooms = fr
+        .iter()
+        .map(|f| {
+            let mut room = [0u8; 128];
+            let m = rss.classify(f).meta().for_frame(f);
+            m.write_to(&mut room).expect("128-byte headroom");
+            room
+        })
+        .collect();
+    (fr, rooms)
+}
+
+/// The measured loop of a worker's judging: with `meta` the rules read the headroom record,
+/// without they parse each frame again. Returns the number of drops.
+#[inline(never)]
+fn judge_loop(
+    rs: &mut RuleSet,
+    frames: &[Vec<u8>],
+    rooms: &[[u8; 128]],
+    rounds: usize,
+    meta: bool,
+) -> usize {
+    let mut drops = 0;
+    for r in 0..rounds {
+        let now = r as u64 * 1_000_000;
+        for (f, room) in frames.iter().zip(rooms) {
+            let v = if meta {
+                rs.classify_dispatched(black_box(f), black_box(room), now).0
+            } else {
+                rs.classify(black_box(f), now)
+            };
+            drops += usize::from(v.action == Decision::Drop);
+        }
+    }
+    drops
+}
+
+const JUDGE_CASES: [(&str, Encap, bool); 4] = [
+    ("udp4", Encap::Plain, false),
+    ("udp6", Encap::Plain, true),
+    ("vlan", Encap::Vlan, false),
+    ("gtpu", Encap::GtpU, false),
+];
+
+fn worker_judge(c: &mut Criterion) {
+    let mut g = c.benchmark_group("worker_judge");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for rules_name in JUDGE_RULES {
+        for (name, encap, v6) in JUDGE_CASES {
+            let (fr, rooms) = dispatched(encap, v6);
+            for (how, meta) in [("reparse", false), ("headroom", true)] {
+                let mut rs = rules(rules_name);
+                g.bench_function(format!("{rules_name}/{name}/{how}"), |b| {
+                    b.iter(|| judge_loop(&mut rs, &fr, &rooms, 1, meta))
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
+/// Instruction-count mode of a worker's judging: `SOFT_RSS_IPP=judge/<rules>/<case>/<how>`
+/// with `how` = `reparse` or `headroom`, and `--toggle-collect='*judge_loop*'`.
+fn judge_ipp_mode(case: &str, rounds: usize) {
+    for rules_name in JUDGE_RULES {
+        for (name, encap, v6) in JUDGE_CASES {
+            for (how, meta) in [("reparse", false), ("headroom", true)] {
+                if case != format!("judge/{rules_name}/{name}/{how}") {
+                    continue;
+                }
+                let (fr, rooms) = dispatched(encap, v6);
+                let mut rs = rules(rules_name);
+                let drops = judge_loop(&mut rs, &fr, &rooms, rounds, meta);
+                println!("{case}: {} packets ({drops} dropped)", rounds * fr.len());
+                return;
+            }
+        }
+    }
+    eprintln!("unknown case {case}");
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = dissect_hash, toeplitz, dispatch
+    targets = dissect_hash, toeplitz, dispatch, worker_judge
 }
 fn main() {
     if let Ok(case) = std::env::var("SOFT_RSS_IPP") {

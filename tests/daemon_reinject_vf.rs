@@ -314,6 +314,10 @@ fn workers_hand_survivors_back_and_the_polling_thread_transmits_them() {
     let handed: u64 = reports.iter().map(|r| r.handed_back).sum();
     let passed: u64 = reports.iter().map(|r| r.counters.passed).sum();
     assert_eq!((handed, passed), (100, 100));
+    // The workers judged with the dispatcher's headroom record, never parsing a frame again.
+    let rx: u64 = reports.iter().map(|r| r.rx_packets).sum();
+    let reparsed: u64 = reports.iter().map(|r| r.reparsed).sum();
+    assert_eq!((rx, reparsed), (500, 0));
     // Flows may interleave differently across workers; each frame arrives exactly once.
     let mut egress = nic.take_egress();
     assert_eq!(egress.len(), 100);

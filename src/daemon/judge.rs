@@ -4,6 +4,7 @@
 use crate::daemon::filterloop::TxBack;
 use crate::filter::{Decision, RuleSet};
 use crate::sink::PassSink;
+use crate::softrss::FramePacket;
 use crate::stats::Counters;
 use crate::topsrc::TopSources;
 use crossbeam::queue::ArrayQueue;
@@ -75,6 +76,9 @@ pub(super) struct Judge {
     pub(super) rules: RuleSet,
     pass: PacketBatch,
     drops: PacketBatch,
+    /// Dispatched packets whose headroom record could not be used (missing, or written for
+    /// another frame), so the rules parsed the frame themselves.
+    pub(super) reparsed: u64,
     /// The sample of the sources this judge drops (boxed: 1.5 KB).
     top: Box<TopSources>,
 }
@@ -86,6 +90,7 @@ impl Judge {
             rules,
             pass: PacketBatch::new(burst),
             drops: PacketBatch::new(burst),
+            reparsed: 0,
             top: Box::default(),
         }
     }
@@ -107,6 +112,32 @@ impl Judge {
         now: u64,
         guard: Option<[u8; 6]>,
     ) {
+        self.judge::<O, false>(pkts, out, c, now, guard);
+    }
+
+    /// As [`Judge::burst`] for packets the soft-RSS dispatcher handed over: the rules read the
+    /// parse the dispatcher left in each headroom instead of parsing again (counting in
+    /// `reparsed` the packets whose record could not be used).
+    #[inline]
+    pub(super) fn burst_dispatched<O: Survivors>(
+        &mut self,
+        pkts: impl Iterator<Item = Packet>,
+        out: &mut O,
+        c: &mut Counters,
+        now: u64,
+    ) {
+        self.judge::<O, true>(pkts, out, c, now, None);
+    }
+
+    #[inline(always)]
+    fn judge<O: Survivors, const DISPATCHED: bool>(
+        &mut self,
+        pkts: impl Iterator<Item = Packet>,
+        out: &mut O,
+        c: &mut Counters,
+        now: u64,
+        guard: Option<[u8; 6]>,
+    ) {
         for p in pkts {
             if caught_looping(&p, guard, c) {
                 if let Err(p) = self.drops.push(p) {
@@ -114,7 +145,16 @@ impl Judge {
                 }
                 continue;
             }
-            match self.rules.classify(p.data(), now).action {
+            let action = if DISPATCHED {
+                let (v, used) =
+                    self.rules
+                        .classify_dispatched(p.data(), FramePacket::headroom(&p), now);
+                self.reparsed += u64::from(!used);
+                v.action
+            } else {
+                self.rules.classify(p.data(), now).action
+            };
+            match action {
                 // Dropped buffers go back to the pool together at the end of the burst (one
                 // free-list operation per burst, not per packet), without their bytes being
                 // touched.

@@ -245,6 +245,18 @@ pub fn render(s: &Snapshot) -> String {
         let _ = writeln!(o, "# TYPE floodgate_pool_free_buffers gauge");
         let _ = writeln!(o, "floodgate_pool_free_buffers {free}");
     }
+    // Process-wide, read at render time: BPF programs the native compiler could not take,
+    // which run in the (slower) interpreter instead.
+    let _ = writeln!(
+        o,
+        "# HELP floodgate_bpf_interpreted_programs BPF programs running in the interpreter because they could not be compiled to native code."
+    );
+    let _ = writeln!(o, "# TYPE floodgate_bpf_interpreted_programs gauge");
+    let _ = writeln!(
+        o,
+        "floodgate_bpf_interpreted_programs {}",
+        crate::bpf::interpreted_programs()
+    );
     render_reload_latency(&mut o, &s.reload_latency);
     render_workers(&mut o, &s.workers);
     render_top_sources(&mut o, &s.top_sources);
@@ -589,6 +601,7 @@ mod tests {
             }],
             ..Default::default()
         });
+        let interpreted_before = crate::bpf::interpreted_programs();
         let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), m.clone()).unwrap();
         let mut s = TcpStream::connect(srv.addr()).unwrap();
         s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
@@ -612,6 +625,12 @@ mod tests {
             body.contains("floodgate_pool_free_buffers 4000\n"),
             "{body}"
         );
+        let line = body
+            .lines()
+            .find_map(|l| l.strip_prefix("floodgate_bpf_interpreted_programs "))
+            .expect("the interpreted-programs gauge");
+        assert!(line.parse::<u64>().unwrap() >= interpreted_before, "{body}");
+        assert!(body.contains("# TYPE floodgate_bpf_interpreted_programs gauge\n"));
         assert!(
             body.contains("floodgate_left_in_rings_packets_total 0\n"),
             "{body}"

@@ -28,6 +28,9 @@ pub struct WorkerReport {
     pub handed_back: u64,
     /// Per-rule counters of this worker's rule set.
     pub rules: RuleCounters,
+    /// Packets the rules parsed again because the dispatcher's headroom record could not be
+    /// used (none written, or written for another frame). Normally 0.
+    pub reparsed: u64,
     /// This worker's sample of dropped sources.
     pub top_sources: crate::topsrc::TopSources,
 }
@@ -198,12 +201,12 @@ impl<S: PassSink> WorkerLoop<S> {
                     handed: &mut self.handed,
                 };
                 self.judge
-                    .burst(buf.drain(..), &mut out, &mut self.c, now, None);
+                    .burst_dispatched(buf.drain(..), &mut out, &mut self.c, now);
             }
             None => {
                 let mut out = ToSink(&mut self.sink);
                 self.judge
-                    .burst(buf.drain(..), &mut out, &mut self.c, now, None);
+                    .burst_dispatched(buf.drain(..), &mut out, &mut self.c, now);
             }
         }
     }
@@ -214,6 +217,7 @@ impl<S: PassSink> WorkerLoop<S> {
         r.counters = self.c;
         r.handed_back = self.handed;
         r.rules = self.judge.rules.counters().clone();
+        r.reparsed = self.judge.reparsed;
         r.top_sources.clone_from(self.judge.top_sources());
     }
 

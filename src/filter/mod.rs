@@ -594,6 +594,33 @@ impl RuleSet {
         self.classify_parsed(frame, wire_len, &parsed, now)
     }
 
+    /// Classifies a complete `frame` the soft-RSS dispatcher handed over, reusing the parse it
+    /// left in the start of `headroom` ([`RssMeta`](crate::softrss::RssMeta)) instead of
+    /// reading the headers again. The record is trusted only when it is valid and was written
+    /// for a frame of this length ([`RssMeta::describes`](crate::softrss::RssMeta::describes));
+    /// otherwise the frame is parsed as by [`RuleSet::classify`]. Same verdicts and counters as
+    /// [`RuleSet::classify`] either way. The flag says whether the record was used (true also
+    /// when the rules read no headers, so there was nothing to parse).
+    #[inline(always)]
+    pub fn classify_dispatched(
+        &mut self,
+        frame: &[u8],
+        headroom: &[u8],
+        now: Timestamp,
+    ) -> (Verdict, bool) {
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        if !self.needs_parse {
+            return (self.classify_parsed(frame, len, &Parsed::NOT_IP, now), true);
+        }
+        match crate::softrss::RssMeta::read_for(headroom, frame) {
+            Some(m) => {
+                let parsed = Parsed::from_meta(&m, frame);
+                (self.classify_parsed(frame, len, &parsed, now), true)
+            }
+            None => (self.classify_wire(frame, len, now), false),
+        }
+    }
+
     /// Classifies `frame` whose headers were already parsed into `parsed` (by the soft-RSS
     /// dispatcher, see [`Parsed::from_meta`]); otherwise as [`RuleSet::classify_wire`].
     #[inline(always)]

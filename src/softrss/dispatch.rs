@@ -202,7 +202,8 @@ impl<P: FramePacket> Dispatcher<P> {
         self.rss.classify_into(pkt.data(), &mut self.scratch);
         let c = &self.scratch;
         let w = c.worker;
-        if c.meta().write_to(pkt.headroom_mut()).is_err() {
+        let meta = c.meta().for_frame(pkt.data());
+        if meta.write_to(pkt.headroom_mut()).is_err() {
             bump(&self.shared.no_meta);
         }
         let s = &*self.shared;

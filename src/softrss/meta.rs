@@ -5,8 +5,8 @@ use thiserror::Error;
 
 /// Magic number at offset 0 ("FGRS").
 pub const META_MAGIC: u32 = u32::from_be_bytes(*b"FGRS");
-/// Layout version.
-pub const META_VERSION: u16 = 1;
+/// Layout version (2: offset 38 holds the frame length the record was written for).
+pub const META_VERSION: u16 = 2;
 /// Size of [`RssMeta`] in bytes.
 pub const META_SIZE: usize = 80;
 /// Where an application's own fields may start in the headroom.
@@ -41,7 +41,7 @@ pub enum MetaError {
 
 /// The metadata record the dispatcher writes at the start of each packet's headroom.
 ///
-/// Layout (version 1, 80 bytes, native byte order for integers, network order for addresses):
+/// Layout (version 2, 80 bytes, native byte order for integers, network order for addresses):
 ///
 /// | offset | size | field | meaning |
 /// |---|---|---|---|
@@ -65,7 +65,7 @@ pub enum MetaError {
 /// | 33 | 1 | `vlan_count` | VLAN tags on the outer L2 |
 /// | 34 | 2 | `src_port` | innermost source port (host order; 0 if none) |
 /// | 36 | 2 | `dst_port` | innermost destination port |
-/// | 38 | 2 | `reserved` | zero |
+/// | 38 | 2 | `frame_len` | length of the frame the record was written for, 0 if over 65535 (see [`RssMeta::describes`]) |
 /// | 40 | 16 | `src` | innermost source address, zero padded |
 /// | 56 | 16 | `dst` | innermost destination address, zero padded |
 /// | 72 | 8 | `reserved2` | zero, for later versions |
@@ -115,8 +115,8 @@ pub struct RssMeta {
     pub src_port: u16,
     /// Innermost destination port.
     pub dst_port: u16,
-    /// Zero.
-    pub reserved: u16,
+    /// Length of the frame the record was written for (0 when it does not fit 16 bits).
+    pub frame_len: u16,
     /// Innermost source address.
     pub src: [u8; 16],
     /// Innermost destination address.
@@ -149,14 +149,15 @@ const _: () = {
     assert!(offset_of!(RssMeta, vlan_count) == 33);
     assert!(offset_of!(RssMeta, src_port) == 34);
     assert!(offset_of!(RssMeta, dst_port) == 36);
-    assert!(offset_of!(RssMeta, reserved) == 38);
+    assert!(offset_of!(RssMeta, frame_len) == 38);
     assert!(offset_of!(RssMeta, src) == 40);
     assert!(offset_of!(RssMeta, dst) == 56);
     assert!(offset_of!(RssMeta, reserved2) == 72);
 };
 
 impl RssMeta {
-    /// Builds the record for a dissected packet.
+    /// Builds the record for a dissected packet; `frame_len` is set by
+    /// [`RssMeta::for_frame`].
     #[inline]
     pub fn new(d: &Dissection, hash: u32, worker: u16) -> RssMeta {
         let t = &d.tuple;
@@ -181,11 +182,27 @@ impl RssMeta {
             vlan_count: d.vlan_count,
             src_port: t.src_port,
             dst_port: t.dst_port,
-            reserved: 0,
+            frame_len: 0,
             src: t.src,
             dst: t.dst,
             reserved2: [0; 8],
         }
+    }
+
+    /// The record tied to `frame`, the frame it describes: stores its length, which
+    /// [`RssMeta::describes`] checks.
+    #[inline]
+    pub fn for_frame(mut self, frame: &[u8]) -> RssMeta {
+        self.frame_len = u16::try_from(frame.len()).unwrap_or(0);
+        self
+    }
+
+    /// True when the record was written for a frame of `frame`'s length (a record for a frame
+    /// over 65535 bytes, which stores 0, describes only an empty frame). A reader that got the record from a buffer's headroom checks this before
+    /// trusting it: a recycled buffer may still hold the record of an earlier frame.
+    #[inline]
+    pub fn describes(&self, frame: &[u8]) -> bool {
+        usize::from(self.frame_len) == frame.len()
     }
 
     /// Writes the record at the start of `headroom`.
@@ -202,6 +219,34 @@ impl RssMeta {
         // padding (see the offset asserts), so every byte written is initialised.
         unsafe { core::ptr::write_unaligned(headroom.as_mut_ptr().cast::<RssMeta>(), *self) };
         Ok(())
+    }
+
+    /// The record at the start of `headroom` if it is valid (as [`RssMeta::read_from`]) and
+    /// [describes](RssMeta::describes) `frame`; the cheap check a worker makes on every
+    /// packet (one compare for magic, version and size, one for the length).
+    #[inline(always)]
+    pub fn read_for(headroom: &[u8], frame: &[u8]) -> Option<RssMeta> {
+        const HEAD: u64 = {
+            let m = META_MAGIC.to_ne_bytes();
+            let v = META_VERSION.to_ne_bytes();
+            let s = (META_SIZE as u16).to_ne_bytes();
+            u64::from_ne_bytes([m[0], m[1], m[2], m[3], v[0], v[1], s[0], s[1]])
+        };
+        let room = headroom.get(..META_SIZE)?;
+        // SAFETY: `room` holds META_SIZE (80) readable bytes, so offsets 0..8 and 38..40 are in
+        // bounds; read_unaligned has no alignment requirement; any bits are a valid u64/u16.
+        let (head, len) = unsafe {
+            let p = room.as_ptr();
+            (
+                core::ptr::read_unaligned(p.cast::<u64>()),
+                core::ptr::read_unaligned(p.add(38).cast::<u16>()),
+            )
+        };
+        if head != HEAD || usize::from(len) != frame.len() {
+            return None;
+        }
+        // SAFETY: as in read_from: 80 readable bytes, no alignment needed, any bits valid.
+        Some(unsafe { core::ptr::read_unaligned(room.as_ptr().cast::<RssMeta>()) })
     }
 
     /// Reads and validates (magic, version, size) the record at the start of `headroom`.
@@ -297,7 +342,18 @@ mod tests {
             RssMeta::read_from(&[0u8; 80]),
             Err(MetaError::BadMagic { found: 0 })
         ));
+        // Tied to a frame: read_for takes it only for a frame of that length.
+        let frame = [0u8; 60];
+        let tied = m.for_frame(&frame);
+        tied.write_to(&mut room[1..]).unwrap();
+        assert_eq!(RssMeta::read_for(&room[1..], &frame), Some(tied));
+        assert_eq!(RssMeta::read_for(&room[1..], &frame[..59]), None);
+        assert_eq!(RssMeta::read_for(&room[1..80], &frame), None);
+        let big = vec![0u8; 70_000];
+        assert_eq!(m.for_frame(&big).frame_len, 0);
+        assert!(!m.for_frame(&big).describes(&big));
         room[5] ^= 0xFF; // version
+        assert_eq!(RssMeta::read_for(&room[1..], &frame), None);
         assert!(matches!(
             RssMeta::read_from(&room[1..]),
             Err(MetaError::Unsupported { .. })
