@@ -11,6 +11,7 @@
 # Prints the path of the .deb on stdout. What goes where:
 #   /usr/bin/floodgate                                  the binary
 #   /usr/lib/systemd/system/floodgate{,@}.service       the units (docs/systemd.md)
+#   /usr/share/floodgate/systemd/af-xdp.conf            drop-in for the AF_XDP backend
 #   /etc/floodgate/floodgate.toml                       examples/floodgate.toml, a conffile
 #   /usr/share/man/man1/floodgate*.1.gz                 `floodgate man`, one page per subcommand
 #   /usr/share/bash-completion/completions/floodgate    `floodgate completions bash`
@@ -59,11 +60,12 @@ R=$STAGE/root
 install -d "$R/DEBIAN" "$R/usr/bin" "$R/usr/sbin" "$R/usr/lib/systemd/system" "$R/etc/floodgate" \
     "$R/usr/share/man/man1" "$R/usr/share/bash-completion/completions" \
     "$R/usr/share/zsh/vendor-completions" "$R/usr/share/fish/vendor_completions.d" \
-    "$R/usr/share/floodgate/grafana" "$R/usr/share/doc/floodgate/docs" \
+    "$R/usr/share/floodgate/grafana" "$R/usr/share/floodgate/systemd" "$R/usr/share/doc/floodgate/docs" \
     "$R/usr/share/doc/floodgate/examples"
 
 install -m 0755 "$BIN" "$R/usr/bin/floodgate"
 install -m 0644 dist/systemd/floodgate.service dist/systemd/floodgate@.service "$R/usr/lib/systemd/system/"
+install -m 0644 dist/systemd/af-xdp.conf "$R/usr/share/floodgate/systemd/"
 install -m 0644 examples/floodgate.toml "$R/etc/floodgate/floodgate.toml"
 "$BIN" man --out "$STAGE/man"
 for page in "$STAGE"/man/*.1; do

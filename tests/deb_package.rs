@@ -88,6 +88,7 @@ fn the_package_holds_the_kit_and_its_paths_agree() {
         "/usr/sbin/floodgate-setup-vf",
         "/usr/sbin/floodgate-teardown-vf",
         "/usr/share/floodgate/grafana/floodgate.json",
+        "/usr/share/floodgate/systemd/af-xdp.conf",
         "/usr/share/doc/floodgate/README.md",
         "/usr/share/doc/floodgate/copyright",
         "/usr/share/doc/floodgate/docs/hardware-setup.md",

@@ -192,3 +192,48 @@ fn systemd_analyze_verify_is_clean() {
         out.status
     );
 }
+
+/// The AF_XDP drop-in adds exactly what that backend needs on top of the unit (bpf(2) and
+/// AF_XDP sockets), and the unit with the drop-in still verifies.
+#[test]
+fn the_af_xdp_drop_in_adds_what_the_backend_needs() {
+    let drop_in = std::fs::read_to_string(root().join("dist/systemd/af-xdp.conf")).unwrap();
+    let d = directives(&drop_in);
+    let caps: BTreeSet<&str> = one(&d, "CapabilityBoundingSet").split(' ').collect();
+    assert_eq!(caps, BTreeSet::from(["CAP_BPF", "CAP_NET_RAW"]));
+    let fams: BTreeSet<&str> = one(&d, "RestrictAddressFamilies").split(' ').collect();
+    assert_eq!(fams, BTreeSet::from(["AF_XDP", "AF_NETLINK"]));
+    // Each added item is explained in docs/systemd.md.
+    let doc = std::fs::read_to_string(root().join("docs/systemd.md")).unwrap();
+    for item in caps.iter().chain(fams.iter()) {
+        assert!(
+            doc.contains(item),
+            "docs/systemd.md does not explain {item}"
+        );
+    }
+    assert!(
+        doc.contains("af-xdp.conf"),
+        "docs/systemd.md does not name the drop-in"
+    );
+    if !has_tool("systemd-analyze") {
+        println!("skipped: systemd-analyze not installed (apt-get install systemd)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = unit_for_verify("floodgate.service", dir.path());
+    let unit_d = dir.path().join("floodgate.service.d");
+    std::fs::create_dir(&unit_d).unwrap();
+    std::fs::write(unit_d.join("af-xdp.conf"), &drop_in).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .current_dir(dir.path())
+        .arg(&base)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify with the AF_XDP drop-in: {}\n{stderr}",
+        out.status
+    );
+}
