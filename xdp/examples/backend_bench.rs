@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! backend_bench [--seconds S] [--batch N] [--rx-cpu C] [--tx-cpu C] [--busy-poll]
-//!               [--source skb|xdp|both] [--xdp-rate PPS] [--softirq]
+//!               [--source skb|xdp|both] [--softirq]
 //! ```
 //!
 //! Builds two network namespaces joined by a veth pair; a sender thread in one floods UDP/53
@@ -16,7 +16,7 @@
 //! bypassed), so every frame reaches the receiving veth as an skb; `xdp` runs an XDP program
 //! with live test-run frames (`BPF_F_TEST_XDP_LIVE_FRAMES`) that redirects each frame out of
 //! the sender's veth, so it reaches the receiver as an XDP frame (`ndo_xdp_xmit`), as a NIC
-//! driver with native XDP hands it over; `--xdp-rate` paces it.
+//! driver with native XDP hands it over.
 //!
 //! "Per core" is measured two ways: the busy time of the receiving CPU from `/proc/stat`
 //! (user + nice + system + irq + softirq: everything that ran there, other tenants
@@ -104,7 +104,6 @@ fn main() {
         tx_cpu,
         softirq,
         busy_poll,
-        xdp_rate: arg(&args, "--xdp-rate").and_then(|v| v.parse().ok()),
     };
     if let Err(e) = run(&opts, sources) {
         eprintln!("backend_bench: {e}");
@@ -121,8 +120,6 @@ struct Opts {
     tx_cpu: usize,
     softirq: bool,
     busy_poll: bool,
-    /// Packets per second of the `xdp` source (`None`: as fast as it goes).
-    xdp_rate: Option<u64>,
 }
 
 fn run(opts: &Opts, sources: &[Source]) -> Result<(), String> {
@@ -133,7 +130,6 @@ fn run(opts: &Opts, sources: &[Source]) -> Result<(), String> {
         tx_cpu,
         softirq,
         busy_poll,
-        xdp_rate,
     } = *opts;
     let pid = std::process::id() % 100_000;
     let ns_rx = Netns::create(&format!("fgb-{pid}-rx"))?;
@@ -273,7 +269,7 @@ fn run(opts: &Opts, sources: &[Source]) -> Result<(), String> {
                                 .ok_or_else(|| format!("no interface {ifn}"))
                                 .and_then(redirect_prog);
                             ready.wait();
-                            Ok(flood_xdp(&prog?, &xdp_frame, batch, xdp_rate, &stop))
+                            Ok(flood_xdp(&prog?, &xdp_frame, batch, &stop))
                         }
                     }
                 })

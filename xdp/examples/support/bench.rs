@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use floodgate_xdp::bpf::Program;
 
@@ -120,25 +120,13 @@ pub fn redirect_prog(ifindex: u32) -> Result<Program, String> {
 
 /// Runs `prog` on `frame` with live frames (batches of `batch`) until `stop`: every run is a
 /// real redirect out of the sender's veth. Counts the program runs.
-pub fn flood_xdp(
-    prog: &Program,
-    frame: &[u8],
-    batch: usize,
-    rate: Option<u64>,
-    stop: &AtomicBool,
-) -> FloodResult {
+pub fn flood_xdp(prog: &Program, frame: &[u8], batch: usize, stop: &AtomicBool) -> FloodResult {
     let cpu0 = thread_cpu_seconds();
     let start = Instant::now();
     let mut sent = 0u64;
+    // Long runs: each test run sets up its own page pool, which costs milliseconds.
     const REPEAT: u32 = 1 << 12;
     while !stop.load(Ordering::Relaxed) {
-        if let Some(r) = rate {
-            let due = (start.elapsed().as_secs_f64() * r as f64) as u64;
-            if sent >= due {
-                std::thread::sleep(Duration::from_micros(200));
-                continue;
-            }
-        }
         let mut attr = LiveRunAttr {
             prog_fd: prog.as_fd().as_raw_fd() as u32,
             data_size_in: frame.len() as u32,
