@@ -307,23 +307,23 @@ fn run(opts: &Opts, sources: &[Source]) -> Result<(), String> {
 
     println!();
     println!(
-        "| traffic | receive path | received pps | CPU {rx_cpu} busy s (of which softirq) | pps per receiving core (/proc/stat) | receiver thread + NAPI thread CPU s | pps per core (threads only) | drops counted | sender pps | sender CPU s | load avg |"
+        "| traffic | receive path | received pps | receiver thread CPU s | NAPI thread CPU s | CPU {rx_cpu} irq+softirq s | attributed CPU s | **pps per core (attributed)** | CPU {rx_cpu} busy s (/proc/stat) | of which unattributed (other tenants) | pps per busy second of CPU {rx_cpu} | drops counted | sender pps | sender CPU s | load avg |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for w in &rows {
-        let pps = w.r.packets as f64 / w.r.seconds;
-        let threads = w.r.cpu + w.napi_cpu;
         println!(
-            "| {} | {} | {:.0} | {:.2} ({:.2}) | {:.0} | {:.2} + {:.2} | {:.0} | {} | {:.0} | {:.2} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | **{:.0}** | {:.2} | {:.2} | {:.0} | {} | {:.0} | {:.2} | {} |",
             w.source.name(),
             w.backend.name(),
-            pps,
-            w.stat.busy,
-            w.stat.softirq,
-            w.per_core(),
+            w.pps(),
             w.r.cpu,
             w.napi_cpu,
-            w.r.packets as f64 / threads.max(1e-9),
+            w.stat.softirq,
+            w.attributed(),
+            w.per_core_attributed(),
+            w.stat.busy,
+            (w.stat.busy - w.attributed()).max(0.0),
+            w.per_core(),
             w.r.drops,
             w.sent.pps(),
             w.sent.cpu_seconds,
@@ -343,8 +343,9 @@ fn run(opts: &Opts, sources: &[Source]) -> Result<(), String> {
             continue;
         };
         println!(
-            "{}: AF_XDP / recvmmsg = {:.2}x packets per busy second of CPU {rx_cpu} (/proc/stat), {:.2}x packets per second, {:.2}x per receiver-thread CPU second",
+            "{}: AF_XDP / recvmmsg = {:.2}x packets per attributed CPU second, {:.2}x packets per busy second of CPU {rx_cpu} (/proc/stat), {:.2}x packets per second, {:.2}x per receiver-thread CPU second",
             source.name(),
+            x.per_core_attributed() / m.per_core_attributed().max(1e-9),
             x.per_core() / m.per_core().max(1e-9),
             x.pps() / m.pps().max(1e-9),
             (x.r.packets as f64 / x.r.cpu.max(1e-9)) / (m.r.packets as f64 / m.r.cpu.max(1e-9)),
@@ -389,6 +390,17 @@ struct Row {
 impl Row {
     fn pps(&self) -> f64 {
         self.r.packets as f64 / self.r.seconds.max(1e-9)
+    }
+
+    /// CPU seconds of the receive path: receiver thread, NAPI kernel thread, and the irq and
+    /// softirq time of the receiving CPU.
+    fn attributed(&self) -> f64 {
+        self.r.cpu + self.napi_cpu + self.stat.softirq
+    }
+
+    /// Packets per attributed CPU second.
+    fn per_core_attributed(&self) -> f64 {
+        self.r.packets as f64 / self.attributed().max(1e-9)
     }
 
     /// Packets per busy second of the receiving CPU (`/proc/stat`).

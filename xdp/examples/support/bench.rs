@@ -124,8 +124,8 @@ pub fn flood_xdp(prog: &Program, frame: &[u8], batch: usize, stop: &AtomicBool) 
     let cpu0 = thread_cpu_seconds();
     let start = Instant::now();
     let mut sent = 0u64;
-    // Long runs: each test run sets up its own page pool, which costs milliseconds.
-    const REPEAT: u32 = 1 << 12;
+    // Long runs: each test run sets up and tears down its own page pool, which costs about 20 ms.
+    const REPEAT: u32 = 1 << 16;
     while !stop.load(Ordering::Relaxed) {
         let mut attr = LiveRunAttr {
             prog_fd: prog.as_fd().as_raw_fd() as u32,
