@@ -58,7 +58,7 @@ if grep -q 'dropped bad [1-9]' "$TARGET/rx_drop.out"; then
     echo "rx_drop: the driver dropped bad descriptors"; exit 1
 fi
 
-step "DNS under flood (veth namespaces, dnsmasq, AF_XDP stand-in filter), short and low-rate"
+step "DNS under flood (veth namespaces, dnsmasq, floodgate run on AF_XDP and the stand-in filter), short and low-rate"
 # Prints one "skipped: ..." line when not root or dnsmasq is missing; fails if a legitimate
 # query goes unanswered without the flood or with the filter on.
 bash scripts/dns-under-flood.sh --quick --filter xdp-count
