@@ -248,7 +248,7 @@ fn top(
     let ep = match (metrics, config) {
         (Some(url), _) => Endpoint::parse(&url)?,
         (None, Some(path)) => {
-            let cfg = floodgate::config::Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let cfg = floodgate::config::Config::load(&path)?;
             let addr = cfg.stats.prometheus.with_context(|| {
                 format!(
                     "{}: [stats] prometheus = false: the daemon serves no metrics to watch",

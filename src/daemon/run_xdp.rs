@@ -130,18 +130,18 @@ pub(super) fn run_af_xdp(cfg: &Config, d: &Daemon<'_>, x: &AfXdpDevice) -> Resul
         })
     };
 
-    let tap = Tap::open(&cfg.tap.name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tap = Tap::open(&cfg.tap.name)?;
     // Survivors are addressed to the interface: the TAP takes its MAC so the kernel accepts
     // them as its own.
     match if_mac(&x.ifname) {
-        Some(mac) => tap.set_mac(mac).map_err(|e| anyhow::anyhow!("{e}"))?,
+        Some(mac) => tap.set_mac(mac)?,
         None => log::warn!(
             "could not read {}'s MAC address; give TAP {} the same MAC by hand",
             x.ifname,
             cfg.tap.name
         ),
     }
-    tap.set_up().map_err(|e| anyhow::anyhow!("{e}"))?;
+    tap.set_up()?;
     loose_rp_filter(&cfg.tap.name);
     let burst = cfg.device.burst as usize;
     let workers = (cfg.daemon.workers as usize).max(1);
