@@ -490,7 +490,7 @@ fn serve_vf<P: PacketBackend, B: SteeringBackend>(
             .pf
             .as_deref()
             .context("[reinject] dst_mac = \"pf\" needs [device] pf")?;
-        pf_mac(pf)
+        if_mac(pf)
             .with_context(|| format!("reading {pf}'s MAC address from /sys/class/net/{pf}/address"))
     })?;
     log::info!(
@@ -524,39 +524,10 @@ fn serve_tap<P: PacketBackend, B: SteeringBackend>(
     steering: Option<&Steering<B>>,
 ) -> Result<LoopReport> {
     {
-        let tap = Tap::open(&cfg.tap.name)?;
         // Survivors still carry the PF's MAC as destination: give the TAP that MAC so the
         // kernel takes them as addressed to it.
-        if let Some(pf) = cfg.device.pf.as_deref() {
-            match pf_mac(pf) {
-                Some(mac) => tap.set_mac(mac)?,
-                None => log::warn!(
-                    "could not read {pf}'s MAC address; reinjected frames keep it as \
-                     destination, so give TAP {} the same MAC by hand",
-                    cfg.tap.name
-                ),
-            }
-        }
-        tap.set_up()?;
-        loose_rp_filter(&cfg.tap.name);
+        let sinks = tap_sinks(cfg, cfg.device.pf.as_deref(), false)?;
         let burst = cfg.device.burst as usize;
-        let workers = (cfg.daemon.workers as usize).max(1);
-        let fd = tap.into_fd();
-        // One writer (and io_uring) per judging thread, all on the same TAP.
-        let mut sinks = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let w = TapWriter::new(
-                fd.try_clone().context("duplicating the TAP descriptor")?,
-                burst,
-            );
-            sinks.push(TapSink::new(w));
-        }
-        drop(fd);
-        log::info!(
-            "reinjecting into TAP {} ({} writer(s))",
-            cfg.tap.name,
-            sinks.len()
-        );
 
         drop_privileges(cfg, steering)?;
         let rules = cfg.filter.ruleset();
@@ -564,6 +535,57 @@ fn serve_tap<P: PacketBackend, B: SteeringBackend>(
             .context("starting the filter loop")?;
         serve_daemon(&mut fl, cfg, d)
     }
+}
+
+/// Opens the TAP of `[tap]`, gives it the MAC of interface `mac_of` (the address survivors
+/// are sent to, so the kernel takes them as its own), brings it up and makes one sink per
+/// judging thread (one writer and io_uring each, all on the same TAP). With
+/// `completing_checksums`, partial UDP/TCP checksums are filled in before the write.
+pub(super) fn tap_sinks(
+    cfg: &Config,
+    mac_of: Option<&str>,
+    completing_checksums: bool,
+) -> Result<Vec<TapSink>> {
+    let tap = Tap::open(&cfg.tap.name)?;
+    if let Some(name) = mac_of {
+        match if_mac(name) {
+            Some(mac) => tap.set_mac(mac)?,
+            None => log::warn!(
+                "could not read {name}'s MAC address; reinjected frames keep it as \
+                 destination, so give TAP {} the same MAC by hand",
+                cfg.tap.name
+            ),
+        }
+    }
+    tap.set_up()?;
+    loose_rp_filter(&cfg.tap.name);
+    let burst = cfg.device.burst as usize;
+    let workers = (cfg.daemon.workers as usize).max(1);
+    let fd = tap.into_fd();
+    let mut sinks = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let w = TapWriter::new(
+            fd.try_clone().context("duplicating the TAP descriptor")?,
+            burst,
+        );
+        sinks.push(if completing_checksums {
+            TapSink::completing_checksums(w)
+        } else {
+            TapSink::new(w)
+        });
+    }
+    drop(fd);
+    log::info!(
+        "reinjecting into TAP {} ({} writer(s){})",
+        cfg.tap.name,
+        sinks.len(),
+        if completing_checksums {
+            ", partial checksums completed"
+        } else {
+            ""
+        }
+    );
+    Ok(sinks)
 }
 
 /// The PMD configuration of a daemon config.
@@ -737,7 +759,7 @@ fn print_final_line(vf_tx: bool, rep: &LoopReport, failure: Option<&BackendError
 /// Sets loose reverse-path filtering (`rp_filter = 2`) on the TAP: reinjected packets come from
 /// sources the kernel routes through the PF, so strict filtering (1) would drop them all.
 /// Failures (no IPv4 conf directory, read-only /proc) are logged, not fatal.
-pub(super) fn loose_rp_filter(tap: &str) {
+fn loose_rp_filter(tap: &str) {
     let path = format!("/proc/sys/net/ipv4/conf/{tap}/rp_filter");
     match std::fs::read_to_string(&path) {
         Ok(v) if v.trim() == "1" => match std::fs::write(&path, "2") {
@@ -752,10 +774,37 @@ pub(super) fn loose_rp_filter(tap: &str) {
     }
 }
 
-/// The MAC address of netdev `name`, from sysfs.
-fn pf_mac(name: &str) -> Option<[u8; 6]> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).ok()?;
-    crate::config::parse_mac(text.trim())
+/// Reads an interface's MAC address with `SIOCGIFHWADDR` (in the calling thread's network
+/// namespace, which `/sys/class/net` may not show).
+fn if_mac(ifname: &str) -> Option<[u8; 6]> {
+    let name = ifname.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: plain socket(2); the result is checked and closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: ifreq is a plain C struct for which all-zero bytes are valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: a valid socket and a valid ifreq; the kernel writes the address into it.
+    let r = unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut ifr) };
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: after SIOCGIFHWADDR the union holds a sockaddr.
+    let sa = unsafe { ifr.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (m, b) in mac.iter_mut().zip(sa.sa_data.iter()) {
+        *m = *b as u8;
+    }
+    Some(mac)
 }
 
 #[cfg(test)]
@@ -789,10 +838,10 @@ mod tests {
     }
 
     #[test]
-    fn pf_mac_reads_sysfs_and_refuses_nonsense() {
+    fn if_mac_reads_the_kernels_address_and_refuses_nonsense() {
         // Loopback exists everywhere and has the all-zero address.
-        assert_eq!(super::pf_mac("lo"), Some([0; 6]));
-        assert_eq!(super::pf_mac("no-such-if-xyz"), None);
+        assert_eq!(super::if_mac("lo"), Some([0; 6]));
+        assert_eq!(super::if_mac("no-such-if-xyz"), None);
     }
 
     #[test]

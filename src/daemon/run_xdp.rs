@@ -16,13 +16,12 @@
 //! The kernel's drops for want of a buffer or ring space are the "nic missed" figure.
 
 use super::filterloop::{FilterLoop, LoopOptions};
-use super::run::{drop_privileges_keeping, loose_rp_filter, serve_daemon_with, Daemon, ReloadHook};
+use super::run::{drop_privileges_keeping, serve_daemon_with, tap_sinks, Daemon, ReloadHook};
 use super::runloop::{LoopReport, NicMissed};
 use crate::backend::af_xdp::{XskBackend, XskConfig};
 use crate::backend::PacketBackend;
 use crate::config::{AfXdpDevice, Config, XdpMode, ZeroCopy};
 use crate::steering::xdp::{XdpSetup, XdpSteering};
-use crate::tap::{Tap, TapSink, TapWriter};
 use anyhow::{Context, Result};
 use floodgate_xdp::{BindMode, Map};
 use std::sync::atomic::Ordering;
@@ -51,39 +50,6 @@ pub fn xsk_config(cfg: &Config, x: &AfXdpDevice) -> XskConfig {
     c.rx_ring = ring_size(cfg.device.rx_ring, "rx_ring");
     c.tx_ring = ring_size(cfg.device.tx_ring, "tx_ring");
     c
-}
-
-/// Reads an interface's MAC address with `SIOCGIFHWADDR` (in the calling thread's network
-/// namespace, which `/sys/class/net` may not show).
-fn if_mac(ifname: &str) -> Option<[u8; 6]> {
-    let name = ifname.as_bytes();
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return None;
-    }
-    // SAFETY: plain socket(2); the result is checked and closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: ifreq is a plain C struct for which all-zero bytes are valid.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: a valid socket and a valid ifreq; the kernel writes the address into it.
-    let r = unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut ifr) };
-    // SAFETY: fd is ours and closed once.
-    unsafe { libc::close(fd) };
-    if r != 0 {
-        return None;
-    }
-    // SAFETY: after SIOCGIFHWADDR the union holds a sockaddr.
-    let sa = unsafe { ifr.ifr_ifru.ifru_hwaddr };
-    let mut mac = [0u8; 6];
-    for (m, b) in mac.iter_mut().zip(sa.sa_data.iter()) {
-        *m = *b as u8;
-    }
-    Some(mac)
 }
 
 /// Runs the daemon on the AF_XDP backend (see the module docs).
@@ -130,36 +96,11 @@ pub(super) fn run_af_xdp(cfg: &Config, d: &Daemon<'_>, x: &AfXdpDevice) -> Resul
         })
     };
 
-    let tap = Tap::open(&cfg.tap.name)?;
     // Survivors are addressed to the interface: the TAP takes its MAC so the kernel accepts
-    // them as its own.
-    match if_mac(&x.ifname) {
-        Some(mac) => tap.set_mac(mac)?,
-        None => log::warn!(
-            "could not read {}'s MAC address; give TAP {} the same MAC by hand",
-            x.ifname,
-            cfg.tap.name
-        ),
-    }
-    tap.set_up()?;
-    loose_rp_filter(&cfg.tap.name);
+    // them as its own. On veth, frames can arrive with partial checksums: completed before the
+    // TAP write.
+    let sinks = tap_sinks(cfg, Some(&x.ifname), true)?;
     let burst = cfg.device.burst as usize;
-    let workers = (cfg.daemon.workers as usize).max(1);
-    let fd = tap.into_fd();
-    let mut sinks = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let w = TapWriter::new(
-            fd.try_clone().context("duplicating the TAP descriptor")?,
-            burst,
-        );
-        sinks.push(TapSink::completing_checksums(w));
-    }
-    drop(fd);
-    log::info!(
-        "reinjecting into TAP {} ({} writer(s), partial checksums completed)",
-        cfg.tap.name,
-        sinks.len()
-    );
     // CAP_NET_ADMIN stays (as for the ethtool steering). Loading a replacement program also
     // needs CAP_BPF, which a drop to `[daemon] user` gives up: such a run then rejects a reload
     // that changes `[[steering]]` (the kernel's EPERM is in the log) and keeps the old rules and
