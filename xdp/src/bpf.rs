@@ -199,7 +199,14 @@ struct TestRunAttr {
     ctx_out: u64,
     flags: u32,
     cpu: u32,
+    batch_size: u32,
+    /// Explicit, zeroed: the kernel refuses a test run whose bytes after `batch_size` are not
+    /// zero, and implicit padding would be left uninitialised.
+    _pad: u32,
 }
+
+/// `BPF_F_TEST_XDP_LIVE_FRAMES`: a test run that really performs the program's redirects.
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 
 /// `bpf_attr` prefix for `BPF_LINK_CREATE` (`link_create`: prog_fd, target_ifindex,
 /// attach_type, flags).
@@ -673,6 +680,26 @@ impl Program {
             retval: attr.retval,
             data_out: out,
         })
+    }
+
+    /// Runs the program `repeat` times on `frame` with live frames
+    /// (`BPF_F_TEST_XDP_LIVE_FRAMES`, batches of `batch_size`, at most 256): its redirects and
+    /// transmits really happen, so this generates traffic. Nothing is returned but success.
+    pub fn run_live(&self, frame: &[u8], repeat: u32, batch_size: u32) -> Result<(), BpfError> {
+        let mut attr = TestRunAttr {
+            prog_fd: self.fd.as_raw_fd() as u32,
+            data_size_in: frame.len() as u32,
+            data_in: frame.as_ptr() as u64,
+            repeat,
+            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+            batch_size: batch_size.min(256),
+            ..Default::default()
+        };
+        sys_bpf(BPF_PROG_TEST_RUN, &mut attr).map_err(|source| BpfError::Syscall {
+            cmd: "BPF_PROG_TEST_RUN (live frames)",
+            source,
+        })?;
+        Ok(())
     }
 
     /// Attaches the program to interface `ifindex` through a BPF link (`BPF_LINK_CREATE`,

@@ -2,7 +2,6 @@
 //! traffic generator and busy-polling socket options.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -64,30 +63,6 @@ pub fn loadavg() -> String {
         .to_string()
 }
 
-/// `BPF_F_TEST_XDP_LIVE_FRAMES`: a test run that really performs the program's redirects.
-const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
-
-/// `bpf_attr` for `BPF_PROG_TEST_RUN` up to `batch_size` (linux/bpf.h).
-#[repr(C)]
-#[derive(Default)]
-struct LiveRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-}
-
 /// The traffic generator of the `xdp` source: an XDP program that writes a random UDP source
 /// port into the frame and redirects it to `ifindex` (the sender's veth), so that the frame
 /// reaches the receiving veth through `ndo_xdp_xmit` as an XDP frame, not as an skb.
@@ -127,32 +102,17 @@ pub fn flood_xdp(prog: &Program, frame: &[u8], batch: usize, stop: &AtomicBool) 
     // Long runs: each test run sets up and tears down its own page pool, which costs about 20 ms.
     const REPEAT: u32 = 1 << 16;
     while !stop.load(Ordering::Relaxed) {
-        let mut attr = LiveRunAttr {
-            prog_fd: prog.as_fd().as_raw_fd() as u32,
-            data_size_in: frame.len() as u32,
-            data_in: frame.as_ptr() as u64,
-            repeat: REPEAT,
-            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
-            batch_size: batch.min(256) as u32,
-            ..Default::default()
-        };
-        // SAFETY: `attr` is a valid bpf_attr prefix of the given size; `data_in` points at
-        // `frame`, which outlives the call; no output buffers are given (live frames).
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                10, // BPF_PROG_TEST_RUN
-                &mut attr as *mut LiveRunAttr,
-                std::mem::size_of::<LiveRunAttr>() as u32,
-            )
-        };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
+        match prog.run_live(frame, REPEAT, batch as u32) {
+            Ok(()) => {}
+            Err(floodgate_xdp::BpfError::Syscall { source, .. })
+                if source.raw_os_error() == Some(libc::EINTR) =>
+            {
+                continue
             }
-            eprintln!("backend_bench: live-frame test run: {e}");
-            break;
+            Err(e) => {
+                eprintln!("backend_bench: live-frame test run: {e}");
+                break;
+            }
         }
         sent += REPEAT as u64;
     }
