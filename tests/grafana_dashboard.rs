@@ -3,13 +3,13 @@
 //! exports: the daemon (a child process, on the NIC model served over vfio-user, no root) is
 //! scraped while traffic flows.
 
+pub mod metrics_util;
 pub mod run_util;
 
+use metrics_util::{free_port, scrape};
 use run_util::RunHarness;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// Metrics the daemon exports only where the device lets it read them (the NIC's missed-frame
@@ -99,24 +99,6 @@ fn the_dashboard_imports_as_is() {
         }
     }
     assert!(targets >= 20, "{targets} queries");
-}
-
-/// A free loopback port (bound and released; the daemon binds it a moment later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn scrape(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.starts_with("HTTP/1.0 200").then_some(body)
 }
 
 /// Exported series: metric name -> label names seen, and values of `name` without labels.

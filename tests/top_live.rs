@@ -2,30 +2,14 @@
 //! live rates, the rules, the heavy flood sources and the workers; without a terminal the live
 //! view refuses with a clear error, and an endpoint nobody serves is named in the error.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+pub mod metrics_util;
+
+use metrics_util::{free_port, scrape};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_floodgate"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn scrape(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
 }
 
 /// The rate in packets per second at the start of `line` after `label` (`12.3 kpps` → 12300).
