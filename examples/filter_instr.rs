@@ -26,7 +26,14 @@ fn main() {
         .next()
         .map(|s| s.parse().expect("packet count"))
         .unwrap_or(1_000_000);
-    let Some((_, toml)) = kit::RULE_SETS.iter().find(|(s, _)| *s == set) else {
+    // A rule set by name, or any config file by path (for experiments).
+    let by_path = set.ends_with(".toml").then_some(set.as_str());
+    let Some(toml) = by_path.or_else(|| {
+        kit::RULE_SETS
+            .iter()
+            .find(|(s, _)| *s == set)
+            .map(|(_, t)| *t)
+    }) else {
         eprintln!(
             "no rule set {set:?}; one of: {}",
             kit::RULE_SETS.map(|(s, _)| s).join(", ")

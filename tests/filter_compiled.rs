@@ -51,14 +51,25 @@ fn arb_cidr() -> impl Strategy<Value = Cidr> {
 }
 
 fn arb_ports() -> impl Strategy<Value = PortSet> {
-    prop::collection::vec(
-        prop_oneof![
-            (0..PORTS.len()).prop_map(|i| (PORTS[i], PORTS[i])),
-            (0u16..2000, 0u16..2000).prop_map(|(a, b)| (a.min(b), a.max(b))),
-            Just((1024, 65535)),
-        ],
-        1..3,
-    )
+    prop_oneof![
+        3 => prop::collection::vec(
+            prop_oneof![
+                (0..PORTS.len()).prop_map(|i| (PORTS[i], PORTS[i])),
+                (0u16..2000, 0u16..2000).prop_map(|(a, b)| (a.min(b), a.max(b))),
+                Just((1024, 65535)),
+            ],
+            1..3,
+        ),
+        // Single ports spread out: more than 8 ranges, which the burst classifier tests per
+        // frame instead of with vector compares.
+        1 => prop::collection::vec(
+            prop_oneof![
+                (0..PORTS.len()).prop_map(|i| (PORTS[i], PORTS[i])),
+                (0u16..=6000).prop_map(|p| (p * 10 + 1, p * 10 + 1)),
+            ],
+            9..20,
+        ),
+    ]
     .prop_map(|r| PortSet::new(&r))
 }
 
@@ -78,9 +89,23 @@ fn arb_matcher() -> impl Strategy<Value = Matcher> {
         any::<bool>().prop_map(Matcher::Ipv4),
         prop::collection::vec(arb_cidr(), 1..4).prop_map(|c| Matcher::Src(CidrSet::new(&c))),
         prop::collection::vec(arb_cidr(), 1..4).prop_map(|c| Matcher::Dst(CidrSet::new(&c))),
+        // Many prefixes (more than 8 merged IPv4 ranges: binary search per frame).
+        prop::collection::vec(
+            prop_oneof![
+                arb_cidr(),
+                (any::<u32>(), 20u8..=32).prop_map(|(a, len)| Cidr {
+                    addr: IpAddr::V4(Ipv4Addr::from(a)),
+                    len,
+                }),
+            ],
+            9..24
+        )
+        .prop_map(|c| Matcher::Src(CidrSet::new(&c))),
         arb_ports().prop_map(Matcher::SrcPort),
         arb_ports().prop_map(Matcher::DstPort),
         (0u32..200, 0u32..300).prop_map(|(a, b)| Matcher::Len(vec![(a, a + b)])),
+        prop::collection::vec((0u32..200, 0u32..30), 9..12)
+            .prop_map(|r| Matcher::Len(r.into_iter().map(|(a, b)| (a, a + b)).collect())),
         (
             prop_oneof![Just(Layer::L2), Just(Layer::L3), Just(Layer::L4)],
             0u16..80,

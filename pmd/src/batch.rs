@@ -148,6 +148,55 @@ impl PacketBatch {
         }
     }
 
+    /// Moves the packets whose mark is set to the end of `into`, in order, while it has room;
+    /// the others stay, in order. Packet `i`'s mark is bit `i % 32` of `marks[i / 32]`
+    /// (missing words count as unmarked). Returns how many marked packets stayed because
+    /// `into` was full (they stay in front of the unmarked ones).
+    ///
+    /// ```
+    /// # use floodgate_pmd::{Mempool, MempoolConfig, PacketBatch};
+    /// # use floodgate_vfio::HugePages;
+    /// # let pool = Mempool::new(&MempoolConfig { buffers: 8, huge_pages: HugePages::Never, ..Default::default() }).unwrap();
+    /// let mut batch = PacketBatch::new(8);
+    /// pool.alloc_into(&mut batch);
+    /// let mut pass = PacketBatch::new(8);
+    /// assert_eq!(batch.move_marked(&[0b1010_0001], &mut pass), 0);
+    /// assert_eq!((pass.len(), batch.len()), (3, 5));
+    /// ```
+    pub fn move_marked(&mut self, marks: &[u32], into: &mut PacketBatch) -> usize {
+        let n = self.pkts.len();
+        let mut room = into.free_slots();
+        let mut kept_marked = 0;
+        let mut w = 0;
+        let src = self.pkts.as_mut_ptr();
+        let dst = into.spare_ptr();
+        let mut moved = 0;
+        // SAFETY: length 0 first (a panic cannot happen below, but would leak, not double
+        // drop). Each of the n initialised packets is read once and written once: to a slot
+        // w <= r of self (compaction in place) or to free spare slot `moved` < room of `into`.
+        unsafe {
+            self.pkts.set_len(0);
+            for r in 0..n {
+                let marked = marks.get(r / 32).is_some_and(|m| m >> (r % 32) & 1 != 0);
+                let p = src.add(r);
+                if marked && room > 0 {
+                    std::ptr::copy_nonoverlapping(p, dst.add(moved), 1);
+                    moved += 1;
+                    room -= 1;
+                } else {
+                    kept_marked += usize::from(marked);
+                    if r != w {
+                        std::ptr::copy_nonoverlapping(p, src.add(w), 1);
+                    }
+                    w += 1;
+                }
+            }
+            self.pkts.set_len(w);
+            into.add_len(moved);
+        }
+        kept_marked
+    }
+
     /// Drops every packet, returning the buffers in bulk.
     #[inline]
     pub fn clear(&mut self) {
@@ -261,6 +310,40 @@ impl<'a> IntoIterator for &'a mut PacketBatch {
 mod tests {
     use super::*;
     use crate::rx::tests::pool;
+
+    #[test]
+    fn move_marked_keeps_order_and_never_loses_a_packet() {
+        let p = pool(128);
+        let mut batch = PacketBatch::new(64);
+        assert_eq!(p.alloc_into(&mut batch), 64);
+        let ids: Vec<u32> = batch.iter().map(|x| x.buffer_index()).collect();
+        // Marks in both words and a word past the batch; room for only 5 of the 6 marked.
+        let marks = [
+            0b1000_0000_0000_0000_0000_0000_0001_0011u32,
+            0b101,
+            0xffff_ffff,
+        ];
+        let mut into = PacketBatch::new(5);
+        let stayed = batch.move_marked(&marks, &mut into);
+        assert_eq!(stayed, 1);
+        let moved: Vec<u32> = into.iter().map(|x| x.buffer_index()).collect();
+        assert_eq!(moved, [ids[0], ids[1], ids[4], ids[31], ids[32]]);
+        let kept: Vec<u32> = batch.iter().map(|x| x.buffer_index()).collect();
+        let want: Vec<u32> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![0, 1, 4, 31, 32].contains(i))
+            .map(|(_, &x)| x)
+            .collect();
+        assert_eq!(
+            kept, want,
+            "the marked packet that did not fit stays, in order"
+        );
+        assert_eq!(into.len() + batch.len(), 64);
+        drop(into);
+        drop(batch);
+        assert_eq!(p.available(), 128);
+    }
 
     #[test]
     fn clear_returns_mixed_pool_runs_longer_than_the_gather_buffer() {

@@ -321,9 +321,9 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
                             backend: &mut self.backend,
                             tx,
                         };
-                        judge.burst(self.rx.drain(), &mut out, c, now, guard);
+                        judge.burst(&mut self.rx, &mut out, c, now, guard);
                     }
-                    None => judge.burst(self.rx.drain(), &mut ToSink(sink), c, now, None),
+                    None => judge.burst(&mut self.rx, &mut ToSink(sink), c, now, None),
                 },
                 Stage::Fanout { dispatcher, .. } => {
                     for p in self.rx.drain() {

@@ -1,10 +1,12 @@
 //! Judging one burst: the loop guard, the rules, and where the survivors go. Used by the
 //! filter loop when it judges inline and by every worker.
 
+use std::cell::Cell;
+
 use crate::daemon::filterloop::TxBack;
-use crate::filter::{Decision, RuleSet};
+use crate::filter::{BurstFrames, Parsed, RuleSet};
 use crate::sink::PassSink;
-use crate::softrss::FramePacket;
+use crate::softrss::{FramePacket, RssMeta};
 use crate::stats::Counters;
 use crate::topsrc::TopSources;
 use crossbeam::queue::ArrayQueue;
@@ -70,6 +72,9 @@ pub(super) fn caught_looping(p: &Packet, guard: Option<[u8; 6]>, c: &mut Counter
     looped
 }
 
+/// Packets a burst's drop marks are kept for at a time (a batch holds at most this many).
+const MARKED: usize = floodgate_pmd::MAX_BATCH;
+
 /// A rule set and the scratch batches one burst is sorted into.
 pub(super) struct Judge {
     /// The rules every packet is classified with.
@@ -81,6 +86,51 @@ pub(super) struct Judge {
     pub(super) reparsed: u64,
     /// The sample of the sources this judge drops (boxed: 1.5 KB).
     top: Box<TopSources>,
+    /// The burst's drop marks: bit `i % 32` of word `i / 32` for packet `i`.
+    marks: Box<[u32; MARKED / 32]>,
+}
+
+/// A burst of received packets as the rules read them.
+struct Frames<'a>(&'a [Packet]);
+
+impl BurstFrames for Frames<'_> {
+    #[inline(always)]
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+    #[inline(always)]
+    fn frame(&self, i: usize) -> &[u8] {
+        self.0.get(i).map_or(&[], |p| p.data())
+    }
+}
+
+/// A burst the soft-RSS dispatcher handed over: the parse it left in each headroom is used
+/// instead of parsing again, when it was written for that frame.
+struct Dispatched<'a> {
+    pkts: &'a [Packet],
+    reparsed: Cell<u64>,
+}
+
+impl BurstFrames for Dispatched<'_> {
+    #[inline(always)]
+    fn count(&self) -> usize {
+        self.pkts.len()
+    }
+    #[inline(always)]
+    fn frame(&self, i: usize) -> &[u8] {
+        self.pkts.get(i).map_or(&[], |p| p.data())
+    }
+    #[inline]
+    fn parsed(&self, i: usize) -> Option<Parsed> {
+        let p = self.pkts.get(i)?;
+        match RssMeta::read_for(FramePacket::headroom(p), p.data()) {
+            Some(m) => Some(Parsed::from_meta(&m, p.data())),
+            None => {
+                self.reparsed.set(self.reparsed.get() + 1);
+                None
+            }
+        }
+    }
 }
 
 impl Judge {
@@ -92,6 +142,7 @@ impl Judge {
             drops: PacketBatch::new(burst),
             reparsed: 0,
             top: Box::default(),
+            marks: Box::new([0; MARKED / 32]),
         }
     }
 
@@ -100,88 +151,136 @@ impl Judge {
         &self.top
     }
 
-    /// Judges one burst at time `now` (ns since the epoch) and hands the survivors to `out`.
-    /// With `guard`, frames carrying that source MAC are dropped as `looped` before the rules.
-    /// The counters say what happened.
+    /// Classifies `frames` (at most [`MARKED`]) into the drop marks and counts them. With
+    /// `guard`, frames carrying that source MAC are marked as dropped and `looped` without
+    /// going through the rules.
+    #[inline(always)]
+    fn mark<B: BurstFrames>(
+        &mut self,
+        frames: &B,
+        c: &mut Counters,
+        now: u64,
+        guard: Option<[u8; 6]>,
+    ) {
+        let n = frames.count().min(MARKED);
+        let mut dropped = 0;
+        let mut at = 0;
+        while at < n {
+            let lanes = (n - at).min(32);
+            let skip = match guard {
+                Some(g) => (0..lanes).fold(0u32, |m, i| {
+                    let own = frames.frame(at + i).get(6..12) == Some(&g[..]);
+                    m | u32::from(own) << i
+                }),
+                None => 0,
+            };
+            let drop = self
+                .rules
+                .classify_chunk::<B, false>(frames, at, skip, now, &mut []);
+            c.looped += u64::from(skip.count_ones());
+            let m = drop | skip;
+            dropped += u64::from(m.count_ones());
+            if let Some(w) = self.marks.get_mut(at / 32) {
+                *w = m;
+            }
+            at += 32;
+        }
+        c.dropped += dropped;
+        c.passed += n as u64 - dropped;
+    }
+
+    /// Judges the received burst `rx` at time `now` (ns since the epoch), leaving it empty: the
+    /// dropped buffers go back to the pool together (one free-list operation per burst, their
+    /// bytes untouched), the survivors go to `out`. With `guard`, frames carrying that source
+    /// MAC are dropped as `looped` before the rules. The counters say what happened.
     #[inline]
     pub(super) fn burst<O: Survivors>(
         &mut self,
-        pkts: impl Iterator<Item = Packet>,
+        rx: &mut PacketBatch,
         out: &mut O,
         c: &mut Counters,
         now: u64,
         guard: Option<[u8; 6]>,
     ) {
-        self.judge::<O, false>(pkts, out, c, now, guard);
-    }
-
-    /// As [`Judge::burst`] for packets the soft-RSS dispatcher handed over: the rules read the
-    /// parse the dispatcher left in each headroom instead of parsing again (counting in
-    /// `reparsed` the packets whose record could not be used).
-    #[inline]
-    pub(super) fn burst_dispatched<O: Survivors>(
-        &mut self,
-        pkts: impl Iterator<Item = Packet>,
-        out: &mut O,
-        c: &mut Counters,
-        now: u64,
-    ) {
-        self.judge::<O, true>(pkts, out, c, now, None);
-    }
-
-    #[inline(always)]
-    fn judge<O: Survivors, const DISPATCHED: bool>(
-        &mut self,
-        pkts: impl Iterator<Item = Packet>,
-        out: &mut O,
-        c: &mut Counters,
-        now: u64,
-        guard: Option<[u8; 6]>,
-    ) {
-        for p in pkts {
-            if caught_looping(&p, guard, c) {
-                if let Err(p) = self.drops.push(p) {
-                    drop(p);
-                }
-                continue;
-            }
-            let action = if DISPATCHED {
-                let (v, used) =
-                    self.rules
-                        .classify_dispatched(p.data(), FramePacket::headroom(&p), now);
-                self.reparsed += u64::from(!used);
-                v.action
+        let n = rx.len().min(MARKED);
+        self.mark(&Frames(rx.as_slice()), c, now, guard);
+        // Pass marks: the complement of the drop marks over the burst.
+        let words = n.div_ceil(32);
+        let mut any_pass = false;
+        for (k, w) in self.marks.iter_mut().take(words).enumerate() {
+            let valid = if (k + 1) * 32 <= n {
+                u32::MAX
             } else {
-                self.rules.classify(p.data(), now).action
+                (1u32 << (n - k * 32)) - 1
             };
-            match action {
-                // Dropped buffers go back to the pool together at the end of the burst (one
-                // free-list operation per burst, not per packet), without their bytes being
-                // touched.
-                Decision::Drop => {
-                    c.dropped += 1;
-                    if let Err(p) = self.drops.push(p) {
-                        drop(p);
-                    }
-                }
-                Decision::Pass => {
-                    c.passed += 1;
-                    if let Err(p) = self.pass.push(p) {
-                        // The pass batch is as large as a burst, so this cannot happen; never
-                        // lose a packet silently all the same.
-                        c.tap_dropped += 1;
-                        drop(p);
-                    }
-                }
-            }
+            *w = !*w & valid;
+            any_pass |= *w != 0;
         }
-        // The dropped-source sample (about one dropped frame in 256; see crate::topsrc).
-        let dropped = self.drops.as_slice();
-        self.top
-            .on_drops(dropped.len(), |i| dropped.get(i).map_or(&[], |p| p.data()));
-        self.drops.clear();
+        if any_pass {
+            // The pass batch is as large as a burst, so nothing stays behind; never lose a
+            // packet silently all the same.
+            let stayed = rx.move_marked(&self.marks[..words], &mut self.pass);
+            c.passed -= stayed as u64;
+            c.tap_dropped += stayed as u64;
+            c.dropped += stayed as u64;
+        }
+        dropped(&mut self.top, rx);
         if !self.pass.is_empty() {
             out.take(&mut self.pass, c);
         }
     }
+
+    /// As [`Judge::burst`] for packets the soft-RSS dispatcher handed over (taken out of
+    /// `pkts`): the rules read the parse the dispatcher left in each headroom instead of
+    /// parsing again (counting in `reparsed` the packets whose record could not be used).
+    pub(super) fn burst_dispatched<O: Survivors>(
+        &mut self,
+        pkts: &mut Vec<Packet>,
+        out: &mut O,
+        c: &mut Counters,
+        now: u64,
+    ) {
+        while !pkts.is_empty() {
+            let n = pkts.len().min(MARKED);
+            let frames = Dispatched {
+                pkts: &pkts[..n],
+                reparsed: Cell::new(0),
+            };
+            self.mark(&frames, c, now, None);
+            self.reparsed += frames.reparsed.get();
+            for (i, p) in pkts.drain(..n).enumerate() {
+                let dropped = self
+                    .marks
+                    .get(i / 32)
+                    .is_some_and(|w| w >> (i % 32) & 1 != 0);
+                let batch = if dropped {
+                    &mut self.drops
+                } else {
+                    &mut self.pass
+                };
+                if let Err(p) = batch.push(p) {
+                    // Both batches are as large as a burst; count it all the same.
+                    if !dropped {
+                        c.passed -= 1;
+                        c.dropped += 1;
+                        c.tap_dropped += 1;
+                    }
+                    drop(p);
+                }
+            }
+            dropped(&mut self.top, &mut self.drops);
+            if !self.pass.is_empty() {
+                out.take(&mut self.pass, c);
+            }
+        }
+    }
+}
+
+/// Samples the dropped sources (about one dropped frame in 256; see crate::topsrc) and frees
+/// the dropped buffers in bulk.
+#[inline]
+fn dropped(top: &mut TopSources, drops: &mut PacketBatch) {
+    let d = drops.as_slice();
+    top.on_drops(d.len(), |i| d.get(i).map_or(&[], |p| p.data()));
+    drops.clear();
 }

@@ -200,13 +200,11 @@ impl<S: PassSink> WorkerLoop<S> {
                     tx,
                     handed: &mut self.handed,
                 };
-                self.judge
-                    .burst_dispatched(buf.drain(..), &mut out, &mut self.c, now);
+                self.judge.burst_dispatched(buf, &mut out, &mut self.c, now);
             }
             None => {
                 let mut out = ToSink(&mut self.sink);
-                self.judge
-                    .burst_dispatched(buf.drain(..), &mut out, &mut self.c, now);
+                self.judge.burst_dispatched(buf, &mut out, &mut self.c, now);
             }
         }
     }

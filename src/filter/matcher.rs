@@ -146,6 +146,11 @@ impl CidrSet {
         }
     }
 
+    /// The merged IPv4 ranges, ascending.
+    pub(crate) fn v4_ranges(&self) -> &[(u32, u32)] {
+        &self.v4
+    }
+
     /// Number of merged ranges (IPv4 + IPv6).
     pub fn ranges(&self) -> usize {
         self.v4.len() + self.v6.len()
@@ -181,6 +186,29 @@ impl PortSet {
     #[inline]
     pub fn contains(&self, port: u16) -> bool {
         self.bits[usize::from(port >> 6)] & (1 << (port & 63)) != 0
+    }
+
+    /// The set as inclusive ranges, ascending, or `None` when it needs more than `max`.
+    pub(crate) fn as_ranges(&self, max: usize) -> Option<Vec<(u16, u16)>> {
+        let mut out: Vec<(u16, u16)> = Vec::new();
+        let mut start: Option<u16> = None;
+        for p in 0..=u16::MAX {
+            match (self.contains(p), start) {
+                (true, None) => start = Some(p),
+                (false, Some(s)) => {
+                    out.push((s, p - 1));
+                    start = None;
+                }
+                _ => {}
+            }
+            if out.len() > max {
+                return None;
+            }
+        }
+        if let Some(s) = start {
+            out.push((s, u16::MAX));
+        }
+        (out.len() <= max).then_some(out)
     }
 }
 
@@ -266,6 +294,15 @@ impl ProtoSet {
             }
         }
         s
+    }
+
+    /// The one protocol number the set holds for both families, if it is that simple.
+    pub(crate) fn single(&self) -> Option<u8> {
+        let ones = |w: &[u64; 4]| w.iter().map(|x| x.count_ones()).sum::<u32>();
+        if self.v4 != self.v6 || ones(&self.v4) != 1 {
+            return None;
+        }
+        (0..=u8::MAX).find(|&p| self.contains(false, p))
     }
 
     /// `true` when protocol `proto` of the IPv6 (`v6`) or IPv4 family is in the set.

@@ -38,6 +38,7 @@
 //! assert_eq!(rs.counters().rules[0].hits, 1);
 //! ```
 
+mod lanes;
 mod matcher;
 pub mod parse;
 mod pcaptest;
@@ -46,6 +47,8 @@ pub mod reference;
 
 use std::sync::{Arc, Mutex};
 
+pub use lanes::BurstFrames;
+use lanes::{Lanes, LANES};
 pub use matcher::{
     parse_port_range, ByteMatch, Cidr, CidrSet, Layer, Matcher, PortSet, Proto, ProtoSet,
 };
@@ -322,14 +325,6 @@ enum Kind {
     },
 }
 
-/// Hits and bytes of one rule within a burst (folded into [`RuleCounters`] at its end).
-#[derive(Debug, Clone, Copy, Default)]
-struct Tally {
-    hits: u64,
-    bytes: u64,
-    limited: u64,
-}
-
 /// An ordered set of rules with their counters, owned by one worker. See the
 /// [module documentation](self).
 #[derive(Debug)]
@@ -340,9 +335,10 @@ pub struct RuleSet {
     default: Decision,
     needs_parse: bool,
     counters: Counters,
-    tally: Box<[Tally]>,
-    /// Rate-limit lookups of a burst chunk waiting for their bucket: frame, rule, where.
-    pending: Box<[(u16, u32, Probe)]>,
+    /// The columns of the chunk being classified (see the `lanes` module).
+    lanes: Box<Lanes>,
+    /// Rate-limit buckets of one rule's frames in a chunk, located before they are used.
+    probes: Box<[Probe; LANES]>,
 }
 
 fn kind(rule: &Rule, sinks: Option<&[Option<Sink>]>, i: usize) -> Kind {
@@ -418,10 +414,6 @@ fn sample(i: usize, c: &mut RuleCounters, sink: &Sink, frame: &[u8], now: Timest
     }
 }
 
-/// Frames a burst is classified in at a time (the rate-limit lookups of one chunk are
-/// prefetched together).
-const CHUNK: usize = 64;
-
 impl RuleSet {
     /// Builds a rule set. Sample files are created lazily, on the first sample.
     pub fn new(rules: Vec<Rule>, default: Decision) -> RuleSet {
@@ -459,8 +451,8 @@ impl RuleSet {
                 rules: vec![RuleCounters::default(); n],
                 default: RuleCounters::default(),
             },
-            tally: vec![Tally::default(); n + 1].into_boxed_slice(),
-            pending: vec![(0, 0, Probe::default()); CHUNK].into_boxed_slice(),
+            lanes: Lanes::boxed(),
+            probes: Box::new([Probe::default(); LANES]),
         }
     }
 
@@ -685,10 +677,10 @@ impl RuleSet {
 
     /// Classifies a burst of complete frames at time `now`, writing one verdict per frame into
     /// `out`; returns how many were classified (`min(frames.len(), out.len())`). The same
-    /// decisions and counters as [`RuleSet::classify`] frame by frame, with less work: hits and
-    /// bytes are tallied per burst and folded into the counters once at its end, and the
-    /// rate-limit table lookups of up to 64 frames are located and prefetched before the first
-    /// of them is done (in frame order, so the buckets see the same sequence).
+    /// decisions and counters as [`RuleSet::classify`] frame by frame (rate limits see the
+    /// frames in the same order), with less work: the burst is parsed into columns and each
+    /// rule is tested over 32 frames at once (see the `lanes` module), counters are added per
+    /// rule and chunk, and the rate-limit lookups of a rule's frames are prefetched together.
     pub fn classify_burst<F: AsRef<[u8]>>(
         &mut self,
         frames: &[F],
@@ -696,142 +688,171 @@ impl RuleSet {
         out: &mut [Verdict],
     ) -> usize {
         let n = frames.len().min(out.len());
+        let frames = &frames[..n];
         let mut at = 0;
         while at < n {
-            let end = (at + CHUNK).min(n);
-            self.chunk(&frames[at..end], now, &mut out[at..end]);
-            at = end;
+            self.classify_chunk::<_, true>(frames, at, 0, now, &mut out[at..]);
+            at += LANES;
         }
-        self.fold();
         n
     }
 
-    fn chunk<F: AsRef<[u8]>>(&mut self, frames: &[F], now: Timestamp, out: &mut [Verdict]) {
-        let mut np = 0;
-        let default = self.tally.len() - 1;
-        for (j, (f, v)) in frames.iter().zip(out.iter_mut()).enumerate() {
-            let frame = f.as_ref();
-            let wire_len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-            let parsed = self.parse(frame);
-            let prog = &*self.program;
-            let mut decided = false;
-            for e in prog.candidates(&parsed) {
-                if !prog.matches(e, frame, wire_len, &parsed) {
+    /// Classifies frames `at..at + 32` of `frames` (fewer at the end), except those whose bit
+    /// is set in `skip` (bit `i` for frame `at + i`; they are neither classified nor counted).
+    /// Returns the mask of the frames dropped; with `VERDICTS`, also writes each classified
+    /// frame's verdict into `verdicts[i]`.
+    #[inline]
+    pub(crate) fn classify_chunk<B: BurstFrames + ?Sized, const VERDICTS: bool>(
+        &mut self,
+        frames: &B,
+        at: usize,
+        skip: u32,
+        now: Timestamp,
+        verdicts: &mut [Verdict],
+    ) -> u32 {
+        let n = frames.count().saturating_sub(at).min(LANES);
+        if n == 0 {
+            return 0;
+        }
+        let RuleSet {
+            program,
+            kinds,
+            default,
+            needs_parse,
+            counters,
+            lanes,
+            probes,
+            ..
+        } = self;
+        let all = if n == LANES {
+            u32::MAX
+        } else {
+            (1u32 << n) - 1
+        };
+        let valid = all & !skip;
+        let mut live_bytes = 0u64;
+        for j in 0..n {
+            if skip >> j & 1 != 0 {
+                continue;
+            }
+            let f = frames.frame(at + j);
+            let len = f.len() as u32;
+            live_bytes += u64::from(len);
+            if !*needs_parse {
+                lanes.set(j, &Parsed::NOT_IP, len);
+            } else if let Some(p) = frames.parsed(at + j) {
+                lanes.set(j, &p, len);
+            } else {
+                lanes.fill(j, f, len);
+            }
+        }
+        lanes.seal();
+        counters.packets += u64::from(valid.count_ones());
+        let prog = &program.lanes;
+        let mut live = valid;
+        let mut drop = 0u32;
+        for r in 0..prog.len() {
+            if live == 0 {
+                break;
+            }
+            let m = prog.matches(r, lanes, live, frames, at);
+            if m == 0 {
+                continue;
+            }
+            let (Some(c), Some(k)) = (counters.rules.get_mut(r), kinds.get_mut(r)) else {
+                continue;
+            };
+            let hits = u64::from(m.count_ones());
+            let bytes = lanes.bytes(m, live, live_bytes);
+            c.hits += hits;
+            c.bytes += bytes;
+            let mut limited = 0u32;
+            match k {
+                Kind::Drop => {
+                    c.dropped += hits;
+                    drop |= m;
+                }
+                Kind::Pass => c.passed += hits,
+                Kind::Sample { every, until, sink } => {
+                    // Not terminal: the frames stay live for the next rules.
+                    lanes::each(m, |i| {
+                        if *until == 0 {
+                            sample(r, c, sink, frames.frame(at + i), now);
+                            *until = *every;
+                        }
+                        *until -= 1;
+                    });
                     continue;
                 }
-                let i = e.rule as usize;
-                let (Some(t), Some(c), Some(k)) = (
-                    self.tally.get_mut(i),
-                    self.counters.rules.get_mut(i),
-                    self.kinds.get_mut(i),
-                ) else {
-                    continue;
-                };
-                t.hits += 1;
-                t.bytes += u64::from(wire_len);
-                match k.apply(i, c, frame, &parsed, now) {
-                    Outcome::Next => continue,
-                    Outcome::Decided(action) => {
+                Kind::RateLimit { table, key } => {
+                    // Locate and prefetch every bucket first, then take tokens in frame order.
+                    let mut np = 0;
+                    lanes::each(m, |i| {
+                        let p = table.probe(key.key(&lanes.parsed(i)));
+                        table.prefetch(p);
+                        if let Some(slot) = probes.get_mut(np) {
+                            *slot = p;
+                        }
+                        np += 1;
+                    });
+                    let mut k = 0;
+                    lanes::each(m, |i| {
+                        let p = probes.get(k).copied().unwrap_or_default();
+                        k += 1;
+                        if !table.allow_at(p, now) {
+                            limited |= 1 << i;
+                        }
+                    });
+                    let nl = u64::from(limited.count_ones());
+                    c.rate_limited += nl;
+                    c.dropped += nl;
+                    c.passed += hits - nl;
+                    drop |= limited;
+                }
+            }
+            live &= !m;
+            live_bytes -= bytes;
+            if VERDICTS {
+                lanes::each(m, |i| {
+                    if let Some(v) = verdicts.get_mut(i) {
+                        let rate_limited = limited >> i & 1 != 0;
                         *v = Verdict {
-                            action,
-                            rule_index: Some(i as u32),
+                            action: if drop >> i & 1 != 0 {
+                                Decision::Drop
+                            } else {
+                                Decision::Pass
+                            },
+                            rule_index: Some(r as u32),
+                            rate_limited,
+                        };
+                    }
+                });
+            }
+        }
+        if live != 0 {
+            let c = &mut counters.default;
+            let hits = u64::from(live.count_ones());
+            c.hits += hits;
+            c.bytes += live_bytes;
+            match *default {
+                Decision::Pass => c.passed += hits,
+                Decision::Drop => {
+                    c.dropped += hits;
+                    drop |= live;
+                }
+            }
+            if VERDICTS {
+                lanes::each(live, |i| {
+                    if let Some(v) = verdicts.get_mut(i) {
+                        *v = Verdict {
+                            action: *default,
+                            rule_index: None,
                             rate_limited: false,
                         };
                     }
-                    Outcome::Limit(key) => {
-                        let Kind::RateLimit { table, .. } = k else {
-                            continue;
-                        };
-                        let p = table.probe(key);
-                        table.prefetch(p);
-                        if let Some(slot) = self.pending.get_mut(np) {
-                            *slot = (j as u16, i as u32, p);
-                            np += 1;
-                        }
-                    }
-                }
-                decided = true;
-                break;
-            }
-            if !decided {
-                let t = &mut self.tally[default];
-                t.hits += 1;
-                t.bytes += u64::from(wire_len);
-                *v = Verdict {
-                    action: self.default,
-                    rule_index: None,
-                    rate_limited: false,
-                };
+                });
             }
         }
-        for k in 0..np {
-            let Some(&(j, i, p)) = self.pending.get(k) else {
-                break;
-            };
-            let (i, j) = (i as usize, usize::from(j));
-            let (Some(Kind::RateLimit { table, .. }), Some(v)) =
-                (self.kinds.get_mut(i), out.get_mut(j))
-            else {
-                continue;
-            };
-            let allowed = table.allow_at(p, now);
-            if !allowed {
-                self.tally[i].limited += 1;
-            }
-            *v = Verdict {
-                action: if allowed {
-                    Decision::Pass
-                } else {
-                    Decision::Drop
-                },
-                rule_index: Some(i as u32),
-                rate_limited: !allowed,
-            };
-        }
-    }
-
-    /// Folds the burst's tallies into the counters and zeroes them.
-    fn fold(&mut self) {
-        let default = self.tally.len() - 1;
-        for (i, t) in self.tally.iter_mut().enumerate() {
-            if t.hits == 0 {
-                continue;
-            }
-            let (c, terminal) = if i == default {
-                (&mut self.counters.default, Some(self.default))
-            } else {
-                let terminal = match self.kinds.get(i) {
-                    Some(Kind::Drop) => Some(Decision::Drop),
-                    Some(Kind::Pass) => Some(Decision::Pass),
-                    Some(Kind::RateLimit { .. }) => None,
-                    Some(Kind::Sample { .. }) | None => {
-                        // Not terminal: hits only.
-                        if let Some(c) = self.counters.rules.get_mut(i) {
-                            c.hits += t.hits;
-                            c.bytes += t.bytes;
-                        }
-                        *t = Tally::default();
-                        continue;
-                    }
-                };
-                match self.counters.rules.get_mut(i) {
-                    Some(c) => (c, terminal),
-                    None => continue,
-                }
-            };
-            self.counters.packets += t.hits;
-            c.hits += t.hits;
-            c.bytes += t.bytes;
-            match terminal {
-                Some(Decision::Drop) => c.dropped += t.hits,
-                Some(Decision::Pass) => c.passed += t.hits,
-                None => {
-                    c.dropped += t.limited;
-                    c.rate_limited += t.limited;
-                    c.passed += t.hits - t.limited;
-                }
-            }
-            *t = Tally::default();
-        }
+        drop
     }
 }

@@ -60,6 +60,46 @@ pub struct Parsed {
     pub ports: Option<(u16, u16)>,
 }
 
+/// The common case in a straight line: untagged IPv4 without options, not a later fragment,
+/// with both ports in the frame when it is TCP, UDP or SCTP. Its network header is at 14 and
+/// its transport header at 34. [`Parsed::parse`] and the burst classifier's columns take it
+/// before the general walk, which gives the same answer (tested).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlainV4 {
+    pub(crate) proto: u8,
+    pub(crate) src: u32,
+    pub(crate) dst: u32,
+    pub(crate) ports: Option<(u16, u16)>,
+}
+
+impl PlainV4 {
+    /// The frame's headers, if it is the common case.
+    #[inline(always)]
+    pub(crate) fn read(frame: &[u8]) -> Option<PlainV4> {
+        let h: &[u8; 38] = frame.get(..38)?.try_into().ok()?;
+        // Bytes 12..15: EtherType 0x0800 and version 4 with a 20-byte header (byte 15, the
+        // DSCP, is free); bytes 20..22: no more-fragments flag and fragment offset 0.
+        let tag = u32::from_le_bytes([h[12], h[13], h[14], h[15]]) & 0x00ff_ffff;
+        let frag = u16::from_le_bytes([h[20], h[21]]) & 0xff1f;
+        if tag != 0x0045_0008 || frag != 0 {
+            return None;
+        }
+        let proto = h[23];
+        let ported = matches!(proto, PROTO_TCP | PROTO_UDP | PROTO_SCTP);
+        Some(PlainV4 {
+            proto,
+            src: u32::from_be_bytes([h[26], h[27], h[28], h[29]]),
+            dst: u32::from_be_bytes([h[30], h[31], h[32], h[33]]),
+            ports: ported.then(|| {
+                (
+                    u16::from_be_bytes([h[34], h[35]]),
+                    u16::from_be_bytes([h[36], h[37]]),
+                )
+            }),
+        })
+    }
+}
+
 impl Parsed {
     /// What a frame that is not IP (or not parsed) looks like.
     pub const NOT_IP: Parsed = Parsed {
@@ -73,29 +113,19 @@ impl Parsed {
     /// Parses `frame`. Never fails: what cannot be parsed is reported as absent.
     #[inline]
     pub fn parse(frame: &[u8]) -> Parsed {
-        // The common case in a straight line: untagged IPv4 without options, not a later
-        // fragment, with both ports in the frame. The same answer as the walk (tested).
-        if let Some(h) = frame.get(..38) {
-            if h[12] == 0x08 && h[13] == 0x00 && h[14] == 0x45 && h[20] & 0x1f == 0 && h[21] == 0 {
-                let proto = h[23];
-                return Parsed {
-                    l3_off: 14,
-                    l4_off: Some(34),
-                    l3: L3::V4 {
-                        src: u32::from_be_bytes([h[26], h[27], h[28], h[29]]),
-                        dst: u32::from_be_bytes([h[30], h[31], h[32], h[33]]),
-                    },
-                    proto,
-                    ports: matches!(proto, PROTO_TCP | PROTO_UDP | PROTO_SCTP).then(|| {
-                        (
-                            u16::from_be_bytes([h[34], h[35]]),
-                            u16::from_be_bytes([h[36], h[37]]),
-                        )
-                    }),
-                };
-            }
+        match PlainV4::read(frame) {
+            Some(v) => Parsed {
+                l3_off: 14,
+                l4_off: Some(34),
+                l3: L3::V4 {
+                    src: v.src,
+                    dst: v.dst,
+                },
+                proto: v.proto,
+                ports: v.ports,
+            },
+            None => Self::walk(frame),
         }
-        Self::walk(frame)
     }
 
     /// The general walk, header by header through the checked views ([`Parsed::parse`] takes

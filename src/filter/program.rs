@@ -23,6 +23,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::lanes::LaneProgram;
 use super::matcher::{ByteMatch, CidrSet, Layer, Matcher, PortSet};
 use super::parse::{Parsed, L3};
 use super::Rule;
@@ -36,7 +37,7 @@ const CLASSES: usize = 1 + 256 + 256;
 
 /// A byte match as one masked compare of a little-endian load.
 #[derive(Debug, Clone)]
-struct Masked {
+pub(crate) struct Masked {
     layer: Layer,
     offset: u16,
     len: u8,
@@ -45,7 +46,7 @@ struct Masked {
 }
 
 impl Masked {
-    fn new(b: &ByteMatch) -> Masked {
+    pub(crate) fn new(b: &ByteMatch) -> Masked {
         let (layer, offset, value, mask) = b.parts();
         let mut v = [0u8; 16];
         let mut m = [0u8; 16];
@@ -62,10 +63,17 @@ impl Masked {
 
     #[inline]
     fn matches(&self, frame: &[u8], p: &Parsed) -> bool {
+        self.matches_at(frame, p.l3_off, p.l4_off)
+    }
+
+    /// As a match on a frame whose network header is at `l3_off` and transport header (if
+    /// found) at `l4_off`.
+    #[inline]
+    pub(crate) fn matches_at(&self, frame: &[u8], l3_off: u16, l4_off: Option<u16>) -> bool {
         let base = match self.layer {
             Layer::L2 => 0,
-            Layer::L3 => usize::from(p.l3_off),
-            Layer::L4 => match p.l4_off {
+            Layer::L3 => usize::from(l3_off),
+            Layer::L4 => match l4_off {
                 Some(o) => usize::from(o),
                 None => return false,
             },
@@ -176,6 +184,8 @@ struct Dispatch {
 
 /// A compiled rule list. See the [module documentation](self).
 pub(crate) struct Program {
+    /// The same rules in the burst classifier's form.
+    pub(crate) lanes: LaneProgram,
     /// Per class, its dispatch table (classes with the same candidates share one).
     classes: Box<[Arc<Table>]>,
     /// Distinct dispatch tables.
@@ -336,6 +346,7 @@ impl Program {
             })
             .collect();
         Program {
+            lanes: LaneProgram::compile(rules),
             classes: class_of
                 .iter()
                 .map(|&t| shared[usize::from(t)].clone())

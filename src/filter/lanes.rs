@@ -1,0 +1,663 @@
+//! The burst classifier: rules evaluated a column at a time over up to [`LANES`] frames.
+//!
+//! A burst is parsed once into columns (family, protocol, ports, IPv4 addresses, lengths,
+//! header offsets; IPv6 addresses beside them), and then each rule, in order, is evaluated over
+//! all frames still undecided at once: every condition turns the columns into a bit mask (bit
+//! `i` for frame `i`), the rule's mask is the AND of its conditions', and the frames in it are
+//! decided by that rule and leave the live mask. First match wins exactly as frame by frame:
+//! a frame is offered to rule `r` only if no earlier terminal rule took it.
+//!
+//! The cheap conditions (protocol, port ranges, length ranges, small IPv4 prefix sets) are
+//! straight loops over fixed-size columns that the compiler turns into vector compares; the
+//! others (large prefix sets, IPv6 prefixes, byte matches, BPF) run per frame, only for the
+//! frames still in the rule's mask. Counters are added per rule and burst (a population count),
+//! not per frame.
+
+use std::sync::Arc;
+
+use super::matcher::{CidrSet, Matcher, PortSet, ProtoSet};
+use super::parse::{Parsed, PlainV4, L3};
+use super::program::Masked;
+use super::Rule;
+use crate::bpf::CompiledBpf;
+
+/// Frames per column chunk (one bit each in a `u32` mask).
+pub(crate) const LANES: usize = 32;
+
+/// Port column value of a frame without ports (outside every port range).
+const NO_PORT: u32 = 0x1_0000;
+/// Transport-offset column value of a frame without a transport header.
+const NO_L4: u32 = u32::MAX;
+/// Family column values.
+const FAM_V4: u8 = 4;
+const FAM_V6: u8 = 6;
+
+/// Most ranges a port, length or IPv4 prefix condition is evaluated with vector compares;
+/// beyond it, per frame.
+const MAX_VECTOR_RANGES: usize = 8;
+
+/// One chunk of parsed frames, column by column. Lanes past the chunk's length hold stale
+/// values; the masks the caller passes keep them out.
+#[derive(Clone)]
+pub(crate) struct Lanes {
+    fam: [u8; LANES],
+    proto: [u8; LANES],
+    sport: [u32; LANES],
+    dport: [u32; LANES],
+    src4: [u32; LANES],
+    dst4: [u32; LANES],
+    len: [u32; LANES],
+    l3_off: [u16; LANES],
+    l4_off: [u32; LANES],
+    src6: [u128; LANES],
+    dst6: [u128; LANES],
+    /// Lanes holding IPv4 and IPv6 frames (set by [`Lanes::seal`]).
+    v4: u32,
+    v6: u32,
+}
+
+impl Lanes {
+    /// Empty columns, boxed (about 1.5 KB).
+    pub(crate) fn boxed() -> Box<Lanes> {
+        Box::new(Lanes {
+            fam: [0; LANES],
+            proto: [0; LANES],
+            sport: [NO_PORT; LANES],
+            dport: [NO_PORT; LANES],
+            src4: [0; LANES],
+            dst4: [0; LANES],
+            len: [0; LANES],
+            l3_off: [0; LANES],
+            l4_off: [NO_L4; LANES],
+            src6: [0; LANES],
+            dst6: [0; LANES],
+            v4: 0,
+            v6: 0,
+        })
+    }
+
+    /// Writes frame `i`'s parse and wire length into the columns.
+    #[inline(always)]
+    pub(crate) fn set(&mut self, i: usize, p: &Parsed, wire_len: u32) {
+        let i = i & (LANES - 1);
+        let (fam, s4, d4) = match p.l3 {
+            L3::None => (0, 0, 0),
+            L3::V4 { src, dst } => (FAM_V4, src, dst),
+            L3::V6 { src, dst } => {
+                self.src6[i] = src;
+                self.dst6[i] = dst;
+                (FAM_V6, 0, 0)
+            }
+        };
+        self.fam[i] = fam;
+        self.src4[i] = s4;
+        self.dst4[i] = d4;
+        self.proto[i] = p.proto;
+        let (sp, dp) = match p.ports {
+            Some((s, d)) => (u32::from(s), u32::from(d)),
+            None => (NO_PORT, NO_PORT),
+        };
+        self.sport[i] = sp;
+        self.dport[i] = dp;
+        self.l3_off[i] = p.l3_off;
+        self.l4_off[i] = p.l4_off.map_or(NO_L4, u32::from);
+        self.len[i] = wire_len;
+    }
+
+    /// Parses `frame` into lane `i`: the same answer as [`Parsed::parse`] and
+    /// [`Lanes::set`], with the common case written straight into the columns.
+    #[inline(always)]
+    pub(crate) fn fill(&mut self, i: usize, frame: &[u8], wire_len: u32) {
+        let Some(v) = PlainV4::read(frame) else {
+            self.set(i, &Parsed::walk(frame), wire_len);
+            return;
+        };
+        let i = i & (LANES - 1);
+        self.fam[i] = FAM_V4;
+        self.src4[i] = v.src;
+        self.dst4[i] = v.dst;
+        self.proto[i] = v.proto;
+        let (sp, dp) = match v.ports {
+            Some((s, d)) => (u32::from(s), u32::from(d)),
+            None => (NO_PORT, NO_PORT),
+        };
+        self.sport[i] = sp;
+        self.dport[i] = dp;
+        self.l3_off[i] = 14;
+        self.l4_off[i] = 34;
+        self.len[i] = wire_len;
+    }
+
+    /// Finishes a chunk after its lanes were [set](Lanes::set).
+    #[inline(always)]
+    pub(crate) fn seal(&mut self) {
+        self.v4 = eq_u8(&self.fam, FAM_V4);
+        self.v6 = eq_u8(&self.fam, FAM_V6);
+    }
+
+    /// The lanes of the chosen families.
+    #[inline(always)]
+    fn families(&self, v4: bool, v6: bool) -> u32 {
+        (self.v4 & 0u32.wrapping_sub(u32::from(v4))) | (self.v6 & 0u32.wrapping_sub(u32::from(v6)))
+    }
+
+    /// The parse of lane `i`, as [`Parsed::parse`] gave it.
+    #[inline]
+    pub(crate) fn parsed(&self, i: usize) -> Parsed {
+        let i = i & (LANES - 1);
+        Parsed {
+            l3_off: self.l3_off[i],
+            l4_off: u16::try_from(self.l4_off[i]).ok(),
+            l3: match self.fam[i] {
+                FAM_V4 => L3::V4 {
+                    src: self.src4[i],
+                    dst: self.dst4[i],
+                },
+                FAM_V6 => L3::V6 {
+                    src: self.src6[i],
+                    dst: self.dst6[i],
+                },
+                _ => L3::None,
+            },
+            proto: self.proto[i],
+            ports: (self.dport[i] != NO_PORT)
+                .then_some((self.sport[i] as u16, self.dport[i] as u16)),
+        }
+    }
+
+    /// Wire length of lane `i`.
+    #[inline(always)]
+    pub(crate) fn wire_len(&self, i: usize) -> u32 {
+        self.len[i & (LANES - 1)]
+    }
+
+    /// Sum of the wire lengths of the lanes in `m`, a subset of `live` whose lengths sum to
+    /// `live_bytes`: counted over `m` or over the rest of `live`, whichever has fewer lanes.
+    #[inline(always)]
+    pub(crate) fn bytes(&self, m: u32, live: u32, live_bytes: u64) -> u64 {
+        let sum = |m: u32| {
+            let mut s = 0u64;
+            each(m, |i| s += u64::from(self.wire_len(i)));
+            s
+        };
+        let rest = live & !m;
+        if rest.count_ones() < m.count_ones() {
+            live_bytes - sum(rest)
+        } else {
+            sum(m)
+        }
+    }
+}
+
+impl std::fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lanes").finish_non_exhaustive()
+    }
+}
+
+/// The mask of the lanes where `f` holds (all [`LANES`]; the caller ANDs with its own mask).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline(always)]
+fn mask(f: impl Fn(usize) -> bool) -> u32 {
+    let mut m = 0u32;
+    for i in 0..LANES {
+        m |= u32::from(f(i)) << i;
+    }
+    m
+}
+
+/// Calls `f` for every lane in `m`, lowest first (frame order).
+#[inline(always)]
+pub(crate) fn each(mut m: u32, mut f: impl FnMut(usize)) {
+    while m != 0 {
+        f(m.trailing_zeros() as usize);
+        m &= m - 1;
+    }
+}
+
+/// The lanes in `m` where `f` holds, tested one by one.
+#[inline(always)]
+fn filter(m: u32, mut f: impl FnMut(usize) -> bool) -> u32 {
+    let mut out = 0;
+    each(m, |i| out |= u32::from(f(i)) << i);
+    out
+}
+
+/// Lanes whose byte equals `v`.
+#[inline(always)]
+fn eq_u8(col: &[u8; LANES], v: u8) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
+        // available; both 16-byte unaligned loads lie inside the 32-byte array.
+        unsafe {
+            let want = _mm_set1_epi8(v as i8);
+            let a = _mm_loadu_si128(col.as_ptr().cast());
+            let b = _mm_loadu_si128(col.as_ptr().add(16).cast());
+            let lo = _mm_movemask_epi8(_mm_cmpeq_epi8(a, want)) as u32 & 0xffff;
+            let hi = _mm_movemask_epi8(_mm_cmpeq_epi8(b, want)) as u32 & 0xffff;
+            lo | hi << 16
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        mask(|i| col[i] == v)
+    }
+}
+
+/// Lanes whose `col` value lies in one of `ranges` (inclusive; one unsigned compare each:
+/// `x - lo <= hi - lo`).
+#[inline(always)]
+fn in_ranges(col: &[u32; LANES], ranges: &[(u32, u32)]) -> u32 {
+    match ranges {
+        [] => 0,
+        [(lo, hi)] => in_range(col, *lo, hi.wrapping_sub(*lo)),
+        _ => in_many(col, ranges),
+    }
+}
+
+/// [`in_ranges`] for several ranges: each group of four lanes is loaded once and compared
+/// with every range.
+#[inline(always)]
+fn in_many(col: &[u32; LANES], ranges: &[(u32, u32)]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            _mm_castsi128_ps, _mm_cmpgt_epi32, _mm_loadu_si128, _mm_movemask_ps, _mm_or_si128,
+            _mm_set1_epi32, _mm_setzero_si128, _mm_sub_epi32, _mm_xor_si128,
+        };
+        // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
+        // available; the unaligned load of lanes 4k..4k+4 lies inside the array.
+        unsafe {
+            let sign = _mm_set1_epi32(i32::MIN);
+            let mut out = 0u32;
+            for k in 0..LANES / 4 {
+                let x = _mm_loadu_si128(col.as_ptr().add(4 * k).cast());
+                let mut hit = _mm_setzero_si128();
+                for &(lo, hi) in ranges {
+                    let d = _mm_xor_si128(_mm_sub_epi32(x, _mm_set1_epi32(lo as i32)), sign);
+                    let limit = _mm_set1_epi32((hi.wrapping_sub(lo) ^ 0x8000_0000) as i32);
+                    // In the range: not above the limit (compare lanes are all ones or zero).
+                    let above = _mm_cmpgt_epi32(d, limit);
+                    hit = _mm_or_si128(hit, _mm_xor_si128(above, _mm_set1_epi32(-1)));
+                }
+                out |= (_mm_movemask_ps(_mm_castsi128_ps(hit)) as u32 & 0xf) << (4 * k);
+            }
+            out
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut m = 0;
+        for &(lo, hi) in ranges {
+            m |= in_range(col, lo, hi.wrapping_sub(lo));
+        }
+        m
+    }
+}
+
+/// Lanes with `col[i] - lo <= w` (unsigned, wrapping).
+#[inline(always)]
+fn in_range(col: &[u32; LANES], lo: u32, w: u32) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            _mm_castsi128_ps, _mm_cmpgt_epi32, _mm_loadu_si128, _mm_movemask_ps, _mm_set1_epi32,
+            _mm_sub_epi32, _mm_xor_si128,
+        };
+        // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
+        // available; the unaligned load of lanes 4k..4k+4 lies inside the array.
+        unsafe {
+            // Unsigned compare through the signed one: flip the sign bit of both sides.
+            let sign = _mm_set1_epi32(i32::MIN);
+            let base = _mm_set1_epi32(lo as i32);
+            let limit = _mm_xor_si128(_mm_set1_epi32(w as i32), sign);
+            let mut above = 0u32;
+            for k in 0..LANES / 4 {
+                let x = _mm_loadu_si128(col.as_ptr().add(4 * k).cast());
+                let d = _mm_xor_si128(_mm_sub_epi32(x, base), sign);
+                let gt = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(d, limit))) as u32;
+                above |= (gt & 0xf) << (4 * k);
+            }
+            !above
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        mask(|i| col[i].wrapping_sub(lo) <= w)
+    }
+}
+
+/// One condition of a rule, in the form the columns are tested with.
+#[derive(Clone)]
+enum Cond {
+    /// IP of the given families with protocol `proto`.
+    Proto { v4: bool, v6: bool, proto: u8 },
+    /// IP with a protocol in the set (per family).
+    ProtoSet(ProtoSet),
+    /// IPv4 (`v4`) or IPv6 (`v6`) at all.
+    Family { v4: bool, v6: bool },
+    /// Source (`src`) or destination port in one of the ranges.
+    PortRanges {
+        src: bool,
+        ranges: Box<[(u32, u32)]>,
+    },
+    /// Source or destination port in a set too fragmented for ranges.
+    PortSet { src: bool, set: PortSet },
+    /// Wire length in one of the ranges.
+    Len {
+        ranges: Box<[(u32, u32)]>,
+        vector: bool,
+    },
+    /// Source or destination address in the set; its IPv4 ranges tested with vector compares
+    /// when there are few.
+    Addr {
+        src: bool,
+        v4: Box<[(u32, u32)]>,
+        vector: bool,
+        set: CidrSet,
+    },
+    /// Bytes at an offset under a mask.
+    Bytes(Masked),
+    /// A classic BPF program.
+    Bpf(Arc<CompiledBpf>),
+}
+
+impl std::fmt::Debug for Cond {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cond::Proto { .. } => "Proto",
+            Cond::ProtoSet(_) => "ProtoSet",
+            Cond::Family { .. } => "Family",
+            Cond::PortRanges { .. } => "PortRanges",
+            Cond::PortSet { .. } => "PortSet",
+            Cond::Len { .. } => "Len",
+            Cond::Addr { .. } => "Addr",
+            Cond::Bytes(_) => "Bytes",
+            Cond::Bpf(_) => "Bpf",
+        })
+    }
+}
+
+/// The frames of a burst as the classifier reads them.
+pub trait BurstFrames {
+    /// Number of frames.
+    fn count(&self) -> usize;
+    /// Frame `i` (`i < count()`); an index out of range gives an empty frame.
+    fn frame(&self, i: usize) -> &[u8];
+    /// Its headers, if they were parsed already (for example by the soft-RSS dispatcher);
+    /// `None` to have the classifier parse the frame. Must equal [`Parsed::parse`]'s answer.
+    #[inline(always)]
+    fn parsed(&self, _i: usize) -> Option<Parsed> {
+        None
+    }
+}
+
+impl<F: AsRef<[u8]>> BurstFrames for [F] {
+    #[inline(always)]
+    fn count(&self) -> usize {
+        self.len()
+    }
+    #[inline(always)]
+    fn frame(&self, i: usize) -> &[u8] {
+        self.get(i).map_or(&[], |f| f.as_ref())
+    }
+}
+
+impl Cond {
+    fn rank(&self) -> u8 {
+        match self {
+            Cond::Proto { .. } | Cond::Family { .. } => 0,
+            Cond::PortRanges { .. } => 1,
+            Cond::Len { vector: true, .. } => 2,
+            Cond::Addr { vector: true, .. } => 3,
+            Cond::ProtoSet(_) | Cond::PortSet { .. } | Cond::Len { .. } => 4,
+            Cond::Addr { .. } => 5,
+            Cond::Bytes(_) => 6,
+            Cond::Bpf(_) => 7,
+        }
+    }
+
+    fn new(m: &Matcher) -> Cond {
+        match m {
+            Matcher::Proto(s) => match s.single() {
+                Some(proto) => Cond::Proto {
+                    v4: true,
+                    v6: true,
+                    proto,
+                },
+                None => Cond::ProtoSet(s.clone()),
+            },
+            Matcher::Ipv4(v4) => Cond::Family { v4: *v4, v6: !*v4 },
+            Matcher::SrcPort(s) | Matcher::DstPort(s) => {
+                let src = matches!(m, Matcher::SrcPort(_));
+                match s.as_ranges(MAX_VECTOR_RANGES) {
+                    Some(r) => Cond::PortRanges {
+                        src,
+                        ranges: r
+                            .iter()
+                            .map(|&(a, b)| (u32::from(a), u32::from(b)))
+                            .collect(),
+                    },
+                    None => Cond::PortSet {
+                        src,
+                        set: s.clone(),
+                    },
+                }
+            }
+            Matcher::Len(r) => Cond::Len {
+                ranges: r.iter().filter(|(lo, hi)| lo <= hi).copied().collect(),
+                vector: r.len() <= MAX_VECTOR_RANGES,
+            },
+            Matcher::Src(s) | Matcher::Dst(s) => Cond::Addr {
+                src: matches!(m, Matcher::Src(_)),
+                v4: s.v4_ranges().into(),
+                vector: s.v4_ranges().len() <= MAX_VECTOR_RANGES,
+                set: s.clone(),
+            },
+            Matcher::Bytes(b) => Cond::Bytes(Masked::new(b)),
+            Matcher::Bpf(p) => Cond::Bpf(p.clone()),
+        }
+    }
+
+    /// The lanes of `m` that meet the condition.
+    #[inline]
+    fn eval<B: BurstFrames + ?Sized>(&self, l: &Lanes, m: u32, frames: &B, at: usize) -> u32 {
+        match self {
+            Cond::Proto { v4, v6, proto } => {
+                let m = m & eq_u8(&l.proto, *proto);
+                m & l.families(*v4, *v6)
+            }
+            Cond::Family { v4, v6 } => m & l.families(*v4, *v6),
+            Cond::ProtoSet(s) => filter(m, |i| match l.fam[i] {
+                FAM_V4 => s.contains(false, l.proto[i]),
+                FAM_V6 => s.contains(true, l.proto[i]),
+                _ => false,
+            }),
+            Cond::PortRanges { src, ranges } => {
+                let col = if *src { &l.sport } else { &l.dport };
+                m & in_ranges(col, ranges)
+            }
+            Cond::PortSet { src, set } => {
+                let col = if *src { &l.sport } else { &l.dport };
+                filter(m, |i| {
+                    let p = col[i & (LANES - 1)];
+                    p != NO_PORT && set.contains(p as u16)
+                })
+            }
+            Cond::Len {
+                ranges,
+                vector: true,
+            } => m & in_ranges(&l.len, ranges),
+            Cond::Len { ranges, .. } => filter(m, |i| {
+                let n = l.wire_len(i);
+                ranges.iter().any(|&(lo, hi)| lo <= n && n <= hi)
+            }),
+            Cond::Addr {
+                src,
+                v4,
+                vector,
+                set,
+            } => {
+                let (c4, c6) = if *src {
+                    (&l.src4, &l.src6)
+                } else {
+                    (&l.dst4, &l.dst6)
+                };
+                let is4 = l.v4;
+                let hit4 = if v4.is_empty() {
+                    0
+                } else if *vector {
+                    m & is4 & in_ranges(c4, v4)
+                } else {
+                    filter(m & is4, |i| set.contains_v4(c4[i & (LANES - 1)]))
+                };
+                let hit6 = if l.v6 & m == 0 {
+                    0
+                } else {
+                    filter(m & l.v6, |i| set.contains_v6(c6[i & (LANES - 1)]))
+                };
+                hit4 | hit6
+            }
+            Cond::Bytes(b) => filter(m, |i| {
+                let l4 = u16::try_from(l.l4_off[i & (LANES - 1)]).ok();
+                b.matches_at(frames.frame(at + i), l.l3_off[i & (LANES - 1)], l4)
+            }),
+            Cond::Bpf(p) => filter(m, |i| {
+                p.run_with_len(frames.frame(at + i), l.wire_len(i)) != 0
+            }),
+        }
+    }
+}
+
+/// The rules in the classifier's form: per rule, its conditions, cheapest first.
+#[derive(Debug, Clone)]
+pub(crate) struct LaneProgram {
+    rules: Box<[Box<[Cond]>]>,
+}
+
+impl LaneProgram {
+    /// Compiles `rules` (in order).
+    pub(crate) fn compile(rules: &[Rule]) -> LaneProgram {
+        LaneProgram {
+            rules: rules
+                .iter()
+                .map(|r| {
+                    let mut c: Vec<Cond> = r.matchers.iter().map(Cond::new).collect();
+                    c.sort_by_key(Cond::rank);
+                    c.into_boxed_slice()
+                })
+                .collect(),
+        }
+    }
+
+    /// Number of rules.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The lanes of `live` that rule `r` matches (frames `at..` of `frames`).
+    #[inline]
+    pub(crate) fn matches<B: BurstFrames + ?Sized>(
+        &self,
+        r: usize,
+        l: &Lanes,
+        live: u32,
+        frames: &B,
+        at: usize,
+    ) -> u32 {
+        let Some(conds) = self.rules.get(r) else {
+            return 0;
+        };
+        let mut m = live;
+        for c in conds.iter() {
+            if m == 0 {
+                break;
+            }
+            m = c.eval(l, m, frames, at);
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames around the straight path's edges: plain IPv4 with each protocol, options,
+    /// fragments, VLAN, IPv6, truncations, and random bytes behind a forced IPv4 prefix.
+    fn frames() -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for k in 0..4000 {
+            let len = (next() % 90) as usize;
+            let mut f: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if k % 4 != 3 && f.len() >= 24 {
+                f[12] = 0x08;
+                f[13] = 0x00;
+                f[14] = if k % 5 == 0 { 0x46 } else { 0x45 };
+                f[20] = if k % 7 == 0 { 0x20 } else { 0x40 };
+                f[21] = 0;
+                f[23] = [6u8, 17, 132, 1, 47][k % 5];
+            } else if k % 8 == 3 && f.len() >= 18 {
+                f[12] = 0x81;
+                f[13] = 0x00;
+                f[16] = 0x08;
+                f[17] = 0x00;
+            }
+            out.push(f);
+        }
+        out
+    }
+
+    #[test]
+    fn columns_hold_what_the_parser_says() {
+        let mut l = Lanes::boxed();
+        for (k, f) in frames().iter().enumerate() {
+            let i = k % LANES;
+            l.fill(i, f, f.len() as u32);
+            assert_eq!(l.parsed(i), Parsed::parse(f), "frame {f:02x?}");
+            assert_eq!(l.wire_len(i), f.len() as u32);
+            l.set(i, &Parsed::parse(f), 7);
+            assert_eq!(l.parsed(i), Parsed::parse(f));
+        }
+    }
+
+    #[test]
+    fn vector_compares_agree_with_plain_ones() {
+        let mut col = [0u32; LANES];
+        for (i, c) in col.iter_mut().enumerate() {
+            *c = [0, 1, 52, 53, 54, 0xffff, NO_PORT, u32::MAX][i % 8].wrapping_add(i as u32 / 8);
+        }
+        let ranges: &[&[(u32, u32)]] = &[
+            &[],
+            &[(53, 53)],
+            &[(0, 0)],
+            &[(0, u32::MAX)],
+            &[(1, 53), (0xffff, 0xffff)],
+            &[(54, 60), (0, 1), (u32::MAX - 2, u32::MAX)],
+        ];
+        for r in ranges {
+            let want = (0..LANES).fold(0u32, |m, i| {
+                let hit = r.iter().any(|&(lo, hi)| lo <= col[i] && col[i] <= hi);
+                m | u32::from(hit) << i
+            });
+            assert_eq!(in_ranges(&col, r), want, "{r:?}");
+        }
+        let bytes: [u8; LANES] = std::array::from_fn(|i| (i % 7) as u8);
+        for v in 0..8u8 {
+            let want = (0..LANES).fold(0u32, |m, i| m | u32::from(bytes[i] == v) << i);
+            assert_eq!(eq_u8(&bytes, v), want);
+        }
+    }
+}
