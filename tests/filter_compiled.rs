@@ -137,8 +137,10 @@ fn arb_action() -> impl Strategy<Value = Action> {
     prop_oneof![
         3 => Just(Action::Drop),
         3 => Just(Action::Pass),
-        1 => Just(Action::Sample(Sample {
-            every: 1,
+        // Every 1 to 7 frames: the burst classifier counts down a whole chunk at once when
+        // no sample is due in it (the writes fail, and the failures are counted).
+        1 => (1u64..8).prop_map(|every| Action::Sample(Sample {
+            every,
             policy: RotationPolicy {
                 path: "/nonexistent-dir/floodgate/compiled.pcap".into(),
                 max_bytes: 1 << 20,
@@ -450,4 +452,55 @@ fn burst_rate_limits_like_frame_by_frame() {
     assert!(want.iter().any(|v| v.rate_limited), "the limit must bite");
     assert!(want.iter().any(|v| !v.rate_limited), "and let some through");
     assert_eq!(burst.counters(), one.counters());
+}
+
+/// A sample rule counts its one-in-`every` down across bursts exactly as frame by frame,
+/// whatever the burst sizes (the burst classifier skips a whole chunk when no sample is due).
+#[test]
+fn sampling_counts_down_across_bursts_like_frame_by_frame() {
+    let frame = {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2, 0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+        f.resize(60, 0);
+        f
+    };
+    for every in [2u64, 5, 31, 32, 33, 100] {
+        let rules = vec![Rule::new(
+            "sample",
+            vec![Matcher::Proto(ProtoSet::new(&[Proto::Udp]))],
+            Action::Sample(Sample {
+                every,
+                policy: RotationPolicy {
+                    path: "/nonexistent-dir/floodgate/sampling.pcap".into(),
+                    max_bytes: 1 << 20,
+                    max_files: 1,
+                    snaplen: 128,
+                    format: Default::default(),
+                    rule: String::new(),
+                },
+            }),
+        )];
+        let mut one = RuleSet::new(rules, Decision::Pass);
+        let mut burst = one.fork();
+        let frames = vec![frame.clone(); 97];
+        let mut out = [Verdict {
+            action: Decision::Drop,
+            rule_index: None,
+            rate_limited: false,
+        }; 97];
+        for size in [1usize, 7, 32, 50, 97, 3, 64] {
+            for f in &frames[..size] {
+                one.classify(f, 0);
+            }
+            assert_eq!(burst.classify_burst(&frames[..size], 0, &mut out), size);
+            // After every burst, not only at the end: the same frames were sampled.
+            let (a, b) = (&one.counters().rules[0], &burst.counters().rules[0]);
+            assert_eq!(b, a, "every {every}, after a burst of {size}");
+        }
+        assert!(
+            one.counters().rules[0].sample_errors > 0,
+            "every {every}: samples were attempted"
+        );
+    }
 }

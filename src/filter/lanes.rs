@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::matcher::{CidrSet, Matcher, PortSet, ProtoSet};
 use super::parse::{Parsed, PlainV4, L3};
 use super::program::Masked;
-use super::Rule;
+use super::{RateKey, Rule};
 use crate::bpf::CompiledBpf;
 
 /// Frames per column chunk (one bit each in a `u32` mask).
@@ -162,6 +162,18 @@ impl Lanes {
             proto: self.proto[i],
             ports: (self.dport[i] != NO_PORT)
                 .then_some((self.sport[i] as u16, self.dport[i] as u16)),
+        }
+    }
+
+    /// The rate-limit key of lane `i` (as [`RateKey`]'s for its parse).
+    #[inline(always)]
+    pub(crate) fn rate_key(&self, key: &RateKey, i: usize) -> u64 {
+        let i = i & (LANES - 1);
+        match *key {
+            RateKey::Source { v4_prefix, .. } if self.fam[i] == FAM_V4 => {
+                RateKey::v4_source(self.src4[i], v4_prefix)
+            }
+            _ => key.key(&self.parsed(i)),
         }
     }
 
@@ -336,6 +348,12 @@ fn in_range(col: &[u32; LANES], lo: u32, w: u32) -> u32 {
 enum Cond {
     /// IP of the given families with protocol `proto`.
     Proto { v4: bool, v6: bool, proto: u8 },
+    /// IP of the given families with one of a few protocols.
+    Protos {
+        v4: bool,
+        v6: bool,
+        protos: Box<[u8]>,
+    },
     /// IP with a protocol in the set (per family).
     ProtoSet(ProtoSet),
     /// IPv4 (`v4`) or IPv6 (`v6`) at all.
@@ -370,6 +388,7 @@ impl std::fmt::Debug for Cond {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Cond::Proto { .. } => "Proto",
+            Cond::Protos { .. } => "Protos",
             Cond::ProtoSet(_) => "ProtoSet",
             Cond::Family { .. } => "Family",
             Cond::PortRanges { .. } => "PortRanges",
@@ -410,7 +429,7 @@ impl<F: AsRef<[u8]>> BurstFrames for [F] {
 impl Cond {
     fn rank(&self) -> u8 {
         match self {
-            Cond::Proto { .. } | Cond::Family { .. } => 0,
+            Cond::Proto { .. } | Cond::Family { .. } | Cond::Protos { .. } => 0,
             Cond::PortRanges { .. } => 1,
             Cond::Len { vector: true, .. } => 2,
             Cond::Addr { vector: true, .. } => 3,
@@ -423,13 +442,18 @@ impl Cond {
 
     fn new(m: &Matcher) -> Cond {
         match m {
-            Matcher::Proto(s) => match s.single() {
-                Some(proto) => Cond::Proto {
+            Matcher::Proto(s) => match (s.single(), s.few(4)) {
+                (Some(proto), _) => Cond::Proto {
                     v4: true,
                     v6: true,
                     proto,
                 },
-                None => Cond::ProtoSet(s.clone()),
+                (None, Some(protos)) => Cond::Protos {
+                    v4: true,
+                    v6: true,
+                    protos: protos.into(),
+                },
+                (None, None) => Cond::ProtoSet(s.clone()),
             },
             Matcher::Ipv4(v4) => Cond::Family { v4: *v4, v6: !*v4 },
             Matcher::SrcPort(s) | Matcher::DstPort(s) => {
@@ -472,6 +496,10 @@ impl Cond {
                 m & l.families(*v4, *v6)
             }
             Cond::Family { v4, v6 } => m & l.families(*v4, *v6),
+            Cond::Protos { v4, v6, protos } => {
+                let any = protos.iter().fold(0, |a, &p| a | eq_u8(&l.proto, p));
+                m & any & l.families(*v4, *v6)
+            }
             Cond::ProtoSet(s) => filter(m, |i| match l.fam[i] {
                 FAM_V4 => s.contains(false, l.proto[i]),
                 FAM_V6 => s.contains(true, l.proto[i]),

@@ -305,6 +305,16 @@ impl ProtoSet {
         (0..=u8::MAX).find(|&p| self.contains(false, p))
     }
 
+    /// The protocol numbers of the set when both families hold the same ones and there are at
+    /// most `max` of them.
+    pub(crate) fn few(&self, max: usize) -> Option<Vec<u8>> {
+        if self.v4 != self.v6 {
+            return None;
+        }
+        let all: Vec<u8> = (0..=u8::MAX).filter(|&p| self.contains(false, p)).collect();
+        (all.len() <= max).then_some(all)
+    }
+
     /// `true` when protocol `proto` of the IPv6 (`v6`) or IPv4 family is in the set.
     #[inline]
     pub(crate) fn contains(&self, v6: bool, proto: u8) -> bool {

@@ -110,15 +110,21 @@ pub enum RateKey {
 }
 
 impl RateKey {
+    /// The key of an IPv4 source under a `v4_prefix`-bit prefix.
+    #[inline(always)]
+    fn v4_source(src: u32, v4_prefix: u8) -> u64 {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(v4_prefix.min(32)))
+            .unwrap_or(0);
+        (1 << 40) | u64::from(src & mask)
+    }
+
     #[inline]
     fn key(&self, p: &Parsed) -> u64 {
         match (*self, p.l3) {
             (_, L3::None) => 0,
             (RateKey::Source { v4_prefix, .. }, L3::V4 { src, .. }) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(v4_prefix.min(32)))
-                    .unwrap_or(0);
-                (1 << 40) | u64::from(src & mask)
+                Self::v4_source(src, v4_prefix)
             }
             (RateKey::Source { v6_prefix, .. }, L3::V6 { src, .. }) => {
                 let mask = u128::MAX
@@ -774,7 +780,12 @@ impl RuleSet {
                 }
                 Kind::Pass => c.passed += hits,
                 Kind::Sample { every, until, sink } => {
-                    // Not terminal: the frames stay live for the next rules.
+                    // Not terminal: the frames stay live for the next rules. One in `every`,
+                    // counted down: a chunk without a sample due costs one subtraction.
+                    if *until > hits {
+                        *until -= hits;
+                        continue;
+                    }
                     lanes::each(m, |i| {
                         if *until == 0 {
                             sample(r, c, sink, frames.frame(at + i), now);
@@ -788,7 +799,7 @@ impl RuleSet {
                     // Locate and prefetch every bucket first, then take tokens in frame order.
                     let mut np = 0;
                     lanes::each(m, |i| {
-                        let p = table.probe(key.key(&lanes.parsed(i)));
+                        let p = table.probe(lanes.rate_key(key, i));
                         table.prefetch(p);
                         if let Some(slot) = probes.get_mut(np) {
                             *slot = p;
