@@ -148,10 +148,11 @@ impl PacketBatch {
         }
     }
 
-    /// Moves the packets whose mark is set to the end of `into`, in order, while it has room;
-    /// the others stay, in order. Packet `i`'s mark is bit `i % 32` of `marks[i / 32]`
-    /// (missing words count as unmarked). Returns how many marked packets stayed because
-    /// `into` was full (they stay in front of the unmarked ones).
+    /// Moves the packets whose mark is set to the end of `into`, in order; the others stay, in
+    /// no particular order (the last ones fill the holes, so the cost follows the number of
+    /// marked packets, not the batch size). Packet `i`'s mark is bit `i % 32` of
+    /// `marks[i / 32]` (missing words count as unmarked). When `into` has too little room, the
+    /// first marked packets that fit are moved and the rest stay; returns how many stayed.
     ///
     /// ```
     /// # use floodgate_pmd::{Mempool, MempoolConfig, PacketBatch};
@@ -165,13 +166,66 @@ impl PacketBatch {
     /// ```
     pub fn move_marked(&mut self, marks: &[u32], into: &mut PacketBatch) -> usize {
         let n = self.pkts.len();
+        let words = n.div_ceil(32).min(marks.len());
+        let tail = |k: usize, w: u32| {
+            if (k + 1) * 32 <= n {
+                w
+            } else {
+                w & ((1u32 << (n - k * 32)) - 1)
+            }
+        };
+        let marked: usize = (0..words)
+            .map(|k| tail(k, marks[k]).count_ones() as usize)
+            .sum();
+        if marked == 0 {
+            return 0;
+        }
+        if marked > into.free_slots() {
+            return self.move_marked_ordered(marks, into);
+        }
+        let src = self.pkts.as_mut_ptr();
+        let dst = into.spare_ptr();
+        let mut len = n;
+        let mut t = marked;
+        // SAFETY: marked packets are visited from the highest index down. Each is copied to
+        // spare slot t - 1 of `into` (t counts down from `marked` <= its free slots, so the
+        // slots are in ascending packet order), and its hole is filled with the batch's
+        // current last packet, which is unmarked: every position above the one being moved
+        // holds an unmarked packet by then. Each packet thus ends up in exactly one place;
+        // the lengths are set to match at the end, and nothing here can panic.
+        unsafe {
+            for k in (0..words).rev() {
+                let mut w = tail(k, marks[k]);
+                while w != 0 {
+                    let b = 31 - w.leading_zeros() as usize;
+                    w &= !(1u32 << b);
+                    let i = k * 32 + b;
+                    t -= 1;
+                    std::ptr::copy_nonoverlapping(src.add(i), dst.add(t), 1);
+                    len -= 1;
+                    if i != len {
+                        std::ptr::copy_nonoverlapping(src.add(len), src.add(i), 1);
+                    }
+                }
+            }
+            self.pkts.set_len(len);
+            into.add_len(marked);
+        }
+        0
+    }
+
+    /// [`PacketBatch::move_marked`] when `into` cannot take every marked packet: moves the
+    /// first ones that fit, keeps everything else in order.
+    #[cold]
+    fn move_marked_ordered(&mut self, marks: &[u32], into: &mut PacketBatch) -> usize {
+        let n = self.pkts.len();
         let mut room = into.free_slots();
         let mut kept_marked = 0;
         let mut w = 0;
         let src = self.pkts.as_mut_ptr();
         let dst = into.spare_ptr();
         let mut moved = 0;
-        // SAFETY: length 0 first (a panic cannot happen below, but would leak, not double
+        // SAFETY: length 0 first (nothing below can panic, but a panic would leak, not double
         // drop). Each of the n initialised packets is read once and written once: to a slot
         // w <= r of self (compaction in place) or to free spare slot `moved` < room of `into`.
         unsafe {
