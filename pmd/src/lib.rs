@@ -10,6 +10,10 @@
 //! * [`IxgbeVf::rx_burst`]`(queue, &mut batch) -> usize` appends received packets to a
 //!   [`PacketBatch`]; [`IxgbeVf::tx_burst`]`(queue, &mut batch) -> usize` transmits packets from
 //!   the front of a batch without copying, leaving what did not fit.
+//! * [`IxgbeVf::rx_burst_judged`]`(queue, &mut batch, &mut judge)` shows the good frames to
+//!   an [`RxJudge`] in place, in chunks of up to 32 ([`RxChunk`]), before any buffer is decided:
+//!   a dropped frame's buffer is re-armed in its own descriptor (no [`Packet`], no pool
+//!   traffic), a kept one is appended to the batch as `rx_burst` does.
 //! * [`Packet`]: an owned, `Send` handle to one DMA buffer: [`Packet::data`],
 //!   [`Packet::data_mut`], and [`Packet::headroom_mut`], the application's metadata area in
 //!   front of the data. Dropping a packet (on any thread) returns the buffer to its
@@ -75,7 +79,7 @@ pub use error::Error;
 pub use mempool::{
     Mempool, MempoolConfig, Packet, PoolLayout, DEFAULT_DATA_ROOM, DEFAULT_HEADROOM, MAX_HEADROOM,
 };
-pub use rx::RxStats;
+pub use rx::{RxChunk, RxJudge, RxJudged, RxStats, RX_CHUNK};
 pub use stats::{HwStats, Stats};
 pub use tx::TxStats;
 pub use vf::{

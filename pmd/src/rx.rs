@@ -8,6 +8,9 @@ use floodgate_vfio::Bar;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, Ordering};
 
+mod judged;
+pub use judged::{RxChunk, RxJudge, RxJudged, RX_CHUNK};
+
 /// Buffer indices kept per queue in front of the pool's ring.
 const CACHE_SIZE: usize = 512;
 
@@ -23,10 +26,14 @@ const CACHE_SIZE: usize = 512;
 pub struct RxStats {
     /// Completed descriptors taken off the ring.
     pub descriptors: u64,
-    /// Packets delivered to the application.
+    /// Packets delivered to the application, including the frames a judged receive dropped in
+    /// place (also counted in `judge_dropped`).
     pub packets: u64,
-    /// Bytes delivered (frame bytes without CRC).
+    /// Bytes delivered (frame bytes without CRC), judged drops included.
     pub bytes: u64,
+    /// Of `packets`: frames the application's judge dropped in place during a judged receive
+    /// (their buffers stayed in the ring). Not a driver drop, so not in [`RxStats::dropped`].
+    pub judge_dropped: u64,
     /// Dropped: length 0 or larger than the buffer's data room.
     pub err_length: u64,
     /// Dropped: descriptors of frames spanning several buffers (DD without EOP, and the
@@ -70,6 +77,7 @@ impl RxStats {
         self.err_ip_csum += o.err_ip_csum;
         self.err_l4_csum += o.err_l4_csum;
         self.udp_csum_zero += o.udp_csum_zero;
+        self.judge_dropped += o.judge_dropped;
         self.dropped_reset += o.dropped_reset;
         self.no_buffers += o.no_buffers;
     }
@@ -627,14 +635,14 @@ pub(crate) mod tests {
         .unwrap()
     }
 
-    struct Fixture {
-        bar: RecBar,
-        ring: DmaRegion,
-        pool: Mempool,
-        q: RxQueue<RecBar>,
+    pub(crate) struct Fixture {
+        pub(crate) bar: RecBar,
+        pub(crate) ring: DmaRegion,
+        pub(crate) pool: Mempool,
+        pub(crate) q: RxQueue<RecBar>,
     }
 
-    fn fixture(size: u32, bufs: u32) -> Fixture {
+    pub(crate) fn fixture(size: u32, bufs: u32) -> Fixture {
         let bar = RecBar::default();
         let ring = region(size as usize * 16);
         let pool = pool(bufs);
@@ -651,17 +659,17 @@ pub(crate) mod tests {
     }
 
     impl Fixture {
-        fn qw(&self, slot: u32, w: usize) -> *mut u64 {
+        pub(crate) fn qw(&self, slot: u32, w: usize) -> *mut u64 {
             // SAFETY: test ring of `size` descriptors.
             unsafe { (self.ring.as_ptr() as *mut u64).add(2 * slot as usize + w) }
         }
         /// Device side: reads the armed buffer address of a slot.
-        fn armed(&self, slot: u32) -> u64 {
+        pub(crate) fn armed(&self, slot: u32) -> u64 {
             // SAFETY: inside the ring.
             unsafe { self.qw(slot, 0).read_volatile() }
         }
         /// Device side: writes a write-back descriptor (and the frame bytes into its buffer).
-        fn complete(&self, slot: u32, status: u32, len: u16, fill: u8) {
+        pub(crate) fn complete(&self, slot: u32, status: u32, len: u16, fill: u8) {
             let iova = self.armed(slot);
             let r = self.pool.region();
             let off = (iova - r.iova()) as usize;
@@ -673,7 +681,7 @@ pub(crate) mod tests {
                     .write_volatile(((len as u64) << 32) | status as u64);
             }
         }
-        fn tails(&self) -> Vec<u32> {
+        pub(crate) fn tails(&self) -> Vec<u32> {
             self.bar
                 .0
                 .lock()
@@ -685,7 +693,7 @@ pub(crate) mod tests {
         }
     }
 
-    const GOOD: u32 = RXD_STAT_DD | RXD_STAT_EOP;
+    pub(crate) const GOOD: u32 = RXD_STAT_DD | RXD_STAT_EOP;
 
     #[test]
     fn arms_every_slot_with_a_distinct_buffer() {

@@ -5,7 +5,7 @@ use crate::batch::PacketBatch;
 use crate::mailbox::Mailbox;
 use crate::mempool::{Mempool, DEFAULT_HEADROOM};
 use crate::regs::*;
-use crate::rx::{RxQueue, RxStats};
+use crate::rx::{RxJudge, RxJudged, RxQueue, RxStats};
 use crate::stats::{HwAccum, HwRaw, Stats};
 use crate::tx::{TxQueue, TxStats};
 use crate::Error;
@@ -374,6 +374,32 @@ impl<D: Device> IxgbeVf<D> {
         match self.rx.get_mut(q) {
             Some(rxq) => rxq.burst(batch),
             None => 0,
+        }
+    }
+
+    /// Receives from queue `q` as [`IxgbeVf::rx_burst`] does, but shows the good frames to
+    /// `judge` first, in place and in ring order, in chunks of up to [`RX_CHUNK`](crate::RX_CHUNK)
+    /// (bad descriptors are counted and recycled as in `rx_burst` and never shown). A frame the
+    /// judge drops is re-armed in its own descriptor with the buffer it arrived in: no
+    /// [`Packet`](crate::Packet), no buffer cache or pool traffic. A frame it keeps is appended
+    /// to `batch` with a fresh buffer armed in its place, exactly as `rx_burst` does.
+    ///
+    /// At most `batch.capacity()` descriptors are taken per call; a chunk is never larger than
+    /// the batch's free slots or the buffers at hand, so a batch with no free slot (or a pool
+    /// with no free buffer, counted in [`RxStats::no_buffers`]) receives nothing. The ring is
+    /// re-armed with one tail write. [`RxStats::packets`] counts kept and dropped frames,
+    /// [`RxStats::judge_dropped`] the dropped ones. A queue that does not exist receives
+    /// nothing.
+    #[inline]
+    pub fn rx_burst_judged<J: RxJudge + ?Sized>(
+        &mut self,
+        q: usize,
+        batch: &mut PacketBatch,
+        judge: &mut J,
+    ) -> RxJudged {
+        match self.rx.get_mut(q) {
+            Some(rxq) => rxq.burst_judged(batch, judge),
+            None => RxJudged::default(),
         }
     }
 
