@@ -16,7 +16,7 @@
 pub mod af_xdp;
 pub mod csum;
 
-use floodgate_pmd::{IxgbeVf, Maintenance, PacketBatch};
+use floodgate_pmd::{IxgbeVf, Maintenance, PacketBatch, RxChunk, RxJudge, RxJudged, MAX_BATCH};
 use floodgate_vfio::Device;
 
 /// What one transmit call did with a batch. The batch is always left empty: every packet is
@@ -84,6 +84,35 @@ pub trait PacketBackend {
     fn tx_queues(&self) -> usize;
     /// Receives up to `batch.free_slots()` packets from `queue` into `batch`; returns how many.
     fn rx_burst(&mut self, queue: usize, batch: &mut PacketBatch) -> usize;
+    /// Receives from `queue` and lets `judge` drop frames before they reach `batch`: the judge
+    /// sees the received frames in chunks of up to [`floodgate_pmd::RX_CHUNK`], in order, and
+    /// returns a drop mask per chunk (bits past the chunk are ignored); the frames it keeps are
+    /// appended to `batch`, the others are released. Returns what was received, kept and
+    /// dropped.
+    ///
+    /// The default receives with [`rx_burst`](Self::rx_burst), judges the new packets and frees
+    /// the dropped ones in bulk (the survivors stay in order). A backend that can judge frames
+    /// in its receive ring overrides it (and [`judges_in_place`](Self::judges_in_place)): the
+    /// VF re-arms a dropped frame's buffer in its own descriptor.
+    fn rx_burst_judged<J: RxJudge>(
+        &mut self,
+        queue: usize,
+        batch: &mut PacketBatch,
+        judge: &mut J,
+    ) -> RxJudged
+    where
+        Self: Sized,
+    {
+        let start = batch.len();
+        let n = self.rx_burst(queue, batch);
+        judge_received(batch, start, n, judge)
+    }
+    /// Whether [`rx_burst_judged`](Self::rx_burst_judged) drops frames without building packets
+    /// for them (then it is the cheaper way to receive and judge; otherwise receiving a batch
+    /// and judging it is as cheap).
+    fn judges_in_place(&self) -> bool {
+        false
+    }
     /// Transmits `batch` on `queue` (one doorbell/kick per call). Leaves `batch` empty.
     fn tx_burst(&mut self, queue: usize, batch: &mut PacketBatch) -> TxOutcome;
     /// Packets sent on `queue` whose completion the device has not reported yet (after
@@ -106,6 +135,49 @@ pub trait PacketBackend {
     }
 }
 
+/// The default judged receive after `rx_burst` appended `n` packets at `start` of `batch`:
+/// judges them in chunks, then frees the dropped ones in bulk, keeping the rest in order.
+fn judge_received<J: RxJudge>(
+    batch: &mut PacketBatch,
+    start: usize,
+    n: usize,
+    judge: &mut J,
+) -> RxJudged {
+    let end = (start + n).min(batch.len());
+    let mut res = RxJudged::default();
+    let mut marks = [0u32; MAX_BATCH / 32];
+    let mut at = start;
+    while at < end {
+        let chunk = RxChunk::from_packets(&batch.as_slice()[at..end]);
+        let k = chunk.len().max(1);
+        for i in 0..chunk.len() {
+            res.bytes += chunk.frame(i).len() as u64;
+        }
+        let valid = u32::MAX >> (32 - k.min(32));
+        let mut m = judge.judge(&chunk) & valid;
+        res.dropped += m.count_ones() as usize;
+        while m != 0 {
+            let j = at + m.trailing_zeros() as usize;
+            m &= m - 1;
+            if let Some(w) = marks.get_mut(j / 32) {
+                *w |= 1 << (j % 32);
+            }
+        }
+        at += k;
+    }
+    res.received = end - start;
+    res.kept = res.received - res.dropped;
+    if res.dropped > 0 {
+        let mut r = 0;
+        batch.retain(|_| {
+            let drop = marks.get(r / 32).is_some_and(|w| w >> (r % 32) & 1 != 0);
+            r += 1;
+            !drop
+        });
+    }
+    res
+}
+
 impl<D: Device> PacketBackend for IxgbeVf<D> {
     fn kind(&self) -> &'static str {
         "ixgbevf"
@@ -126,6 +198,20 @@ impl<D: Device> PacketBackend for IxgbeVf<D> {
     #[inline]
     fn rx_burst(&mut self, queue: usize, batch: &mut PacketBatch) -> usize {
         IxgbeVf::rx_burst(self, queue, batch)
+    }
+
+    #[inline]
+    fn rx_burst_judged<J: RxJudge>(
+        &mut self,
+        queue: usize,
+        batch: &mut PacketBatch,
+        judge: &mut J,
+    ) -> RxJudged {
+        IxgbeVf::rx_burst_judged(self, queue, batch, judge)
+    }
+
+    fn judges_in_place(&self) -> bool {
+        true
     }
 
     #[inline]

@@ -27,8 +27,12 @@
 //!
 //! Judging one burst (loop guard, rules, survivors to their place) is `daemon/judge.rs`, used
 //! here when judging inline and by every worker; the worker threads are `daemon/workers.rs`.
+//! When judging inline on a backend that can judge frames in its receive ring (the VF), the
+//! loop does that instead (`daemon/inplace.rs`): a dropped frame never becomes a packet, its
+//! buffer is re-armed where it is, and only survivors come out of the ring.
 
 use crate::backend::{BackendError, PacketBackend};
+use crate::daemon::inplace::InPlace;
 use crate::daemon::judge::{caught_looping, Judge, Survivors, ToSink};
 use crate::daemon::workers::Worker;
 pub use crate::daemon::workers::WorkerReport;
@@ -305,7 +309,30 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
     pub fn poll(&mut self, now: u64) -> usize {
         let mut total = 0;
         let guard = self.tx.and_then(|t| t.loop_guard);
+        let in_place = self.backend.judges_in_place();
         for q in 0..self.queues {
+            if let (true, Stage::Inline { judge, sink }) = (in_place, &mut self.stage) {
+                // The frames are judged in the receive ring; only survivors become packets.
+                let c = &mut self.counters;
+                let mut j = InPlace::new(judge, c, now, guard);
+                let r = self.backend.rx_burst_judged(q, &mut self.rx, &mut j);
+                total += r.received;
+                c.rx_packets += r.received as u64;
+                c.rx_bytes += r.bytes;
+                if !self.rx.is_empty() {
+                    match &self.tx {
+                        Some(tx) => {
+                            let mut out = ToBackend {
+                                backend: &mut self.backend,
+                                tx,
+                            };
+                            out.take(&mut self.rx, c);
+                        }
+                        None => ToSink(sink).take(&mut self.rx, c),
+                    }
+                }
+                continue;
+            }
             let n = self.backend.rx_burst(q, &mut self.rx);
             if n == 0 {
                 continue;

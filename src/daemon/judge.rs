@@ -151,6 +151,12 @@ impl Judge {
         &self.top
     }
 
+    /// The rules and the dropped-source sample, for judging frames in the receive ring
+    /// (`daemon/inplace.rs`).
+    pub(super) fn rules_and_top(&mut self) -> (&mut RuleSet, &mut TopSources) {
+        (&mut self.rules, &mut self.top)
+    }
+
     /// Classifies `frames` (at most [`MARKED`]) into the drop marks and counts them. With
     /// `guard`, frames carrying that source MAC are marked as dropped and `looped` without
     /// going through the rules.

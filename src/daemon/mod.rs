@@ -3,6 +3,7 @@
 mod commands;
 pub mod demo;
 pub mod filterloop;
+mod inplace;
 mod judge;
 pub mod metrics;
 pub mod run;

@@ -97,10 +97,7 @@ impl<'a> RxChunk<'a> {
         // SAFETY: as in `frame`; the `headroom` bytes in front of the data belong to the same
         // buffer (the pool's layout guarantees data_off >= headroom).
         unsafe {
-            std::slice::from_raw_parts(
-                self.data[i].assume_init().sub(self.headroom),
-                self.headroom,
-            )
+            std::slice::from_raw_parts(self.data[i].assume_init().sub(self.headroom), self.headroom)
         }
     }
 }
@@ -182,6 +179,7 @@ impl<B: Bar> RxQueue<B> {
         let mut chunk = RxChunk::empty(headroom);
         let ring = self.ring.as_ptr();
         let (mask, data_room, stride, va0) = (self.mask, self.data_room, self.stride, self.va0);
+        let bufs = self.bufs.as_ptr();
         let mut ended = false;
         while left > 0 && !ended {
             let room = RX_CHUNK
@@ -191,23 +189,51 @@ impl<B: Bar> RxQueue<B> {
             if room == 0 {
                 break;
             }
-            // Gather up to `room` good frames; bad descriptors go to the cold path as in
-            // `burst` (counted, re-armed with their own buffer).
+            // Gather up to `room` good frames, in runs of slots that do not wrap; bad
+            // descriptors go to the cold path as in `burst` (counted, re-armed with their own
+            // buffer) and end the run.
             let mut k = 0;
             while k < room && left > 0 {
-                // SAFETY: next <= mask: a descriptor of our ring (facts §6.1 write-back:
-                // status/errors in dword 2, length in bits 15:0 of dword 3), volatile because
-                // the device writes it.
-                let d = unsafe { ring.add(2 * next as usize) };
-                // SAFETY: as above.
-                let st = unsafe { (d.add(1) as *const u32).read_volatile() };
-                let good =
-                    st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK) == RXD_STAT_DD | RXD_STAT_EOP;
-                // Read the rest of the descriptor only after seeing DD.
-                fence(Ordering::Acquire);
-                // SAFETY: as above.
-                let len = unsafe { (d.add(1) as *const u16).add(2).read_volatile() } as u32;
-                if !good || len.wrapping_sub(1) >= data_room {
+                let run = (room - k).min(left).min((mask - next) as usize + 1);
+                let s0 = next as usize;
+                let mut j = 0;
+                let mut bad = None;
+                while j < run {
+                    let s = s0 + j;
+                    // SAFETY: s0 + run <= size: descriptor s of our ring (facts §6.1
+                    // write-back: status/errors in dword 2, length in bits 15:0 of dword 3),
+                    // volatile because the device writes it.
+                    let d = unsafe { ring.add(2 * s) };
+                    // SAFETY: as above.
+                    let st = unsafe { (d.add(1) as *const u32).read_volatile() };
+                    let good = st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK)
+                        == RXD_STAT_DD | RXD_STAT_EOP;
+                    // Read the rest of the descriptor only after seeing DD.
+                    fence(Ordering::Acquire);
+                    // SAFETY: as above.
+                    let len = unsafe { (d.add(1) as *const u16).add(2).read_volatile() } as u32;
+                    if !good || len.wrapping_sub(1) >= data_room {
+                        bad = Some(st);
+                        break;
+                    }
+                    // SAFETY: s < size = bufs.len(); k + j < room <= RX_CHUNK.
+                    unsafe {
+                        let buf = *bufs.add(s);
+                        let e = k + j;
+                        chunk
+                            .data
+                            .get_unchecked_mut(e)
+                            .write(va0.wrapping_add(buf as usize * stride));
+                        chunk.len.get_unchecked_mut(e).write(len);
+                        chunk.slot.get_unchecked_mut(e).write(s as u32);
+                    }
+                    res.bytes += u64::from(len);
+                    j += 1;
+                }
+                k += j;
+                left -= j;
+                next = (next + j as u32) & mask;
+                if let Some(st) = bad {
                     if st & RXD_STAT_DD == 0 {
                         ended = true;
                         break;
@@ -215,16 +241,7 @@ impl<B: Bar> RxQueue<B> {
                     let c = self.reject_from(next, st, left);
                     next = (next + c as u32) & mask;
                     left -= c;
-                    continue;
                 }
-                let buf = self.bufs[next as usize];
-                chunk.data[k].write(va0.wrapping_add(buf as usize * stride));
-                chunk.len[k].write(len);
-                chunk.slot[k].write(next);
-                res.bytes += u64::from(len);
-                k += 1;
-                next = (next + 1) & mask;
-                left -= 1;
             }
             if k == 0 {
                 continue;
@@ -266,65 +283,55 @@ impl<B: Bar> RxQueue<B> {
         let bufs = self.bufs.as_mut_ptr();
         let (iova0, va0, stride, core) = (self.iova0, self.va0, self.stride, self.core);
         let ring = self.ring.as_ptr();
-        if drop == low_bits(k) {
-            // The flood case: every frame dropped, every buffer stays where it is.
-            for i in 0..k {
-                // SAFETY: entries below k were written by the gather loop; the slot is one of
-                // our ring's (< size), so `bufs` and the descriptor are in bounds. The
-                // descriptor gets its own buffer back, header address 0 (clears DD; facts
-                // §6.1).
-                unsafe {
-                    let s = chunk.slot[i].assume_init() as usize;
-                    let d = ring.add(2 * s);
-                    d.write_volatile(iova0.wrapping_add(*bufs.add(s) as u64 * stride as u64));
-                    d.add(1).write_volatile(0);
-                }
-            }
-            return 0;
-        }
-        let out = batch.spare_ptr();
-        let mut kept = 0;
-        let mut cache_len = self.cache_len;
-        let cache = self.cache.as_ptr();
+        // Every descriptor first gets its own buffer back (what a drop needs, the flood case),
+        // with header address 0, which clears DD (facts §6.1). The device does not own these
+        // slots until the tail moves past them, so the kept ones are simply written again below.
         for i in 0..k {
-            // SAFETY: as in the all-dropped loop above.
-            let (s, len) = unsafe {
-                (
-                    chunk.slot[i].assume_init() as usize,
-                    chunk.len[i].assume_init(),
-                )
-            };
-            // SAFETY: s < size.
-            let (d, buf) = unsafe { (ring.add(2 * s), *bufs.add(s)) };
-            let armed = if drop >> i & 1 != 0 {
-                buf
-            } else {
-                // The caller checked k <= cache_len and k <= free slots, so one cache entry
-                // and one batch slot are there for every kept frame.
-                cache_len -= 1;
-                // SAFETY: cache_len < cache.len() (it was at most that before the decrement);
-                // `out + kept` is a free slot of the batch (kept < k <= free slots). `buf` was
-                // armed in slot s and completed by the device, so it is ours to hand out;
-                // len <= data_room was checked by the gather loop.
-                unsafe {
-                    let nb = *cache.add(cache_len);
-                    *bufs.add(s) = nb;
-                    out.add(kept).write(Packet::from_parts(
-                        core,
-                        va0.wrapping_add(buf as usize * stride),
-                        buf,
-                        len,
-                    ));
-                    nb
-                }
-            };
-            kept += usize::from(drop >> i & 1 == 0);
-            // SAFETY: `d` is descriptor s of our ring: the buffer address, then header address
-            // 0, which clears DD (facts §6.1).
+            // SAFETY: entries below k were written by the gather loop; the slot is one of our
+            // ring's (< size), so `bufs` and the descriptor are in bounds.
             unsafe {
-                d.write_volatile(iova0.wrapping_add(armed as u64 * stride as u64));
+                let s = chunk.slot.get_unchecked(i).assume_init() as usize;
+                let d = ring.add(2 * s);
+                d.write_volatile(iova0.wrapping_add(*bufs.add(s) as u64 * stride as u64));
                 d.add(1).write_volatile(0);
             }
+        }
+        let mut keep = !drop & low_bits(k);
+        if keep == 0 {
+            return 0;
+        }
+        let kept = keep.count_ones() as usize;
+        // The caller checked k <= cache_len and k <= free slots: a cache entry and a batch slot
+        // for every kept frame.
+        let out = batch.spare_ptr();
+        let mut cache_len = self.cache_len;
+        let cache = self.cache.as_ptr();
+        let mut o = 0;
+        while keep != 0 {
+            let i = keep.trailing_zeros() as usize;
+            keep &= keep - 1;
+            cache_len -= 1;
+            // SAFETY: i < k: entries written by the gather loop, slot s < size. cache_len <
+            // cache.len() (it was at most that before the decrement); `out + o` is a free slot
+            // of the batch (o < kept <= free slots). `buf` was armed in slot s and completed by
+            // the device, so it is ours to hand out; len <= data_room was checked by the gather
+            // loop. Descriptor s gets the fresh buffer, header address 0 (facts §6.1).
+            unsafe {
+                let s = chunk.slot.get_unchecked(i).assume_init() as usize;
+                let len = chunk.len.get_unchecked(i).assume_init();
+                let buf = *bufs.add(s);
+                let nb = *cache.add(cache_len);
+                *bufs.add(s) = nb;
+                out.add(o).write(Packet::from_parts(
+                    core,
+                    va0.wrapping_add(buf as usize * stride),
+                    buf,
+                    len,
+                ));
+                ring.add(2 * s)
+                    .write_volatile(iova0.wrapping_add(nb as u64 * stride as u64));
+            }
+            o += 1;
         }
         self.cache_len = cache_len;
         // SAFETY: the first `kept` spare slots were written above.
@@ -383,7 +390,11 @@ mod tests {
             u64::from(total)
         );
         let mut armed: Vec<u64> = (0..f.q.size).map(|s| f.armed(s)).collect();
-        let delivered: Vec<u64> = batches.iter().flat_map(|b| b.iter()).map(|p| p.iova()).collect();
+        let delivered: Vec<u64> = batches
+            .iter()
+            .flat_map(|b| b.iter())
+            .map(|p| p.iova())
+            .collect();
         for a in &armed {
             assert!(!delivered.contains(a), "a delivered buffer is armed");
         }
@@ -420,7 +431,11 @@ mod tests {
         );
         assert!(b.is_empty());
         assert_eq!(j.chunks, vec![20]);
-        assert_eq!(j.firsts, (0..20).collect::<Vec<u8>>(), "ring order, in place");
+        assert_eq!(
+            j.firsts,
+            (0..20).collect::<Vec<u8>>(),
+            "ring order, in place"
+        );
         for s in 0..64u32 {
             assert_eq!(f.armed(s), before[s as usize], "slot {s}: same buffer");
             assert_eq!(status(&f, s), 0, "slot {s}: DD cleared");
@@ -501,13 +516,19 @@ mod tests {
         let mut j = rec(|i, _| i % 2 == 0);
         let r = f.q.burst_judged(&mut b, &mut j);
         let good = [70u8, 72, 74, 77, 78, 80, 82, 83, 84, 85];
-        assert_eq!(j.chunks, vec![10], "one chunk across the bad ones and the wrap");
+        assert_eq!(
+            j.chunks,
+            vec![10],
+            "one chunk across the bad ones and the wrap"
+        );
         assert_eq!(j.firsts, good);
         assert_eq!((r.received, r.kept, r.dropped), (10, 5, 5));
         let lens: Vec<u8> = b.iter().map(|p| p.len() as u8).collect();
         assert_eq!(lens, vec![72, 77, 80, 83, 85]);
         for &(slot, st, len) in &plan {
-            let i = good.iter().position(|&g| g == len as u8 && st == GOOD && len < 2048);
+            let i = good
+                .iter()
+                .position(|&g| g == len as u8 && st == GOOD && len < 2048);
             let same = f.armed(slot) == before[slot as usize];
             match i {
                 Some(i) if i % 2 == 1 => assert!(!same, "slot {slot}: kept, new buffer"),
@@ -517,7 +538,10 @@ mod tests {
         }
         let s = f.q.stats;
         assert_eq!(s.descriptors, 56 + 16);
-        assert_eq!((s.err_mac, s.err_length, s.err_multiseg, s.err_ip_csum), (1, 2, 2, 1));
+        assert_eq!(
+            (s.err_mac, s.err_length, s.err_multiseg, s.err_ip_csum),
+            (1, 2, 2, 1)
+        );
         assert_eq!(s.descriptors, s.packets + s.dropped());
         assert_eq!(s.judge_dropped, 5);
         assert_eq!(*f.tails().last().unwrap(), 7);
@@ -538,9 +562,17 @@ mod tests {
         drop(b.pop());
         let mut j = rec(|i, _| i != 0 && i != 5);
         let r = f.q.burst_judged(&mut b, &mut j);
-        assert_eq!(j.chunks, vec![2, 1, 1, 1, 1], "room shrinks as frames are kept");
+        assert_eq!(
+            j.chunks,
+            vec![2, 1, 1, 1, 1],
+            "room shrinks as frames are kept"
+        );
         assert_eq!((r.received, r.kept, b.len()), (6, 2, 8));
-        assert_eq!(f.q.burst_judged(&mut b, &mut j), RxJudged::default(), "full");
+        assert_eq!(
+            f.q.burst_judged(&mut b, &mut j),
+            RxJudged::default(),
+            "full"
+        );
         assert_eq!(f.tails(), vec![5]);
         // A batch of 64 takes 64 descriptors in two chunks, everything dropped.
         let mut big = PacketBatch::new(64);
@@ -681,6 +713,9 @@ mod tests {
         let s = f.q.stats;
         assert_eq!(s.descriptors, s.packets + s.dropped());
         assert_eq!((s.packets, s.judge_dropped), (kept + dropped, dropped));
-        assert!(kept > 100 && dropped > 100, "{kept} kept, {dropped} dropped");
+        assert!(
+            kept > 100 && dropped > 100,
+            "{kept} kept, {dropped} dropped"
+        );
     }
 }
