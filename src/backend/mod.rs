@@ -266,3 +266,119 @@ impl<D: Device> PacketBackend for IxgbeVf<D> {
         Some(IxgbeVf::mac(self))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floodgate_pmd::{Mempool, MempoolConfig};
+    use floodgate_vfio::HugePages;
+
+    /// A backend whose receive queue hands out `frames` pool buffers per burst, the first byte
+    /// of each counting up from 0.
+    struct Counting {
+        pool: Mempool,
+        next: u8,
+        frames: usize,
+    }
+
+    impl PacketBackend for Counting {
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        fn mode(&self) -> &'static str {
+            "copy"
+        }
+        fn rx_queues(&self) -> usize {
+            1
+        }
+        fn tx_queues(&self) -> usize {
+            0
+        }
+        fn rx_burst(&mut self, _: usize, batch: &mut PacketBatch) -> usize {
+            let mut n = 0;
+            while n < self.frames && batch.free_slots() > 0 {
+                let mut p = self.pool.alloc().expect("buffer");
+                p.copy_from_slice(&[self.next; 60]).expect("fits");
+                self.next = self.next.wrapping_add(1);
+                batch.push(p).ok().expect("free slot");
+                n += 1;
+            }
+            n
+        }
+        fn tx_burst(&mut self, _: usize, batch: &mut PacketBatch) -> TxOutcome {
+            let ring_full = batch.len();
+            batch.clear();
+            TxOutcome {
+                ring_full,
+                ..TxOutcome::default()
+            }
+        }
+        fn tx_outstanding(&mut self, _: usize) -> u64 {
+            0
+        }
+        fn rx_errors(&self) -> u64 {
+            0
+        }
+        fn maintain(&mut self) -> Result<Maintenance, BackendError> {
+            Ok(Maintenance::default())
+        }
+        fn pool_free(&self) -> u64 {
+            u64::from(self.pool.available())
+        }
+    }
+
+    #[test]
+    fn default_judged_receive_frees_the_drops_and_keeps_the_rest_in_order() {
+        let pool = Mempool::new(&MempoolConfig {
+            buffers: 256,
+            huge_pages: HugePages::Never,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut b = Counting {
+            pool: pool.clone(),
+            next: 0,
+            frames: 70,
+        };
+        assert!(!b.judges_in_place());
+        // Three packets already in the batch stay untouched.
+        let mut batch = PacketBatch::new(100);
+        for _ in 0..3 {
+            let mut p = pool.alloc().unwrap();
+            p.copy_from_slice(&[201; 60]).unwrap();
+            batch.push(p).ok().unwrap();
+        }
+        let mut chunks = Vec::new();
+        // Drop frames whose first byte is a multiple of 3; junk bits past the chunk ignored.
+        let mut judge = |c: &RxChunk<'_>| {
+            chunks.push(c.len());
+            let mut m = !0u32 << c.len().min(31) << 1;
+            for i in 0..c.len() {
+                assert_eq!(c.headroom(i).len(), pool.headroom());
+                if c.frame(i)[0] % 3 == 0 {
+                    m |= 1 << i;
+                }
+            }
+            m
+        };
+        let r = b.rx_burst_judged(0, &mut batch, &mut judge);
+        assert_eq!(chunks, vec![32, 32, 6]);
+        let dropped = (0..70u32).filter(|x| x % 3 == 0).count();
+        assert_eq!(
+            r,
+            RxJudged {
+                received: 70,
+                kept: 70 - dropped,
+                dropped,
+                bytes: 70 * 60,
+            }
+        );
+        let firsts: Vec<u8> = batch.iter().map(|p| p.data()[0]).collect();
+        let want: Vec<u8> = [201, 201, 201]
+            .into_iter()
+            .chain((0..70u8).filter(|x| x % 3 != 0))
+            .collect();
+        assert_eq!(firsts, want, "survivors in order");
+        assert_eq!(pool.available() as usize, 256 - batch.len());
+    }
+}
