@@ -2,7 +2,9 @@
 //!
 //! The model's feeder fills the RX ring (and completes TX) in separate functions, so the
 //! driver's share is the inclusive cost of `driver_rx_drop` (drop with `IxgbeVf::recycle`),
-//! `driver_rx_clear` (drop with `PacketBatch::clear`) or `driver_forward`:
+//! `driver_rx_clear` (drop with `PacketBatch::clear`), `driver_rx_judged_drop` (a judged receive
+//! whose judge reads each frame's first byte and drops everything, in place) or
+//! `driver_forward`:
 //!
 //! ```text
 //! cargo build --release -p floodgate-pmd --example instr_count
@@ -13,7 +15,7 @@
 //!
 //! Divide the inclusive Ir of `driver_*` by the packet count the program prints.
 
-use floodgate_pmd::{Config, IxgbeVf, PacketBatch};
+use floodgate_pmd::{Config, IxgbeVf, PacketBatch, RxChunk};
 use floodgate_sim::{Feeder, Nic, NicConfig, SimVf};
 
 const RING: usize = 4096;
@@ -45,6 +47,29 @@ fn driver_rx_clear(vf: &mut IxgbeVf<SimVf>, batch: &mut PacketBatch, n: usize) -
         got += k;
         batch.clear();
     }
+    got
+}
+
+/// Receives `n` frames with a judge that reads each frame's first byte and drops them all in
+/// the ring (`rx_burst_judged`: no packets, buffers stay in their descriptors).
+#[inline(never)]
+fn driver_rx_judged_drop(vf: &mut IxgbeVf<SimVf>, batch: &mut PacketBatch, n: usize) -> usize {
+    let mut got = 0;
+    let mut sum = 0u8;
+    let mut judge = |c: &RxChunk<'_>| {
+        for i in 0..c.len() {
+            sum = sum.wrapping_add(c.frame(i).first().copied().unwrap_or(0));
+        }
+        u32::MAX
+    };
+    while got < n {
+        let k = vf.rx_burst_judged(0, batch, &mut judge).received;
+        if k == 0 {
+            break;
+        }
+        got += k;
+    }
+    std::hint::black_box(sum);
     got
 }
 
@@ -83,8 +108,8 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let b: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(32);
-    if !["rx_drop", "rx_clear", "forward"].contains(&mode.as_str()) {
-        eprintln!("usage: instr_count rx_drop|rx_clear|forward [packets] [batch]");
+    if !["rx_drop", "rx_clear", "rx_judged_drop", "forward"].contains(&mode.as_str()) {
+        eprintln!("usage: instr_count rx_drop|rx_clear|rx_judged_drop|forward [packets] [batch]");
         std::process::exit(2);
     }
     let nic = Nic::new(NicConfig {
@@ -124,6 +149,8 @@ fn main() {
             driver_rx_drop(&mut vf, &mut batch, filled)
         } else if mode == "rx_clear" {
             driver_rx_clear(&mut vf, &mut batch, filled)
+        } else if mode == "rx_judged_drop" {
+            driver_rx_judged_drop(&mut vf, &mut batch, filled)
         } else {
             let g = driver_forward(&mut vf, &mut batch, filled);
             model_complete_tx(&nic);
