@@ -64,8 +64,9 @@ fn nth_set(mut m: u32, i: usize) -> usize {
 
 impl RxJudge for InPlace<'_> {
     /// Drops the looped-back frames and those the rules drop; counts `dropped`, `passed` and
-    /// `looped` as `Judge::burst` does, and samples the dropped sources.
-    #[inline]
+    /// `looped` as `Judge::burst` does, and samples the dropped sources. Out of line: one call
+    /// per chunk, and the classifier is compiled as one function, not into the driver's loop.
+    #[inline(never)]
     fn judge(&mut self, chunk: &RxChunk<'_>) -> u32 {
         let n = chunk.len().min(32);
         if n == 0 {

@@ -281,25 +281,32 @@ impl<B: Bar> RxQueue<B> {
     fn settle(&mut self, chunk: &RxChunk<'_>, drop: u32, batch: &mut PacketBatch) -> usize {
         let k = chunk.n;
         let bufs = self.bufs.as_mut_ptr();
-        let (iova0, va0, stride, core) = (self.iova0, self.va0, self.stride, self.core);
+        let (iova0, stride, core) = (self.iova0, self.stride, self.core);
         let ring = self.ring.as_ptr();
-        // Every descriptor first gets its own buffer back (what a drop needs, the flood case),
-        // with header address 0, which clears DD (facts §6.1). The device does not own these
-        // slots until the tail moves past them, so the kept ones are simply written again below.
-        for i in 0..k {
-            // SAFETY: entries below k were written by the gather loop; the slot is one of our
-            // ring's (< size), so `bufs` and the descriptor are in bounds.
+        let all = low_bits(k);
+        let drop = drop & all;
+        // A dropped frame's descriptor gets its own buffer back, header address 0, which clears
+        // DD (facts §6.1). The flood case (everything dropped) walks the chunk straight.
+        let rearm = |i: usize| {
+            // SAFETY: i < k: entries written by the gather loop; the slot is one of our ring's
+            // (< size), so `bufs` and the descriptor are in bounds.
             unsafe {
                 let s = chunk.slot.get_unchecked(i).assume_init() as usize;
                 let d = ring.add(2 * s);
                 d.write_volatile(iova0.wrapping_add(*bufs.add(s) as u64 * stride as u64));
                 d.add(1).write_volatile(0);
             }
-        }
-        let mut keep = !drop & low_bits(k);
-        if keep == 0 {
+        };
+        if drop == all {
+            (0..k).for_each(rearm);
             return 0;
         }
+        let mut m = drop;
+        while m != 0 {
+            rearm(m.trailing_zeros() as usize);
+            m &= m - 1;
+        }
+        let mut keep = !drop & all;
         let kept = keep.count_ones() as usize;
         // The caller checked k <= cache_len and k <= free slots: a cache entry and a batch slot
         // for every kept frame.
@@ -315,21 +322,20 @@ impl<B: Bar> RxQueue<B> {
             // cache.len() (it was at most that before the decrement); `out + o` is a free slot
             // of the batch (o < kept <= free slots). `buf` was armed in slot s and completed by
             // the device, so it is ours to hand out; len <= data_room was checked by the gather
-            // loop. Descriptor s gets the fresh buffer, header address 0 (facts §6.1).
+            // loop. Descriptor s gets the fresh buffer, header address 0 (clears DD; facts
+            // §6.1).
             unsafe {
                 let s = chunk.slot.get_unchecked(i).assume_init() as usize;
                 let len = chunk.len.get_unchecked(i).assume_init();
+                let data = chunk.data.get_unchecked(i).assume_init();
                 let buf = *bufs.add(s);
                 let nb = *cache.add(cache_len);
                 *bufs.add(s) = nb;
-                out.add(o).write(Packet::from_parts(
-                    core,
-                    va0.wrapping_add(buf as usize * stride),
-                    buf,
-                    len,
-                ));
-                ring.add(2 * s)
-                    .write_volatile(iova0.wrapping_add(nb as u64 * stride as u64));
+                out.add(o)
+                    .write(Packet::from_parts(core, data as *mut u8, buf, len));
+                let d = ring.add(2 * s);
+                d.write_volatile(iova0.wrapping_add(nb as u64 * stride as u64));
+                d.add(1).write_volatile(0);
             }
             o += 1;
         }
