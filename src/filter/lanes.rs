@@ -165,14 +165,13 @@ impl Lanes {
         }
     }
 
-    /// The rate-limit key of lane `i` (as [`RateKey`]'s for its parse).
+    /// The rate-limit key of lane `i` (as [`RateKey`]'s for its parse); `v4_mask` is
+    /// `key.v4_mask()`.
     #[inline(always)]
-    pub(crate) fn rate_key(&self, key: &RateKey, i: usize) -> u64 {
+    pub(crate) fn rate_key(&self, key: &RateKey, v4_mask: Option<u32>, i: usize) -> u64 {
         let i = i & (LANES - 1);
-        match *key {
-            RateKey::Source { v4_prefix, .. } if self.fam[i] == FAM_V4 => {
-                RateKey::v4_source(self.src4[i], v4_prefix)
-            }
+        match v4_mask {
+            Some(mask) if self.v4 >> i & 1 != 0 => RateKey::v4_masked(self.src4[i], mask),
             _ => key.key(&self.parsed(i)),
         }
     }

@@ -113,10 +113,29 @@ impl RateKey {
     /// The key of an IPv4 source under a `v4_prefix`-bit prefix.
     #[inline(always)]
     fn v4_source(src: u32, v4_prefix: u8) -> u64 {
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(v4_prefix.min(32)))
-            .unwrap_or(0);
+        Self::v4_masked(src, Self::prefix_mask(v4_prefix))
+    }
+
+    /// The key of an IPv4 source under a prefix mask.
+    #[inline(always)]
+    fn v4_masked(src: u32, mask: u32) -> u64 {
         (1 << 40) | u64::from(src & mask)
+    }
+
+    #[inline(always)]
+    fn prefix_mask(v4_prefix: u8) -> u32 {
+        u32::MAX
+            .checked_shl(32 - u32::from(v4_prefix.min(32)))
+            .unwrap_or(0)
+    }
+
+    /// For keys by source, the IPv4 prefix mask (worked out once per burst).
+    #[inline(always)]
+    fn v4_mask(&self) -> Option<u32> {
+        match *self {
+            RateKey::Source { v4_prefix, .. } => Some(Self::prefix_mask(v4_prefix)),
+            RateKey::Flow => None,
+        }
     }
 
     #[inline]
@@ -797,20 +816,14 @@ impl RuleSet {
                 }
                 Kind::RateLimit { table, key } => {
                     // Locate and prefetch every bucket first, then take tokens in frame order.
-                    let mut np = 0;
+                    let v4_mask = key.v4_mask();
                     lanes::each(m, |i| {
-                        let p = table.probe(lanes.rate_key(key, i));
+                        let p = table.probe(lanes.rate_key(key, v4_mask, i));
                         table.prefetch(p);
-                        if let Some(slot) = probes.get_mut(np) {
-                            *slot = p;
-                        }
-                        np += 1;
+                        probes[i & (LANES - 1)] = p;
                     });
-                    let mut k = 0;
                     lanes::each(m, |i| {
-                        let p = probes.get(k).copied().unwrap_or_default();
-                        k += 1;
-                        if !table.allow_at(p, now) {
+                        if !table.allow_at(probes[i & (LANES - 1)], now) {
                             limited |= 1 << i;
                         }
                     });
