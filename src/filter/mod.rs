@@ -755,23 +755,7 @@ impl RuleSet {
             (1u32 << n) - 1
         };
         let valid = all & !skip;
-        let mut live_bytes = 0u64;
-        for j in 0..n {
-            if skip >> j & 1 != 0 {
-                continue;
-            }
-            let f = frames.frame(at + j);
-            let len = f.len() as u32;
-            live_bytes += u64::from(len);
-            if !*needs_parse {
-                lanes.set(j, &Parsed::NOT_IP, len);
-            } else if let Some(p) = frames.parsed(at + j) {
-                lanes.set(j, &p, len);
-            } else {
-                lanes.fill(j, f, len);
-            }
-        }
-        lanes.seal();
+        let mut live_bytes = lanes.load(frames, at, valid, *needs_parse);
         counters.packets += u64::from(valid.count_ones());
         let prog = &program.lanes;
         let mut live = valid;
