@@ -157,10 +157,14 @@ impl Lanes {
         self.set_ported = 0;
         let mut bytes = 0u64;
         if !parse {
+            // No rule reads a header: only the lengths count, every frame is "not IP".
             each(lanes_in, |j| {
                 let len = frames.frame(at + j).len() as u32;
                 bytes += u64::from(len);
-                self.set(j, &Parsed::NOT_IP, len);
+                self.len[j & (LANES - 1)] = len;
+                self.fam[j & (LANES - 1)] = 0;
+                self.l3_off[j & (LANES - 1)] = Parsed::NOT_IP.l3_off;
+                self.l4_off[j & (LANES - 1)] = NO_L4;
             });
         } else {
             each(lanes_in, |j| {
@@ -592,6 +596,97 @@ impl Cond {
         }
     }
 
+    /// For the conditions tested over whole columns: the mask over every lane of the chunk
+    /// (the same for every rule that has this condition, so it is worked out once per chunk).
+    #[inline]
+    fn full(&self, l: &Lanes) -> Option<u32> {
+        Some(match self {
+            Cond::Proto { v4, v6, proto } => eq_u8(&l.proto, *proto) & l.families(*v4, *v6),
+            Cond::Family { v4, v6 } => l.families(*v4, *v6),
+            Cond::Protos { v4, v6, protos } => {
+                protos.iter().fold(0, |a, &p| a | eq_u8(&l.proto, p)) & l.families(*v4, *v6)
+            }
+            Cond::PortRanges { src, ranges } => {
+                let col = if *src { &l.sport } else { &l.dport };
+                l.ported & in_ranges16(col, ranges)
+            }
+            Cond::Len {
+                ranges,
+                vector: true,
+            } => in_ranges(&l.len, ranges),
+            Cond::Addr {
+                src,
+                v4,
+                vector: true,
+                set,
+            } => {
+                let (c4, c6) = if *src {
+                    (&l.src4, &l.src6)
+                } else {
+                    (&l.dst4, &l.dst6)
+                };
+                let hit4 = if v4.is_empty() {
+                    0
+                } else {
+                    l.v4 & in_ranges(c4, v4)
+                };
+                hit4 | filter(l.v6, |i| set.contains_v6(c6[i & (LANES - 1)]))
+            }
+            _ => return None,
+        })
+    }
+
+    /// Whether two conditions tested over whole columns are the same test.
+    fn same(&self, o: &Cond) -> bool {
+        match (self, o) {
+            (
+                Cond::Proto { v4, v6, proto },
+                Cond::Proto {
+                    v4: a,
+                    v6: b,
+                    proto: c,
+                },
+            ) => (v4, v6, proto) == (a, b, c),
+            (Cond::Family { v4, v6 }, Cond::Family { v4: a, v6: b }) => (v4, v6) == (a, b),
+            (
+                Cond::Protos { v4, v6, protos },
+                Cond::Protos {
+                    v4: a,
+                    v6: b,
+                    protos: c,
+                },
+            ) => (v4, v6, protos) == (a, b, c),
+            (Cond::PortRanges { src, ranges }, Cond::PortRanges { src: a, ranges: b }) => {
+                (src, ranges) == (a, b)
+            }
+            (
+                Cond::Len {
+                    ranges,
+                    vector: true,
+                },
+                Cond::Len {
+                    ranges: b,
+                    vector: true,
+                },
+            ) => ranges == b,
+            (
+                Cond::Addr {
+                    src,
+                    vector: true,
+                    set,
+                    ..
+                },
+                Cond::Addr {
+                    src: a,
+                    vector: true,
+                    set: b,
+                    ..
+                },
+            ) => (src, set) == (a, b),
+            _ => false,
+        }
+    }
+
     /// The lanes of `m` that meet the condition.
     #[inline]
     fn eval<B: BurstFrames + ?Sized>(&self, l: &Lanes, m: u32, frames: &B, at: usize) -> u32 {
@@ -666,24 +761,62 @@ impl Cond {
     }
 }
 
-/// The rules in the classifier's form: per rule, its conditions, cheapest first.
+/// The rules in the classifier's form: the distinct conditions, and per rule the indexes of
+/// its own, cheapest first.
 #[derive(Debug, Clone)]
 pub(crate) struct LaneProgram {
-    rules: Box<[Box<[Cond]>]>,
+    conds: Box<[Cond]>,
+    rules: Box<[Box<[u16]>]>,
+}
+
+/// Conditions remembered within one chunk: `masks[k]` is condition `k`'s whole-column mask
+/// when bit `k` of `known` is set (the first 64 conditions; the rest are worked out each time).
+#[derive(Debug, Clone)]
+pub(crate) struct Memo {
+    known: u64,
+    masks: [u32; 64],
+}
+
+impl Memo {
+    /// An empty memo.
+    pub(crate) fn boxed() -> Box<Memo> {
+        Box::new(Memo {
+            known: 0,
+            masks: [0; 64],
+        })
+    }
+
+    /// Forgets everything (a new chunk).
+    #[inline(always)]
+    pub(crate) fn clear(&mut self) {
+        self.known = 0;
+    }
 }
 
 impl LaneProgram {
-    /// Compiles `rules` (in order).
+    /// Compiles `rules` (in order). Conditions tested over whole columns that several rules
+    /// share (`proto = "udp"`, `dst_port = 53`, ...) are kept once.
     pub(crate) fn compile(rules: &[Rule]) -> LaneProgram {
+        let mut conds: Vec<Cond> = Vec::new();
+        let rules = rules
+            .iter()
+            .map(|r| {
+                let mut own: Vec<Cond> = r.matchers.iter().map(Cond::new).collect();
+                own.sort_by_key(Cond::rank);
+                own.into_iter()
+                    .map(|c| {
+                        let at = conds.iter().position(|k| k.same(&c)).unwrap_or_else(|| {
+                            conds.push(c);
+                            conds.len() - 1
+                        });
+                        at as u16
+                    })
+                    .collect()
+            })
+            .collect();
         LaneProgram {
-            rules: rules
-                .iter()
-                .map(|r| {
-                    let mut c: Vec<Cond> = r.matchers.iter().map(Cond::new).collect();
-                    c.sort_by_key(Cond::rank);
-                    c.into_boxed_slice()
-                })
-                .collect(),
+            conds: conds.into_boxed_slice(),
+            rules,
         }
     }
 
@@ -699,19 +832,37 @@ impl LaneProgram {
         &self,
         r: usize,
         l: &Lanes,
+        memo: &mut Memo,
         live: u32,
         frames: &B,
         at: usize,
     ) -> u32 {
-        let Some(conds) = self.rules.get(r) else {
+        let Some(own) = self.rules.get(r) else {
             return 0;
         };
         let mut m = live;
-        for c in conds.iter() {
+        for &k in own.iter() {
             if m == 0 {
                 break;
             }
-            m = c.eval(l, m, frames, at);
+            let k = usize::from(k);
+            let Some(c) = self.conds.get(k) else {
+                return 0;
+            };
+            if k < 64 && memo.known >> k & 1 != 0 {
+                m &= memo.masks[k];
+                continue;
+            }
+            match c.full(l) {
+                Some(full) => {
+                    if k < 64 {
+                        memo.masks[k] = full;
+                        memo.known |= 1 << k;
+                    }
+                    m &= full;
+                }
+                None => m = c.eval(l, m, frames, at),
+            }
         }
         m
     }

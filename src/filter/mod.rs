@@ -48,7 +48,7 @@ pub mod reference;
 use std::sync::{Arc, Mutex};
 
 pub use lanes::BurstFrames;
-use lanes::{Lanes, LANES};
+use lanes::{Lanes, Memo, LANES};
 pub use matcher::{
     parse_port_range, ByteMatch, Cidr, CidrSet, Layer, Matcher, PortSet, Proto, ProtoSet,
 };
@@ -364,6 +364,8 @@ pub struct RuleSet {
     lanes: Box<Lanes>,
     /// Rate-limit buckets of one rule's frames in a chunk, located before they are used.
     probes: Box<[Probe; LANES]>,
+    /// Condition masks shared by several rules, worked out once per chunk.
+    memo: Box<Memo>,
 }
 
 fn kind(rule: &Rule, sinks: Option<&[Option<Sink>]>, i: usize) -> Kind {
@@ -478,6 +480,7 @@ impl RuleSet {
             },
             lanes: Lanes::boxed(),
             probes: Box::new([Probe::default(); LANES]),
+            memo: Memo::boxed(),
         }
     }
 
@@ -747,6 +750,7 @@ impl RuleSet {
             counters,
             lanes,
             probes,
+            memo,
             ..
         } = self;
         let all = if n == LANES {
@@ -756,6 +760,7 @@ impl RuleSet {
         };
         let valid = all & !skip;
         let mut live_bytes = lanes.load(frames, at, valid, *needs_parse);
+        memo.clear();
         counters.packets += u64::from(valid.count_ones());
         let prog = &program.lanes;
         let mut live = valid;
@@ -764,7 +769,7 @@ impl RuleSet {
             if live == 0 {
                 break;
             }
-            let m = prog.matches(r, lanes, live, frames, at);
+            let m = prog.matches(r, lanes, memo, live, frames, at);
             if m == 0 {
                 continue;
             }
