@@ -210,26 +210,54 @@ impl Judge {
     ) {
         let n = rx.len().min(MARKED);
         self.mark(&Frames(rx.as_slice()), c, now, guard);
-        // Pass marks: the complement of the drop marks over the burst.
         let words = n.div_ceil(32);
-        let mut any_pass = false;
-        for (k, w) in self.marks.iter_mut().take(words).enumerate() {
-            let valid = if (k + 1) * 32 <= n {
-                u32::MAX
-            } else {
-                (1u32 << (n - k * 32)) - 1
-            };
-            *w = !*w & valid;
-            any_pass |= *w != 0;
+        let marks = &mut self.marks[..words];
+        if let Some(last) = marks.last_mut() {
+            if !n.is_multiple_of(32) {
+                *last &= (1u32 << (n % 32)) - 1;
+            }
         }
-        if any_pass {
-            // The pass batch is as large as a burst, so nothing stays behind; never lose a
-            // packet silently all the same.
-            let stayed = rx.move_marked(&self.marks[..words], &mut self.pass);
-            c.passed -= stayed as u64;
-            c.tap_dropped += stayed as u64;
-            c.dropped += stayed as u64;
+        let drops: usize = marks.iter().map(|w| w.count_ones() as usize).sum();
+        if drops == 0 {
+            // All survive: the burst itself goes on, nothing is moved.
+            if !rx.is_empty() {
+                out.take(rx, c);
+            }
+            return;
         }
+        if drops * 2 <= n {
+            // Mostly survivors: take the drops out of the burst (in bulk, after sampling their
+            // sources) and hand the rest on in order.
+            let d = rx.as_slice();
+            self.top.on_drops(drops, |i| {
+                nth_marked(marks, i)
+                    .and_then(|j| d.get(j))
+                    .map_or(&[], |p| p.data())
+            });
+            let mut r = 0;
+            rx.retain(|_| {
+                let drop = marks.get(r / 32).is_some_and(|w| w >> (r % 32) & 1 != 0);
+                r += 1;
+                !drop
+            });
+            out.take(rx, c);
+            return;
+        }
+        // Mostly drops: move the survivors out, free the rest.
+        for w in marks.iter_mut() {
+            *w = !*w;
+        }
+        if let Some(last) = marks.last_mut() {
+            if !n.is_multiple_of(32) {
+                *last &= (1u32 << (n % 32)) - 1;
+            }
+        }
+        // The pass batch is as large as a burst, so nothing stays behind; never lose a packet
+        // silently all the same.
+        let stayed = rx.move_marked(marks, &mut self.pass);
+        c.passed -= stayed as u64;
+        c.tap_dropped += stayed as u64;
+        c.dropped += stayed as u64;
         dropped(&mut self.top, rx);
         if !self.pass.is_empty() {
             out.take(&mut self.pass, c);
@@ -282,6 +310,22 @@ impl Judge {
     }
 }
 
+/// The index of the `i`-th set mark (bit `j % 32` of `marks[j / 32]` for index `j`).
+fn nth_marked(marks: &[u32], mut i: usize) -> Option<usize> {
+    for (k, &w) in marks.iter().enumerate() {
+        let c = w.count_ones() as usize;
+        if i < c {
+            let mut w = w;
+            for _ in 0..i {
+                w &= w - 1;
+            }
+            return Some(k * 32 + w.trailing_zeros() as usize);
+        }
+        i -= c;
+    }
+    None
+}
+
 /// Samples the dropped sources (about one dropped frame in 256; see crate::topsrc) and frees
 /// the dropped buffers in bulk.
 #[inline]
@@ -289,4 +333,20 @@ fn dropped(top: &mut TopSources, drops: &mut PacketBatch) {
     let d = drops.as_slice();
     top.on_drops(d.len(), |i| d.get(i).map_or(&[], |p| p.data()));
     drops.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nth_marked;
+
+    #[test]
+    fn nth_marked_walks_the_set_bits_in_order() {
+        let marks = [0b1010_0000_0000_0000_0000_0000_0000_0001u32, 0, 0b110];
+        let want = [0, 29, 31, 65, 66];
+        for (i, &j) in want.iter().enumerate() {
+            assert_eq!(nth_marked(&marks, i), Some(j));
+        }
+        assert_eq!(nth_marked(&marks, want.len()), None);
+        assert_eq!(nth_marked(&[], 0), None);
+    }
 }

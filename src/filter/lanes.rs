@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use super::matcher::{CidrSet, Matcher, PortSet, ProtoSet};
-use super::parse::{Parsed, PlainV4, L3};
+use super::parse::{Parsed, PlainV4, L3, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use super::program::Masked;
 use super::{RateKey, Rule};
 use crate::bpf::CompiledBpf;
@@ -24,12 +24,12 @@ use crate::bpf::CompiledBpf;
 /// Frames per column chunk (one bit each in a `u32` mask).
 pub(crate) const LANES: usize = 32;
 
-/// Port column value of a frame without ports (outside every port range).
-const NO_PORT: u32 = 0x1_0000;
 /// Transport-offset column value of a frame without a transport header.
 const NO_L4: u32 = u32::MAX;
-/// Family column values.
+/// Family column values: IPv4, IPv4 parsed on the straight path (headers at 14 and 34, the
+/// offset columns not written), IPv6.
 const FAM_V4: u8 = 4;
+const FAM_V4_PLAIN: u8 = 5;
 const FAM_V6: u8 = 6;
 
 /// Most ranges a port, length or IPv4 prefix condition is evaluated with vector compares;
@@ -42,8 +42,8 @@ const MAX_VECTOR_RANGES: usize = 8;
 pub(crate) struct Lanes {
     fam: [u8; LANES],
     proto: [u8; LANES],
-    sport: [u32; LANES],
-    dport: [u32; LANES],
+    sport: [u16; LANES],
+    dport: [u16; LANES],
     src4: [u32; LANES],
     dst4: [u32; LANES],
     len: [u32; LANES],
@@ -51,9 +51,14 @@ pub(crate) struct Lanes {
     l4_off: [u32; LANES],
     src6: [u128; LANES],
     dst6: [u128; LANES],
-    /// Lanes holding IPv4 and IPv6 frames (set by [`Lanes::seal`]).
+    /// Lanes holding IPv4 and IPv6 frames, those on the straight path, and those with ports
+    /// (set by [`Lanes::seal`]).
     v4: u32,
     v6: u32,
+    plain: u32,
+    ported: u32,
+    /// Lanes written by [`Lanes::set`] that have ports (since [`Lanes::begin`]).
+    set_ported: u32,
 }
 
 impl Lanes {
@@ -62,8 +67,8 @@ impl Lanes {
         Box::new(Lanes {
             fam: [0; LANES],
             proto: [0; LANES],
-            sport: [NO_PORT; LANES],
-            dport: [NO_PORT; LANES],
+            sport: [0; LANES],
+            dport: [0; LANES],
             src4: [0; LANES],
             dst4: [0; LANES],
             len: [0; LANES],
@@ -73,7 +78,16 @@ impl Lanes {
             dst6: [0; LANES],
             v4: 0,
             v6: 0,
+            plain: 0,
+            ported: 0,
+            set_ported: 0,
         })
+    }
+
+    /// Starts a chunk (what [`Lanes::load`] does first).
+    #[cfg(test)]
+    fn begin(&mut self) {
+        self.set_ported = 0;
     }
 
     /// Writes frame `i`'s parse and wire length into the columns.
@@ -93,10 +107,8 @@ impl Lanes {
         self.src4[i] = s4;
         self.dst4[i] = d4;
         self.proto[i] = p.proto;
-        let (sp, dp) = match p.ports {
-            Some((s, d)) => (u32::from(s), u32::from(d)),
-            None => (NO_PORT, NO_PORT),
-        };
+        let (sp, dp) = p.ports.unwrap_or((0, 0));
+        self.set_ported |= u32::from(p.ports.is_some()) << i;
         self.sport[i] = sp;
         self.dport[i] = dp;
         self.l3_off[i] = p.l3_off;
@@ -109,30 +121,87 @@ impl Lanes {
     #[inline(always)]
     pub(crate) fn fill(&mut self, i: usize, frame: &[u8], wire_len: u32) {
         let Some(v) = PlainV4::read(frame) else {
-            self.set(i, &Parsed::walk(frame), wire_len);
+            self.fill_walked(i, frame, wire_len);
             return;
         };
+        // The straight path: the family value says so, which ports count and the header
+        // offsets (14 and 34) follow in `seal` and `parsed`, not per frame.
         let i = i & (LANES - 1);
-        self.fam[i] = FAM_V4;
+        self.fam[i] = FAM_V4_PLAIN;
         self.src4[i] = v.src;
         self.dst4[i] = v.dst;
         self.proto[i] = v.proto;
-        let (sp, dp) = match v.ports {
-            Some((s, d)) => (u32::from(s), u32::from(d)),
-            None => (NO_PORT, NO_PORT),
-        };
-        self.sport[i] = sp;
-        self.dport[i] = dp;
-        self.l3_off[i] = 14;
-        self.l4_off[i] = 34;
+        self.sport[i] = v.sport;
+        self.dport[i] = v.dport;
         self.len[i] = wire_len;
+    }
+
+    /// [`Lanes::fill`] off the straight path (kept out of line, so that the straight path's
+    /// loop stays small).
+    #[inline(never)]
+    fn fill_walked(&mut self, i: usize, frame: &[u8], wire_len: u32) {
+        self.set(i, &Parsed::walk(frame), wire_len);
+    }
+
+    /// Parses the frames of `frames` at `at + i` for every lane `i` of `lanes_in` into the
+    /// columns (or takes their parse from [`BurstFrames::parsed`]); with `parse` false, only
+    /// their lengths (the rules read no headers). Returns the sum of their lengths.
+    #[inline(always)]
+    pub(crate) fn load<B: BurstFrames + ?Sized>(
+        &mut self,
+        frames: &B,
+        at: usize,
+        lanes_in: u32,
+        parse: bool,
+    ) -> u64 {
+        self.set_ported = 0;
+        let mut bytes = 0u64;
+        if !parse {
+            // No rule reads a header: only the lengths count, every frame is "not IP".
+            each(lanes_in, |j| {
+                let len = frames.frame(at + j).len() as u32;
+                bytes += u64::from(len);
+                self.len[j & (LANES - 1)] = len;
+                self.fam[j & (LANES - 1)] = 0;
+                self.l3_off[j & (LANES - 1)] = Parsed::NOT_IP.l3_off;
+                self.l4_off[j & (LANES - 1)] = NO_L4;
+            });
+        } else {
+            each(lanes_in, |j| {
+                let f = frames.frame(at + j);
+                let len = f.len() as u32;
+                bytes += u64::from(len);
+                match frames.parsed(at + j) {
+                    Some(p) => self.set(j, &p, len),
+                    None => self.fill(j, f, len),
+                }
+            });
+        }
+        self.seal();
+        bytes
     }
 
     /// Finishes a chunk after its lanes were [set](Lanes::set).
     #[inline(always)]
     pub(crate) fn seal(&mut self) {
-        self.v4 = eq_u8(&self.fam, FAM_V4);
+        self.plain = eq_u8(&self.fam, FAM_V4_PLAIN);
+        self.v4 = eq_u8(&self.fam, FAM_V4) | self.plain;
         self.v6 = eq_u8(&self.fam, FAM_V6);
+        let ported = eq_u8(&self.proto, PROTO_TCP)
+            | eq_u8(&self.proto, PROTO_UDP)
+            | eq_u8(&self.proto, PROTO_SCTP);
+        self.ported = (self.plain & ported) | (self.set_ported & !self.plain);
+    }
+
+    /// Network and transport header offsets of lane `i`.
+    #[inline(always)]
+    fn offsets(&self, i: usize) -> (u16, Option<u16>) {
+        let i = i & (LANES - 1);
+        if self.plain >> i & 1 != 0 {
+            (14, Some(34))
+        } else {
+            (self.l3_off[i], u16::try_from(self.l4_off[i]).ok())
+        }
     }
 
     /// The lanes of the chosen families.
@@ -145,11 +214,12 @@ impl Lanes {
     #[inline]
     pub(crate) fn parsed(&self, i: usize) -> Parsed {
         let i = i & (LANES - 1);
+        let (l3_off, l4_off) = self.offsets(i);
         Parsed {
-            l3_off: self.l3_off[i],
-            l4_off: u16::try_from(self.l4_off[i]).ok(),
+            l3_off,
+            l4_off,
             l3: match self.fam[i] {
-                FAM_V4 => L3::V4 {
+                FAM_V4 | FAM_V4_PLAIN => L3::V4 {
                     src: self.src4[i],
                     dst: self.dst4[i],
                 },
@@ -160,19 +230,17 @@ impl Lanes {
                 _ => L3::None,
             },
             proto: self.proto[i],
-            ports: (self.dport[i] != NO_PORT)
-                .then_some((self.sport[i] as u16, self.dport[i] as u16)),
+            ports: (self.ported >> i & 1 != 0).then_some((self.sport[i], self.dport[i])),
         }
     }
 
-    /// The rate-limit key of lane `i` (as [`RateKey`]'s for its parse).
+    /// The rate-limit key of lane `i` (as [`RateKey`]'s for its parse); `v4_mask` is
+    /// `key.v4_mask()`.
     #[inline(always)]
-    pub(crate) fn rate_key(&self, key: &RateKey, i: usize) -> u64 {
+    pub(crate) fn rate_key(&self, key: &RateKey, v4_mask: Option<u32>, i: usize) -> u64 {
         let i = i & (LANES - 1);
-        match *key {
-            RateKey::Source { v4_prefix, .. } if self.fam[i] == FAM_V4 => {
-                RateKey::v4_source(self.src4[i], v4_prefix)
-            }
+        match v4_mask {
+            Some(mask) if self.v4 >> i & 1 != 0 => RateKey::v4_masked(self.src4[i], mask),
             _ => key.key(&self.parsed(i)),
         }
     }
@@ -311,6 +379,50 @@ fn in_many(col: &[u32; LANES], ranges: &[(u32, u32)]) -> u32 {
     }
 }
 
+/// Lanes whose 16-bit `col` value lies in one of `ranges` (inclusive).
+#[inline(always)]
+fn in_ranges16(col: &[u16; LANES], ranges: &[(u16, u16)]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            _mm_and_si128, _mm_cmpgt_epi16, _mm_loadu_si128, _mm_movemask_epi8, _mm_packs_epi16,
+            _mm_set1_epi16, _mm_setzero_si128, _mm_sub_epi16, _mm_xor_si128,
+        };
+        // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
+        // available; the unaligned loads of lanes 8k..8k+8 (k < 4) lie inside the array.
+        unsafe {
+            // Unsigned `x - lo <= hi - lo` through the signed compare, sign bits flipped; a
+            // lane is in a range when it is not above its limit.
+            let sign = _mm_set1_epi16(i16::MIN);
+            let mut above = [_mm_setzero_si128(); 4];
+            for (k, a) in above.iter_mut().enumerate() {
+                let x = _mm_loadu_si128(col.as_ptr().add(8 * k).cast());
+                let mut all_above = _mm_set1_epi16(-1);
+                for &(lo, hi) in ranges {
+                    let d = _mm_xor_si128(_mm_sub_epi16(x, _mm_set1_epi16(lo as i16)), sign);
+                    let limit = _mm_set1_epi16((hi.wrapping_sub(lo) ^ 0x8000) as i16);
+                    // Above every range so far: AND of the "above" compares.
+                    let gt = _mm_cmpgt_epi16(d, limit);
+                    all_above = _mm_and_si128(all_above, gt);
+                }
+                *a = all_above;
+            }
+            // Two vectors of eight 16-bit masks pack into sixteen bytes, one bit each.
+            let lo = _mm_movemask_epi8(_mm_packs_epi16(above[0], above[1])) as u32 & 0xffff;
+            let hi = _mm_movemask_epi8(_mm_packs_epi16(above[2], above[3])) as u32 & 0xffff;
+            !(lo | hi << 16)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        mask(|i| {
+            ranges
+                .iter()
+                .any(|&(lo, hi)| col[i].wrapping_sub(lo) <= hi.wrapping_sub(lo))
+        })
+    }
+}
+
 /// Lanes with `col[i] - lo <= w` (unsigned, wrapping).
 #[inline(always)]
 fn in_range(col: &[u32; LANES], lo: u32, w: u32) -> u32 {
@@ -361,7 +473,7 @@ enum Cond {
     /// Source (`src`) or destination port in one of the ranges.
     PortRanges {
         src: bool,
-        ranges: Box<[(u32, u32)]>,
+        ranges: Box<[(u16, u16)]>,
     },
     /// Source or destination port in a set too fragmented for ranges.
     PortSet { src: bool, set: PortSet },
@@ -461,10 +573,7 @@ impl Cond {
                 match s.as_ranges(MAX_VECTOR_RANGES) {
                     Some(r) => Cond::PortRanges {
                         src,
-                        ranges: r
-                            .iter()
-                            .map(|&(a, b)| (u32::from(a), u32::from(b)))
-                            .collect(),
+                        ranges: r.into(),
                     },
                     None => Cond::PortSet {
                         src,
@@ -487,6 +596,97 @@ impl Cond {
         }
     }
 
+    /// For the conditions tested over whole columns: the mask over every lane of the chunk
+    /// (the same for every rule that has this condition, so it is worked out once per chunk).
+    #[inline]
+    fn full(&self, l: &Lanes) -> Option<u32> {
+        Some(match self {
+            Cond::Proto { v4, v6, proto } => eq_u8(&l.proto, *proto) & l.families(*v4, *v6),
+            Cond::Family { v4, v6 } => l.families(*v4, *v6),
+            Cond::Protos { v4, v6, protos } => {
+                protos.iter().fold(0, |a, &p| a | eq_u8(&l.proto, p)) & l.families(*v4, *v6)
+            }
+            Cond::PortRanges { src, ranges } => {
+                let col = if *src { &l.sport } else { &l.dport };
+                l.ported & in_ranges16(col, ranges)
+            }
+            Cond::Len {
+                ranges,
+                vector: true,
+            } => in_ranges(&l.len, ranges),
+            Cond::Addr {
+                src,
+                v4,
+                vector: true,
+                set,
+            } => {
+                let (c4, c6) = if *src {
+                    (&l.src4, &l.src6)
+                } else {
+                    (&l.dst4, &l.dst6)
+                };
+                let hit4 = if v4.is_empty() {
+                    0
+                } else {
+                    l.v4 & in_ranges(c4, v4)
+                };
+                hit4 | filter(l.v6, |i| set.contains_v6(c6[i & (LANES - 1)]))
+            }
+            _ => return None,
+        })
+    }
+
+    /// Whether two conditions tested over whole columns are the same test.
+    fn same(&self, o: &Cond) -> bool {
+        match (self, o) {
+            (
+                Cond::Proto { v4, v6, proto },
+                Cond::Proto {
+                    v4: a,
+                    v6: b,
+                    proto: c,
+                },
+            ) => (v4, v6, proto) == (a, b, c),
+            (Cond::Family { v4, v6 }, Cond::Family { v4: a, v6: b }) => (v4, v6) == (a, b),
+            (
+                Cond::Protos { v4, v6, protos },
+                Cond::Protos {
+                    v4: a,
+                    v6: b,
+                    protos: c,
+                },
+            ) => (v4, v6, protos) == (a, b, c),
+            (Cond::PortRanges { src, ranges }, Cond::PortRanges { src: a, ranges: b }) => {
+                (src, ranges) == (a, b)
+            }
+            (
+                Cond::Len {
+                    ranges,
+                    vector: true,
+                },
+                Cond::Len {
+                    ranges: b,
+                    vector: true,
+                },
+            ) => ranges == b,
+            (
+                Cond::Addr {
+                    src,
+                    vector: true,
+                    set,
+                    ..
+                },
+                Cond::Addr {
+                    src: a,
+                    vector: true,
+                    set: b,
+                    ..
+                },
+            ) => (src, set) == (a, b),
+            _ => false,
+        }
+    }
+
     /// The lanes of `m` that meet the condition.
     #[inline]
     fn eval<B: BurstFrames + ?Sized>(&self, l: &Lanes, m: u32, frames: &B, at: usize) -> u32 {
@@ -500,21 +700,21 @@ impl Cond {
                 let any = protos.iter().fold(0, |a, &p| a | eq_u8(&l.proto, p));
                 m & any & l.families(*v4, *v6)
             }
-            Cond::ProtoSet(s) => filter(m, |i| match l.fam[i] {
-                FAM_V4 => s.contains(false, l.proto[i]),
-                FAM_V6 => s.contains(true, l.proto[i]),
-                _ => false,
+            Cond::ProtoSet(s) => filter(m, |i| {
+                let p = l.proto[i & (LANES - 1)];
+                if l.v4 >> i & 1 != 0 {
+                    s.contains(false, p)
+                } else {
+                    l.v6 >> i & 1 != 0 && s.contains(true, p)
+                }
             }),
             Cond::PortRanges { src, ranges } => {
                 let col = if *src { &l.sport } else { &l.dport };
-                m & in_ranges(col, ranges)
+                m & l.ported & in_ranges16(col, ranges)
             }
             Cond::PortSet { src, set } => {
                 let col = if *src { &l.sport } else { &l.dport };
-                filter(m, |i| {
-                    let p = col[i & (LANES - 1)];
-                    p != NO_PORT && set.contains(p as u16)
-                })
+                filter(m & l.ported, |i| set.contains(col[i & (LANES - 1)]))
             }
             Cond::Len {
                 ranges,
@@ -551,8 +751,8 @@ impl Cond {
                 hit4 | hit6
             }
             Cond::Bytes(b) => filter(m, |i| {
-                let l4 = u16::try_from(l.l4_off[i & (LANES - 1)]).ok();
-                b.matches_at(frames.frame(at + i), l.l3_off[i & (LANES - 1)], l4)
+                let (l3, l4) = l.offsets(i);
+                b.matches_at(frames.frame(at + i), l3, l4)
             }),
             Cond::Bpf(p) => filter(m, |i| {
                 p.run_with_len(frames.frame(at + i), l.wire_len(i)) != 0
@@ -561,24 +761,62 @@ impl Cond {
     }
 }
 
-/// The rules in the classifier's form: per rule, its conditions, cheapest first.
+/// The rules in the classifier's form: the distinct conditions, and per rule the indexes of
+/// its own, cheapest first.
 #[derive(Debug, Clone)]
 pub(crate) struct LaneProgram {
-    rules: Box<[Box<[Cond]>]>,
+    conds: Box<[Cond]>,
+    rules: Box<[Box<[u16]>]>,
+}
+
+/// Conditions remembered within one chunk: `masks[k]` is condition `k`'s whole-column mask
+/// when bit `k` of `known` is set (the first 64 conditions; the rest are worked out each time).
+#[derive(Debug, Clone)]
+pub(crate) struct Memo {
+    known: u64,
+    masks: [u32; 64],
+}
+
+impl Memo {
+    /// An empty memo.
+    pub(crate) fn boxed() -> Box<Memo> {
+        Box::new(Memo {
+            known: 0,
+            masks: [0; 64],
+        })
+    }
+
+    /// Forgets everything (a new chunk).
+    #[inline(always)]
+    pub(crate) fn clear(&mut self) {
+        self.known = 0;
+    }
 }
 
 impl LaneProgram {
-    /// Compiles `rules` (in order).
+    /// Compiles `rules` (in order). Conditions tested over whole columns that several rules
+    /// share (`proto = "udp"`, `dst_port = 53`, ...) are kept once.
     pub(crate) fn compile(rules: &[Rule]) -> LaneProgram {
+        let mut conds: Vec<Cond> = Vec::new();
+        let rules = rules
+            .iter()
+            .map(|r| {
+                let mut own: Vec<Cond> = r.matchers.iter().map(Cond::new).collect();
+                own.sort_by_key(Cond::rank);
+                own.into_iter()
+                    .map(|c| {
+                        let at = conds.iter().position(|k| k.same(&c)).unwrap_or_else(|| {
+                            conds.push(c);
+                            conds.len() - 1
+                        });
+                        at as u16
+                    })
+                    .collect()
+            })
+            .collect();
         LaneProgram {
-            rules: rules
-                .iter()
-                .map(|r| {
-                    let mut c: Vec<Cond> = r.matchers.iter().map(Cond::new).collect();
-                    c.sort_by_key(Cond::rank);
-                    c.into_boxed_slice()
-                })
-                .collect(),
+            conds: conds.into_boxed_slice(),
+            rules,
         }
     }
 
@@ -594,19 +832,37 @@ impl LaneProgram {
         &self,
         r: usize,
         l: &Lanes,
+        memo: &mut Memo,
         live: u32,
         frames: &B,
         at: usize,
     ) -> u32 {
-        let Some(conds) = self.rules.get(r) else {
+        let Some(own) = self.rules.get(r) else {
             return 0;
         };
         let mut m = live;
-        for c in conds.iter() {
+        for &k in own.iter() {
             if m == 0 {
                 break;
             }
-            m = c.eval(l, m, frames, at);
+            let k = usize::from(k);
+            let Some(c) = self.conds.get(k) else {
+                return 0;
+            };
+            if k < 64 && memo.known >> k & 1 != 0 {
+                m &= memo.masks[k];
+                continue;
+            }
+            match c.full(l) {
+                Some(full) => {
+                    if k < 64 {
+                        memo.masks[k] = full;
+                        memo.known |= 1 << k;
+                    }
+                    m &= full;
+                }
+                None => m = c.eval(l, m, frames, at),
+            }
         }
         m
     }
@@ -653,10 +909,14 @@ mod tests {
         let mut l = Lanes::boxed();
         for (k, f) in frames().iter().enumerate() {
             let i = k % LANES;
+            l.begin();
             l.fill(i, f, f.len() as u32);
+            l.seal();
             assert_eq!(l.parsed(i), Parsed::parse(f), "frame {f:02x?}");
             assert_eq!(l.wire_len(i), f.len() as u32);
+            l.begin();
             l.set(i, &Parsed::parse(f), 7);
+            l.seal();
             assert_eq!(l.parsed(i), Parsed::parse(f));
         }
     }
@@ -665,7 +925,7 @@ mod tests {
     fn vector_compares_agree_with_plain_ones() {
         let mut col = [0u32; LANES];
         for (i, c) in col.iter_mut().enumerate() {
-            *c = [0, 1, 52, 53, 54, 0xffff, NO_PORT, u32::MAX][i % 8].wrapping_add(i as u32 / 8);
+            *c = [0, 1, 52, 53, 54, 0xffff, 0x1_0000, u32::MAX][i % 8].wrapping_add(i as u32 / 8);
         }
         let ranges: &[&[(u32, u32)]] = &[
             &[],
@@ -681,6 +941,24 @@ mod tests {
                 m | u32::from(hit) << i
             });
             assert_eq!(in_ranges(&col, r), want, "{r:?}");
+        }
+        let col16: [u16; LANES] = std::array::from_fn(|i| {
+            [0u16, 1, 52, 53, 54, 0x7fff, 0x8000, u16::MAX][i % 8].wrapping_add(i as u16 / 8)
+        });
+        let ranges16: &[&[(u16, u16)]] = &[
+            &[],
+            &[(53, 53)],
+            &[(0, 0)],
+            &[(0, u16::MAX)],
+            &[(1, 53), (0x7fff, 0x8001)],
+            &[(54, 60), (0, 1), (u16::MAX - 2, u16::MAX)],
+        ];
+        for r in ranges16 {
+            let want = (0..LANES).fold(0u32, |m, i| {
+                let hit = r.iter().any(|&(lo, hi)| lo <= col16[i] && col16[i] <= hi);
+                m | u32::from(hit) << i
+            });
+            assert_eq!(in_ranges16(&col16, r), want, "{r:?}");
         }
         let bytes: [u8; LANES] = std::array::from_fn(|i| (i % 7) as u8);
         for v in 0..8u8 {

@@ -48,7 +48,7 @@ pub mod reference;
 use std::sync::{Arc, Mutex};
 
 pub use lanes::BurstFrames;
-use lanes::{Lanes, LANES};
+use lanes::{Lanes, Memo, LANES};
 pub use matcher::{
     parse_port_range, ByteMatch, Cidr, CidrSet, Layer, Matcher, PortSet, Proto, ProtoSet,
 };
@@ -113,10 +113,29 @@ impl RateKey {
     /// The key of an IPv4 source under a `v4_prefix`-bit prefix.
     #[inline(always)]
     fn v4_source(src: u32, v4_prefix: u8) -> u64 {
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(v4_prefix.min(32)))
-            .unwrap_or(0);
+        Self::v4_masked(src, Self::prefix_mask(v4_prefix))
+    }
+
+    /// The key of an IPv4 source under a prefix mask.
+    #[inline(always)]
+    fn v4_masked(src: u32, mask: u32) -> u64 {
         (1 << 40) | u64::from(src & mask)
+    }
+
+    #[inline(always)]
+    fn prefix_mask(v4_prefix: u8) -> u32 {
+        u32::MAX
+            .checked_shl(32 - u32::from(v4_prefix.min(32)))
+            .unwrap_or(0)
+    }
+
+    /// For keys by source, the IPv4 prefix mask (worked out once per burst).
+    #[inline(always)]
+    fn v4_mask(&self) -> Option<u32> {
+        match *self {
+            RateKey::Source { v4_prefix, .. } => Some(Self::prefix_mask(v4_prefix)),
+            RateKey::Flow => None,
+        }
     }
 
     #[inline]
@@ -345,6 +364,8 @@ pub struct RuleSet {
     lanes: Box<Lanes>,
     /// Rate-limit buckets of one rule's frames in a chunk, located before they are used.
     probes: Box<[Probe; LANES]>,
+    /// Condition masks shared by several rules, worked out once per chunk.
+    memo: Box<Memo>,
 }
 
 fn kind(rule: &Rule, sinks: Option<&[Option<Sink>]>, i: usize) -> Kind {
@@ -459,6 +480,7 @@ impl RuleSet {
             },
             lanes: Lanes::boxed(),
             probes: Box::new([Probe::default(); LANES]),
+            memo: Memo::boxed(),
         }
     }
 
@@ -728,6 +750,7 @@ impl RuleSet {
             counters,
             lanes,
             probes,
+            memo,
             ..
         } = self;
         let all = if n == LANES {
@@ -736,23 +759,8 @@ impl RuleSet {
             (1u32 << n) - 1
         };
         let valid = all & !skip;
-        let mut live_bytes = 0u64;
-        for j in 0..n {
-            if skip >> j & 1 != 0 {
-                continue;
-            }
-            let f = frames.frame(at + j);
-            let len = f.len() as u32;
-            live_bytes += u64::from(len);
-            if !*needs_parse {
-                lanes.set(j, &Parsed::NOT_IP, len);
-            } else if let Some(p) = frames.parsed(at + j) {
-                lanes.set(j, &p, len);
-            } else {
-                lanes.fill(j, f, len);
-            }
-        }
-        lanes.seal();
+        let mut live_bytes = lanes.load(frames, at, valid, *needs_parse);
+        memo.clear();
         counters.packets += u64::from(valid.count_ones());
         let prog = &program.lanes;
         let mut live = valid;
@@ -761,7 +769,7 @@ impl RuleSet {
             if live == 0 {
                 break;
             }
-            let m = prog.matches(r, lanes, live, frames, at);
+            let m = prog.matches(r, lanes, memo, live, frames, at);
             if m == 0 {
                 continue;
             }
@@ -797,20 +805,14 @@ impl RuleSet {
                 }
                 Kind::RateLimit { table, key } => {
                     // Locate and prefetch every bucket first, then take tokens in frame order.
-                    let mut np = 0;
+                    let v4_mask = key.v4_mask();
                     lanes::each(m, |i| {
-                        let p = table.probe(lanes.rate_key(key, i));
+                        let p = table.probe(lanes.rate_key(key, v4_mask, i));
                         table.prefetch(p);
-                        if let Some(slot) = probes.get_mut(np) {
-                            *slot = p;
-                        }
-                        np += 1;
+                        probes[i & (LANES - 1)] = p;
                     });
-                    let mut k = 0;
                     lanes::each(m, |i| {
-                        let p = probes.get(k).copied().unwrap_or_default();
-                        k += 1;
-                        if !table.allow_at(p, now) {
+                        if !table.allow_at(probes[i & (LANES - 1)], now) {
                             limited |= 1 << i;
                         }
                     });

@@ -69,7 +69,10 @@ pub(crate) struct PlainV4 {
     pub(crate) proto: u8,
     pub(crate) src: u32,
     pub(crate) dst: u32,
-    pub(crate) ports: Option<(u16, u16)>,
+    /// The first four transport bytes as two ports, whatever the protocol (see
+    /// [`PlainV4::ports`]).
+    pub(crate) sport: u16,
+    pub(crate) dport: u16,
 }
 
 impl PlainV4 {
@@ -84,19 +87,25 @@ impl PlainV4 {
         if tag != 0x0045_0008 || frag != 0 {
             return None;
         }
-        let proto = h[23];
-        let ported = matches!(proto, PROTO_TCP | PROTO_UDP | PROTO_SCTP);
         Some(PlainV4 {
-            proto,
+            proto: h[23],
             src: u32::from_be_bytes([h[26], h[27], h[28], h[29]]),
             dst: u32::from_be_bytes([h[30], h[31], h[32], h[33]]),
-            ports: ported.then(|| {
-                (
-                    u16::from_be_bytes([h[34], h[35]]),
-                    u16::from_be_bytes([h[36], h[37]]),
-                )
-            }),
+            sport: u16::from_be_bytes([h[34], h[35]]),
+            dport: u16::from_be_bytes([h[36], h[37]]),
         })
+    }
+
+    /// Whether the protocol carries ports (TCP, UDP, SCTP).
+    #[inline(always)]
+    pub(crate) fn ported(proto: u8) -> bool {
+        matches!(proto, PROTO_TCP | PROTO_UDP | PROTO_SCTP)
+    }
+
+    /// The source and destination ports, for TCP, UDP and SCTP.
+    #[inline(always)]
+    pub(crate) fn ports(&self) -> Option<(u16, u16)> {
+        Self::ported(self.proto).then_some((self.sport, self.dport))
     }
 }
 
@@ -122,7 +131,7 @@ impl Parsed {
                     dst: v.dst,
                 },
                 proto: v.proto,
-                ports: v.ports,
+                ports: v.ports(),
             },
             None => Self::walk(frame),
         }

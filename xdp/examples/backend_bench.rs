@@ -4,19 +4,29 @@
 //!
 //! ```text
 //! backend_bench [--seconds S] [--batch N] [--rx-cpu C] [--tx-cpu C] [--busy-poll]
-//!               [--source skb|xdp|both] [--softirq]
+//!               [--source skb|xdp|routed|both|all] [--softirq]
 //! ```
 //!
-//! Builds two network namespaces joined by a veth pair; a sender thread in one floods UDP/53
-//! datagrams, a receiver thread in the other receives and drops with one backend at a time,
+//! Builds network namespaces joined by veth pairs; a sender thread in one floods UDP/53
+//! datagrams, a receiver thread in another receives and drops with one backend at a time,
 //! for `S` seconds each (default 5). The sender is pinned to `--tx-cpu` (default 0), the
 //! receiver and the receiving veth's threaded-NAPI kernel thread to `--rx-cpu` (default 1).
 //!
-//! Traffic sources (`--source`, default `skb`): `skb` sends with AF_PACKET `sendmmsg` (qdisc
-//! bypassed), so every frame reaches the receiving veth as an skb; `xdp` runs an XDP program
-//! with live test-run frames (`BPF_F_TEST_XDP_LIVE_FRAMES`) that redirects each frame out of
-//! the sender's veth, so it reaches the receiver as an XDP frame (`ndo_xdp_xmit`), as a NIC
-//! driver with native XDP hands it over.
+//! Traffic sources (`--source`, default `skb`; `both` = skb and xdp, `all` = all three):
+//! - `skb` sends with AF_PACKET `sendmmsg` (qdisc bypassed) on a veth pair, so every frame
+//!   reaches the receiving veth as an skb with a kmalloc'd head, which veth must copy into a
+//!   page-pool page before its XDP program can see it;
+//! - `xdp` runs an XDP program with live test-run frames (`BPF_F_TEST_XDP_LIVE_FRAMES`) that
+//!   redirects each frame out of the sender's veth, so it reaches the receiver as an XDP frame
+//!   (`ndo_xdp_xmit`), as a NIC driver with native XDP hands it over;
+//! - `routed` sends as `skb` does, but to a router namespace in between: its ingress veth
+//!   runs an `XDP_PASS` program (native), so veth copies each frame there once into a
+//!   page-pool page with 256 bytes of headroom, and the router forwards that skb (IPv4
+//!   forwarding, static neighbours) to the receiving veth, which then needs no copy to run
+//!   its own XDP program. The router's NAPI runs in a kernel thread pinned to the sender's
+//!   CPU, so its work (the copy, the forwarding) is not counted to the receiver. This is
+//!   ordinary kernel skb traffic shaped like a native-XDP NIC's: a page-backed head with XDP
+//!   headroom.
 //!
 //! "Per core" is measured two ways: the busy time of the receiving CPU from `/proc/stat`
 //! (user + nice + system + irq + softirq: everything that ran there, other tenants
@@ -24,14 +34,16 @@
 //! thread (`getrusage(RUSAGE_THREAD)`) plus the NAPI kernel thread (`/proc/<pid>/stat`).
 //! `--busy-poll` sets preferred busy polling on the AF_XDP and the UDP socket. Prints one
 //! table and the XDP mode the veth gave. Needs root; otherwise prints one `skipped:` line.
-//! The namespaces are deleted at the end, also on error.
+//! The namespaces are deleted at the end, also on error and on SIGINT/SIGTERM.
 
 #[path = "support/bench.rs"]
 mod bench;
 pub mod support;
+#[path = "support/topo.rs"]
+mod topo;
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -42,11 +54,7 @@ use floodgate_xdp::bpf::{Map, Program, XdpAttachMode};
 use floodgate_xdp::prog::{generate, Flow, GenOptions, XdpRule};
 use floodgate_xdp::socket::{Frame, SocketConfig, XskSocket};
 use support::*;
-
-const IP_RX: Ipv4Addr = Ipv4Addr::new(10, 198, 0, 1);
-const IP_TX: Ipv4Addr = Ipv4Addr::new(10, 198, 0, 2);
-const MAC_RX: &str = "02:00:00:00:53:01";
-const MAC_TX: &str = "02:00:00:00:53:02";
+use topo::{RouterCounters, Topology, IP_RX};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Backend {
@@ -82,20 +90,22 @@ fn main() {
     let batch: usize = arg_parse(&args, "--batch", 64usize).clamp(1, 1024);
     let rx_cpu: usize = arg_parse(&args, "--rx-cpu", 1usize);
     let tx_cpu: usize = arg_parse(&args, "--tx-cpu", 0usize);
+    let softirq = args.iter().any(|a| a == "--softirq");
+    let sources: &[Source] = match arg(&args, "--source").as_deref() {
+        Some("both") => &[Source::Skb, Source::Xdp],
+        Some("all") => &[Source::Skb, Source::Xdp, Source::Routed],
+        None | Some("skb") => &[Source::Skb],
+        Some("xdp") => &[Source::Xdp],
+        Some("routed") => &[Source::Routed],
+        Some(other) => {
+            eprintln!("backend_bench: --source {other}: expected skb, xdp, routed, both or all");
+            std::process::exit(2);
+        }
+    };
     if let Some(why) = root_skip_reason() {
         println!("skipped: {why}");
         return;
     }
-    let softirq = args.iter().any(|a| a == "--softirq");
-    let sources: &[Source] = match arg(&args, "--source").as_deref() {
-        Some("both") => &[Source::Skb, Source::Xdp],
-        None | Some("skb") => &[Source::Skb],
-        Some("xdp") => &[Source::Xdp],
-        Some(other) => {
-            eprintln!("backend_bench: --source {other}: expected skb, xdp or both");
-            std::process::exit(2);
-        }
-    };
     let busy_poll = args.iter().any(|a| a == "--busy-poll");
     let opts = Opts {
         seconds,
@@ -105,6 +115,9 @@ fn main() {
         softirq,
         busy_poll,
     };
+    // SIGINT/SIGTERM stop the run between or inside phases, so that the namespaces are
+    // deleted on the way out.
+    install_stop_signals();
     if let Err(e) = run(&opts, sources) {
         eprintln!("backend_bench: {e}");
         std::process::exit(1);
@@ -122,6 +135,13 @@ struct Opts {
     busy_poll: bool,
 }
 
+fn interrupted() -> Result<(), String> {
+    if STOP.load(Ordering::Relaxed) {
+        return Err("interrupted; namespaces deleted".into());
+    }
+    Ok(())
+}
+
 fn run(opts: &Opts, sources: &[Source]) -> Result<(), String> {
     let Opts {
         seconds,
@@ -131,84 +151,13 @@ fn run(opts: &Opts, sources: &[Source]) -> Result<(), String> {
         softirq,
         busy_poll,
     } = *opts;
-    let pid = std::process::id() % 100_000;
-    let ns_rx = Netns::create(&format!("fgb-{pid}-rx"))?;
-    let ns_tx = Netns::create(&format!("fgb-{pid}-tx"))?;
-    let (if_rx, if_tx) = (format!("fgbr{pid}"), format!("fgbt{pid}"));
-    ip(&[
-        "link",
-        "add",
-        &if_rx,
-        "address",
-        MAC_RX,
-        "netns",
-        &ns_rx.name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &if_tx,
-        "address",
-        MAC_TX,
-        "netns",
-        &ns_tx.name,
-    ])?;
-    for (ns, ifn, addr) in [(&ns_rx, &if_rx, IP_RX), (&ns_tx, &if_tx, IP_TX)] {
-        ns.exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", ifn])?;
-        ns.exec(&["ip", "link", "set", ifn, "up"])?;
-        ns.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"])?;
-    }
-    if !softirq {
-        // Threaded NAPI on the receiving veth, with GRO on so that veth uses NAPI also without
-        // an XDP program: the kernel's receive work for every backend (the XDP program and
-        // the copy into the UMEM, or the IP/UDP stack and the packet-socket copy) then runs
-        // in a kernel thread that is pinned to the receiver's CPU and measured with it.
-        let (ns, ifn) = (ns_rx.name.clone(), if_rx.clone());
-        std::thread::spawn(move || -> Result<(), String> {
-            enter_netns(&ns).map_err(|e| format!("setns {ns}: {e}"))?;
-            set_gro(&ifn, true)
-        })
-        .join()
-        .map_err(|_| "GRO thread panicked".to_string())??;
-        let (ns, ifn) = (ns_tx.name.clone(), if_tx.clone());
-        std::thread::spawn(move || -> Result<(), String> {
-            enter_netns(&ns).map_err(|e| format!("setns {ns}: {e}"))?;
-            set_tso(&ifn, false)
-        })
-        .join()
-        .map_err(|_| "TSO thread panicked".to_string())??;
-        // After GRO: the kernel refuses threaded NAPI on a device without NAPI instances.
-        ns_rx.exec(&[
-            "sh",
-            "-c",
-            &format!("echo 1 > /sys/class/net/{if_rx}/threaded"),
-        ])?;
-    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "veth {if_tx} -> {if_rx}, {seconds} s per backend, sender on CPU {tx_cpu}, receiver on CPU {rx_cpu} ({cpus} CPUs), batch {batch}, busy polling {}", if busy_poll { "on (AF_XDP and recvmmsg)" } else { "off" }
+        "{seconds} s per backend, sender on CPU {tx_cpu}, receiver on CPU {rx_cpu} ({cpus} CPUs), batch {batch}, busy polling {}", if busy_poll { "on (AF_XDP and recvmmsg)" } else { "off" }
     );
     if cpus < 2 {
         println!("note: one CPU: sender and receiver share it");
     }
-
-    let frames: Vec<Vec<u8>> = {
-        let (smac, dmac) = (parse_mac(MAC_TX)?, parse_mac(MAC_RX)?);
-        let mut rng = Rng::new(7);
-        (0..4096)
-            .map(|i| {
-                let q = dns_message(i as u16, "www.test.example", false);
-                let sport = 1024 + (rng.next_u32() % 60_000) as u16;
-                udp4_frame(smac, dmac, IP_TX, IP_RX, sport, 53, i as u16, &q)
-            })
-            .collect()
-    };
-    // The `xdp` source's one frame: the generator rewrites its source port, so no UDP checksum.
-    let mut xdp_frame = frames[0].clone();
-    xdp_frame[40] = 0;
-    xdp_frame[41] = 0;
-    let xdp_frame = Arc::new(xdp_frame);
-    let frames = Arc::new(frames);
     let idle = {
         let c0 = cpu_times(rx_cpu);
         std::thread::sleep(Duration::from_secs(1));
@@ -221,16 +170,65 @@ fn run(opts: &Opts, sources: &[Source]) -> Result<(), String> {
     );
     let mut rows = Vec::new();
     let mut xdp_mode = String::from("-");
-    for &source in sources {
+    for (k, &source) in sources.iter().enumerate() {
+        interrupted()?;
+        // One set of namespaces per source, named apart (`k`) from the previous source's,
+        // which the kernel may still be tearing down.
+        let tag = k.to_string();
+        let topo = match source {
+            Source::Routed => Topology::routed(&tag, !softirq)?,
+            Source::Skb | Source::Xdp => Topology::direct(&tag, !softirq)?,
+        };
+        interrupted()?;
+        if let Some(r) = &topo.router {
+            r.pin_napi(tx_cpu);
+        }
+        println!(
+            "{}: veth {} -> {}{}",
+            source.name(),
+            topo.if_tx,
+            topo.if_rx,
+            topo.router.as_ref().map_or(String::new(), |r| format!(
+                " through router veths {} -> {} (XDP_PASS native on {}, its NAPI thread on CPU {tx_cpu})",
+                r.if_in, r.if_out, r.if_in
+            ))
+        );
+        let frames: Vec<Vec<u8>> = {
+            let mut rng = Rng::new(7);
+            (0..4096)
+                .map(|i| {
+                    let q = dns_message(i as u16, "www.test.example", false);
+                    let sport = 1024 + (rng.next_u32() % 60_000) as u16;
+                    udp4_frame(
+                        topo.src_mac,
+                        topo.dst_mac,
+                        topo.src_ip,
+                        IP_RX,
+                        sport,
+                        53,
+                        i as u16,
+                        &q,
+                    )
+                })
+                .collect()
+        };
+        // The `xdp` source's one frame: the generator rewrites its source port, so no UDP
+        // checksum.
+        let mut xdp_frame = frames[0].clone();
+        xdp_frame[40] = 0;
+        xdp_frame[41] = 0;
+        let xdp_frame = Arc::new(xdp_frame);
+        let frames = Arc::new(frames);
         for backend in [Backend::AfXdp, Backend::Tpacket3, Backend::Recvmmsg] {
+            interrupted()?;
             let stop = Arc::new(AtomicBool::new(false));
             let ready = Arc::new(Barrier::new(3));
             let rx = {
                 let (stop, ready, ns, ifn) = (
                     stop.clone(),
                     ready.clone(),
-                    ns_rx.name.clone(),
-                    if_rx.clone(),
+                    topo.rx.name.clone(),
+                    topo.if_rx.clone(),
                 );
                 std::thread::spawn(move || -> Result<(RxResult, String), String> {
                     enter_netns(&ns).map_err(|e| format!("setns {ns}: {e}"))?;
@@ -242,8 +240,8 @@ fn run(opts: &Opts, sources: &[Source]) -> Result<(), String> {
                 let (stop, ready, ns, ifn, frames, xdp_frame) = (
                     stop.clone(),
                     ready.clone(),
-                    ns_tx.name.clone(),
-                    if_tx.clone(),
+                    topo.tx.name.clone(),
+                    topo.if_tx.clone(),
                     frames.clone(),
                     xdp_frame.clone(),
                 );
@@ -251,7 +249,7 @@ fn run(opts: &Opts, sources: &[Source]) -> Result<(), String> {
                     enter_netns(&ns).map_err(|e| format!("setns {ns}: {e}"))?;
                     pin_to_cpu(tx_cpu);
                     match source {
-                        Source::Skb => {
+                        Source::Skb | Source::Routed => {
                             let sock = PacketTx::new(&ifn);
                             ready.wait();
                             let sock = sock?;
@@ -277,18 +275,32 @@ fn run(opts: &Opts, sources: &[Source]) -> Result<(), String> {
             // The receiver sets up (program, socket, ring) before the barrier; a receiver that
             // fails to set up still waits on it so the others are not stuck.
             ready.wait();
-            let napi = napi_threads(&if_rx);
+            let napi = napi_threads(&topo.if_rx);
             for &pid in &napi {
                 pin_pid_to_cpu(pid, rx_cpu);
             }
+            // The router's NAPI thread works for the sender: on the sender's CPU.
+            if let Some(r) = &topo.router {
+                r.pin_napi(tx_cpu);
+            }
+            let router0 = topo.router.as_ref().map(|r| r.counters());
             let napi_cpu0: f64 = napi.iter().map(|&p| pid_cpu_seconds(p)).sum();
             let (load0, stat0, t0) = (loadavg(), cpu_times(rx_cpu), Instant::now());
-            std::thread::sleep(Duration::from_secs_f64(seconds));
+            let end = t0 + Duration::from_secs_f64(seconds);
+            while Instant::now() < end && !STOP.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
+            }
             let (stat, stat_secs) = (cpu_times(rx_cpu) - stat0, t0.elapsed().as_secs_f64());
             stop.store(true, Ordering::Relaxed);
             let napi_cpu = napi.iter().map(|&p| pid_cpu_seconds(p)).sum::<f64>() - napi_cpu0;
             let sent = tx.join().map_err(|_| "sender panicked".to_string())??;
             let (r, mode) = rx.join().map_err(|_| "receiver panicked".to_string())??;
+            let router = topo
+                .router
+                .as_ref()
+                .zip(router0)
+                .map(|(rt, c0)| rt.counters() - c0);
+            interrupted()?;
             if backend == Backend::AfXdp {
                 xdp_mode = mode;
             }
@@ -301,6 +313,7 @@ fn run(opts: &Opts, sources: &[Source]) -> Result<(), String> {
                 stat,
                 stat_secs,
                 load: load0,
+                router,
             });
         }
     }
@@ -334,6 +347,18 @@ fn run(opts: &Opts, sources: &[Source]) -> Result<(), String> {
         if !w.r.note.is_empty() {
             println!("{} / {}: {}", w.source.name(), w.backend.name(), w.r.note);
         }
+        if let Some(c) = w.router {
+            println!(
+                "{} / {}: router received {}, forwarded {} (Ip ForwDatagrams), sent {}, dropped {} on a full receiving ring (sender sent {})",
+                w.source.name(),
+                w.backend.name(),
+                c.rx,
+                c.forwarded,
+                c.tx,
+                c.tx_dropped,
+                w.sent.sent
+            );
+        }
     }
     println!();
     println!("XDP mode on veth: {xdp_mode}");
@@ -363,6 +388,10 @@ enum Source {
     /// reaches the receiver as an XDP frame (`ndo_xdp_xmit`), as on a NIC driver with native
     /// XDP; the kernel builds an skb only for frames that XDP passes.
     Xdp,
+    /// AF_PACKET `sendmmsg` through a router namespace whose ingress veth runs `XDP_PASS`:
+    /// every frame reaches the receiver as a forwarded skb on a page-pool page with XDP
+    /// headroom, which the receiving veth does not copy.
+    Routed,
 }
 
 impl Source {
@@ -370,6 +399,7 @@ impl Source {
         match self {
             Source::Skb => "skb (AF_PACKET sendmmsg)",
             Source::Xdp => "xdp_frame (XDP redirect)",
+            Source::Routed => "routed skb (sendmmsg via router)",
         }
     }
 }
@@ -385,6 +415,8 @@ struct Row {
     /// The wall-clock seconds `stat` covers.
     stat_secs: f64,
     load: String,
+    /// The router's counters over the phase (routed source only).
+    router: Option<RouterCounters>,
 }
 
 impl Row {
@@ -628,15 +660,7 @@ fn receive(
 /// `Udp: RcvbufErrors` of the calling thread's namespace.
 fn udp_rcvbuf_errors() -> u64 {
     let s = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap_or_default();
-    let mut lines = s.lines().filter(|l| l.starts_with("Udp:"));
-    let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
-        return 0;
-    };
-    h.split_whitespace()
-        .zip(v.split_whitespace())
-        .find(|(k, _)| *k == "RcvbufErrors")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
+    topo::snmp_value(&s, "Udp:", "RcvbufErrors")
 }
 
 // TPACKET_V3 constants and layouts (linux/if_packet.h).
