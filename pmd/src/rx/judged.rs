@@ -306,17 +306,15 @@ impl<B: Bar> RxQueue<B> {
             rearm(m.trailing_zeros() as usize);
             m &= m - 1;
         }
-        let mut keep = !drop & all;
+        let keep = !drop & all;
         let kept = keep.count_ones() as usize;
         // The caller checked k <= cache_len and k <= free slots: a cache entry and a batch slot
         // for every kept frame.
         let out = batch.spare_ptr();
         let mut cache_len = self.cache_len;
         let cache = self.cache.as_ptr();
-        let mut o = 0;
-        while keep != 0 {
-            let i = keep.trailing_zeros() as usize;
-            keep &= keep - 1;
+        // Frame i becomes the batch's spare packet o.
+        let mut deliver = |i: usize, o: usize| {
             cache_len -= 1;
             // SAFETY: i < k: entries written by the gather loop, slot s < size. cache_len <
             // cache.len() (it was at most that before the decrement); `out + o` is a free slot
@@ -337,7 +335,20 @@ impl<B: Bar> RxQueue<B> {
                 d.write_volatile(iova0.wrapping_add(nb as u64 * stride as u64));
                 d.add(1).write_volatile(0);
             }
-            o += 1;
+        };
+        if keep == all {
+            // Nothing dropped: the chunk in order.
+            for i in 0..k {
+                deliver(i, i);
+            }
+        } else {
+            let mut m = keep;
+            let mut o = 0;
+            while m != 0 {
+                deliver(m.trailing_zeros() as usize, o);
+                m &= m - 1;
+                o += 1;
+            }
         }
         self.cache_len = cache_len;
         // SAFETY: the first `kept` spare slots were written above.
