@@ -300,7 +300,7 @@ mod tests {
                 let mut p = self.pool.alloc().expect("buffer");
                 p.copy_from_slice(&[self.next; 60]).expect("fits");
                 self.next = self.next.wrapping_add(1);
-                batch.push(p).ok().expect("free slot");
+                assert!(batch.push(p).is_ok(), "a free slot was checked");
                 n += 1;
             }
             n
@@ -355,7 +355,7 @@ mod tests {
             let mut m = !0u32 << c.len().min(31) << 1;
             for i in 0..c.len() {
                 assert_eq!(c.headroom(i).len(), pool.headroom());
-                if c.frame(i)[0] % 3 == 0 {
+                if c.frame(i)[0].is_multiple_of(3) {
                     m |= 1 << i;
                 }
             }

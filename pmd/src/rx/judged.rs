@@ -701,7 +701,7 @@ mod tests {
             }
             let drop_bits = rnd();
             let mut j = |c: &RxChunk<'_>| {
-                assert!(c.len() >= 1 && c.len() <= RX_CHUNK);
+                assert!(!c.is_empty() && c.len() <= RX_CHUNK);
                 drop_bits | rnd() & 1
             };
             let tails = f.tails().len();
