@@ -687,19 +687,14 @@ impl Cond {
         }
     }
 
-    /// The lanes of `m` that meet the condition.
+    /// The lanes of `m` that meet the condition: the whole-column mask ANDed in, or the
+    /// frames of `m` tested one by one.
     #[inline]
     fn eval<B: BurstFrames + ?Sized>(&self, l: &Lanes, m: u32, frames: &B, at: usize) -> u32 {
+        if let Some(full) = self.full(l) {
+            return m & full;
+        }
         match self {
-            Cond::Proto { v4, v6, proto } => {
-                let m = m & eq_u8(&l.proto, *proto);
-                m & l.families(*v4, *v6)
-            }
-            Cond::Family { v4, v6 } => m & l.families(*v4, *v6),
-            Cond::Protos { v4, v6, protos } => {
-                let any = protos.iter().fold(0, |a, &p| a | eq_u8(&l.proto, p));
-                m & any & l.families(*v4, *v6)
-            }
             Cond::ProtoSet(s) => filter(m, |i| {
                 let p = l.proto[i & (LANES - 1)];
                 if l.v4 >> i & 1 != 0 {
@@ -708,46 +703,22 @@ impl Cond {
                     l.v6 >> i & 1 != 0 && s.contains(true, p)
                 }
             }),
-            Cond::PortRanges { src, ranges } => {
-                let col = if *src { &l.sport } else { &l.dport };
-                m & l.ported & in_ranges16(col, ranges)
-            }
             Cond::PortSet { src, set } => {
                 let col = if *src { &l.sport } else { &l.dport };
                 filter(m & l.ported, |i| set.contains(col[i & (LANES - 1)]))
             }
-            Cond::Len {
-                ranges,
-                vector: true,
-            } => m & in_ranges(&l.len, ranges),
             Cond::Len { ranges, .. } => filter(m, |i| {
                 let n = l.wire_len(i);
                 ranges.iter().any(|&(lo, hi)| lo <= n && n <= hi)
             }),
-            Cond::Addr {
-                src,
-                v4,
-                vector,
-                set,
-            } => {
+            Cond::Addr { src, set, .. } => {
                 let (c4, c6) = if *src {
                     (&l.src4, &l.src6)
                 } else {
                     (&l.dst4, &l.dst6)
                 };
-                let is4 = l.v4;
-                let hit4 = if v4.is_empty() {
-                    0
-                } else if *vector {
-                    m & is4 & in_ranges(c4, v4)
-                } else {
-                    filter(m & is4, |i| set.contains_v4(c4[i & (LANES - 1)]))
-                };
-                let hit6 = if l.v6 & m == 0 {
-                    0
-                } else {
-                    filter(m & l.v6, |i| set.contains_v6(c6[i & (LANES - 1)]))
-                };
+                let hit4 = filter(m & l.v4, |i| set.contains_v4(c4[i & (LANES - 1)]));
+                let hit6 = filter(m & l.v6, |i| set.contains_v6(c6[i & (LANES - 1)]));
                 hit4 | hit6
             }
             Cond::Bytes(b) => filter(m, |i| {
@@ -757,6 +728,11 @@ impl Cond {
             Cond::Bpf(p) => filter(m, |i| {
                 p.run_with_len(frames.frame(at + i), l.wire_len(i)) != 0
             }),
+            // Whole-column conditions were answered above.
+            Cond::Proto { .. }
+            | Cond::Protos { .. }
+            | Cond::Family { .. }
+            | Cond::PortRanges { .. } => m & self.full(l).unwrap_or(0),
         }
     }
 }
