@@ -167,7 +167,7 @@ impl Lanes {
                 self.l4_off[j & (LANES - 1)] = NO_L4;
             });
         } else {
-            each(lanes_in, |j| {
+            let mut one = |j: usize| {
                 let f = frames.frame(at + j);
                 let len = f.len() as u32;
                 bytes += u64::from(len);
@@ -175,7 +175,16 @@ impl Lanes {
                     Some(p) => self.set(j, &p, len),
                     None => self.fill(j, f, len),
                 }
-            });
+            };
+            if lanes_in == u32::MAX {
+                // A full chunk with nothing skipped (the common case under a flood): a plain
+                // count instead of walking the bits.
+                for j in 0..LANES {
+                    one(j);
+                }
+            } else {
+                each(lanes_in, one);
+            }
         }
         self.seal();
         bytes
@@ -339,32 +348,45 @@ fn in_ranges(col: &[u32; LANES], ranges: &[(u32, u32)]) -> u32 {
     }
 }
 
-/// [`in_ranges`] for several ranges: each group of four lanes is loaded once and compared
-/// with every range.
+/// [`in_ranges`] for several ranges: range by range over the whole column, with one
+/// accumulator per group of four lanes; a one-value range is a plain equality compare.
 #[inline(always)]
 fn in_many(col: &[u32; LANES], ranges: &[(u32, u32)]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{
-            _mm_castsi128_ps, _mm_cmpgt_epi32, _mm_loadu_si128, _mm_movemask_ps, _mm_or_si128,
-            _mm_set1_epi32, _mm_setzero_si128, _mm_sub_epi32, _mm_xor_si128,
+            __m128i, _mm_andnot_si128, _mm_castsi128_ps, _mm_cmpeq_epi32, _mm_cmpgt_epi32,
+            _mm_loadu_si128, _mm_movemask_ps, _mm_or_si128, _mm_set1_epi32, _mm_setzero_si128,
+            _mm_sub_epi32, _mm_xor_si128,
         };
         // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
-        // available; the unaligned load of lanes 4k..4k+4 lies inside the array.
+        // available; the unaligned load of lanes 4k..4k+4 (k < 8) lies inside the array.
         unsafe {
             let sign = _mm_set1_epi32(i32::MIN);
-            let mut out = 0u32;
-            for k in 0..LANES / 4 {
-                let x = _mm_loadu_si128(col.as_ptr().add(4 * k).cast());
-                let mut hit = _mm_setzero_si128();
-                for &(lo, hi) in ranges {
-                    let d = _mm_xor_si128(_mm_sub_epi32(x, _mm_set1_epi32(lo as i32)), sign);
+            let all = _mm_set1_epi32(-1);
+            let mut hit: [__m128i; LANES / 4] = [_mm_setzero_si128(); LANES / 4];
+            for &(lo, hi) in ranges {
+                let base = _mm_set1_epi32(lo as i32);
+                if lo == hi {
+                    for (k, h) in hit.iter_mut().enumerate() {
+                        let x = _mm_loadu_si128(col.as_ptr().add(4 * k).cast());
+                        *h = _mm_or_si128(*h, _mm_cmpeq_epi32(x, base));
+                    }
+                } else {
+                    // Unsigned `x - lo <= hi - lo` through the signed compare, sign bits
+                    // flipped: in the range when not above the limit.
                     let limit = _mm_set1_epi32((hi.wrapping_sub(lo) ^ 0x8000_0000) as i32);
-                    // In the range: not above the limit (compare lanes are all ones or zero).
-                    let above = _mm_cmpgt_epi32(d, limit);
-                    hit = _mm_or_si128(hit, _mm_xor_si128(above, _mm_set1_epi32(-1)));
+                    for (k, h) in hit.iter_mut().enumerate() {
+                        let x = _mm_loadu_si128(col.as_ptr().add(4 * k).cast());
+                        let d = _mm_xor_si128(_mm_sub_epi32(x, base), sign);
+                        let above = _mm_cmpgt_epi32(d, limit);
+                        *h = _mm_or_si128(*h, _mm_andnot_si128(above, all));
+                    }
                 }
-                out |= (_mm_movemask_ps(_mm_castsi128_ps(hit)) as u32 & 0xf) << (4 * k);
+            }
+            let mut out = 0u32;
+            for (k, h) in hit.iter().enumerate() {
+                out |= (_mm_movemask_ps(_mm_castsi128_ps(*h)) as u32 & 0xf) << (4 * k);
             }
             out
         }
