@@ -12,8 +12,9 @@
 //! ```
 //!
 //! Divide the inclusive Ir of `Bench::filter` by the packet count the program prints. The rule
-//! sets are `demo`, `operator` and `tcpdump` (files under `benches/rules/`), the mixes
-//! `demo-mix` and `reflection-mix`.
+//! sets are `demo`, `operator` and `tcpdump` (files under `benches/rules/`), or the path of any
+//! config ending in `.toml` (to measure a rule set of your own); the mixes `demo-mix` and
+//! `reflection-mix`.
 
 #[path = "../benches/kit/filter_loop.rs"]
 pub mod kit;
