@@ -469,15 +469,23 @@ impl<B: Bar> RxQueue<B> {
         unsafe { batch.add_len(delivered) };
         self.cache_len -= delivered;
         if seen > 0 {
-            self.next = next;
-            // Descriptor writes must reach memory before the device sees the new tail.
-            fence(Ordering::Release);
-            self.bar
-                .write32(vfrdt(self.q), next.wrapping_sub(1) & self.mask);
-            self.stats.descriptors += seen as u64;
+            self.hand_back(next, seen);
             self.stats.packets += delivered as u64;
         }
         delivered
+    }
+
+    /// Gives the `seen` descriptors consumed up to `next` back to the device: one tail write
+    /// for the burst (facts §6.4: head equal to tail means empty, so the tail is one behind
+    /// `next`).
+    #[inline(always)]
+    pub(crate) fn hand_back(&mut self, next: u32, seen: usize) {
+        self.next = next;
+        // Descriptor writes must reach memory before the device sees the new tail.
+        fence(Ordering::Release);
+        self.bar
+            .write32(vfrdt(self.q), next.wrapping_sub(1) & self.mask);
+        self.stats.descriptors += seen as u64;
     }
 
     /// Buffers this queue holds: one armed in every descriptor, plus its buffer cache.

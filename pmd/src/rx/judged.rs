@@ -260,12 +260,7 @@ impl<B: Bar> RxQueue<B> {
         }
         let seen = budget - left;
         if seen > 0 {
-            self.next = next;
-            // Descriptor writes must reach memory before the device sees the new tail.
-            fence(Ordering::Release);
-            self.bar
-                .write32(vfrdt(self.q), next.wrapping_sub(1) & self.mask);
-            self.stats.descriptors += seen as u64;
+            self.hand_back(next, seen);
             self.stats.packets += res.received as u64;
             self.stats.bytes += res.bytes;
             self.stats.judge_dropped += res.dropped as u64;
