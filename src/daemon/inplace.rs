@@ -2,7 +2,7 @@
 //! applied to each chunk the backend shows (see `PacketBackend::rx_burst_judged`), so that a
 //! dropped frame never becomes a packet (the VF re-arms its buffer where it is).
 
-use crate::daemon::judge::Judge;
+use crate::daemon::judge::{judge_chunk, nth_set, Judge};
 use crate::filter::{BurstFrames, RuleSet};
 use crate::stats::Counters;
 use crate::topsrc::TopSources;
@@ -53,58 +53,18 @@ impl BurstFrames for ChunkFrames<'_, '_> {
     }
 }
 
-/// Index of the `i`-th set bit of `m` (32 when there is none).
-#[inline]
-fn nth_set(mut m: u32, i: usize) -> usize {
-    for _ in 0..i {
-        m &= m.wrapping_sub(1);
-    }
-    m.trailing_zeros() as usize
-}
-
 impl RxJudge for InPlace<'_> {
     /// Drops the looped-back frames and those the rules drop; counts `dropped`, `passed` and
     /// `looped` as `Judge::burst` does, and samples the dropped sources. Out of line: one call
     /// per chunk, and the classifier is compiled as one function, not into the driver's loop.
     #[inline(never)]
     fn judge(&mut self, chunk: &RxChunk<'_>) -> u32 {
-        let n = chunk.len().min(32);
-        if n == 0 {
-            return 0;
-        }
-        let skip = match self.guard {
-            Some(g) => (0..n).fold(0u32, |m, i| {
-                let own = chunk.frame(i).get(6..12) == Some(&g[..]);
-                m | u32::from(own) << i
-            }),
-            None => 0,
-        };
         let frames = ChunkFrames(chunk);
-        let drop = self
-            .rules
-            .classify_chunk::<_, false>(&frames, 0, skip, self.now, &mut []);
-        let valid = u32::MAX >> (32 - n);
-        let m = (drop | skip) & valid;
+        let m = judge_chunk(self.rules, &frames, 0, self.c, self.now, self.guard);
         let dropped = m.count_ones() as usize;
-        self.c.looped += u64::from(skip.count_ones());
-        self.c.dropped += dropped as u64;
-        self.c.passed += (n - dropped) as u64;
         if dropped > 0 {
             self.top.on_drops(dropped, |i| chunk.frame(nth_set(m, i)));
         }
         m
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::nth_set;
-
-    #[test]
-    fn nth_set_walks_the_set_bits_in_order() {
-        let m = 0b1010_0110u32;
-        let got: Vec<usize> = (0..5).map(|i| nth_set(m, i)).collect();
-        assert_eq!(got, vec![1, 2, 5, 7, 32]);
-        assert_eq!(nth_set(u32::MAX, 31), 31);
     }
 }

@@ -157,9 +157,9 @@ impl Judge {
         (&mut self.rules, &mut self.top)
     }
 
-    /// Classifies `frames` (at most [`MARKED`]) into the drop marks and counts them. With
-    /// `guard`, frames carrying that source MAC are marked as dropped and `looped` without
-    /// going through the rules.
+    /// Classifies `frames` (at most [`MARKED`]) into the drop marks and counts them; returns
+    /// how many are dropped. With `guard`, frames carrying that source MAC are marked as
+    /// dropped and `looped` without going through the rules.
     #[inline(always)]
     fn mark<B: BurstFrames>(
         &mut self,
@@ -167,32 +167,19 @@ impl Judge {
         c: &mut Counters,
         now: u64,
         guard: Option<[u8; 6]>,
-    ) {
+    ) -> usize {
         let n = frames.count().min(MARKED);
         let mut dropped = 0;
         let mut at = 0;
         while at < n {
-            let lanes = (n - at).min(32);
-            let skip = match guard {
-                Some(g) => (0..lanes).fold(0u32, |m, i| {
-                    let own = frames.frame(at + i).get(6..12) == Some(&g[..]);
-                    m | u32::from(own) << i
-                }),
-                None => 0,
-            };
-            let drop = self
-                .rules
-                .classify_chunk::<B, false>(frames, at, skip, now, &mut []);
-            c.looped += u64::from(skip.count_ones());
-            let m = drop | skip;
-            dropped += u64::from(m.count_ones());
+            let m = judge_chunk(&mut self.rules, frames, at, c, now, guard);
+            dropped += m.count_ones() as usize;
             if let Some(w) = self.marks.get_mut(at / 32) {
                 *w = m;
             }
             at += 32;
         }
-        c.dropped += dropped;
-        c.passed += n as u64 - dropped;
+        dropped
     }
 
     /// Judges the received burst `rx` at time `now` (ns since the epoch), leaving it empty: the
@@ -209,15 +196,10 @@ impl Judge {
         guard: Option<[u8; 6]>,
     ) {
         let n = rx.len().min(MARKED);
-        self.mark(&Frames(rx.as_slice()), c, now, guard);
+        // The marks hold exactly the burst's drops (no bit past its end).
+        let drops = self.mark(&Frames(rx.as_slice()), c, now, guard);
         let words = n.div_ceil(32);
         let marks = &mut self.marks[..words];
-        if let Some(last) = marks.last_mut() {
-            if !n.is_multiple_of(32) {
-                *last &= (1u32 << (n % 32)) - 1;
-            }
-        }
-        let drops: usize = marks.iter().map(|w| w.count_ones() as usize).sum();
         if drops == 0 {
             // All survive: the burst itself goes on, nothing is moved.
             if !rx.is_empty() {
@@ -243,14 +225,10 @@ impl Judge {
             out.take(rx, c);
             return;
         }
-        // Mostly drops: move the survivors out, free the rest.
-        for w in marks.iter_mut() {
-            *w = !*w;
-        }
-        if let Some(last) = marks.last_mut() {
-            if !n.is_multiple_of(32) {
-                *last &= (1u32 << (n % 32)) - 1;
-            }
+        // Mostly drops: move the survivors (the complement of the drops within the burst) out,
+        // free the rest.
+        for (k, w) in marks.iter_mut().enumerate() {
+            *w = !*w & lane_mask(n - k * 32);
         }
         // The pass batch is as large as a burst, so nothing stays behind; never lose a packet
         // silently all the same.
@@ -280,7 +258,7 @@ impl Judge {
                 pkts: &pkts[..n],
                 reparsed: Cell::new(0),
             };
-            self.mark(&frames, c, now, None);
+            let _ = self.mark(&frames, c, now, None);
             self.reparsed += frames.reparsed.get();
             for (i, p) in pkts.drain(..n).enumerate() {
                 let dropped = self
@@ -310,16 +288,62 @@ impl Judge {
     }
 }
 
+/// Judges frames `at..at + 32` of `frames` (fewer at the end): those carrying `guard` as their
+/// source MAC (the daemon's own, looped back) are dropped as `looped` without the rules, the
+/// rest go through `rules` at time `now`. Counts `dropped`, `passed` and `looped` in `c` and
+/// returns the mask of the dropped frames (bit `i` for frame `at + i`). Used by the burst
+/// judge here and by the judge in the receive ring (`daemon/inplace.rs`).
+#[inline(always)]
+pub(super) fn judge_chunk<B: BurstFrames + ?Sized>(
+    rules: &mut RuleSet,
+    frames: &B,
+    at: usize,
+    c: &mut Counters,
+    now: u64,
+    guard: Option<[u8; 6]>,
+) -> u32 {
+    let n = frames.count().saturating_sub(at).min(32);
+    let skip = match guard {
+        Some(g) => (0..n).fold(0u32, |m, i| {
+            let own = frames.frame(at + i).get(6..12) == Some(&g[..]);
+            m | u32::from(own) << i
+        }),
+        None => 0,
+    };
+    let drop = rules.classify_chunk::<B, false>(frames, at, skip, now, &mut []);
+    let m = (drop | skip) & lane_mask(n);
+    let dropped = u64::from(m.count_ones());
+    c.looped += u64::from(skip.count_ones());
+    c.dropped += dropped;
+    c.passed += n as u64 - dropped;
+    m
+}
+
+/// The mask of the first `n` lanes of a 32-lane chunk (all of them for `n >= 32`).
+#[inline(always)]
+fn lane_mask(n: usize) -> u32 {
+    if n >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << n) - 1
+    }
+}
+
+/// Index of the `i`-th set bit of `m` (32 when there is none).
+#[inline]
+pub(super) fn nth_set(mut m: u32, i: usize) -> usize {
+    for _ in 0..i {
+        m &= m.wrapping_sub(1);
+    }
+    m.trailing_zeros() as usize
+}
+
 /// The index of the `i`-th set mark (bit `j % 32` of `marks[j / 32]` for index `j`).
 fn nth_marked(marks: &[u32], mut i: usize) -> Option<usize> {
     for (k, &w) in marks.iter().enumerate() {
         let c = w.count_ones() as usize;
         if i < c {
-            let mut w = w;
-            for _ in 0..i {
-                w &= w - 1;
-            }
-            return Some(k * 32 + w.trailing_zeros() as usize);
+            return Some(k * 32 + nth_set(w, i));
         }
         i -= c;
     }
@@ -337,7 +361,15 @@ fn dropped(top: &mut TopSources, drops: &mut PacketBatch) {
 
 #[cfg(test)]
 mod tests {
-    use super::nth_marked;
+    use super::{nth_marked, nth_set};
+
+    #[test]
+    fn nth_set_walks_the_set_bits_in_order() {
+        let m = 0b1010_0110u32;
+        let got: Vec<usize> = (0..5).map(|i| nth_set(m, i)).collect();
+        assert_eq!(got, vec![1, 2, 5, 7, 32]);
+        assert_eq!(nth_set(u32::MAX, 31), 31);
+    }
 
     #[test]
     fn nth_marked_walks_the_set_bits_in_order() {

@@ -508,7 +508,6 @@ enum Cond {
     /// when there are few.
     Addr {
         src: bool,
-        v4: Box<[(u32, u32)]>,
         vector: bool,
         set: CidrSet,
     },
@@ -609,7 +608,6 @@ impl Cond {
             },
             Matcher::Src(s) | Matcher::Dst(s) => Cond::Addr {
                 src: matches!(m, Matcher::Src(_)),
-                v4: s.v4_ranges().into(),
                 vector: s.v4_ranges().len() <= MAX_VECTOR_RANGES,
                 set: s.clone(),
             },
@@ -638,7 +636,6 @@ impl Cond {
             } => in_ranges(&l.len, ranges),
             Cond::Addr {
                 src,
-                v4,
                 vector: true,
                 set,
             } => {
@@ -647,11 +644,7 @@ impl Cond {
                 } else {
                     (&l.dst4, &l.dst6)
                 };
-                let hit4 = if v4.is_empty() {
-                    0
-                } else {
-                    l.v4 & in_ranges(c4, v4)
-                };
+                let hit4 = l.v4 & in_ranges(c4, set.v4_ranges());
                 hit4 | filter(l.v6, |i| set.contains_v6(c6[i & (LANES - 1)]))
             }
             _ => return None,
