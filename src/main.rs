@@ -136,7 +136,38 @@ enum RulesCmd {
     },
 }
 
+/// Stops with a clear message when the binary was built for CPU features this CPU lacks (the
+/// project builds for x86-64-v2, see `.cargo/config.toml`), instead of dying on an illegal
+/// instruction somewhere in the packet path.
+fn check_cpu() -> Result<(), String> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut missing = Vec::new();
+        if cfg!(target_feature = "popcnt") && !std::arch::is_x86_feature_detected!("popcnt") {
+            missing.push("popcnt");
+        }
+        if cfg!(target_feature = "ssse3") && !std::arch::is_x86_feature_detected!("ssse3") {
+            missing.push("ssse3");
+        }
+        if cfg!(target_feature = "sse4.2") && !std::arch::is_x86_feature_detected!("sse4.2") {
+            missing.push("sse4.2");
+        }
+        if !missing.is_empty() {
+            return Err(format!(
+                "this binary was built for x86-64-v2 and this CPU lacks {}; rebuild with \
+                 RUSTFLAGS=\"-C target-cpu=native\" (or x86-64) cargo build --release",
+                missing.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    if let Err(e) = check_cpu() {
+        eprintln!("floodgate: error: {e}");
+        return ExitCode::FAILURE;
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     match run(cli) {
