@@ -120,6 +120,7 @@ impl BurstFrames for Dispatched<'_> {
     fn frame(&self, i: usize) -> &[u8] {
         self.pkts.get(i).map_or(&[], |p| p.data())
     }
+    const PARSED: bool = true;
     #[inline]
     fn parsed(&self, i: usize) -> Option<Parsed> {
         let p = self.pkts.get(i)?;

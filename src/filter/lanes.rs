@@ -136,6 +136,105 @@ impl Lanes {
         self.len[i] = wire_len;
     }
 
+    /// [`Lanes::fill`] for the four frames at `at..at + 4` into lanes `j..j + 4` at once, when
+    /// all four are on the straight path (otherwise nothing is written and the caller fills
+    /// them one by one). Adds their lengths to `bytes`.
+    ///
+    /// Each frame's bytes 12..28 and 22..38 are loaded as two 16-byte words; the four frames'
+    /// words are transposed so that one vector holds one header field of all four (EtherType
+    /// and version, fragment field and protocol, source, destination, ports), checked as
+    /// [`PlainV4::read`] checks one frame, byte-swapped and stored lane by lane in four.
+    #[cfg(all(target_arch = "x86_64", target_feature = "ssse3"))]
+    #[inline(always)]
+    fn fill4<B: BurstFrames + ?Sized>(
+        &mut self,
+        j: usize,
+        frames: &B,
+        at: usize,
+        bytes: &mut u64,
+    ) -> bool {
+        use std::arch::x86_64::*;
+        let f = [
+            frames.frame(at),
+            frames.frame(at + 1),
+            frames.frame(at + 2),
+            frames.frame(at + 3),
+        ];
+        if f.iter().any(|f| f.len() < 38) || j + 4 > LANES {
+            return false;
+        }
+        // SAFETY: SSE2 and SSSE3 are enabled (cfg above). Every frame has at least 38 bytes,
+        // so the loads of bytes 12..28 and 22..38 stay inside it; the stores go to lanes
+        // j..j + 4 of the columns (j + 4 <= LANES, checked above).
+        unsafe {
+            let lo = |k: usize| _mm_loadu_si128(f[k].as_ptr().add(12).cast());
+            let hi = |k: usize| _mm_loadu_si128(f[k].as_ptr().add(22).cast());
+            let (a0, a1, a2, a3) = (lo(0), lo(1), lo(2), lo(3));
+            // Dword 0 of the low word: bytes 12..16 (EtherType, version/IHL, DSCP); dword 2:
+            // bytes 20..24 (flags/fragment offset, TTL, protocol).
+            let (t0, t1) = (_mm_unpacklo_epi32(a0, a1), _mm_unpacklo_epi32(a2, a3));
+            let tag = _mm_unpacklo_epi64(t0, t1);
+            let (u0, u1) = (_mm_unpackhi_epi32(a0, a1), _mm_unpackhi_epi32(a2, a3));
+            let frag_proto = _mm_unpacklo_epi64(u0, u1);
+            let ok = _mm_and_si128(
+                _mm_cmpeq_epi32(
+                    _mm_and_si128(tag, _mm_set1_epi32(0x00ff_ffff)),
+                    _mm_set1_epi32(0x0045_0008),
+                ),
+                _mm_cmpeq_epi32(
+                    _mm_and_si128(frag_proto, _mm_set1_epi32(0xff1f)),
+                    _mm_setzero_si128(),
+                ),
+            );
+            if _mm_movemask_ps(_mm_castsi128_ps(ok)) != 0xf {
+                return false;
+            }
+            let (b0, b1, b2, b3) = (hi(0), hi(1), hi(2), hi(3));
+            // Dwords 1, 2, 3 of the high word: source (26..30), destination (30..34), ports
+            // (34..38), all big-endian.
+            let (v0, v1) = (_mm_unpacklo_epi32(b0, b1), _mm_unpacklo_epi32(b2, b3));
+            let src = _mm_unpackhi_epi64(v0, v1);
+            let (w0, w1) = (_mm_unpackhi_epi32(b0, b1), _mm_unpackhi_epi32(b2, b3));
+            let dst = _mm_unpacklo_epi64(w0, w1);
+            let ports = _mm_unpackhi_epi64(w0, w1);
+            let swap32 = _mm_setr_epi8(3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12);
+            _mm_storeu_si128(
+                self.src4[j..j + 4].as_mut_ptr().cast(),
+                _mm_shuffle_epi8(src, swap32),
+            );
+            _mm_storeu_si128(
+                self.dst4[j..j + 4].as_mut_ptr().cast(),
+                _mm_shuffle_epi8(dst, swap32),
+            );
+            // Source ports to the low half, destination ports to the high half, each swapped.
+            let split = _mm_setr_epi8(1, 0, 5, 4, 9, 8, 13, 12, 3, 2, 7, 6, 11, 10, 15, 14);
+            let p = _mm_shuffle_epi8(ports, split);
+            _mm_storel_epi64(self.sport[j..j + 4].as_mut_ptr().cast(), p);
+            _mm_storel_epi64(
+                self.dport[j..j + 4].as_mut_ptr().cast(),
+                _mm_unpackhi_epi64(p, p),
+            );
+            // The protocol is byte 3 of each fragment/protocol dword.
+            let pick = _mm_setr_epi8(3, 7, 11, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+            let protos = _mm_cvtsi128_si32(_mm_shuffle_epi8(frag_proto, pick)) as u32;
+            self.proto[j..j + 4].copy_from_slice(&protos.to_le_bytes());
+        }
+        self.fam[j..j + 4].copy_from_slice(&[FAM_V4_PLAIN; 4]);
+        for (k, f) in f.iter().enumerate() {
+            let len = f.len() as u32;
+            *bytes += u64::from(len);
+            self.len[j + k] = len;
+        }
+        true
+    }
+
+    /// Without SSSE3 the caller fills lanes one by one.
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "ssse3")))]
+    #[inline(always)]
+    fn fill4<B: BurstFrames + ?Sized>(&mut self, _: usize, _: &B, _: usize, _: &mut u64) -> bool {
+        false
+    }
+
     /// [`Lanes::fill`] off the straight path (kept out of line, so that the straight path's
     /// loop stays small).
     #[inline(never)]
@@ -167,23 +266,29 @@ impl Lanes {
                 self.l4_off[j & (LANES - 1)] = NO_L4;
             });
         } else {
-            let mut one = |j: usize| {
+            let one = |l: &mut Lanes, bytes: &mut u64, j: usize| {
                 let f = frames.frame(at + j);
                 let len = f.len() as u32;
-                bytes += u64::from(len);
+                *bytes += u64::from(len);
                 match frames.parsed(at + j) {
-                    Some(p) => self.set(j, &p, len),
-                    None => self.fill(j, f, len),
+                    Some(p) => l.set(j, &p, len),
+                    None => l.fill(j, f, len),
                 }
             };
-            if lanes_in == u32::MAX {
+            if lanes_in == u32::MAX && frames.count() >= at + LANES {
                 // A full chunk with nothing skipped (the common case under a flood): a plain
-                // count instead of walking the bits.
-                for j in 0..LANES {
-                    one(j);
+                // count instead of walking the bits, four frames at once where all four are
+                // on the straight path.
+                for g in 0..LANES / 4 {
+                    let j = 4 * g;
+                    if B::PARSED || !self.fill4(j, frames, at + j, &mut bytes) {
+                        for k in j..j + 4 {
+                            one(self, &mut bytes, k);
+                        }
+                    }
                 }
             } else {
-                each(lanes_in, one);
+                each(lanes_in, |j| one(self, &mut bytes, j));
             }
         }
         self.seal();
@@ -355,33 +460,28 @@ fn in_many(col: &[u32; LANES], ranges: &[(u32, u32)]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{
-            __m128i, _mm_andnot_si128, _mm_castsi128_ps, _mm_cmpeq_epi32, _mm_cmpgt_epi32,
-            _mm_loadu_si128, _mm_movemask_ps, _mm_or_si128, _mm_set1_epi32, _mm_setzero_si128,
-            _mm_sub_epi32, _mm_xor_si128,
+            __m128i, _mm_castsi128_ps, _mm_cmpeq_epi32, _mm_loadu_si128, _mm_movemask_ps,
+            _mm_or_si128, _mm_set1_epi32, _mm_setzero_si128,
         };
         // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
         // available; the unaligned load of lanes 4k..4k+4 (k < 8) lies inside the array.
         unsafe {
-            let sign = _mm_set1_epi32(i32::MIN);
-            let all = _mm_set1_epi32(-1);
             let mut hit: [__m128i; LANES / 4] = [_mm_setzero_si128(); LANES / 4];
-            for &(lo, hi) in ranges {
+            // The one-value ranges first, then the others: two loops keep each compare's
+            // result a plain mask (one branch per range would have them merged as booleans).
+            for &(lo, _) in ranges.iter().filter(|(lo, hi)| lo == hi) {
                 let base = _mm_set1_epi32(lo as i32);
-                if lo == hi {
-                    for (k, h) in hit.iter_mut().enumerate() {
-                        let x = _mm_loadu_si128(col.as_ptr().add(4 * k).cast());
-                        *h = _mm_or_si128(*h, _mm_cmpeq_epi32(x, base));
-                    }
-                } else {
-                    // Unsigned `x - lo <= hi - lo` through the signed compare, sign bits
-                    // flipped: in the range when not above the limit.
-                    let limit = _mm_set1_epi32((hi.wrapping_sub(lo) ^ 0x8000_0000) as i32);
-                    for (k, h) in hit.iter_mut().enumerate() {
-                        let x = _mm_loadu_si128(col.as_ptr().add(4 * k).cast());
-                        let d = _mm_xor_si128(_mm_sub_epi32(x, base), sign);
-                        let above = _mm_cmpgt_epi32(d, limit);
-                        *h = _mm_or_si128(*h, _mm_andnot_si128(above, all));
-                    }
+                for (k, h) in hit.iter_mut().enumerate() {
+                    let x = _mm_loadu_si128(col.as_ptr().add(4 * k).cast());
+                    *h = _mm_or_si128(*h, _mm_cmpeq_epi32(x, base));
+                }
+            }
+            for &(lo, hi) in ranges.iter().filter(|(lo, hi)| lo != hi) {
+                let base = _mm_set1_epi32(lo as i32);
+                let w = hi.wrapping_sub(lo);
+                for (k, h) in hit.iter_mut().enumerate() {
+                    let x = _mm_loadu_si128(col.as_ptr().add(4 * k).cast());
+                    *h = _mm_or_si128(*h, within32(x, base, w));
                 }
             }
             let mut out = 0u32;
@@ -401,38 +501,86 @@ fn in_many(col: &[u32; LANES], ranges: &[(u32, u32)]) -> u32 {
     }
 }
 
-/// Lanes whose 16-bit `col` value lies in one of `ranges` (inclusive).
+/// All ones in the 32-bit lanes of `x` with `x - base <= w` (unsigned, wrapping): with
+/// SSE4.1 the unsigned minimum (`min(d, w) == d`), else the signed compare with the sign bits
+/// flipped.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn within32(
+    x: std::arch::x86_64::__m128i,
+    base: std::arch::x86_64::__m128i,
+    w: u32,
+) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of the x86_64 baseline; SSE4.1 is used only when the build enables
+    // it (the cfg below). No memory is touched.
+    unsafe {
+        let d = _mm_sub_epi32(x, base);
+        #[cfg(target_feature = "sse4.1")]
+        {
+            _mm_cmpeq_epi32(_mm_min_epu32(d, _mm_set1_epi32(w as i32)), d)
+        }
+        #[cfg(not(target_feature = "sse4.1"))]
+        {
+            let sign = _mm_set1_epi32(i32::MIN);
+            let limit = _mm_set1_epi32((w ^ 0x8000_0000) as i32);
+            _mm_andnot_si128(
+                _mm_cmpgt_epi32(_mm_xor_si128(d, sign), limit),
+                _mm_set1_epi32(-1),
+            )
+        }
+    }
+}
+
+/// Lanes whose 16-bit `col` value lies in one of `ranges` (inclusive): range by range over
+/// the whole column (one broadcast per range), a one-value range as an equality compare.
 #[inline(always)]
 fn in_ranges16(col: &[u16; LANES], ranges: &[(u16, u16)]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{
-            _mm_and_si128, _mm_cmpgt_epi16, _mm_loadu_si128, _mm_movemask_epi8, _mm_packs_epi16,
-            _mm_set1_epi16, _mm_setzero_si128, _mm_sub_epi16, _mm_xor_si128,
-        };
+        use std::arch::x86_64::*;
         // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
-        // available; the unaligned loads of lanes 8k..8k+8 (k < 4) lie inside the array.
+        // available (SSE4.1 ones only under its cfg); the unaligned loads of lanes 8k..8k+8
+        // (k < 4) lie inside the array.
         unsafe {
-            // Unsigned `x - lo <= hi - lo` through the signed compare, sign bits flipped; a
-            // lane is in a range when it is not above its limit.
-            let sign = _mm_set1_epi16(i16::MIN);
-            let mut above = [_mm_setzero_si128(); 4];
-            for (k, a) in above.iter_mut().enumerate() {
-                let x = _mm_loadu_si128(col.as_ptr().add(8 * k).cast());
-                let mut all_above = _mm_set1_epi16(-1);
-                for &(lo, hi) in ranges {
-                    let d = _mm_xor_si128(_mm_sub_epi16(x, _mm_set1_epi16(lo as i16)), sign);
-                    let limit = _mm_set1_epi16((hi.wrapping_sub(lo) ^ 0x8000) as i16);
-                    // Above every range so far: AND of the "above" compares.
-                    let gt = _mm_cmpgt_epi16(d, limit);
-                    all_above = _mm_and_si128(all_above, gt);
+            let x: [__m128i; 4] =
+                std::array::from_fn(|k| _mm_loadu_si128(col.as_ptr().add(8 * k).cast()));
+            let mut hit = [_mm_setzero_si128(); 4];
+            // One-value ranges first, then the others (see `in_many`).
+            for &(lo, _) in ranges.iter().filter(|(lo, hi)| lo == hi) {
+                let base = _mm_set1_epi16(lo as i16);
+                for k in 0..4 {
+                    hit[k] = _mm_or_si128(hit[k], _mm_cmpeq_epi16(x[k], base));
                 }
-                *a = all_above;
+            }
+            for &(lo, hi) in ranges.iter().filter(|(lo, hi)| lo != hi) {
+                let base = _mm_set1_epi16(lo as i16);
+                let w = hi.wrapping_sub(lo);
+                #[cfg(target_feature = "sse4.1")]
+                {
+                    let w = _mm_set1_epi16(w as i16);
+                    for k in 0..4 {
+                        let d = _mm_sub_epi16(x[k], base);
+                        let inr = _mm_cmpeq_epi16(_mm_min_epu16(d, w), d);
+                        hit[k] = _mm_or_si128(hit[k], inr);
+                    }
+                }
+                #[cfg(not(target_feature = "sse4.1"))]
+                {
+                    let sign = _mm_set1_epi16(i16::MIN);
+                    let limit = _mm_set1_epi16((w ^ 0x8000) as i16);
+                    let ones = _mm_set1_epi16(-1);
+                    for k in 0..4 {
+                        let d = _mm_xor_si128(_mm_sub_epi16(x[k], base), sign);
+                        let inr = _mm_andnot_si128(_mm_cmpgt_epi16(d, limit), ones);
+                        hit[k] = _mm_or_si128(hit[k], inr);
+                    }
+                }
             }
             // Two vectors of eight 16-bit masks pack into sixteen bytes, one bit each.
-            let lo = _mm_movemask_epi8(_mm_packs_epi16(above[0], above[1])) as u32 & 0xffff;
-            let hi = _mm_movemask_epi8(_mm_packs_epi16(above[2], above[3])) as u32 & 0xffff;
-            !(lo | hi << 16)
+            let lo = _mm_movemask_epi8(_mm_packs_epi16(hit[0], hit[1])) as u32 & 0xffff;
+            let hi = _mm_movemask_epi8(_mm_packs_epi16(hit[2], hit[3])) as u32 & 0xffff;
+            lo | hi << 16
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -451,24 +599,19 @@ fn in_range(col: &[u32; LANES], lo: u32, w: u32) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{
-            _mm_castsi128_ps, _mm_cmpgt_epi32, _mm_loadu_si128, _mm_movemask_ps, _mm_set1_epi32,
-            _mm_sub_epi32, _mm_xor_si128,
+            _mm_castsi128_ps, _mm_loadu_si128, _mm_movemask_ps, _mm_set1_epi32,
         };
         // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
         // available; the unaligned load of lanes 4k..4k+4 lies inside the array.
         unsafe {
-            // Unsigned compare through the signed one: flip the sign bit of both sides.
-            let sign = _mm_set1_epi32(i32::MIN);
             let base = _mm_set1_epi32(lo as i32);
-            let limit = _mm_xor_si128(_mm_set1_epi32(w as i32), sign);
-            let mut above = 0u32;
+            let mut inr = 0u32;
             for k in 0..LANES / 4 {
                 let x = _mm_loadu_si128(col.as_ptr().add(4 * k).cast());
-                let d = _mm_xor_si128(_mm_sub_epi32(x, base), sign);
-                let gt = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(d, limit))) as u32;
-                above |= (gt & 0xf) << (4 * k);
+                let m = _mm_movemask_ps(_mm_castsi128_ps(within32(x, base, w))) as u32;
+                inr |= (m & 0xf) << (4 * k);
             }
-            !above
+            inr
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -546,6 +689,9 @@ pub trait BurstFrames {
     fn parsed(&self, _i: usize) -> Option<Parsed> {
         None
     }
+    /// Whether [`BurstFrames::parsed`] may give a parse (then the classifier asks it for every
+    /// frame instead of parsing the frames itself).
+    const PARSED: bool = false;
 }
 
 impl<F: AsRef<[u8]>> BurstFrames for [F] {
