@@ -805,12 +805,21 @@ impl RuleSet {
                 }
                 Kind::RateLimit { table, key } => {
                     // Locate and prefetch every bucket first, then take tokens in frame order.
-                    let v4_mask = key.v4_mask();
-                    lanes::each(m, |i| {
-                        let p = table.probe(lanes.rate_key(key, v4_mask, i));
+                    // Keyed by source, the IPv4 frames' keys come straight from their column.
+                    let mut locate = |i: usize, k: u64| {
+                        let p = table.probe(k);
                         table.prefetch(p);
                         probes[i & (LANES - 1)] = p;
-                    });
+                    };
+                    let v4 = match key.v4_mask() {
+                        Some(mask) => {
+                            let v4 = m & lanes.v4();
+                            lanes::each(v4, |i| locate(i, RateKey::v4_masked(lanes.src4(i), mask)));
+                            v4
+                        }
+                        None => 0,
+                    };
+                    lanes::each(m & !v4, |i| locate(i, lanes.rate_key(key, i)));
                     lanes::each(m, |i| {
                         if !table.allow_at(probes[i & (LANES - 1)], now) {
                             limited |= 1 << i;
