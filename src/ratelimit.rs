@@ -43,6 +43,9 @@ const NANO: u64 = 1_000_000_000;
 /// capacity (see [`TokenBucketTable::new`]), `tokens + elapsed * rate` then stays below
 /// 3 · 2³² · 10⁹ < 2⁶⁴.
 pub const MAX_BURST: u64 = 1 << 32;
+/// Keys in one batch of [`TokenBucketTable::locate_each`] and [`TokenBucketTable::allow_each`]
+/// (one bit each in a `u32` mask).
+pub const BATCH: usize = 32;
 
 #[derive(Clone, Copy, Default)]
 struct Slot {
@@ -193,18 +196,19 @@ impl TokenBucketTable {
     /// [`TokenBucketTable::allow`] for a key already located with [`TokenBucketTable::probe`].
     #[inline(always)]
     pub fn allow_at(&mut self, probe: Probe, now: u64) -> bool {
-        let set = self.set_of(probe.0);
-        let tag = probe.0 | self.set_bits;
+        let hash = probe.0;
+        let tag = hash | self.set_bits;
         let (rate, cap, fill) = (self.rate, self.cap, self.fill);
         // SAFETY: `shift` is 64 − log2(sets.len()) and in 1..=63 (`with_keys`: a power-of-two
         // number of sets, at least two), so `hash >> shift` is below sets.len() for every hash,
         // including one from a probe of another table.
-        let ways = unsafe { self.sets.get_unchecked_mut(set) };
+        let ways = unsafe { self.sets.get_unchecked_mut((hash >> self.shift) as usize) };
         for s in ways.iter_mut() {
             if s.tag == tag {
-                // Time since the key was last seen (0 when the clock went backwards), counted
-                // up to the time an empty bucket takes to fill: `fill * rate < cap + rate <=
-                // 2 * cap`, `tokens <= cap`, so the sum stays below 3 · MAX_BURST · 10⁹ < 2⁶⁴.
+                // Refill for the time since the key was last seen (none when the clock went
+                // backwards), counted up to the time an empty bucket takes to fill: `fill *
+                // rate < cap + rate <= 2 * cap` and `tokens <= cap`, so the sum stays below
+                // 3 · MAX_BURST · 10⁹ < 2⁶⁴.
                 let elapsed = now.saturating_sub(s.last);
                 s.last += elapsed;
                 let tokens = (s.tokens + elapsed.min(fill) * rate).min(cap);
@@ -214,11 +218,32 @@ impl TokenBucketTable {
             }
         }
         // A new key: its first packet is allowed.
-        if insert(ways, tag, self.cap - NANO, now) {
+        if insert(ways, tag, cap - NANO, now) {
             self.evictions += 1;
         }
         self.inserts += 1;
         true
+    }
+
+    /// Locates the keys of a batch and starts loading their sets: for each bit `i` of `mask`,
+    /// `probes[i]` becomes the probe of `key(i)` (see [`TokenBucketTable::probe`] and
+    /// [`TokenBucketTable::prefetch`]).
+    #[inline(always)]
+    pub fn locate_each(
+        &self,
+        mut mask: u32,
+        mut key: impl FnMut(usize) -> u64,
+        probes: &mut [Probe; BATCH],
+    ) {
+        // The table's fields in locals: the stores into `probes` do not make them reloaded.
+        let (seed, mult, shift, sets) = (self.seed, self.mult, self.shift, self.sets.as_ptr());
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let hash = (key(i) ^ seed).wrapping_mul(mult);
+            prefetch_line(sets.wrapping_add((hash >> shift) as usize).cast());
+            probes[i & (BATCH - 1)] = Probe(hash);
+        }
     }
 }
 

@@ -806,20 +806,19 @@ impl RuleSet {
                 Kind::RateLimit { table, key } => {
                     // Locate and prefetch every bucket first, then take tokens in frame order.
                     // Keyed by source, the IPv4 frames' keys come straight from their column.
-                    let mut locate = |i: usize, k: u64| {
-                        let p = table.probe(k);
-                        table.prefetch(p);
-                        probes[i & (LANES - 1)] = p;
-                    };
                     let v4 = match key.v4_mask() {
                         Some(mask) => {
                             let v4 = m & lanes.v4();
-                            lanes::each(v4, |i| locate(i, RateKey::v4_masked(lanes.src4(i), mask)));
+                            table.locate_each(
+                                v4,
+                                |i| RateKey::v4_masked(lanes.src4(i), mask),
+                                probes,
+                            );
                             v4
                         }
                         None => 0,
                     };
-                    lanes::each(m & !v4, |i| locate(i, lanes.rate_key(key, i)));
+                    table.locate_each(m & !v4, |i| lanes.rate_key(key, i), probes);
                     lanes::each(m, |i| {
                         if !table.allow_at(probes[i & (LANES - 1)], now) {
                             limited |= 1 << i;
