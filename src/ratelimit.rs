@@ -341,4 +341,202 @@ mod tests {
         assert_eq!(a.evictions(), b.evictions());
         assert!(a.evictions() > 0);
     }
+
+    #[test]
+    fn locate_each_then_allow_at_is_allow() {
+        let mut a = TokenBucketTable::new(1, 2, 16);
+        let mut b = a.clone();
+        let mut probes = [Probe::default(); BATCH];
+        for round in 0..200u64 {
+            let mask = (round as u32).wrapping_mul(0x9e37_79b9) | 1;
+            let key = |i: usize| (i as u64 + round) % 23;
+            b.locate_each(mask, key, &mut probes);
+            let mut m = mask;
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                assert_eq!(probes[i], b.probe(key(i)));
+                assert_eq!(a.allow(key(i), round), b.allow_at(probes[i], round));
+            }
+        }
+        assert_eq!((a.evictions(), a.inserts()), (b.evictions(), b.inserts()));
+        assert!(a.evictions() > 0);
+    }
+
+    /// The nanotokens in `key`'s bucket, if it is in the table.
+    fn tokens_of(t: &TokenBucketTable, key: u64) -> Option<u64> {
+        let h = t.probe(key).0;
+        let set = &t.sets[t.set_of(h)];
+        set.iter()
+            .find(|s| s.tag == h | t.set_bits)
+            .map(|s| s.tokens)
+    }
+
+    /// `n` different keys whose hashes fall in `set` (by inverting the odd multiplier).
+    fn keys_in_set(t: &TokenBucketTable, set: u64, n: u64) -> Vec<u64> {
+        let mut inv = t.mult; // Newton's iteration for the inverse modulo 2⁶⁴
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(t.mult.wrapping_mul(inv)));
+        }
+        assert_eq!(t.mult.wrapping_mul(inv), 1);
+        (0..n)
+            .map(|r| {
+                let hash = (set << t.shift) | (r * 0x1234_5677 + 11);
+                let key = hash.wrapping_mul(inv) ^ t.seed;
+                assert_eq!(t.set_of(t.probe(key).0), set as usize);
+                key
+            })
+            .collect()
+    }
+
+    #[test]
+    fn refill_is_exact_over_long_gaps() {
+        // 3 pps, bursts of 10: an empty bucket is full after ⌈10/3 s⌉ = 3 333 333 334 ns.
+        for (gap, want) in [(3_333_333_333u64, 9), (3_333_333_334, 10), (1 << 40, 10)] {
+            let mut t = TokenBucketTable::new(3, 10, 16);
+            assert_eq!((0..20).filter(|_| t.allow(1, 5)).count(), 10);
+            assert_eq!(tokens_of(&t, 1), Some(0));
+            let got = (0..20).filter(|_| t.allow(1, 5 + gap)).count();
+            assert_eq!(got, want, "after {gap} ns");
+        }
+        // A bucket of 10⁹ tokens at 3 pps, drained, then 10⁶ s later: exactly 3·10⁶ tokens
+        // (less the one taken), not capped early and not rounded.
+        let mut t = TokenBucketTable::new(3, 1_000_000_000, 16);
+        assert!(t.allow(9, 0));
+        let h = t.probe(9).0;
+        let set = t.set_of(h);
+        let tag = h | t.set_bits;
+        for s in t.sets[set].iter_mut().filter(|s| s.tag == tag) {
+            s.tokens = 0;
+        }
+        assert!(t.allow(9, 1_000_000 * NANO));
+        assert_eq!(tokens_of(&t, 9), Some(3_000_000 * NANO - NANO));
+        // And 10⁹ s later still (under the ~10.6 years that fill it): 3·10⁹ tokens would be
+        // over the burst, so it is full.
+        assert!(t.allow(9, 1_000_000_000 * NANO));
+        assert_eq!(tokens_of(&t, 9), Some(1_000_000_000 * NANO - NANO));
+    }
+
+    #[test]
+    fn huge_elapsed_time_saturates_at_the_burst() {
+        // The largest configurable rate: 2⁶⁴ ns × 10⁹ would overflow without the cap.
+        let mut t = TokenBucketTable::new(1_000_000_000, 2, 16);
+        assert_eq!((0..5).filter(|_| t.allow(3, 0)).count(), 2);
+        assert_eq!((0..5).filter(|_| t.allow(3, u64::MAX)).count(), 2);
+        // The largest values the API takes: the burst is taken as MAX_BURST, nothing overflows.
+        let mut t = TokenBucketTable::new(u64::MAX, u64::MAX, 16);
+        assert!(t.allow(3, 0));
+        assert_eq!(tokens_of(&t, 3), Some(MAX_BURST * NANO - NANO));
+        for _ in 0..1000 {
+            assert!(t.allow(3, 0));
+        }
+        assert!(t.allow(3, u64::MAX));
+        assert_eq!(tokens_of(&t, 3), Some(MAX_BURST * NANO - NANO));
+        // A rate of 0 never refills.
+        let mut t = TokenBucketTable::new(0, 2, 16);
+        assert_eq!((0..5).filter(|_| t.allow(3, 0)).count(), 2);
+        assert!(!t.allow(3, u64::MAX));
+    }
+
+    #[test]
+    fn backwards_clock_keeps_the_last_time() {
+        let mut t = TokenBucketTable::new(1, 1, 16);
+        assert!(t.allow(5, 10 * NANO));
+        // Earlier: nothing refilled, and the key still counts as seen at 10 s.
+        assert!(!t.allow(5, 5 * NANO));
+        assert!(!t.allow(5, 10 * NANO + NANO / 2));
+        assert!(t.allow(5, 11 * NANO));
+    }
+
+    #[test]
+    fn evicts_the_least_recently_seen_key_of_a_set() {
+        let mut t = TokenBucketTable::new(1, 1, 64);
+        let k = keys_in_set(&t, 5, 6);
+        for (i, &key) in k[..4].iter().enumerate() {
+            assert!(t.allow(key, i as u64 + 1));
+        }
+        // k0 seen again (refused, but seen): k1 is now the least recently seen.
+        assert!(!t.allow(k[0], 5));
+        assert!(t.allow(k[4], 6));
+        assert_eq!((t.inserts(), t.evictions()), (5, 1));
+        assert_eq!(tokens_of(&t, k[1]), None);
+        for &key in [k[0], k[2], k[3], k[4]].iter() {
+            assert!(!t.allow(key, 7), "{key:#x} still there, empty");
+        }
+        // All four last seen at 7: the next key in takes the first way, k0's.
+        assert!(t.allow(k[5], 8));
+        assert_eq!((t.inserts(), t.evictions()), (6, 2));
+        assert_eq!(tokens_of(&t, k[0]), None);
+        assert_eq!(tokens_of(&t, k[4]), Some(0));
+        // Other sets were not touched.
+        let in_other_sets: usize = t
+            .sets
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != 5)
+            .map(|(_, set)| set.iter().filter(|s| s.tag != 0).count())
+            .sum();
+        assert_eq!(in_other_sets, 0);
+    }
+
+    #[test]
+    fn lru_tie_evicts_the_first_way() {
+        let mut t = TokenBucketTable::new(1, 1, 64);
+        let k = keys_in_set(&t, 0, 5);
+        for &key in &k[..4] {
+            assert!(t.allow(key, 0));
+        }
+        assert!(t.allow(k[4], 0));
+        assert_eq!(t.evictions(), 1);
+        // k0 was in the first way and went; k1..k3 are still there.
+        for &key in &k[1..4] {
+            assert!(!t.allow(key, 0));
+        }
+        assert!(t.allow(k[0], 0));
+        assert_eq!(t.evictions(), 2);
+    }
+
+    #[test]
+    fn a_key_hashing_to_zero_is_not_a_free_slot() {
+        // (key ^ seed) * mult is 0 for key == seed; its tag must still differ from a free slot.
+        let mut t = TokenBucketTable::new(1, 1, 16);
+        let key = t.seed;
+        assert_eq!(t.probe(key).0, 0);
+        assert!(t.allow(key, 0));
+        assert!(!t.allow(key, 0));
+        assert_eq!(t.inserts(), 1);
+    }
+
+    #[test]
+    fn hash_is_seeded_per_table_and_sets_cover_the_table() {
+        let a = TokenBucketTable::new(1, 1, 1 << 12);
+        let b = TokenBucketTable::new(1, 1, 1 << 12);
+        assert_ne!((a.seed, a.mult), (b.seed, b.mult));
+        assert_eq!(a.mult & 1, 1);
+        // Consecutive sources spread over the sets: 4096 keys in 1024 sets, none with more
+        // than a handful.
+        let mut per_set = vec![0u32; a.sets.len()];
+        for src in 0..4096u64 {
+            per_set[a.set_of(a.probe((1 << 40) | (0x0a00_0000 + src)).0)] += 1;
+        }
+        assert!(per_set.iter().all(|&n| n <= 16), "{:?}", per_set.iter().max());
+        assert!(per_set.iter().filter(|&&n| n > 0).count() > 512);
+    }
+
+    #[test]
+    fn smallest_table_has_two_sets() {
+        assert_eq!(table_capacity(4), Some(8));
+        assert_eq!(table_capacity(9), Some(16));
+        assert_eq!(table_capacity(usize::MAX), None);
+        assert_eq!(table_bytes(4), 8 * SLOT_BYTES);
+        let mut t = TokenBucketTable::new(1, 1, 4);
+        assert_eq!(t.capacity(), 8);
+        // A probe from a larger table lands in some set of this one, never outside it.
+        let big = TokenBucketTable::new(1, 1, 1 << 16);
+        for key in 0..1000 {
+            t.allow_at(big.probe(key), 0);
+        }
+        assert_eq!(t.inserts(), 1000);
+    }
 }
+
