@@ -251,19 +251,19 @@ impl TokenBucketTable {
 /// key (the first of them on a tie). Returns whether a key was evicted.
 fn insert(ways: &mut [Slot; WAYS], tag: u64, tokens: u64, now: u64) -> bool {
     let mut victim = 0;
-        let mut oldest = u64::MAX;
-        for (i, s) in ways.iter().enumerate() {
-            // A free slot is older than any key; a key seen at `last` is `last + 1`.
-            let age = if s.tag == 0 {
-                0
-            } else {
-                s.last.saturating_add(1)
-            };
-            if age < oldest {
-                oldest = age;
-                victim = i;
-            }
+    let mut oldest = u64::MAX;
+    for (i, s) in ways.iter().enumerate() {
+        // A free slot is older than any key; a key seen at `last` is `last + 1`.
+        let age = if s.tag == 0 {
+            0
+        } else {
+            s.last.saturating_add(1)
+        };
+        if age < oldest {
+            oldest = age;
+            victim = i;
         }
+    }
     let slot = &mut ways[victim & (WAYS - 1)];
     let evicted = slot.tag != 0;
     *slot = Slot {
@@ -519,7 +519,11 @@ mod tests {
         for src in 0..4096u64 {
             per_set[a.set_of(a.probe((1 << 40) | (0x0a00_0000 + src)).0)] += 1;
         }
-        assert!(per_set.iter().all(|&n| n <= 16), "{:?}", per_set.iter().max());
+        assert!(
+            per_set.iter().all(|&n| n <= 16),
+            "{:?}",
+            per_set.iter().max()
+        );
         assert!(per_set.iter().filter(|&&n| n > 0).count() > 512);
     }
 
@@ -539,4 +543,3 @@ mod tests {
         assert_eq!(t.inserts(), 1000);
     }
 }
-
