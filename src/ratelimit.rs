@@ -3,13 +3,23 @@
 //! The table is set-associative: a key's hash picks one set of [`WAYS`] slots. A key that is not
 //! present takes a free slot in its set or, when the set is full, evicts the slot that was least
 //! recently seen (LRU within the set). The table never grows: its memory is allocated once, when
-//! the limiter is built. The hash is seeded at random per table, so an attacker cannot aim keys at
-//! one set. An evicted key that comes back starts again with a full bucket; with a table sized to
-//! the number of active sources this is rare, and when a flood of spoofed sources churns the table,
-//! each spoofed source is limited to one burst per eviction cycle.
+//! the limiter is built. An evicted key that comes back starts again with a full bucket; with a
+//! table sized to the number of active sources this is rare, and when a flood of spoofed sources
+//! churns the table, each spoofed source is limited to one burst per eviction cycle.
+//!
+//! The hash is one multiplication: `(key ^ seed) * mult`, with `seed` and `mult` (odd) drawn at
+//! random when the table is built, and the set taken from the product's top bits. This is the
+//! multiply-shift scheme of Dietzfelbinger et al.: for any two different keys, the chance over
+//! the random odd multiplier that they land in the same set is at most 2 / (number of sets), so
+//! a sender who cannot see `mult` cannot aim sources at one set; a fixed mixer such as splitmix
+//! costs two multiplications and, being public, gives no such bound. Multiplying by an odd number
+//! is a bijection on `u64`, so the product identifies the key exactly: the slot's tag is the
+//! product with the set bits (equal for every key of a set) replaced by ones, which is never 0,
+//! the mark of a free slot.
 //!
 //! Arithmetic is in integers: one token is 10⁹ "nanotokens", so that a rate in packets per second
-//! refills `rate` nanotokens per elapsed nanosecond.
+//! refills `rate` nanotokens per elapsed nanosecond. The time a key is credited with is capped at
+//! the time an empty bucket takes to fill, so the refill needs no saturating steps.
 //!
 //! ```
 //! use floodgate::ratelimit::TokenBucketTable;
@@ -21,15 +31,25 @@
 //! assert!(t.allow(8, 0)); // another key has its own bucket
 //! ```
 
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 
 /// Slots per set.
 pub const WAYS: usize = 4;
+/// Fewest sets a table has (so that at least one bit of the hash picks the set; see
+/// [`table_capacity`]).
+const MIN_SETS: usize = 2;
 const NANO: u64 = 1_000_000_000;
+/// Largest burst in tokens; a larger one is taken as this. With the rate at most the bucket's
+/// capacity (see [`TokenBucketTable::new`]), `tokens + elapsed * rate` then stays below
+/// 3 · 2³² · 10⁹ < 2⁶⁴.
+pub const MAX_BURST: u64 = 1 << 32;
+/// Keys in one batch of [`TokenBucketTable::locate_each`] and [`TokenBucketTable::allow_each`]
+/// (one bit each in a `u32` mask).
+pub const BATCH: usize = 32;
 
 #[derive(Clone, Copy, Default)]
 struct Slot {
-    /// Hashed key; 0 marks a free slot.
+    /// The key's tag (see [`TokenBucketTable::probe`]); 0 marks a free slot.
     tag: u64,
     /// Nanotokens in the bucket.
     tokens: u64,
@@ -40,12 +60,16 @@ struct Slot {
 /// Bytes of one key's slot.
 pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 
+/// Keys a [`TokenBucketTable`] built for `capacity` keys holds: `capacity` rounded up to a power
+/// of two, at least 2 × [`WAYS`] (two sets). `None` when that does not fit in a `usize`.
+pub fn table_capacity(capacity: usize) -> Option<usize> {
+    capacity.max(MIN_SETS * WAYS).checked_next_power_of_two()
+}
+
 /// Memory a [`TokenBucketTable`] for `capacity` keys takes (its slots, after rounding the
-/// capacity up like [`TokenBucketTable::new`]); each worker has its own tables.
+/// capacity up like [`table_capacity`]); each worker has its own tables.
 pub fn table_bytes(capacity: usize) -> usize {
-    capacity
-        .max(WAYS)
-        .checked_next_power_of_two()
+    table_capacity(capacity)
         .unwrap_or(usize::MAX)
         .saturating_mul(SLOT_BYTES)
 }
@@ -53,11 +77,22 @@ pub fn table_bytes(capacity: usize) -> usize {
 /// A bounded table of token buckets. See the [module documentation](self).
 #[derive(Clone)]
 pub struct TokenBucketTable {
-    slots: Box<[Slot]>,
-    set_mask: usize,
-    rate: u64,
-    cap: u64,
+    sets: Box<[[Slot; WAYS]]>,
+    /// 64 − log2(number of sets), in 1..=63: `hash >> shift` is a set index, in range for every
+    /// hash.
+    shift: u32,
+    /// The top `64 - shift` bits: the bits that pick the set, set to one in every tag.
+    set_bits: u64,
     seed: u64,
+    /// Odd.
+    mult: u64,
+    /// Nanotokens per nanosecond, at most `cap`.
+    rate: u64,
+    /// Nanotokens in a full bucket, `burst` × 10⁹.
+    cap: u64,
+    /// Nanoseconds an empty bucket takes to fill, ⌈cap / rate⌉ (0 when `rate` is 0): the most
+    /// elapsed time a refill counts.
+    fill: u64,
     evictions: u64,
     inserts: u64,
 }
@@ -65,7 +100,7 @@ pub struct TokenBucketTable {
 impl std::fmt::Debug for TokenBucketTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenBucketTable")
-            .field("capacity", &self.slots.len())
+            .field("capacity", &self.capacity())
             .field("rate", &self.rate)
             .field("burst", &(self.cap / NANO))
             .field("evictions", &self.evictions)
@@ -73,27 +108,36 @@ impl std::fmt::Debug for TokenBucketTable {
     }
 }
 
-fn mix(mut z: u64) -> u64 {
-    // splitmix64 finaliser: a cheap, well-distributed 64-bit mixer.
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 impl TokenBucketTable {
-    /// A table for `capacity` keys (rounded up to a power of two, at least [`WAYS`]), each
-    /// allowed `rate_pps` packets per second with bursts of `burst` packets (at least 1).
+    /// A table for `capacity` keys (see [`table_capacity`]), each allowed `rate_pps` packets per
+    /// second with bursts of `burst` packets (at least 1, at most [`MAX_BURST`]).
     pub fn new(rate_pps: u64, burst: u64, capacity: usize) -> Self {
-        let capacity = capacity.max(WAYS).next_power_of_two();
-        let seed = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
+        let random = std::collections::hash_map::RandomState::new();
+        Self::with_keys(
+            rate_pps,
+            burst,
+            capacity,
+            random.hash_one(0u64),
+            random.hash_one(1u64),
+        )
+    }
+
+    /// [`TokenBucketTable::new`] with the hash's seed and multiplier given (`mult` is made odd).
+    fn with_keys(rate_pps: u64, burst: u64, capacity: usize, seed: u64, mult: u64) -> Self {
+        // Past usize, the largest power of two: its allocation fails as any oversized one does.
+        let sets = table_capacity(capacity).unwrap_or(1 << (usize::BITS - 1)) / WAYS;
+        let cap = burst.clamp(1, MAX_BURST) * NANO;
+        // A rate above the capacity fills the bucket in one nanosecond either way.
+        let rate = rate_pps.min(cap);
         TokenBucketTable {
-            slots: vec![Slot::default(); capacity].into_boxed_slice(),
-            set_mask: capacity / WAYS - 1,
-            rate: rate_pps,
-            cap: burst.max(1).saturating_mul(NANO),
-            seed: seed | 1,
+            sets: vec![[Slot::default(); WAYS]; sets].into_boxed_slice(),
+            shift: 64 - sets.trailing_zeros(),
+            set_bits: !(u64::MAX >> sets.trailing_zeros()),
+            seed,
+            mult: mult | 1,
+            rate,
+            cap,
+            fill: if rate == 0 { 0 } else { cap.div_ceil(rate) },
             evictions: 0,
             inserts: 0,
         }
@@ -101,7 +145,7 @@ impl TokenBucketTable {
 
     /// Number of keys the table holds.
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.sets.len() * WAYS
     }
 
     /// Keys evicted to make room for new ones so far.
@@ -116,28 +160,28 @@ impl TokenBucketTable {
 
     /// Forgets every key.
     pub fn clear(&mut self) {
-        self.slots.fill(Slot::default());
+        self.sets.fill([Slot::default(); WAYS]);
     }
 
-    /// Where `key` lives: its tag and its set, from one seeded hash. Pass the result to
+    /// Where `key` lives: its seeded hash, which gives its set and its tag. Pass the result to
     /// [`TokenBucketTable::prefetch`] early and to [`TokenBucketTable::allow_at`] later, so that
     /// the table lookups of a burst can be started before the first of them is needed.
-    #[inline]
+    #[inline(always)]
     pub fn probe(&self, key: u64) -> Probe {
-        let tag = mix(key ^ self.seed).max(1);
-        Probe {
-            tag,
-            base: ((tag as usize) & self.set_mask) * WAYS,
-        }
+        Probe((key ^ self.seed).wrapping_mul(self.mult))
+    }
+
+    /// The set of a hash, always below `self.sets.len()`.
+    #[inline(always)]
+    fn set_of(&self, hash: u64) -> usize {
+        (hash >> self.shift) as usize
     }
 
     /// Asks the CPU to start loading `probe`'s set (a hint; does nothing where there is no
     /// prefetch instruction).
-    #[inline]
+    #[inline(always)]
     pub fn prefetch(&self, probe: Probe) {
-        if let Some(s) = self.slots.get(probe.base) {
-            prefetch_line(std::ptr::from_ref(s).cast());
-        }
+        prefetch_line(self.sets.as_ptr().wrapping_add(self.set_of(probe.0)).cast());
     }
 
     /// Takes one token from `key`'s bucket at time `now` (nanoseconds, any monotonic or wall
@@ -150,58 +194,89 @@ impl TokenBucketTable {
     }
 
     /// [`TokenBucketTable::allow`] for a key already located with [`TokenBucketTable::probe`].
-    #[inline]
+    #[inline(always)]
     pub fn allow_at(&mut self, probe: Probe, now: u64) -> bool {
-        let Probe { tag, base } = probe;
-        let Some(ways) = self.slots.get_mut(base..base + WAYS) else {
-            return false;
-        };
-        let mut victim = 0;
-        let mut oldest = u64::MAX;
-        for (i, s) in ways.iter_mut().enumerate() {
+        let hash = probe.0;
+        let tag = hash | self.set_bits;
+        let (rate, cap, fill) = (self.rate, self.cap, self.fill);
+        // SAFETY: `shift` is 64 − log2(sets.len()) and in 1..=63 (`with_keys`: a power-of-two
+        // number of sets, at least two), so `hash >> shift` is below sets.len() for every hash,
+        // including one from a probe of another table.
+        let ways = unsafe { self.sets.get_unchecked_mut((hash >> self.shift) as usize) };
+        for s in ways.iter_mut() {
             if s.tag == tag {
+                // Refill for the time since the key was last seen (none when the clock went
+                // backwards), counted up to the time an empty bucket takes to fill: `fill *
+                // rate < cap + rate <= 2 * cap` and `tokens <= cap`, so the sum stays below
+                // 3 · MAX_BURST · 10⁹ < 2⁶⁴.
                 let elapsed = now.saturating_sub(s.last);
-                s.tokens = s
-                    .tokens
-                    .saturating_add(elapsed.saturating_mul(self.rate))
-                    .min(self.cap);
-                s.last = s.last.max(now);
-                return if s.tokens >= NANO {
-                    s.tokens -= NANO;
-                    true
-                } else {
-                    false
-                };
-            }
-            let age = if s.tag == 0 {
-                0
-            } else {
-                s.last.saturating_add(1)
-            };
-            if age < oldest {
-                oldest = age;
-                victim = i;
+                s.last += elapsed;
+                let tokens = (s.tokens + elapsed.min(fill) * rate).min(cap);
+                let allowed = tokens >= NANO;
+                s.tokens = tokens - if allowed { NANO } else { 0 };
+                return allowed;
             }
         }
-        if ways[victim].tag != 0 {
+        // A new key: its first packet is allowed.
+        if insert(ways, tag, cap - NANO, now) {
             self.evictions += 1;
         }
         self.inserts += 1;
-        ways[victim] = Slot {
-            tag,
-            tokens: self.cap - NANO,
-            last: now,
-        };
         true
+    }
+
+    /// Locates the keys of a batch and starts loading their sets: for each bit `i` of `mask`,
+    /// `probes[i]` becomes the probe of `key(i)` (see [`TokenBucketTable::probe`] and
+    /// [`TokenBucketTable::prefetch`]).
+    #[inline(always)]
+    pub fn locate_each(
+        &self,
+        mut mask: u32,
+        mut key: impl FnMut(usize) -> u64,
+        probes: &mut [Probe; BATCH],
+    ) {
+        // The table's fields in locals: the stores into `probes` do not make them reloaded.
+        let (seed, mult, shift, sets) = (self.seed, self.mult, self.shift, self.sets.as_ptr());
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let hash = (key(i) ^ seed).wrapping_mul(mult);
+            prefetch_line(sets.wrapping_add((hash >> shift) as usize).cast());
+            probes[i & (BATCH - 1)] = Probe(hash);
+        }
     }
 }
 
-/// A key located in a [`TokenBucketTable`]: its tag and the first slot of its set.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Probe {
-    tag: u64,
-    base: usize,
+/// Puts a new key in `ways` with `tokens`, in a free slot or in place of the least recently seen
+/// key (the first of them on a tie). Returns whether a key was evicted.
+fn insert(ways: &mut [Slot; WAYS], tag: u64, tokens: u64, now: u64) -> bool {
+    let mut victim = 0;
+    let mut oldest = u64::MAX;
+    for (i, s) in ways.iter().enumerate() {
+        // A free slot is older than any key; a key seen at `last` is `last + 1`.
+        let age = if s.tag == 0 {
+            0
+        } else {
+            s.last.saturating_add(1)
+        };
+        if age < oldest {
+            oldest = age;
+            victim = i;
+        }
+    }
+    let slot = &mut ways[victim & (WAYS - 1)];
+    let evicted = slot.tag != 0;
+    *slot = Slot {
+        tag,
+        tokens,
+        last: now,
+    };
+    evicted
 }
+
+/// A key located in a [`TokenBucketTable`] (its seeded hash).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Probe(u64);
 
 #[inline(always)]
 fn prefetch_line(p: *const i8) {
@@ -265,5 +340,206 @@ mod tests {
         }
         assert_eq!(a.evictions(), b.evictions());
         assert!(a.evictions() > 0);
+    }
+
+    #[test]
+    fn locate_each_then_allow_at_is_allow() {
+        let mut a = TokenBucketTable::new(1, 2, 16);
+        let mut b = a.clone();
+        let mut probes = [Probe::default(); BATCH];
+        for round in 0..200u64 {
+            let mask = (round as u32).wrapping_mul(0x9e37_79b9) | 1;
+            let key = |i: usize| (i as u64 + round) % 23;
+            b.locate_each(mask, key, &mut probes);
+            let mut m = mask;
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                assert_eq!(probes[i], b.probe(key(i)));
+                assert_eq!(a.allow(key(i), round), b.allow_at(probes[i], round));
+            }
+        }
+        assert_eq!((a.evictions(), a.inserts()), (b.evictions(), b.inserts()));
+        assert!(a.evictions() > 0);
+    }
+
+    /// The nanotokens in `key`'s bucket, if it is in the table.
+    fn tokens_of(t: &TokenBucketTable, key: u64) -> Option<u64> {
+        let h = t.probe(key).0;
+        let set = &t.sets[t.set_of(h)];
+        set.iter()
+            .find(|s| s.tag == h | t.set_bits)
+            .map(|s| s.tokens)
+    }
+
+    /// `n` different keys whose hashes fall in `set` (by inverting the odd multiplier).
+    fn keys_in_set(t: &TokenBucketTable, set: u64, n: u64) -> Vec<u64> {
+        let mut inv = t.mult; // Newton's iteration for the inverse modulo 2⁶⁴
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(t.mult.wrapping_mul(inv)));
+        }
+        assert_eq!(t.mult.wrapping_mul(inv), 1);
+        (0..n)
+            .map(|r| {
+                let hash = (set << t.shift) | (r * 0x1234_5677 + 11);
+                let key = hash.wrapping_mul(inv) ^ t.seed;
+                assert_eq!(t.set_of(t.probe(key).0), set as usize);
+                key
+            })
+            .collect()
+    }
+
+    #[test]
+    fn refill_is_exact_over_long_gaps() {
+        // 3 pps, bursts of 10: an empty bucket is full after ⌈10/3 s⌉ = 3 333 333 334 ns.
+        for (gap, want) in [(3_333_333_333u64, 9), (3_333_333_334, 10), (1 << 40, 10)] {
+            let mut t = TokenBucketTable::new(3, 10, 16);
+            assert_eq!((0..20).filter(|_| t.allow(1, 5)).count(), 10);
+            assert_eq!(tokens_of(&t, 1), Some(0));
+            let got = (0..20).filter(|_| t.allow(1, 5 + gap)).count();
+            assert_eq!(got, want, "after {gap} ns");
+        }
+        // A bucket of 10⁹ tokens at 3 pps, drained, then 10⁶ s later: exactly 3·10⁶ tokens
+        // (less the one taken), not capped early and not rounded.
+        let mut t = TokenBucketTable::new(3, 1_000_000_000, 16);
+        assert!(t.allow(9, 0));
+        let h = t.probe(9).0;
+        let set = t.set_of(h);
+        let tag = h | t.set_bits;
+        for s in t.sets[set].iter_mut().filter(|s| s.tag == tag) {
+            s.tokens = 0;
+        }
+        assert!(t.allow(9, 1_000_000 * NANO));
+        assert_eq!(tokens_of(&t, 9), Some(3_000_000 * NANO - NANO));
+        // And 10⁹ s later still (under the ~10.6 years that fill it): 3·10⁹ tokens would be
+        // over the burst, so it is full.
+        assert!(t.allow(9, 1_000_000_000 * NANO));
+        assert_eq!(tokens_of(&t, 9), Some(1_000_000_000 * NANO - NANO));
+    }
+
+    #[test]
+    fn huge_elapsed_time_saturates_at_the_burst() {
+        // The largest configurable rate: 2⁶⁴ ns × 10⁹ would overflow without the cap.
+        let mut t = TokenBucketTable::new(1_000_000_000, 2, 16);
+        assert_eq!((0..5).filter(|_| t.allow(3, 0)).count(), 2);
+        assert_eq!((0..5).filter(|_| t.allow(3, u64::MAX)).count(), 2);
+        // The largest values the API takes: the burst is taken as MAX_BURST, nothing overflows.
+        let mut t = TokenBucketTable::new(u64::MAX, u64::MAX, 16);
+        assert!(t.allow(3, 0));
+        assert_eq!(tokens_of(&t, 3), Some(MAX_BURST * NANO - NANO));
+        for _ in 0..1000 {
+            assert!(t.allow(3, 0));
+        }
+        assert!(t.allow(3, u64::MAX));
+        assert_eq!(tokens_of(&t, 3), Some(MAX_BURST * NANO - NANO));
+        // A rate of 0 never refills.
+        let mut t = TokenBucketTable::new(0, 2, 16);
+        assert_eq!((0..5).filter(|_| t.allow(3, 0)).count(), 2);
+        assert!(!t.allow(3, u64::MAX));
+    }
+
+    #[test]
+    fn backwards_clock_keeps_the_last_time() {
+        let mut t = TokenBucketTable::new(1, 1, 16);
+        assert!(t.allow(5, 10 * NANO));
+        // Earlier: nothing refilled, and the key still counts as seen at 10 s.
+        assert!(!t.allow(5, 5 * NANO));
+        assert!(!t.allow(5, 10 * NANO + NANO / 2));
+        assert!(t.allow(5, 11 * NANO));
+    }
+
+    #[test]
+    fn evicts_the_least_recently_seen_key_of_a_set() {
+        let mut t = TokenBucketTable::new(1, 1, 64);
+        let k = keys_in_set(&t, 5, 6);
+        for (i, &key) in k[..4].iter().enumerate() {
+            assert!(t.allow(key, i as u64 + 1));
+        }
+        // k0 seen again (refused, but seen): k1 is now the least recently seen.
+        assert!(!t.allow(k[0], 5));
+        assert!(t.allow(k[4], 6));
+        assert_eq!((t.inserts(), t.evictions()), (5, 1));
+        assert_eq!(tokens_of(&t, k[1]), None);
+        for &key in [k[0], k[2], k[3], k[4]].iter() {
+            assert!(!t.allow(key, 7), "{key:#x} still there, empty");
+        }
+        // All four last seen at 7: the next key in takes the first way, k0's.
+        assert!(t.allow(k[5], 8));
+        assert_eq!((t.inserts(), t.evictions()), (6, 2));
+        assert_eq!(tokens_of(&t, k[0]), None);
+        assert!(tokens_of(&t, k[4]).is_some());
+        // Other sets were not touched.
+        let in_other_sets: usize = t
+            .sets
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != 5)
+            .map(|(_, set)| set.iter().filter(|s| s.tag != 0).count())
+            .sum();
+        assert_eq!(in_other_sets, 0);
+    }
+
+    #[test]
+    fn lru_tie_evicts_the_first_way() {
+        let mut t = TokenBucketTable::new(1, 1, 64);
+        let k = keys_in_set(&t, 0, 5);
+        for &key in &k[..4] {
+            assert!(t.allow(key, 0));
+        }
+        assert!(t.allow(k[4], 0));
+        assert_eq!(t.evictions(), 1);
+        // k0 was in the first way and went; k1..k3 are still there.
+        for &key in &k[1..4] {
+            assert!(!t.allow(key, 0));
+        }
+        assert!(t.allow(k[0], 0));
+        assert_eq!(t.evictions(), 2);
+    }
+
+    #[test]
+    fn a_key_hashing_to_zero_is_not_a_free_slot() {
+        // (key ^ seed) * mult is 0 for key == seed; its tag must still differ from a free slot.
+        let mut t = TokenBucketTable::new(1, 1, 16);
+        let key = t.seed;
+        assert_eq!(t.probe(key).0, 0);
+        assert!(t.allow(key, 0));
+        assert!(!t.allow(key, 0));
+        assert_eq!(t.inserts(), 1);
+    }
+
+    #[test]
+    fn hash_is_seeded_per_table_and_sets_cover_the_table() {
+        let a = TokenBucketTable::new(1, 1, 1 << 12);
+        let b = TokenBucketTable::new(1, 1, 1 << 12);
+        assert_ne!((a.seed, a.mult), (b.seed, b.mult));
+        assert_eq!(a.mult & 1, 1);
+        // Consecutive sources spread over the sets: 4096 keys in 1024 sets, none with more
+        // than a handful.
+        let mut per_set = vec![0u32; a.sets.len()];
+        for src in 0..4096u64 {
+            per_set[a.set_of(a.probe((1 << 40) | (0x0a00_0000 + src)).0)] += 1;
+        }
+        assert!(
+            per_set.iter().all(|&n| n <= 16),
+            "{:?}",
+            per_set.iter().max()
+        );
+        assert!(per_set.iter().filter(|&&n| n > 0).count() > 512);
+    }
+
+    #[test]
+    fn smallest_table_has_two_sets() {
+        assert_eq!(table_capacity(4), Some(8));
+        assert_eq!(table_capacity(9), Some(16));
+        assert_eq!(table_capacity(usize::MAX), None);
+        assert_eq!(table_bytes(4), 8 * SLOT_BYTES);
+        let mut t = TokenBucketTable::new(1, 1, 4);
+        assert_eq!(t.capacity(), 8);
+        // A probe from a larger table lands in some set of this one, never outside it.
+        let big = TokenBucketTable::new(1, 1, 1 << 16);
+        for key in 0..1000 {
+            t.allow_at(big.probe(key), 0);
+        }
+        assert_eq!(t.inserts(), 1000);
     }
 }

@@ -457,6 +457,76 @@ fn burst_rate_limits_like_frame_by_frame() {
     assert_eq!(burst.counters(), one.counters());
 }
 
+/// Keyed by source prefix, the burst form takes the keys of IPv4 frames from their column and
+/// those of other frames (IPv6, non-IP) from their parse: interleaved in one chunk, every frame
+/// is limited in its own bucket exactly as frame by frame.
+#[test]
+fn burst_rate_limits_mixed_families_like_frame_by_frame() {
+    let rules = vec![Rule::new(
+        "limit",
+        vec![],
+        Action::RateLimit(RateLimit {
+            rate_pps: 1000,
+            burst: 2,
+            key: RateKey::Source {
+                v4_prefix: 24,
+                v6_prefix: 48,
+            },
+            table_size: 256,
+        }),
+    )];
+    let frames: Vec<Vec<u8>> = (0..320u32)
+        .map(|i| {
+            let mut f = vec![0u8; 12];
+            match i % 4 {
+                // IPv4 from four /24s (two sources each).
+                0 | 1 => {
+                    f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+                    f.extend_from_slice(&[10, 0, (i % 8) as u8 / 2, (i % 8) as u8, 10, 0, 0, 2]);
+                    f.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+                }
+                // IPv6 from three /48s.
+                2 => {
+                    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, 17, 64]);
+                    let mut src = [0x20, 0x01, 0x0d, 0xb8, 0, (i % 3) as u8, 0, 0, 0, 0, 0, 0];
+                    src[11] = i as u8;
+                    f.extend_from_slice(&src);
+                    f.extend_from_slice(&[0, 0, 0, 1]);
+                    f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0]);
+                    f.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 2]);
+                    f.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+                }
+                // ARP: all non-IP frames share one bucket.
+                _ => {
+                    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+                    f.resize(42, 0);
+                }
+            }
+            f.resize(f.len().max(60), 0);
+            f
+        })
+        .collect();
+    let mut one = RuleSet::new(rules, Decision::Pass);
+    let mut burst = one.fork();
+    let mut want = Vec::new();
+    let mut got = Vec::new();
+    let mut out = [Verdict {
+        action: Decision::Pass,
+        rule_index: None,
+        rate_limited: false,
+    }; 32];
+    for (k, chunk) in frames.chunks(32).enumerate() {
+        let now = k as u64 * 1_000_000; // 1 ms per chunk: one token back per key
+        want.extend(chunk.iter().map(|f| one.classify(f, now)));
+        let n = burst.classify_burst(chunk, now, &mut out);
+        got.extend_from_slice(&out[..n]);
+    }
+    assert_eq!(got, want);
+    assert!(want.iter().any(|v| v.rate_limited), "the limit must bite");
+    assert!(want.iter().any(|v| !v.rate_limited), "and let some through");
+    assert_eq!(burst.counters(), one.counters());
+}
+
 /// A sample rule counts its one-in-`every` down across bursts exactly as frame by frame,
 /// whatever the burst sizes (the burst classifier skips a whole chunk when no sample is due).
 #[test]

@@ -734,7 +734,7 @@ pub(super) fn rate_table_memory(
                 &format!("filter rule {i} ({:?})", rule.name),
                 format!(
                     "its rate-limit table ({} keys, {} MiB) brings the tables of one worker to {} MiB, over the limit of {} MiB; lower table_size here or in the rate-limit rules before it",
-                    r.table_size.max(crate::ratelimit::WAYS).next_power_of_two(),
+                    crate::ratelimit::table_capacity(r.table_size).unwrap_or(usize::MAX),
                     bytes.div_ceil(MIB),
                     per_worker.div_ceil(MIB),
                     limits::MAX_RATE_TABLE_BYTES_PER_WORKER / MIB

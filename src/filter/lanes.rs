@@ -348,15 +348,22 @@ impl Lanes {
         }
     }
 
-    /// The rate-limit key of lane `i` (as [`RateKey`]'s for its parse); `v4_mask` is
-    /// `key.v4_mask()`.
+    /// The rate-limit key of lane `i`, from its parse.
     #[inline(always)]
-    pub(crate) fn rate_key(&self, key: &RateKey, v4_mask: Option<u32>, i: usize) -> u64 {
-        let i = i & (LANES - 1);
-        match v4_mask {
-            Some(mask) if self.v4 >> i & 1 != 0 => RateKey::v4_masked(self.src4[i], mask),
-            _ => key.key(&self.parsed(i)),
-        }
+    pub(crate) fn rate_key(&self, key: &RateKey, i: usize) -> u64 {
+        key.key(&self.parsed(i & (LANES - 1)))
+    }
+
+    /// The lanes holding IPv4 frames.
+    #[inline(always)]
+    pub(crate) fn v4(&self) -> u32 {
+        self.v4
+    }
+
+    /// The IPv4 source of lane `i` (meaningful in the [`Lanes::v4`] lanes).
+    #[inline(always)]
+    pub(crate) fn src4(&self, i: usize) -> u32 {
+        self.src4[i & (LANES - 1)]
     }
 
     /// Wire length of lane `i`.

@@ -805,12 +805,20 @@ impl RuleSet {
                 }
                 Kind::RateLimit { table, key } => {
                     // Locate and prefetch every bucket first, then take tokens in frame order.
-                    let v4_mask = key.v4_mask();
-                    lanes::each(m, |i| {
-                        let p = table.probe(lanes.rate_key(key, v4_mask, i));
-                        table.prefetch(p);
-                        probes[i & (LANES - 1)] = p;
-                    });
+                    // Keyed by source, the IPv4 frames' keys come straight from their column.
+                    let v4 = match key.v4_mask() {
+                        Some(mask) => {
+                            let v4 = m & lanes.v4();
+                            table.locate_each(
+                                v4,
+                                |i| RateKey::v4_masked(lanes.src4(i), mask),
+                                probes,
+                            );
+                            v4
+                        }
+                        None => 0,
+                    };
+                    table.locate_each(m & !v4, |i| lanes.rate_key(key, i), probes);
                     lanes::each(m, |i| {
                         if !table.allow_at(probes[i & (LANES - 1)], now) {
                             limited |= 1 << i;
