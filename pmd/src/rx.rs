@@ -8,6 +8,7 @@ use floodgate_vfio::Bar;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, Ordering};
 
+mod gather;
 mod judged;
 pub use judged::{RxChunk, RxJudge, RxJudged, RX_CHUNK};
 
@@ -151,8 +152,9 @@ pub(crate) struct RxQueue<B: Bar> {
 unsafe impl<B: Bar> Send for RxQueue<B> {}
 
 impl<B: Bar> RxQueue<B> {
-    /// A queue over `size` descriptors at `ring` (host) / `ring_iova` (device). Takes `size`
-    /// buffers from the pool; fails (returns None) if the pool has fewer.
+    /// A queue over `size` descriptors at `ring` (host) / `ring_iova` (device), 128-byte
+    /// aligned (facts §6.4; the judged receive re-arms descriptors with 16-byte stores). Takes
+    /// `size` buffers from the pool; fails (returns None) if the pool has fewer.
     pub(crate) fn new(
         bar: B,
         q: u32,
@@ -161,6 +163,7 @@ impl<B: Bar> RxQueue<B> {
         size: u32,
         pool: &Mempool,
     ) -> Option<Self> {
+        debug_assert_eq!(ring.as_ptr() as usize % 128, 0, "RX ring alignment");
         let core = pool.core();
         let mut bufs = vec![0u32; size as usize].into_boxed_slice();
         if core.alloc_bulk(&mut bufs) != size as usize {
