@@ -145,6 +145,12 @@ pub(crate) struct RxQueue<B: Bar> {
     cache_len: usize,
     pub(crate) stats: RxStats,
     _pool: Mempool,
+    /// Tests: the judged receive takes every descriptor one by one.
+    #[cfg(test)]
+    pub(crate) scalar_only: bool,
+    /// Tests: groups of four the judged receive took with the vector path.
+    #[cfg(test)]
+    pub(crate) vector_groups: u64,
 }
 
 // SAFETY: the ring pointer refers to DMA memory owned by the same IxgbeVf as this queue, and the
@@ -188,6 +194,10 @@ impl<B: Bar> RxQueue<B> {
             cache_len: 0,
             stats: RxStats::default(),
             _pool: pool.clone(),
+            #[cfg(test)]
+            scalar_only: false,
+            #[cfg(test)]
+            vector_groups: 0,
         };
         rxq.arm_all();
         Some(rxq)

@@ -303,3 +303,6 @@ mod x86 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

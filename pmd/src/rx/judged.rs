@@ -181,7 +181,12 @@ impl<B: Bar> RxQueue<B> {
         let ring = self.ring.as_ptr();
         let (mask, data_room, stride, va0) = (self.mask, self.data_room, self.stride, self.va0);
         let bufs = self.bufs.as_ptr();
-        let mut g = Gather::new(va0, stride, data_room);
+        // A data room of 0 turns the vector path off (tests compare it with the scalar path).
+        #[cfg(test)]
+        let vector_room = if self.scalar_only { 0 } else { data_room };
+        #[cfg(not(test))]
+        let vector_room = data_room;
+        let mut g = Gather::new(va0, stride, vector_room);
         let mut ended = false;
         while left > 0 && !ended {
             let room = RX_CHUNK
@@ -204,7 +209,12 @@ impl<B: Bar> RxQueue<B> {
                     // Whole groups of four good descriptors at a time. SAFETY: s0 + run <=
                     // size; k + run <= room <= RX_CHUNK.
                     if Gather::VECTOR {
-                        j += unsafe { g.take(ring, bufs, s0 + j, run - j, &mut chunk, k + j) };
+                        let t = unsafe { g.take(ring, bufs, s0 + j, run - j, &mut chunk, k + j) };
+                        #[cfg(test)]
+                        {
+                            self.vector_groups += t as u64 / 4;
+                        }
+                        j += t;
                     }
                     // One by one: the group that was not all good (up to its first bad
                     // descriptor), or the last descriptors of the run.
