@@ -321,39 +321,44 @@ impl<B: Bar> RxQueue<B> {
                 d.add(1).write_volatile(0);
             }
         };
-        if drop == all {
-            // SAFETY: i < k: entries written by the gather loop.
-            let (first, last) = unsafe {
-                (
-                    chunk.slot.get_unchecked(0).assume_init(),
-                    chunk.slot.get_unchecked(k - 1).assume_init(),
+        // SAFETY: 0 and k - 1 < k: entries written by the gather loop (k >= 1).
+        let (first, last) = unsafe {
+            (
+                chunk.slot.get_unchecked(0).assume_init(),
+                chunk.slot.get_unchecked(k - 1).assume_init(),
+            )
+        };
+        // Slots increase along the chunk except across the ring's end, so when the last is
+        // k - 1 after the first the chunk is slots first..=last. Then, when most frames are
+        // dropped (a flood), every descriptor of the chunk is re-armed with its own buffer in
+        // one straight pass, and the kept frames' descriptors are armed again below with
+        // their fresh buffers (the device owns none of them before the tail moves).
+        let dropped = drop.count_ones() as usize;
+        if last.wrapping_sub(first) as usize == k - 1 && 2 * dropped > k {
+            // SAFETY: slots first..first + k are in the ring (first + k - 1 = last < size),
+            // completed and not handed back; data[..k] written by the gather loop.
+            unsafe {
+                rearm_run(
+                    ring.add(2 * first as usize),
+                    chunk.data.as_ptr() as *const *const u8,
+                    k,
+                    delta,
                 )
             };
-            // Slots increase along the chunk except across the ring's end, so when the last is
-            // k - 1 after the first the chunk is slots first..=last.
-            if last.wrapping_sub(first) as usize == k - 1 {
-                // SAFETY: slots first..first + k are in the ring (first + k - 1 = last < size),
-                // completed and not handed back; data[..k] written by the gather loop.
-                unsafe {
-                    rearm_run(
-                        ring.add(2 * first as usize),
-                        chunk.data.as_ptr() as *const *const u8,
-                        k,
-                        delta,
-                    )
-                };
-            } else {
-                (0..k).for_each(rearm);
+        } else if drop == all {
+            (0..k).for_each(rearm);
+        } else {
+            let mut m = drop;
+            while m != 0 {
+                rearm(m.trailing_zeros() as usize);
+                m &= m - 1;
             }
+        }
+        if drop == all {
             return 0;
         }
-        let mut m = drop;
-        while m != 0 {
-            rearm(m.trailing_zeros() as usize);
-            m &= m - 1;
-        }
         let keep = !drop & all;
-        let kept = keep.count_ones() as usize;
+        let kept = k - dropped;
         // The caller checked k <= cache_len and k <= free slots: a cache entry and a batch slot
         // for every kept frame.
         let out = batch.spare_ptr();
