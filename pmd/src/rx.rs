@@ -10,6 +10,7 @@ use std::sync::atomic::{fence, Ordering};
 
 mod gather;
 mod judged;
+use gather::Gather;
 pub use judged::{RxChunk, RxJudge, RxJudged, RX_CHUNK};
 
 /// Buffer indices kept per queue in front of the pool's ring.
@@ -143,11 +144,10 @@ pub(crate) struct RxQueue<B: Bar> {
     data_room: u32,
     cache: Box<[u32]>,
     cache_len: usize,
+    /// The judged receive's vector constants (see `gather`).
+    gather: Gather,
     pub(crate) stats: RxStats,
     _pool: Mempool,
-    /// Tests: the judged receive takes every descriptor one by one.
-    #[cfg(test)]
-    pub(crate) scalar_only: bool,
     /// Tests: groups of four the judged receive took with the vector path.
     #[cfg(test)]
     pub(crate) vector_groups: u64,
@@ -192,10 +192,9 @@ impl<B: Bar> RxQueue<B> {
             data_room: core.data_room as u32,
             cache: vec![0u32; CACHE_SIZE].into_boxed_slice(),
             cache_len: 0,
+            gather: Gather::new(core.data_ptr(0), core.stride, core.data_room as u32),
             stats: RxStats::default(),
             _pool: pool.clone(),
-            #[cfg(test)]
-            scalar_only: false,
             #[cfg(test)]
             vector_groups: 0,
         };
@@ -499,6 +498,13 @@ impl<B: Bar> RxQueue<B> {
         self.bar
             .write32(vfrdt(self.q), next.wrapping_sub(1) & self.mask);
         self.stats.descriptors += seen as u64;
+    }
+
+    /// Tests: the judged receive takes every descriptor one by one (a data room of 0 turns
+    /// the vector path off), to compare the two.
+    #[cfg(test)]
+    pub(crate) fn set_scalar_only(&mut self) {
+        self.gather = Gather::new(self.va0, self.stride, 0);
     }
 
     /// Buffers this queue holds: one armed in every descriptor, plus its buffer cache.

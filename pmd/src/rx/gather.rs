@@ -23,7 +23,9 @@
 
 use super::judged::RxChunk;
 
-/// How the vector path checks and notes four descriptors: the constants, built once per burst.
+/// How the vector path checks and notes four descriptors: the constants, built once per queue
+/// (see [`Gather::start`] for a burst's copy).
+#[derive(Clone, Copy)]
 pub(super) struct Gather {
     #[cfg(target_arch = "x86_64")]
     v: x86::Consts,
@@ -33,18 +35,29 @@ pub(super) struct Gather {
 }
 
 impl Gather {
-    /// Whether [`Gather::four`] can take anything on this target.
+    /// Whether [`Gather::take`] can take anything on this target.
     pub(super) const VECTOR: bool = cfg!(target_arch = "x86_64");
 
     /// For buffers whose data starts at `va0 + index * stride`, holding at most `data_room`
-    /// bytes.
-    #[inline(always)]
+    /// bytes. A data room of 0 takes nothing (everything goes the scalar way).
     pub(super) fn new(va0: *mut u8, stride: usize, data_room: u32) -> Gather {
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (va0, stride, data_room);
         Gather {
             #[cfg(target_arch = "x86_64")]
             v: x86::Consts::new(va0, stride, data_room),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE2 is part of x86-64.
+            bytes: unsafe { std::arch::x86_64::_mm_setzero_si128() },
+        }
+    }
+
+    /// A copy for one burst, with no bytes counted yet.
+    #[inline(always)]
+    pub(super) fn start(&self) -> Gather {
+        Gather {
+            #[cfg(target_arch = "x86_64")]
+            v: self.v,
             #[cfg(target_arch = "x86_64")]
             // SAFETY: SSE2 is part of x86-64.
             bytes: unsafe { std::arch::x86_64::_mm_setzero_si128() },
@@ -145,7 +158,8 @@ mod x86 {
     use std::arch::x86_64::*;
     use std::sync::atomic::{fence, Ordering};
 
-    /// The vector constants of one burst.
+    /// The vector constants of a queue.
+    #[derive(Clone, Copy)]
     pub(super) struct Consts {
         /// Status bits looked at (DD, EOP, errors) and the value they must have (DD, EOP).
         st_mask: __m128i,
@@ -164,7 +178,6 @@ mod x86 {
     }
 
     impl Consts {
-        #[inline(always)]
         pub(super) fn new(va0: *mut u8, stride: usize, data_room: u32) -> Consts {
             // A data room of 0 takes no frame at all (the scalar path rejects every length):
             // then no status can match (bit 2, FLM, is not looked at).

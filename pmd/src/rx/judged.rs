@@ -181,12 +181,7 @@ impl<B: Bar> RxQueue<B> {
         let ring = self.ring.as_ptr();
         let (mask, data_room, stride, va0) = (self.mask, self.data_room, self.stride, self.va0);
         let bufs = self.bufs.as_ptr();
-        // A data room of 0 turns the vector path off (tests compare it with the scalar path).
-        #[cfg(test)]
-        let vector_room = if self.scalar_only { 0 } else { data_room };
-        #[cfg(not(test))]
-        let vector_room = data_room;
-        let mut g = Gather::new(va0, stride, vector_room);
+        let mut g = self.gather.start();
         let mut ended = false;
         while left > 0 && !ended {
             let room = RX_CHUNK

@@ -178,7 +178,7 @@ fn burst(f: &mut Fixture, cap: usize, held: usize) -> Outcome {
 fn pair(size: u32, bufs: u32) -> (Fixture, Fixture) {
     let v = fixture(size, bufs);
     let mut s = fixture(size, bufs);
-    s.q.scalar_only = true;
+    s.q.set_scalar_only();
     (v, s)
 }
 
@@ -429,7 +429,9 @@ fn pair_with_room(size: u32, data_room: usize) -> (Fixture, Fixture) {
             &pool,
         )
         .unwrap();
-        q.scalar_only = scalar_only;
+        if scalar_only {
+            q.set_scalar_only();
+        }
         Fixture { bar, ring, pool, q }
     };
     (one(false), one(true))
