@@ -4,7 +4,7 @@
 //! A frame it keeps is delivered exactly as [`IxgbeVf::rx_burst`](crate::IxgbeVf::rx_burst)
 //! does, with a fresh buffer from the queue's cache in its descriptor.
 
-use super::gather::{rearm_run, Gather};
+use super::gather::{deliver_run, rearm_run, Delivery, Gather};
 use super::RxQueue;
 use crate::batch::PacketBatch;
 use crate::mempool::Packet;
@@ -324,12 +324,14 @@ impl<B: Bar> RxQueue<B> {
             )
         };
         // Slots increase along the chunk except across the ring's end, so when the last is
-        // k - 1 after the first the chunk is slots first..=last. Then, when most frames are
-        // dropped (a flood), every descriptor of the chunk is re-armed with its own buffer in
-        // one straight pass, and the kept frames' descriptors are armed again below with
-        // their fresh buffers (the device owns none of them before the tail moves).
+        // k - 1 after the first the chunk is slots first..=last: `straight` (with the vector
+        // paths on). Then, when most frames are dropped (a flood), every descriptor of the
+        // chunk is re-armed with its own buffer in one straight pass, and the kept frames'
+        // descriptors are armed again below with their fresh buffers (the device owns none of
+        // them before the tail moves).
         let dropped = drop.count_ones() as usize;
-        if last.wrapping_sub(first) as usize == k - 1 && 2 * dropped > k {
+        let straight = self.gather.on() && last.wrapping_sub(first) as usize == k - 1;
+        if straight && 2 * dropped > k {
             // SAFETY: slots first..first + k are in the ring (first + k - 1 = last < size),
             // completed and not handed back; data[..k] written by the gather loop.
             unsafe {
@@ -359,6 +361,26 @@ impl<B: Bar> RxQueue<B> {
         let out = batch.spare_ptr();
         let mut cache_len = self.cache_len;
         let cache = self.cache.as_ptr();
+        // Nothing dropped and the slots follow each other (see above): the first frames four
+        // at a time.
+        let mut vector = 0;
+        if keep == all && straight {
+            let to = Delivery {
+                // SAFETY: first < size, so these stay inside the ring, `bufs` and the cache
+                // (cache_len <= cache.len()).
+                desc: unsafe { ring.add(2 * first as usize) },
+                bufs: unsafe { bufs.add(first as usize) },
+                cache_top: unsafe { cache.add(cache_len) },
+                out,
+                core,
+                iova0,
+                stride,
+            };
+            // SAFETY: the chunk's k frames are slots first..first + k (consecutive), with
+            // k <= cache_len entries below the top and k free batch slots at `out`.
+            vector = unsafe { deliver_run(chunk, k, &to) };
+            cache_len -= vector;
+        }
         // Frame i becomes the batch's spare packet o.
         let mut deliver = |i: usize, o: usize| {
             cache_len -= 1;
@@ -383,8 +405,8 @@ impl<B: Bar> RxQueue<B> {
             }
         };
         if keep == all {
-            // Nothing dropped: the chunk in order.
-            for i in 0..k {
+            // Nothing dropped: the chunk in order (after the frames delivered four at a time).
+            for i in vector..k {
                 deliver(i, i);
             }
         } else {

@@ -105,9 +105,15 @@ fn buffer_index(f: &Fixture, p: *const u8) -> u32 {
     ((p as usize - f.pool.region().as_ptr() as usize) / f.pool.stride()) as u32
 }
 
+/// Judge rules, by a frame's first byte: true drops.
+type Rule = fn(u8) -> bool;
+const TWO_IN_THREE: Rule = |b| b % 3 != 0;
+const KEEP_ALL: Rule = |_| false;
+const DROP_ALL: Rule = |_| true;
+
 /// One judged burst into a batch of `cap` with `held` packets already in it; the judge drops
-/// the frames whose first byte is not a multiple of 3.
-fn burst(f: &mut Fixture, cap: usize, held: usize) -> Outcome {
+/// by `rule` (two frames in three when not said).
+fn burst(f: &mut Fixture, cap: usize, held: usize, rule: Rule) -> Outcome {
     let mut b = PacketBatch::new(cap);
     for _ in 0..held {
         b.push(f.pool.alloc().unwrap()).ok().unwrap();
@@ -120,7 +126,7 @@ fn burst(f: &mut Fixture, cap: usize, held: usize) -> Outcome {
             let fr = c.frame(i);
             let first = fr.first().copied().unwrap_or(0);
             v.push((0, fr.len() as u32, first));
-            if first % 3 != 0 {
+            if rule(first) {
                 m |= 1 << i;
             }
         }
@@ -193,8 +199,13 @@ fn write_both(p: &(Fixture, Fixture), slot: u32, descs: &[Wb], base: u8) {
 
 /// Runs the same burst on both queues, checks they agree, and returns the outcome.
 fn burst_both(p: &mut (Fixture, Fixture), cap: usize, held: usize) -> Outcome {
-    let v = burst(&mut p.0, cap, held);
-    let s = burst(&mut p.1, cap, held);
+    burst_rule(p, cap, held, TWO_IN_THREE)
+}
+
+/// As `burst_both`, with the judge's rule.
+fn burst_rule(p: &mut (Fixture, Fixture), cap: usize, held: usize, rule: Rule) -> Outcome {
+    let v = burst(&mut p.0, cap, held, rule);
+    let s = burst(&mut p.1, cap, held, rule);
     assert_eq!(v, s, "vector and scalar paths disagree");
     assert_eq!(p.1.q.vector_groups, 0);
     v
@@ -298,7 +309,8 @@ fn chunks_of_every_size_and_every_alignment() {
             write_both(&p, slot, &descs, fill);
             fill = fill.wrapping_add(n as u8);
             // A batch of 64 with 64 - room held: `room` free slots.
-            let o = burst_both(&mut p, 64, 64 - room);
+            let rule = [TWO_IN_THREE, KEEP_ALL, DROP_ALL][room % 3];
+            let o = burst_rule(&mut p, 64, 64 - room, rule);
             let sizes: Vec<usize> = o.chunks.iter().map(|c| c.len()).collect();
             assert_eq!(sizes.iter().sum::<usize>(), o.received);
             assert!(sizes.iter().all(|&c| c <= room.min(32)), "room {room}");
@@ -375,7 +387,8 @@ fn random_rings_agree_with_the_scalar_path_and_the_model() {
             }
             let cap = 1 + r.next() as usize % 64;
             let held = r.next() as usize % cap;
-            let o = burst_both(&mut p, cap, held);
+            let rule = [TWO_IN_THREE, KEEP_ALL, DROP_ALL][r.next() as usize % 3];
+            let o = burst_rule(&mut p, cap, held, rule);
             taken += o.received;
             // The model: descriptors consumed = the queue's count.
             let consumed = (o.stats.descriptors - want.descriptors) as usize;
