@@ -164,15 +164,14 @@ pub(super) unsafe fn rearm_run(d: *mut u64, data: *const *const u8, n: usize, de
     }
 }
 
-/// Where [`deliver4`] puts the frames it delivers: the chunk's first slot, the cache and the
-/// batch.
+/// Where [`deliver_run`] puts the frames it delivers.
 pub(super) struct Delivery {
-    /// Descriptor of the chunk's first slot; the others follow it.
+    /// Descriptor of the first frame's slot; the others follow it.
     pub(super) desc: *mut u64,
-    /// Buffer index armed in the chunk's first slot; the others follow it.
+    /// Buffer index armed in the first frame's slot; the others follow it.
     pub(super) bufs: *mut u32,
-    /// The queue's buffer cache: fresh buffers are taken from the top down.
-    pub(super) cache: *const u32,
+    /// One past the buffer cache's top entry: fresh buffers are taken from the top down.
+    pub(super) cache_top: *const u32,
     /// The batch's first free packet slot.
     pub(super) out: *mut Packet,
     pub(super) core: NonNull<PoolCore>,
@@ -181,35 +180,28 @@ pub(super) struct Delivery {
     pub(super) stride: usize,
 }
 
-/// Delivers kept frames `i..i + 4` of a judged chunk whose frames sit in consecutive slots:
-/// frame `i + j` becomes packet `out + o + j` (its buffer, data pointer and length) and its
-/// slot gets the fresh buffer `cache[top - 1 - j]` (in `bufs` and in the descriptor: buffer
-/// address, header address 0, which clears DD; facts §6.1), as the judged receive's scalar
-/// delivery does one by one. Returns false, having done nothing, on targets other than
-/// x86-64.
+/// Delivers the first frames of a judged chunk whose frames are all kept and sit in
+/// consecutive slots, four at a time: frame i becomes packet `out + i` (its buffer, data
+/// pointer and length), its slot gets the fresh buffer `cache_top[-1 - i]` (in `bufs` and in
+/// the descriptor: buffer address, header address 0, which clears DD; facts §6.1). Returns how
+/// many frames it delivered: a multiple of 4, at most `n`; the caller delivers the rest the
+/// same way one by one. Nothing on targets other than x86-64.
 ///
 /// # Safety
-/// Frames `i..i + 4` are in the chunk, from slots `i..i + 4` after `to.desc`/`to.bufs`
-/// (inside the ring, completed, not handed back); `top >= 4` cache entries; packets
-/// `o..o + 4` after `to.out` are free batch slots.
+/// `chunk` holds at least `n` frames, from the slots at `desc`/`bufs` on (inside the ring,
+/// completed, not handed back); `cache_top` has `n` entries below it, `out` room for `n`
+/// packets.
 #[inline(always)]
-pub(super) unsafe fn deliver4(
-    chunk: &RxChunk<'_>,
-    i: usize,
-    o: usize,
-    top: usize,
-    to: &Delivery,
-) -> bool {
+pub(super) unsafe fn deliver_run(chunk: &RxChunk<'_>, n: usize, to: &Delivery) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: the caller's contract.
-        unsafe { x86::deliver4(chunk, i, o, top, to) };
-        true
+        unsafe { x86::deliver_run(chunk, n, to) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (chunk, i, o, top, to);
-        false
+        let _ = (chunk, n, to);
+        0
     }
 }
 
@@ -354,57 +346,57 @@ mod x86 {
         }
     }
 
-    /// See [`super::deliver4`].
+    /// See [`super::deliver_run`].
     ///
     /// # Safety
     /// As there.
     #[inline(always)]
-    pub(super) unsafe fn deliver4(
-        chunk: &RxChunk<'_>,
-        i: usize,
-        o: usize,
-        top: usize,
-        to: &Delivery,
-    ) {
-        // SAFETY: SSE2 is part of x86-64. Frames, slots and packets as the caller vouches;
-        // cache entries top - 4..top. Packet is repr(C): data, core, index, len at offsets 0,
-        // 8, 16, 20 of 24 bytes (asserted in `mempool`).
+    pub(super) unsafe fn deliver_run(chunk: &RxChunk<'_>, n: usize, to: &Delivery) -> usize {
+        let groups = n / 4;
+        // SAFETY: SSE2 is part of x86-64. Group g covers frames, slots, cache entries (below
+        // the top) and packets 4g..4g + 4 <= n: inside what the caller vouches for. Packet is
+        // repr(C): data, core, index, len at offsets 0, 8, 16, 20 of 24 bytes (asserted in
+        // `mempool`).
         unsafe {
-            let z = _mm_setzero_si128();
-            // Fresh buffers: the four entries below the top, top one first.
-            let nb = _mm_shuffle_epi32::<0b00_01_10_11>(_mm_loadu_si128(
-                to.cache.add(top - 4) as *const __m128i
-            ));
-            let bufs = to.bufs.add(i) as *mut __m128i;
-            let old = _mm_loadu_si128(bufs);
-            _mm_storeu_si128(bufs, nb);
+            let core = _mm_set1_epi64x(to.core.as_ptr() as i64);
             let iova0 = _mm_set1_epi64x(to.iova0 as i64);
             let stride = _mm_set1_epi64x(to.stride as i64);
-            let a01 = _mm_add_epi64(iova0, _mm_mul_epu32(_mm_unpacklo_epi32(nb, z), stride));
-            let a23 = _mm_add_epi64(iova0, _mm_mul_epu32(_mm_unpackhi_epi32(nb, z), stride));
-            let d = to.desc.add(2 * i) as *mut __m128i;
-            d.write_volatile(_mm_unpacklo_epi64(a01, z));
-            d.add(1).write_volatile(_mm_unpackhi_epi64(a01, z));
-            d.add(2).write_volatile(_mm_unpacklo_epi64(a23, z));
-            d.add(3).write_volatile(_mm_unpackhi_epi64(a23, z));
-            // Packets: [data, core] and [index, len] each.
-            let core = _mm_set1_epi64x(to.core.as_ptr() as i64);
-            let data = chunk.data.as_ptr().add(i) as *const __m128i;
-            let p01 = _mm_loadu_si128(data);
-            let p23 = _mm_loadu_si128(data.add(1));
-            let l = _mm_loadu_si128(chunk.len.as_ptr().add(i) as *const __m128i);
-            let il01 = _mm_unpacklo_epi32(old, l);
-            let il23 = _mm_unpackhi_epi32(old, l);
-            let out = to.out.add(o) as *mut u8;
-            _mm_storeu_si128(out as *mut __m128i, _mm_unpacklo_epi64(p01, core));
-            _mm_storel_epi64(out.add(16) as *mut __m128i, il01);
-            _mm_storeu_si128(out.add(24) as *mut __m128i, _mm_unpackhi_epi64(p01, core));
-            _mm_storeh_pd(out.add(40) as *mut f64, _mm_castsi128_pd(il01));
-            _mm_storeu_si128(out.add(48) as *mut __m128i, _mm_unpacklo_epi64(p23, core));
-            _mm_storel_epi64(out.add(64) as *mut __m128i, il23);
-            _mm_storeu_si128(out.add(72) as *mut __m128i, _mm_unpackhi_epi64(p23, core));
-            _mm_storeh_pd(out.add(88) as *mut f64, _mm_castsi128_pd(il23));
+            let z = _mm_setzero_si128();
+            let data = chunk.data.as_ptr() as *const __m128i;
+            let len = chunk.len.as_ptr() as *const __m128i;
+            let bufs = to.bufs as *mut __m128i;
+            let desc = to.desc as *mut __m128i;
+            let cache = to.cache_top as *const __m128i;
+            for g in 0..groups {
+                // Fresh buffers: the four entries below the top, top one first.
+                let nb = _mm_shuffle_epi32::<0b00_01_10_11>(_mm_loadu_si128(cache.sub(g + 1)));
+                let old = _mm_loadu_si128(bufs.add(g));
+                _mm_storeu_si128(bufs.add(g), nb);
+                let a01 = _mm_add_epi64(iova0, _mm_mul_epu32(_mm_unpacklo_epi32(nb, z), stride));
+                let a23 = _mm_add_epi64(iova0, _mm_mul_epu32(_mm_unpackhi_epi32(nb, z), stride));
+                let d = desc.add(4 * g);
+                d.write_volatile(_mm_unpacklo_epi64(a01, z));
+                d.add(1).write_volatile(_mm_unpackhi_epi64(a01, z));
+                d.add(2).write_volatile(_mm_unpacklo_epi64(a23, z));
+                d.add(3).write_volatile(_mm_unpackhi_epi64(a23, z));
+                // Packets: [data, core] and [index, len] each.
+                let p01 = _mm_loadu_si128(data.add(2 * g));
+                let p23 = _mm_loadu_si128(data.add(2 * g + 1));
+                let l = _mm_loadu_si128(len.add(g));
+                let il01 = _mm_unpacklo_epi32(old, l);
+                let il23 = _mm_unpackhi_epi32(old, l);
+                let out = to.out.add(4 * g) as *mut u8;
+                _mm_storeu_si128(out as *mut __m128i, _mm_unpacklo_epi64(p01, core));
+                _mm_storel_epi64(out.add(16) as *mut __m128i, il01);
+                _mm_storeu_si128(out.add(24) as *mut __m128i, _mm_unpackhi_epi64(p01, core));
+                _mm_storeh_pd(out.add(40) as *mut f64, _mm_castsi128_pd(il01));
+                _mm_storeu_si128(out.add(48) as *mut __m128i, _mm_unpacklo_epi64(p23, core));
+                _mm_storel_epi64(out.add(64) as *mut __m128i, il23);
+                _mm_storeu_si128(out.add(72) as *mut __m128i, _mm_unpackhi_epi64(p23, core));
+                _mm_storeh_pd(out.add(88) as *mut f64, _mm_castsi128_pd(il23));
+            }
         }
+        4 * groups
     }
 
     /// The four u32 at `p` as two pairs of u64.

@@ -4,7 +4,7 @@
 //! A frame it keeps is delivered exactly as [`IxgbeVf::rx_burst`](crate::IxgbeVf::rx_burst)
 //! does, with a fresh buffer from the queue's cache in its descriptor.
 
-use super::gather::{deliver4, rearm_run, Delivery, Gather};
+use super::gather::{deliver_run, rearm_run, Delivery, Gather};
 use super::RxQueue;
 use crate::batch::PacketBatch;
 use crate::mempool::Packet;
@@ -359,20 +359,43 @@ impl<B: Bar> RxQueue<B> {
         // The caller checked k <= cache_len and k <= free slots: a cache entry and a batch slot
         // for every kept frame.
         let out = batch.spare_ptr();
+        let mut cache_len = self.cache_len;
         let cache = self.cache.as_ptr();
-        // Frame i becomes the batch's spare packet o, with the fresh buffer cache[c].
-        let deliver = |i: usize, o: usize, c: usize| {
-            // SAFETY: i < k: entries written by the gather loop, slot s < size. c < cache_len
-            // <= cache.len(); `out + o` is a free slot of the batch (o < kept <= free slots).
-            // `buf` was armed in slot s and completed by the device, so it is ours to hand
-            // out; len <= data_room was checked by the gather loop. Descriptor s gets the
-            // fresh buffer, header address 0 (clears DD; facts §6.1).
+        // Nothing dropped and the slots follow each other (see above): the first frames four
+        // at a time.
+        let mut vector = 0;
+        if keep == all && straight {
+            let to = Delivery {
+                // SAFETY: first < size, so these stay inside the ring, `bufs` and the cache
+                // (cache_len <= cache.len()).
+                desc: unsafe { ring.add(2 * first as usize) },
+                bufs: unsafe { bufs.add(first as usize) },
+                cache_top: unsafe { cache.add(cache_len) },
+                out,
+                core,
+                iova0,
+                stride,
+            };
+            // SAFETY: the chunk's k frames are slots first..first + k (consecutive), with
+            // k <= cache_len entries below the top and k free batch slots at `out`.
+            vector = unsafe { deliver_run(chunk, k, &to) };
+            cache_len -= vector;
+        }
+        // Frame i becomes the batch's spare packet o.
+        let mut deliver = |i: usize, o: usize| {
+            cache_len -= 1;
+            // SAFETY: i < k: entries written by the gather loop, slot s < size. cache_len <
+            // cache.len() (it was at most that before the decrement); `out + o` is a free slot
+            // of the batch (o < kept <= free slots). `buf` was armed in slot s and completed by
+            // the device, so it is ours to hand out; len <= data_room was checked by the gather
+            // loop. Descriptor s gets the fresh buffer, header address 0 (clears DD; facts
+            // §6.1).
             unsafe {
                 let s = chunk.slot.get_unchecked(i).assume_init() as usize;
                 let len = chunk.len.get_unchecked(i).assume_init();
                 let data = chunk.data.get_unchecked(i).assume_init();
                 let buf = *bufs.add(s);
-                let nb = *cache.add(c);
+                let nb = *cache.add(cache_len);
                 *bufs.add(s) = nb;
                 out.add(o)
                     .write(Packet::from_parts(core, data as *mut u8, buf, len));
@@ -381,51 +404,20 @@ impl<B: Bar> RxQueue<B> {
                 d.add(1).write_volatile(0);
             }
         };
-        // The kept frames of mask `m` (bit j: frame base + j) in chunk order, each with the
-        // cache's top entry.
-        let mut top = self.cache_len;
-        let mut o = 0;
-        let sparse = |mut m: u32, base: usize, top: &mut usize, o: &mut usize| {
-            while m != 0 {
-                *top -= 1;
-                deliver(base + m.trailing_zeros() as usize, *o, *top);
-                *o += 1;
-                m &= m - 1;
+        if keep == all {
+            // Nothing dropped: the chunk in order (after the frames delivered four at a time).
+            for i in vector..k {
+                deliver(i, i);
             }
-        };
-        if straight && 2 * dropped <= k {
-            // Mostly kept, slots following each other: groups of four kept frames with
-            // vector stores, the other groups and the tail one by one.
-            let to = Delivery {
-                // SAFETY: first < size: inside the ring and `bufs`.
-                desc: unsafe { ring.add(2 * first as usize) },
-                bufs: unsafe { bufs.add(first as usize) },
-                cache,
-                out,
-                core,
-                iova0,
-                stride,
-            };
-            let mut g = 0;
-            while g + 4 <= k {
-                let nibble = keep >> g & 0xF;
-                // SAFETY: frames g..g + 4 < k are slots first + g.. (consecutive), kept;
-                // top >= 4 as the caller checked k <= cache_len and only kept frames took
-                // entries; packets o..o + 4 < kept are free batch slots.
-                if nibble == 0xF && unsafe { deliver4(chunk, g, o, top, &to) } {
-                    top -= 4;
-                    o += 4;
-                } else {
-                    sparse(nibble, g, &mut top, &mut o);
-                }
-                g += 4;
-            }
-            // g may be 32: shifted as u64.
-            sparse((u64::from(keep) >> g) as u32, g, &mut top, &mut o);
         } else {
-            sparse(keep, 0, &mut top, &mut o);
+            let mut m = keep;
+            let mut o = 0;
+            while m != 0 {
+                deliver(m.trailing_zeros() as usize, o);
+                m &= m - 1;
+                o += 1;
+            }
         }
-        let cache_len = top;
         self.cache_len = cache_len;
         // SAFETY: the first `kept` spare slots were written above.
         unsafe { batch.add_len(kept) };
