@@ -201,9 +201,9 @@ impl<B: Bar> RxQueue<B> {
                 let mut j = 0;
                 let mut bad = None;
                 'run: while j < run {
-                    // Whole groups of four good descriptors at a time. SAFETY: s0 + run <=
-                    // size; k + run <= room <= RX_CHUNK.
+                    // Whole groups of four good descriptors at a time.
                     if Gather::VECTOR {
+                        // SAFETY: s0 + run <= size; k + run <= room <= RX_CHUNK.
                         let t = unsafe { g.take(ring, bufs, s0 + j, run - j, &mut chunk, k + j) };
                         #[cfg(test)]
                         {
@@ -365,12 +365,19 @@ impl<B: Bar> RxQueue<B> {
         // at a time.
         let mut vector = 0;
         if keep == all && straight {
+            // SAFETY: first < size, so these stay inside the ring, `bufs` and the cache
+            // (cache_len <= cache.len()).
+            let (desc, first_buf, cache_top) = unsafe {
+                (
+                    ring.add(2 * first as usize),
+                    bufs.add(first as usize),
+                    cache.add(cache_len),
+                )
+            };
             let to = Delivery {
-                // SAFETY: first < size, so these stay inside the ring, `bufs` and the cache
-                // (cache_len <= cache.len()).
-                desc: unsafe { ring.add(2 * first as usize) },
-                bufs: unsafe { bufs.add(first as usize) },
-                cache_top: unsafe { cache.add(cache_len) },
+                desc,
+                bufs: first_buf,
+                cache_top,
                 out,
                 core,
                 iova0,

@@ -361,7 +361,7 @@ fn random_rings_agree_with_the_scalar_path_and_the_model() {
                     break;
                 }
                 let x = r.next();
-                let w = if x % 11 == 0 {
+                let w = if x.is_multiple_of(11) {
                     BAD[(x >> 8) as usize % BAD.len()].1
                 } else {
                     let len = match (x >> 4) % 8 {
