@@ -360,11 +360,12 @@ impl<B: Bar> RxQueue<B> {
         // for every kept frame.
         let out = batch.spare_ptr();
         let mut cache_len = self.cache_len;
-        let cache = self.cache.as_ptr();
-        // Nothing dropped and the slots follow each other (see above): the first frames four
-        // at a time.
+        let cache = self.cache.as_mut_ptr();
+        // Nothing or little dropped and the slots follow each other (see above): the frames
+        // four at a time as if all were kept, then the few dropped ones taken back out.
         let mut vector = 0;
-        if keep == all && straight {
+        let mut o = 0;
+        if straight && 8 * dropped <= k {
             // SAFETY: first < size, so these stay inside the ring, `bufs` and the cache
             // (cache_len <= cache.len()).
             let (desc, first_buf, cache_top) = unsafe {
@@ -387,6 +388,37 @@ impl<B: Bar> RxQueue<B> {
             // k <= cache_len entries below the top and k free batch slots at `out`.
             vector = unsafe { deliver_run(chunk, k, &to) };
             cache_len -= vector;
+            // Packets 0..vector are frames 0..vector. Each dropped one among them gets its
+            // own buffer back in its slot (the fresh one returns to the cache) and its packet
+            // is squeezed out: the packets after it move down (bit copies in the batch's
+            // spare room; the packet is not dropped, its buffer is in the ring again).
+            let mut m = drop & low_bits(vector);
+            let mut from = 0;
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                // SAFETY: o <= from <= i < vector: packets written by deliver_run, moved
+                // inside the spare room (ptr::copy allows overlap). Slot first + i < size is
+                // frame i's. The cache entry at cache_len was taken by deliver_run
+                // (cache_len < the old cache_len <= cache.len()).
+                unsafe {
+                    if o != from {
+                        std::ptr::copy(out.add(from), out.add(o), i - from);
+                    }
+                    o += i - from;
+                    let s = first as usize + i;
+                    *cache.add(cache_len) = *bufs.add(s);
+                    cache_len += 1;
+                    *bufs.add(s) = (*out.add(i)).buffer_index();
+                }
+                rearm(i);
+                from = i + 1;
+                m &= m - 1;
+            }
+            if o != from {
+                // SAFETY: as above.
+                unsafe { std::ptr::copy(out.add(from), out.add(o), vector - from) };
+            }
+            o += vector - from;
         }
         // Frame i becomes the batch's spare packet o.
         let mut deliver = |i: usize, o: usize| {
@@ -411,20 +443,14 @@ impl<B: Bar> RxQueue<B> {
                 d.add(1).write_volatile(0);
             }
         };
-        if keep == all {
-            // Nothing dropped: the chunk in order (after the frames delivered four at a time).
-            for i in vector..k {
-                deliver(i, i);
-            }
-        } else {
-            let mut m = keep;
-            let mut o = 0;
-            while m != 0 {
-                deliver(m.trailing_zeros() as usize, o);
-                m &= m - 1;
-                o += 1;
-            }
+        // The other kept frames (all of them, or those after the vector part) one by one.
+        let mut m = (u64::from(keep) >> vector) as u32;
+        while m != 0 {
+            deliver(vector + m.trailing_zeros() as usize, o);
+            m &= m - 1;
+            o += 1;
         }
+        debug_assert_eq!(o, kept);
         self.cache_len = cache_len;
         // SAFETY: the first `kept` spare slots were written above.
         unsafe { batch.add_len(kept) };
