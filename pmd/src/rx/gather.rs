@@ -1,9 +1,14 @@
-//! Four receive descriptors at a time: the judged receive's common case (a ring full of good,
-//! single-buffer frames) checked and noted for the judge with vector compares and a few wide
-//! stores, instead of descriptor by descriptor. Anything unusual (a descriptor not done, an
-//! error bit, no EOP, a length of 0 or past the data room) makes [`Gather::four`] take nothing,
-//! and the caller's descriptor-by-descriptor path, which knows how to classify and drop, deals
-//! with the group.
+//! The judged receive's vector paths (x86-64, SSE2; SSE4.1 where the build has it):
+//!
+//! * [`Gather::take`] checks and notes descriptors four at a time: the common case, a ring
+//!   full of good single-buffer frames, with vector compares and a few wide stores instead of
+//!   descriptor by descriptor. Anything unusual in a group (a descriptor not done, an error
+//!   bit, no EOP, a length of 0 or past the data room) makes it take nothing of that group, and
+//!   the caller's descriptor-by-descriptor path, which knows how to classify and drop, deals
+//!   with it.
+//! * [`rearm_run`] re-arms a run of consecutive descriptors with their own buffers, and
+//!   [`deliver_run`] turns a run of kept frames into packets with fresh buffers, four at a
+//!   time.
 //!
 //! Reading the write-back (facts §6.1): DD and the status/error bits are dword 2, the length
 //! bits 15:0 of dword 3, both in the descriptor's second qword. Each descriptor's qword is read
@@ -15,11 +20,12 @@
 //! (its general receive path), so a load that sees its DD sees its length. The four
 //! descriptors are loaded last first: the device completes them in ring order, so when the
 //! last one is done the earlier ones are too, and a group that races with the device is
-//! usually either all done or the first descriptors are (handled one by one). A group is taken
+//! usually either all done or the first descriptors are (taken one by one). A group is taken
 //! only when all four are good.
 //!
-//! On targets other than x86-64 there is no vector path: [`Gather::four`] takes nothing and
-//! every descriptor goes through the caller's scalar path.
+//! On targets other than x86-64 there is no vector path: [`Gather::take`] and [`deliver_run`]
+//! take nothing, [`rearm_run`] works one descriptor at a time, and the callers' scalar paths
+//! do the rest.
 
 use super::judged::RxChunk;
 use crate::mempool::{Packet, PoolCore};
@@ -43,14 +49,16 @@ impl Gather {
     pub(super) const VECTOR: bool = cfg!(target_arch = "x86_64");
 
     /// For buffers whose data starts at `va0 + index * stride`, holding at most `data_room`
-    /// bytes. A data room of 0 takes nothing (everything goes the scalar way).
+    /// bytes. With a data room of 0 (or a stride of 4 GiB or more, which the vector multiply
+    /// does not cover) the vector paths are off: everything goes the scalar way.
     pub(super) fn new(va0: *mut u8, stride: usize, data_room: u32) -> Gather {
+        let on = Self::VECTOR && data_room > 0 && u32::try_from(stride).is_ok();
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (va0, stride, data_room);
         Gather {
-            on: Self::VECTOR && data_room > 0,
+            on,
             #[cfg(target_arch = "x86_64")]
-            v: x86::Consts::new(va0, stride, data_room),
+            v: x86::Consts::new(va0, stride, data_room, on),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: SSE2 is part of x86-64.
             bytes: unsafe { std::arch::x86_64::_mm_setzero_si128() },
@@ -123,7 +131,7 @@ impl Gather {
 
 /// Re-arms the `n` consecutive descriptors from `d` on with the buffers whose data pointers are
 /// `data[..n]`: packet buffer address `data + delta` (the pool's host-to-device offset), header
-/// address 0, which clears DD (facts §6.1). On x86-64 two descriptors at a time, each with one
+/// address 0, which clears DD (facts §6.1). On x86-64 four descriptors at a time, each with one
 /// 16-byte store.
 ///
 /// # Safety
@@ -180,12 +188,12 @@ pub(super) struct Delivery {
     pub(super) stride: usize,
 }
 
-/// Delivers the first frames of a judged chunk whose frames are all kept and sit in
-/// consecutive slots, four at a time: frame i becomes packet `out + i` (its buffer, data
-/// pointer and length), its slot gets the fresh buffer `cache_top[-1 - i]` (in `bufs` and in
-/// the descriptor: buffer address, header address 0, which clears DD; facts §6.1). Returns how
-/// many frames it delivered: a multiple of 4, at most `n`; the caller delivers the rest the
-/// same way one by one. Nothing on targets other than x86-64.
+/// Delivers the first frames of a judged chunk whose frames sit in consecutive slots, four at
+/// a time, as if all were kept: frame i becomes packet `out + i` (its buffer, data pointer and
+/// length), its slot gets the fresh buffer `cache_top[-1 - i]` (in `bufs` and in the
+/// descriptor: buffer address, header address 0, which clears DD; facts §6.1). Returns how
+/// many frames it delivered: a multiple of 4, at most `n`; the caller delivers the rest one by
+/// one (and takes back out the dropped ones). Nothing on targets other than x86-64.
 ///
 /// # Safety
 /// `chunk` holds at least `n` frames, from the slots at `desc`/`bufs` on (inside the ring,
@@ -218,7 +226,7 @@ mod x86 {
         /// Status bits looked at (DD, EOP, errors) and the value they must have (DD, EOP).
         st_mask: __m128i,
         st_good: __m128i,
-        /// Low word of each lane 1, high word 0: lane - ONE is the length minus 1 (bits
+        /// Low word of each lane 1, high word 0: lane - one is the length minus 1 (bits
         /// 15:0), the VLAN tag untouched (bits 31:16).
         one: __m128i,
         /// Low word the largest good length minus 1 (at most 0xFFFE: a length of 0, minus 1,
@@ -232,10 +240,10 @@ mod x86 {
     }
 
     impl Consts {
-        pub(super) fn new(va0: *mut u8, stride: usize, data_room: u32) -> Consts {
-            // A data room of 0 takes no frame at all (the scalar path rejects every length):
-            // then no status can match (bit 2, FLM, is not looked at).
-            let good = if data_room == 0 {
+        /// See [`super::Gather::new`]; `on` false: [`take`] takes nothing.
+        pub(super) fn new(va0: *mut u8, stride: usize, data_room: u32, on: bool) -> Consts {
+            // Off: no status can match (bit 2, FLM, is not looked at).
+            let good = if !on {
                 -1
             } else {
                 (RXD_STAT_DD | RXD_STAT_EOP) as i32
@@ -249,7 +257,7 @@ mod x86 {
                     one: _mm_set1_epi32(1),
                     len_max: _mm_set1_epi32((0xFFFF_0000 | max) as i32),
                     len_bits: _mm_set1_epi32(0xFFFF),
-                    // Strides are far below 4 GiB (a buffer each); only bits 31:0 are multiplied.
+                    // Below 4 GiB (else off): bits 31:0 multiplied by PMULUDQ are all of it.
                     stride: _mm_set1_epi64x(stride as i64),
                     va0: _mm_set1_epi64x(va0 as i64),
                 }
