@@ -4,7 +4,7 @@
 //! A frame it keeps is delivered exactly as [`IxgbeVf::rx_burst`](crate::IxgbeVf::rx_burst)
 //! does, with a fresh buffer from the queue's cache in its descriptor.
 
-use super::gather::{deliver_run, rearm_run, Delivery, Gather};
+use super::gather::{rearm_run, Delivery, Gather};
 use super::RxQueue;
 use crate::batch::PacketBatch;
 use crate::mempool::Packet;
@@ -380,13 +380,10 @@ impl<B: Bar> RxQueue<B> {
                 bufs: first_buf,
                 cache_top,
                 out,
-                core,
-                iova0,
-                stride,
             };
             // SAFETY: the chunk's k frames are slots first..first + k (consecutive), with
             // k <= cache_len entries below the top and k free batch slots at `out`.
-            vector = unsafe { deliver_run(chunk, k, &to) };
+            vector = unsafe { self.gather.deliver_run(chunk, k, &to) };
             cache_len -= vector;
             // Packets 0..vector are frames 0..vector. Each dropped one among them gets its
             // own buffer back in its slot (the fresh one returns to the cache) and its packet
