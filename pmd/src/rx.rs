@@ -397,6 +397,8 @@ impl<B: Bar> RxQueue<B> {
         // At most MAX_BATCH (1024) packets of at most 16 KiB: fits in 32 bits.
         let mut bytes = 0u32;
         let mut g = self.gather.start();
+        // Bursts of fewer than four never take the vector path: no set-up or sum for them.
+        let vector = Gather::VECTOR && want >= 4;
         // The ring is walked in runs that do not wrap. Inside a run every descriptor the inner
         // loop finishes is delivered (a bad one ends the run), so descriptor, buffer slot and
         // cache entry are all addressed from one counter running from -run up to 0.
@@ -419,7 +421,7 @@ impl<B: Bar> RxQueue<B> {
             // group that was not all good, its four one by one first.
             let mut vector_from = j;
             while j != 0 {
-                if Gather::VECTOR && j >= vector_from && j <= -8 {
+                if vector && j >= vector_from && j <= -8 {
                     // SAFETY: -2 run <= j <= -8: four descriptors of this run, their buffer
                     // slots and four reserved cache entries (j * 2 bytes, as below); `out`
                     // has room for four more packets (the run's descriptors are at most the
@@ -499,7 +501,10 @@ impl<B: Bar> RxQueue<B> {
             next = (next + run as u32) & mask;
             left -= run;
         }
-        self.stats.bytes += bytes as u64 + g.bytes();
+        self.stats.bytes += bytes as u64;
+        if vector {
+            self.stats.bytes += g.bytes();
+        }
         // SAFETY: out and out0 point into the same spare area.
         let delivered = unsafe { out.offset_from(out0) } as usize;
         if delivered < want {
