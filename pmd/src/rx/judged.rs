@@ -182,6 +182,8 @@ impl<B: Bar> RxQueue<B> {
         let (mask, data_room, stride, va0) = (self.mask, self.data_room, self.stride, self.va0);
         let bufs = self.bufs.as_ptr();
         let mut g = self.gather.start();
+        // Bursts of fewer than four never take the vector path: no set-up or sum for them.
+        let vector = Gather::VECTOR && budget >= 4;
         let mut ended = false;
         while left > 0 && !ended {
             let room = RX_CHUNK
@@ -202,7 +204,7 @@ impl<B: Bar> RxQueue<B> {
                 let mut bad = None;
                 'run: while j < run {
                     // Whole groups of four good descriptors at a time.
-                    if Gather::VECTOR {
+                    if vector {
                         // SAFETY: s0 + run <= size; k + run <= room <= RX_CHUNK.
                         let t = unsafe { g.take(ring, bufs, s0 + j, run - j, &mut chunk, k + j) };
                         #[cfg(test)]
@@ -275,7 +277,9 @@ impl<B: Bar> RxQueue<B> {
             // tail for them).
             self.next = next;
         }
-        res.bytes += g.bytes();
+        if vector {
+            res.bytes += g.bytes();
+        }
         let seen = budget - left;
         if seen > 0 {
             self.hand_back(next, seen);
@@ -330,7 +334,7 @@ impl<B: Bar> RxQueue<B> {
         // descriptors are armed again below with their fresh buffers (the device owns none of
         // them before the tail moves).
         let dropped = drop.count_ones() as usize;
-        let straight = self.gather.on() && last.wrapping_sub(first) as usize == k - 1;
+        let straight = k >= 4 && self.gather.on() && last.wrapping_sub(first) as usize == k - 1;
         if straight && 2 * dropped > k {
             // SAFETY: slots first..first + k are in the ring (first + k - 1 = last < size),
             // completed and not handed back; data[..k] written by the gather loop.
