@@ -447,8 +447,8 @@ impl Mempool {
 /// In front of the packet data sits the *headroom*: `Mempool::headroom()` bytes that belong to
 /// the application (metadata such as parsed offsets or a flow hash). The driver never writes it,
 /// so it survives receive, transmit, and moves between threads.
-// repr(C): the judged receive writes packets four at a time with vector stores (data and
-// core as one 16-byte store, index and length as one 8-byte store; see `rx::gather`).
+// repr(C): the receive paths write packets four at a time with vector stores (data and core
+// as one 16-byte store, index and length as one 8-byte store; see `rx::gather`).
 #[repr(C)]
 pub struct Packet {
     data: NonNull<u8>,

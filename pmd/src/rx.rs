@@ -144,7 +144,7 @@ pub(crate) struct RxQueue<B: Bar> {
     data_room: u32,
     cache: Box<[u32]>,
     cache_len: usize,
-    /// The judged receive's vector constants (see `gather`).
+    /// The receive paths' vector constants (see `gather`).
     gather: Gather,
     pub(crate) stats: RxStats,
     _pool: Mempool,
@@ -159,7 +159,7 @@ unsafe impl<B: Bar> Send for RxQueue<B> {}
 
 impl<B: Bar> RxQueue<B> {
     /// A queue over `size` descriptors at `ring` (host) / `ring_iova` (device), 128-byte
-    /// aligned (facts §6.4; the judged receive re-arms descriptors with 16-byte stores). Takes
+    /// aligned (facts §6.4; the receive paths re-arm descriptors with 16-byte stores). Takes
     /// `size` buffers from the pool; fails (returns None) if the pool has fewer.
     pub(crate) fn new(
         bar: B,
@@ -536,8 +536,8 @@ impl<B: Bar> RxQueue<B> {
         self.stats.descriptors += seen as u64;
     }
 
-    /// Tests: the judged receive takes every descriptor one by one (a data room of 0 turns
-    /// the vector path off), to compare the two.
+    /// Tests: both receive paths take every descriptor one by one (a data room of 0 turns the
+    /// vector paths off), to compare with the vector paths.
     #[cfg(test)]
     pub(crate) fn set_scalar_only(&mut self) {
         self.gather = Gather::new(self.core, self.va0, self.iova0, self.stride, 0);

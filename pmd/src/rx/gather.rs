@@ -1,4 +1,4 @@
-//! The judged receive's vector paths (x86-64, SSE2; SSE4.1 where the build has it):
+//! The receive paths' vector code (x86-64, SSE2; SSE4.1 where the build has it):
 //!
 //! * [`Gather::take`] checks and notes descriptors four at a time: the common case, a ring
 //!   full of good single-buffer frames, with vector compares and a few wide stores instead of
@@ -7,8 +7,10 @@
 //!   the caller's descriptor-by-descriptor path, which knows how to classify and drop, deals
 //!   with it.
 //! * [`rearm_run`] re-arms a run of consecutive descriptors with their own buffers, and
-//!   [`deliver_run`] turns a run of kept frames into packets with fresh buffers, four at a
-//!   time.
+//!   [`Gather::deliver_run`] turns a run of kept frames into packets with fresh buffers, four
+//!   at a time.
+//! * [`Gather::burst4`] is `rx_burst`'s four at a time: the same check, then four packets and
+//!   four descriptors re-armed with fresh buffers.
 //!
 //! Reading the write-back (facts §6.1): DD and the status/error bits are dword 2, the length
 //! bits 15:0 of dword 3, both in the descriptor's second qword. Each descriptor's qword is read
@@ -23,9 +25,9 @@
 //! usually either all done or the first descriptors are (taken one by one). A group is taken
 //! only when all four are good.
 //!
-//! On targets other than x86-64 there is no vector path: [`Gather::take`] and [`deliver_run`]
-//! take nothing, [`rearm_run`] works one descriptor at a time, and the callers' scalar paths
-//! do the rest.
+//! On targets other than x86-64 there is no vector path: [`Gather::take`],
+//! [`Gather::deliver_run`] and [`Gather::burst4`] take nothing, [`rearm_run`] works one
+//! descriptor at a time, and the callers' scalar paths do the rest.
 
 use super::judged::RxChunk;
 use crate::mempool::{Packet, PoolCore};
@@ -84,7 +86,7 @@ impl Gather {
         }
     }
 
-    /// Whether the vector paths are on (for [`rearm_run`] and [`deliver_run`]: their callers
+    /// Whether the vector paths are on (for [`rearm_run`] and [`Gather::deliver_run`]: their callers
     /// choose the scalar way when not, so that tests can compare the two).
     #[inline(always)]
     pub(super) fn on(&self) -> bool {
