@@ -51,8 +51,9 @@ impl Gather {
     pub(super) const VECTOR: bool = cfg!(target_arch = "x86_64");
 
     /// For buffers of the pool `core` whose data starts at `va0 + index * stride` (device
-    /// address `iova0 + index * stride`), holding at most `data_room` bytes. With a data room of 0 (or a stride of 4 GiB or more, which the vector multiply
-    /// does not cover) the vector paths are off: everything goes the scalar way.
+    /// address `iova0 + index * stride`), holding at most `data_room` bytes. With a data room
+    /// of 0 (or a stride of 4 GiB or more, which the vector multiply does not cover) the
+    /// vector paths are off: everything goes the scalar way.
     pub(super) fn new(
         core: NonNull<PoolCore>,
         va0: *mut u8,
@@ -86,8 +87,8 @@ impl Gather {
         }
     }
 
-    /// Whether the vector paths are on (for [`rearm_run`] and [`Gather::deliver_run`]: their callers
-    /// choose the scalar way when not, so that tests can compare the two).
+    /// Whether the vector paths are on (for [`rearm_run`] and [`Gather::deliver_run`]: their
+    /// callers choose the scalar way when not, so that tests can compare the two).
     #[inline(always)]
     pub(super) fn on(&self) -> bool {
         self.on
