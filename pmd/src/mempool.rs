@@ -447,12 +447,24 @@ impl Mempool {
 /// In front of the packet data sits the *headroom*: `Mempool::headroom()` bytes that belong to
 /// the application (metadata such as parsed offsets or a flow hash). The driver never writes it,
 /// so it survives receive, transmit, and moves between threads.
+// repr(C): the receive paths write packets four at a time with vector stores (data and core
+// as one 16-byte store, index and length as one 8-byte store; see `rx::gather`).
+#[repr(C)]
 pub struct Packet {
     data: NonNull<u8>,
     core: NonNull<PoolCore>,
     index: u32,
     len: u32,
 }
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(
+    std::mem::offset_of!(Packet, data) == 0
+        && std::mem::offset_of!(Packet, core) == 8
+        && std::mem::offset_of!(Packet, index) == 16
+        && std::mem::offset_of!(Packet, len) == 20
+        && std::mem::size_of::<Packet>() == 24
+);
 
 // SAFETY: a Packet is the unique owner of its buffer; the pool core is Sync.
 unsafe impl Send for Packet {}

@@ -4,6 +4,7 @@
 //! A frame it keeps is delivered exactly as [`IxgbeVf::rx_burst`](crate::IxgbeVf::rx_burst)
 //! does, with a fresh buffer from the queue's cache in its descriptor.
 
+use super::gather::{rearm_run, Delivery, Gather};
 use super::RxQueue;
 use crate::batch::PacketBatch;
 use crate::mempool::Packet;
@@ -22,10 +23,10 @@ pub const RX_CHUNK: usize = 32;
 pub struct RxChunk<'a> {
     n: usize,
     headroom: usize,
-    data: [MaybeUninit<*const u8>; RX_CHUNK],
-    len: [MaybeUninit<u32>; RX_CHUNK],
+    pub(super) data: [MaybeUninit<*const u8>; RX_CHUNK],
+    pub(super) len: [MaybeUninit<u32>; RX_CHUNK],
     /// Ring slot of each frame (judged receive only).
-    slot: [MaybeUninit<u32>; RX_CHUNK],
+    pub(super) slot: [MaybeUninit<u32>; RX_CHUNK],
     _frames: PhantomData<&'a [u8]>,
 }
 
@@ -180,6 +181,9 @@ impl<B: Bar> RxQueue<B> {
         let ring = self.ring.as_ptr();
         let (mask, data_room, stride, va0) = (self.mask, self.data_room, self.stride, self.va0);
         let bufs = self.bufs.as_ptr();
+        let mut g = self.gather.start();
+        // Bursts of fewer than four never take the vector path: no set-up or sum for them.
+        let vector = Gather::VECTOR && budget >= 4;
         let mut ended = false;
         while left > 0 && !ended {
             let room = RX_CHUNK
@@ -198,37 +202,52 @@ impl<B: Bar> RxQueue<B> {
                 let s0 = next as usize;
                 let mut j = 0;
                 let mut bad = None;
-                while j < run {
-                    let s = s0 + j;
-                    // SAFETY: s0 + run <= size: descriptor s of our ring (facts §6.1
-                    // write-back: status/errors in dword 2, length in bits 15:0 of dword 3),
-                    // volatile because the device writes it.
-                    let d = unsafe { ring.add(2 * s) };
-                    // SAFETY: as above.
-                    let st = unsafe { (d.add(1) as *const u32).read_volatile() };
-                    let good = st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK)
-                        == RXD_STAT_DD | RXD_STAT_EOP;
-                    // Read the rest of the descriptor only after seeing DD.
-                    fence(Ordering::Acquire);
-                    // SAFETY: as above.
-                    let len = unsafe { (d.add(1) as *const u16).add(2).read_volatile() } as u32;
-                    if !good || len.wrapping_sub(1) >= data_room {
-                        bad = Some(st);
-                        break;
+                'run: while j < run {
+                    // Whole groups of four good descriptors at a time.
+                    if vector {
+                        // SAFETY: s0 + run <= size; k + run <= room <= RX_CHUNK.
+                        let t = unsafe { g.take(ring, bufs, s0 + j, run - j, &mut chunk, k + j) };
+                        #[cfg(test)]
+                        {
+                            self.vector_groups += t as u64 / 4;
+                        }
+                        j += t;
                     }
-                    // SAFETY: s < size = bufs.len(); k + j < room <= RX_CHUNK.
-                    unsafe {
-                        let buf = *bufs.add(s);
-                        let e = k + j;
-                        chunk
-                            .data
-                            .get_unchecked_mut(e)
-                            .write(va0.wrapping_add(buf as usize * stride));
-                        chunk.len.get_unchecked_mut(e).write(len);
-                        chunk.slot.get_unchecked_mut(e).write(s as u32);
+                    // One by one: the group that was not all good (up to its first bad
+                    // descriptor), or the last descriptors of the run.
+                    let stop = (j + 4).min(run);
+                    while j < stop {
+                        let s = s0 + j;
+                        // SAFETY: s0 + run <= size: descriptor s of our ring (facts §6.1
+                        // write-back: status/errors in dword 2, length in bits 15:0 of dword 3),
+                        // volatile because the device writes it.
+                        let d = unsafe { ring.add(2 * s) };
+                        // SAFETY: as above.
+                        let st = unsafe { (d.add(1) as *const u32).read_volatile() };
+                        let good = st & (RXD_STAT_DD | RXD_STAT_EOP | RXD_ERR_MASK)
+                            == RXD_STAT_DD | RXD_STAT_EOP;
+                        // Read the rest of the descriptor only after seeing DD.
+                        fence(Ordering::Acquire);
+                        // SAFETY: as above.
+                        let len = unsafe { (d.add(1) as *const u16).add(2).read_volatile() } as u32;
+                        if !good || len.wrapping_sub(1) >= data_room {
+                            bad = Some(st);
+                            break 'run;
+                        }
+                        // SAFETY: s < size = bufs.len(); k + j < room <= RX_CHUNK.
+                        unsafe {
+                            let buf = *bufs.add(s);
+                            let e = k + j;
+                            chunk
+                                .data
+                                .get_unchecked_mut(e)
+                                .write(va0.wrapping_add(buf as usize * stride));
+                            chunk.len.get_unchecked_mut(e).write(len);
+                            chunk.slot.get_unchecked_mut(e).write(s as u32);
+                        }
+                        res.bytes += u64::from(len);
+                        j += 1;
                     }
-                    res.bytes += u64::from(len);
-                    j += 1;
                 }
                 k += j;
                 left -= j;
@@ -258,6 +277,9 @@ impl<B: Bar> RxQueue<B> {
             // tail for them).
             self.next = next;
         }
+        if vector {
+            res.bytes += g.bytes();
+        }
         let seen = budget - left;
         if seen > 0 {
             self.hand_back(next, seen);
@@ -270,8 +292,8 @@ impl<B: Bar> RxQueue<B> {
 
     /// Re-arms the descriptors of a judged chunk: a dropped frame's with its own buffer, a kept
     /// frame's with a fresh buffer from the cache, the kept frame becoming a packet at the end
-    /// of `batch`. The caller made sure the batch and the cache can take every frame of the
-    /// chunk. Returns how many were kept.
+    /// of `batch`. The caller made sure the chunk is not empty and the batch and the cache can
+    /// take every frame of it. Returns how many were kept.
     #[inline(always)]
     fn settle(&mut self, chunk: &RxChunk<'_>, drop: u32, batch: &mut PacketBatch) -> usize {
         let k = chunk.n;
@@ -282,32 +304,123 @@ impl<B: Bar> RxQueue<B> {
         let drop = drop & all;
         // A dropped frame's descriptor gets its own buffer back, header address 0, which clears
         // DD (facts §6.1). The flood case (everything dropped) walks the chunk straight.
+        // The buffer's device address comes from the frame's data pointer: the pool maps its
+        // whole region at one offset (`iova = host address + iova_delta` for every byte), and
+        // iova0 and va0 are buffer 0's data in the two spaces, so the delta is theirs.
+        let delta = iova0.wrapping_sub(self.va0 as u64);
         let rearm = |i: usize| {
             // SAFETY: i < k: entries written by the gather loop; the slot is one of our ring's
-            // (< size), so `bufs` and the descriptor are in bounds.
+            // (< size), so the descriptor is in bounds. The data pointer is that of the buffer
+            // armed in the slot (`va0 + bufs[s] * stride`).
             unsafe {
                 let s = chunk.slot.get_unchecked(i).assume_init() as usize;
+                let data = chunk.data.get_unchecked(i).assume_init();
                 let d = ring.add(2 * s);
-                d.write_volatile(iova0.wrapping_add(*bufs.add(s) as u64 * stride as u64));
+                d.write_volatile((data as u64).wrapping_add(delta));
                 d.add(1).write_volatile(0);
             }
         };
-        if drop == all {
+        // SAFETY: 0 and k - 1 < k: entries written by the gather loop (k >= 1).
+        let (first, last) = unsafe {
+            (
+                chunk.slot.get_unchecked(0).assume_init(),
+                chunk.slot.get_unchecked(k - 1).assume_init(),
+            )
+        };
+        // Slots increase along the chunk except across the ring's end, so when the last is
+        // k - 1 after the first the chunk is slots first..=last: `straight` (with the vector
+        // paths on). Then, when most frames are dropped (a flood), every descriptor of the
+        // chunk is re-armed with its own buffer in one straight pass, and the kept frames'
+        // descriptors are armed again below with their fresh buffers (the device owns none of
+        // them before the tail moves).
+        let dropped = drop.count_ones() as usize;
+        let straight = k >= 4 && self.gather.on() && last.wrapping_sub(first) as usize == k - 1;
+        if straight && 2 * dropped > k {
+            // SAFETY: slots first..first + k are in the ring (first + k - 1 = last < size),
+            // completed and not handed back; data[..k] written by the gather loop.
+            unsafe {
+                rearm_run(
+                    ring.add(2 * first as usize),
+                    chunk.data.as_ptr() as *const *const u8,
+                    k,
+                    delta,
+                )
+            };
+        } else if drop == all {
             (0..k).for_each(rearm);
+        } else {
+            let mut m = drop;
+            while m != 0 {
+                rearm(m.trailing_zeros() as usize);
+                m &= m - 1;
+            }
+        }
+        if drop == all {
             return 0;
         }
-        let mut m = drop;
-        while m != 0 {
-            rearm(m.trailing_zeros() as usize);
-            m &= m - 1;
-        }
         let keep = !drop & all;
-        let kept = keep.count_ones() as usize;
+        let kept = k - dropped;
         // The caller checked k <= cache_len and k <= free slots: a cache entry and a batch slot
         // for every kept frame.
         let out = batch.spare_ptr();
         let mut cache_len = self.cache_len;
-        let cache = self.cache.as_ptr();
+        let cache = self.cache.as_mut_ptr();
+        // Nothing or little dropped and the slots follow each other (see above): the frames
+        // four at a time as if all were kept, then the few dropped ones taken back out.
+        let mut vector = 0;
+        let mut o = 0;
+        if straight && 8 * dropped <= k {
+            // SAFETY: first < size, so these stay inside the ring, `bufs` and the cache
+            // (cache_len <= cache.len()).
+            let (desc, first_buf, cache_top) = unsafe {
+                (
+                    ring.add(2 * first as usize),
+                    bufs.add(first as usize),
+                    cache.add(cache_len),
+                )
+            };
+            let to = Delivery {
+                desc,
+                bufs: first_buf,
+                cache_top,
+                out,
+            };
+            // SAFETY: the chunk's k frames are slots first..first + k (consecutive), with
+            // k <= cache_len entries below the top and k free batch slots at `out`.
+            vector = unsafe { self.gather.deliver_run(chunk, k, &to) };
+            cache_len -= vector;
+            // Packets 0..vector are frames 0..vector. Each dropped one among them gets its
+            // own buffer back in its slot (the fresh one returns to the cache) and its packet
+            // is squeezed out: the packets after it move down (bit copies in the batch's
+            // spare room; the packet is not dropped, its buffer is in the ring again).
+            let mut m = drop & low_bits(vector);
+            let mut from = 0;
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                // SAFETY: o <= from <= i < vector: packets written by deliver_run, moved
+                // inside the spare room (ptr::copy allows overlap). Slot first + i < size is
+                // frame i's. The cache entry at cache_len was taken by deliver_run
+                // (cache_len < the old cache_len <= cache.len()).
+                unsafe {
+                    if o != from {
+                        std::ptr::copy(out.add(from), out.add(o), i - from);
+                    }
+                    o += i - from;
+                    let s = first as usize + i;
+                    *cache.add(cache_len) = *bufs.add(s);
+                    cache_len += 1;
+                    *bufs.add(s) = (*out.add(i)).buffer_index();
+                }
+                rearm(i);
+                from = i + 1;
+                m &= m - 1;
+            }
+            if o != from {
+                // SAFETY: as above.
+                unsafe { std::ptr::copy(out.add(from), out.add(o), vector - from) };
+            }
+            o += vector - from;
+        }
         // Frame i becomes the batch's spare packet o.
         let mut deliver = |i: usize, o: usize| {
             cache_len -= 1;
@@ -331,20 +444,14 @@ impl<B: Bar> RxQueue<B> {
                 d.add(1).write_volatile(0);
             }
         };
-        if keep == all {
-            // Nothing dropped: the chunk in order.
-            for i in 0..k {
-                deliver(i, i);
-            }
-        } else {
-            let mut m = keep;
-            let mut o = 0;
-            while m != 0 {
-                deliver(m.trailing_zeros() as usize, o);
-                m &= m - 1;
-                o += 1;
-            }
+        // The other kept frames (all of them, or those after the vector part) one by one.
+        let mut m = (u64::from(keep) >> vector) as u32;
+        while m != 0 {
+            deliver(vector + m.trailing_zeros() as usize, o);
+            m &= m - 1;
+            o += 1;
         }
+        debug_assert_eq!(o, kept);
         self.cache_len = cache_len;
         // SAFETY: the first `kept` spare slots were written above.
         unsafe { batch.add_len(kept) };
