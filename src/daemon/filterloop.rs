@@ -372,7 +372,10 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
                 }
             }
         }
-        total + self.transmit_handed_back(4)
+        if matches!(self.stage, Stage::Fanout { .. }) {
+            total += self.transmit_handed_back(4);
+        }
+        total
     }
 
     /// Fanned out with [`TxBack`]: moves up to `bursts` bursts per worker from the hand-back rings to the

@@ -51,6 +51,12 @@ impl BurstFrames for ChunkFrames<'_, '_> {
     fn frame(&self, i: usize) -> &[u8] {
         self.0.frame(i)
     }
+    #[inline(always)]
+    fn frames4(&self, i: usize) -> [&[u8]; 4] {
+        self.0
+            .frames4(i)
+            .unwrap_or_else(|| std::array::from_fn(|k| self.0.frame(i + k)))
+    }
 }
 
 impl RxJudge for InPlace<'_> {

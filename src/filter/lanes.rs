@@ -154,12 +154,7 @@ impl Lanes {
         bytes: &mut u64,
     ) -> bool {
         use std::arch::x86_64::*;
-        let f = [
-            frames.frame(at),
-            frames.frame(at + 1),
-            frames.frame(at + 2),
-            frames.frame(at + 3),
-        ];
+        let f = frames.frames4(at);
         if f.iter().any(|f| f.len() < 38) || j + 4 > LANES {
             return false;
         }
@@ -467,8 +462,8 @@ fn in_many(col: &[u32; LANES], ranges: &[(u32, u32)]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{
-            __m128i, _mm_castsi128_ps, _mm_cmpeq_epi32, _mm_loadu_si128, _mm_movemask_ps,
-            _mm_or_si128, _mm_set1_epi32, _mm_setzero_si128,
+            __m128i, _mm_cmpeq_epi32, _mm_loadu_si128, _mm_or_si128, _mm_set1_epi32,
+            _mm_setzero_si128,
         };
         // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
         // available; the unaligned load of lanes 4k..4k+4 (k < 8) lies inside the array.
@@ -491,11 +486,7 @@ fn in_many(col: &[u32; LANES], ranges: &[(u32, u32)]) -> u32 {
                     *h = _mm_or_si128(*h, within32(x, base, w));
                 }
             }
-            let mut out = 0u32;
-            for (k, h) in hit.iter().enumerate() {
-                out |= (_mm_movemask_ps(_mm_castsi128_ps(*h)) as u32 & 0xf) << (4 * k);
-            }
-            out
+            lane_bits(&hit)
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -505,6 +496,21 @@ fn in_many(col: &[u32; LANES], ranges: &[(u32, u32)]) -> u32 {
             m |= in_range(col, lo, hi.wrapping_sub(lo));
         }
         m
+    }
+}
+
+/// The 32-lane mask of eight vectors of four 32-bit all-ones-or-zero lanes (lane `4k + i` is
+/// lane `i` of `v[k]`): packed to bytes with saturation (which keeps 0 and -1), then one byte
+/// mask per sixteen lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn lane_bits(v: &[std::arch::x86_64::__m128i; LANES / 4]) -> u32 {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of the x86_64 baseline; no memory is touched.
+    unsafe {
+        let a = _mm_packs_epi16(_mm_packs_epi32(v[0], v[1]), _mm_packs_epi32(v[2], v[3]));
+        let b = _mm_packs_epi16(_mm_packs_epi32(v[4], v[5]), _mm_packs_epi32(v[6], v[7]));
+        (_mm_movemask_epi8(a) as u32 & 0xffff) | (_mm_movemask_epi8(b) as u32) << 16
     }
 }
 
@@ -605,20 +611,15 @@ fn in_ranges16(col: &[u16; LANES], ranges: &[(u16, u16)]) -> u32 {
 fn in_range(col: &[u32; LANES], lo: u32, w: u32) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{
-            _mm_castsi128_ps, _mm_loadu_si128, _mm_movemask_ps, _mm_set1_epi32,
-        };
+        use std::arch::x86_64::{_mm_loadu_si128, _mm_set1_epi32};
         // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
         // available; the unaligned load of lanes 4k..4k+4 lies inside the array.
         unsafe {
             let base = _mm_set1_epi32(lo as i32);
-            let mut inr = 0u32;
-            for k in 0..LANES / 4 {
-                let x = _mm_loadu_si128(col.as_ptr().add(4 * k).cast());
-                let m = _mm_movemask_ps(_mm_castsi128_ps(within32(x, base, w))) as u32;
-                inr |= (m & 0xf) << (4 * k);
-            }
-            inr
+            let hit: [_; LANES / 4] = std::array::from_fn(|k| {
+                within32(_mm_loadu_si128(col.as_ptr().add(4 * k).cast()), base, w)
+            });
+            lane_bits(&hit)
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -695,6 +696,16 @@ pub trait BurstFrames {
     #[inline(always)]
     fn parsed(&self, _i: usize) -> Option<Parsed> {
         None
+    }
+    /// Frames `i..i + 4` (what [`BurstFrames::frame`] gives for each).
+    #[inline(always)]
+    fn frames4(&self, i: usize) -> [&[u8]; 4] {
+        [
+            self.frame(i),
+            self.frame(i + 1),
+            self.frame(i + 2),
+            self.frame(i + 3),
+        ]
     }
     /// Whether [`BurstFrames::parsed`] may give a parse (then the classifier asks it for every
     /// frame instead of parsing the frames itself).

@@ -88,6 +88,23 @@ impl<'a> RxChunk<'a> {
         }
     }
 
+    /// Frames `i..i + 4` at once, with one bounds check (`None` when the chunk holds fewer).
+    #[inline(always)]
+    pub fn frames4(&self, i: usize) -> Option<[&[u8]; 4]> {
+        if i.checked_add(4)? > self.n {
+            return None;
+        }
+        Some(std::array::from_fn(|k| {
+            // SAFETY: i + k < n: as in `frame`.
+            unsafe {
+                std::slice::from_raw_parts(
+                    self.data[i + k].assume_init(),
+                    self.len[i + k].assume_init() as usize,
+                )
+            }
+        }))
+    }
+
     /// The headroom in front of frame `i` (the application's metadata area; empty when
     /// `i >= len()`). The driver never writes it.
     #[inline(always)]
