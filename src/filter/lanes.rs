@@ -628,6 +628,43 @@ fn in_range(col: &[u32; LANES], lo: u32, w: u32) -> u32 {
     }
 }
 
+/// [`Cond::Proto`] over the whole chunk.
+#[inline(never)]
+fn full_proto(l: &Lanes, v4: bool, v6: bool, proto: u8) -> u32 {
+    eq_u8(&l.proto, proto) & l.families(v4, v6)
+}
+
+/// [`Cond::Protos`] over the whole chunk.
+#[inline(never)]
+fn full_protos(l: &Lanes, v4: bool, v6: bool, protos: &[u8]) -> u32 {
+    protos.iter().fold(0, |a, &p| a | eq_u8(&l.proto, p)) & l.families(v4, v6)
+}
+
+/// [`Cond::PortRanges`] over the whole chunk.
+#[inline(never)]
+fn full_ports(l: &Lanes, src: bool, ranges: &[(u16, u16)]) -> u32 {
+    let col = if src { &l.sport } else { &l.dport };
+    l.ported & in_ranges16(col, ranges)
+}
+
+/// [`Cond::Len`] over the whole chunk.
+#[inline(never)]
+fn full_len(l: &Lanes, ranges: &[(u32, u32)]) -> u32 {
+    in_ranges(&l.len, ranges)
+}
+
+/// [`Cond::Addr`] over the whole chunk.
+#[inline(never)]
+fn full_addr(l: &Lanes, src: bool, set: &CidrSet) -> u32 {
+    let (c4, c6) = if src {
+        (&l.src4, &l.src6)
+    } else {
+        (&l.dst4, &l.dst6)
+    };
+    let hit4 = l.v4 & in_ranges(c4, set.v4_ranges());
+    hit4 | filter(l.v6, |i| set.contains_v6(c6[i & (LANES - 1)]))
+}
+
 /// One condition of a rule, in the form the columns are tested with.
 #[derive(Clone)]
 enum Cond {
@@ -782,35 +819,24 @@ impl Cond {
 
     /// For the conditions tested over whole columns: the mask over every lane of the chunk
     /// (the same for every rule that has this condition, so it is worked out once per chunk).
-    #[inline]
+    /// The dispatch is inline; each test is its own small function, so a call saves only the
+    /// registers that test uses.
+    #[inline(always)]
     fn full(&self, l: &Lanes) -> Option<u32> {
         Some(match self {
-            Cond::Proto { v4, v6, proto } => eq_u8(&l.proto, *proto) & l.families(*v4, *v6),
+            Cond::Proto { v4, v6, proto } => full_proto(l, *v4, *v6, *proto),
             Cond::Family { v4, v6 } => l.families(*v4, *v6),
-            Cond::Protos { v4, v6, protos } => {
-                protos.iter().fold(0, |a, &p| a | eq_u8(&l.proto, p)) & l.families(*v4, *v6)
-            }
-            Cond::PortRanges { src, ranges } => {
-                let col = if *src { &l.sport } else { &l.dport };
-                l.ported & in_ranges16(col, ranges)
-            }
+            Cond::Protos { v4, v6, protos } => full_protos(l, *v4, *v6, protos),
+            Cond::PortRanges { src, ranges } => full_ports(l, *src, ranges),
             Cond::Len {
                 ranges,
                 vector: true,
-            } => in_ranges(&l.len, ranges),
+            } => full_len(l, ranges),
             Cond::Addr {
                 src,
                 vector: true,
                 set,
-            } => {
-                let (c4, c6) = if *src {
-                    (&l.src4, &l.src6)
-                } else {
-                    (&l.dst4, &l.dst6)
-                };
-                let hit4 = l.v4 & in_ranges(c4, set.v4_ranges());
-                hit4 | filter(l.v6, |i| set.contains_v6(c6[i & (LANES - 1)]))
-            }
+            } => full_addr(l, *src, set),
             _ => return None,
         })
     }
