@@ -419,9 +419,8 @@ fn burst_rate_limits_like_frame_by_frame() {
                     v4_prefix: 32,
                     v6_prefix: 128,
                 },
-                // Room for the five keys whatever the tables' random seeds: with 8 slots (two sets
-                // of four) the five keys all land in one set one time in sixteen, and then the
-                // two tables, seeded differently, evict differently.
+                // The fork hashes as its parent does (same secret seed), so the two tables put
+                // the five keys in the same sets and evict alike whatever the seed.
                 table_size: 64,
             }),
         ),

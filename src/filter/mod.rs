@@ -486,7 +486,8 @@ impl RuleSet {
 
     /// A copy for another worker: same rules, compiled program and sample files; zeroed
     /// counters and empty rate-limit tables (each worker limits the keys it sees, so steer or
-    /// hash traffic so that one key lands on one worker).
+    /// hash traffic so that one key lands on one worker). The empty tables hash keys as this
+    /// set's do (same secret seed), so a fork fed the same frames evicts the same keys.
     pub fn fork(&self) -> RuleSet {
         let sinks: Vec<Option<Sink>> = self
             .kinds
@@ -496,12 +497,19 @@ impl RuleSet {
                 _ => None,
             })
             .collect();
-        Self::assemble(
+        let mut forked = Self::assemble(
             self.program.clone(),
             self.rules.clone(),
             self.default,
             Some(&sinks),
-        )
+        );
+        for (k, mine) in forked.kinds.iter_mut().zip(self.kinds.iter()) {
+            if let (Kind::RateLimit { table, .. }, Kind::RateLimit { table: ours, .. }) = (k, mine)
+            {
+                table.hash_like(ours);
+            }
+        }
+        forked
     }
 
     /// Size of the compiled decision program: dispatch tables and candidate entries (see
