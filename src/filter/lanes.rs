@@ -1027,13 +1027,14 @@ impl LaneProgram {
                 break;
             }
             let k = usize::from(k);
+            // Remembered conditions first: no need to look at the condition itself.
+            if memo.known >> (k & 63) & 1 != 0 && k < 64 {
+                m &= memo.masks[k & 63];
+                continue;
+            }
             let Some(c) = self.conds.get(k) else {
                 return 0;
             };
-            if k < 64 && memo.known >> k & 1 != 0 {
-                m &= memo.masks[k];
-                continue;
-            }
             match c.full(l) {
                 Some(full) => {
                     if k < 64 {
