@@ -523,7 +523,11 @@ mod tests {
         for t in 0..3_000u64 {
             // Five hot keys that run dry, and cold keys that evict them now and then: which
             // ones, and when, depends on the sets the keys hash to.
-            let key = if t % 4 == 0 { 100 + t * 7_919 % 40 } else { t % 5 };
+            let key = if t % 4 == 0 {
+                100 + t * 7_919 % 40
+            } else {
+                t % 5
+            };
             assert_eq!(
                 a.allow(key, t * 1_000),
                 b.allow(key, t * 1_000),

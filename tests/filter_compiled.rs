@@ -435,25 +435,7 @@ fn burst_rate_limits_like_frame_by_frame() {
             f
         })
         .collect();
-    let mut one = RuleSet::new(rules, Decision::Pass);
-    let mut burst = one.fork();
-    let mut want = Vec::new();
-    let mut got = Vec::new();
-    let mut out = [Verdict {
-        action: Decision::Pass,
-        rule_index: None,
-        rate_limited: false,
-    }; 100];
-    for (k, chunk) in frames.chunks(100).enumerate() {
-        let now = k as u64 * 1_000_000; // 1 ms per chunk: one token back per key
-        want.extend(chunk.iter().map(|f| one.classify(f, now)));
-        let n = burst.classify_burst(chunk, now, &mut out);
-        got.extend_from_slice(&out[..n]);
-    }
-    assert_eq!(got, want);
-    assert!(want.iter().any(|v| v.rate_limited), "the limit must bite");
-    assert!(want.iter().any(|v| !v.rate_limited), "and let some through");
-    assert_eq!(burst.counters(), one.counters());
+    limits_like_frame_by_frame(rules, &frames, 100);
 }
 
 /// Keyed by source prefix, the burst form takes the keys of IPv4 frames from their column and
@@ -505,25 +487,35 @@ fn burst_rate_limits_mixed_families_like_frame_by_frame() {
             f
         })
         .collect();
+    limits_like_frame_by_frame(rules, &frames, 32);
+}
+
+/// Classifies `frames` frame by frame with one rule set and in bursts of `burst` with its fork
+/// (1 ms apart: one token back per key), and checks that both give the same verdicts and
+/// counters, with some frames rate-limited and some not.
+fn limits_like_frame_by_frame(rules: Vec<Rule>, frames: &[Vec<u8>], burst: usize) {
     let mut one = RuleSet::new(rules, Decision::Pass);
-    let mut burst = one.fork();
+    let mut forked = one.fork();
     let mut want = Vec::new();
     let mut got = Vec::new();
-    let mut out = [Verdict {
-        action: Decision::Pass,
-        rule_index: None,
-        rate_limited: false,
-    }; 32];
-    for (k, chunk) in frames.chunks(32).enumerate() {
-        let now = k as u64 * 1_000_000; // 1 ms per chunk: one token back per key
+    let mut out = vec![
+        Verdict {
+            action: Decision::Pass,
+            rule_index: None,
+            rate_limited: false,
+        };
+        burst
+    ];
+    for (k, chunk) in frames.chunks(burst).enumerate() {
+        let now = k as u64 * 1_000_000;
         want.extend(chunk.iter().map(|f| one.classify(f, now)));
-        let n = burst.classify_burst(chunk, now, &mut out);
+        let n = forked.classify_burst(chunk, now, &mut out);
         got.extend_from_slice(&out[..n]);
     }
     assert_eq!(got, want);
     assert!(want.iter().any(|v| v.rate_limited), "the limit must bite");
     assert!(want.iter().any(|v| !v.rate_limited), "and let some through");
-    assert_eq!(burst.counters(), one.counters());
+    assert_eq!(forked.counters(), one.counters());
 }
 
 /// A sample rule counts its one-in-`every` down across bursts exactly as frame by frame,
