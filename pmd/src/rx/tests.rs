@@ -44,9 +44,13 @@ pub(crate) struct Fixture {
 }
 
 pub(crate) fn fixture(size: u32, bufs: u32) -> Fixture {
+    fixture_on(size, pool(bufs))
+}
+
+/// A queue of `size` descriptors over `pool`.
+pub(crate) fn fixture_on(size: u32, pool: Mempool) -> Fixture {
     let bar = RecBar::default();
     let ring = region(size as usize * 16);
-    let pool = pool(bufs);
     let q = RxQueue::new(
         bar.clone(),
         3,

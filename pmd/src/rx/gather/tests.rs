@@ -4,11 +4,10 @@
 use crate::batch::PacketBatch;
 use crate::mempool::{Mempool, PoolLayout};
 use crate::regs::*;
-use crate::rx::tests::{fixture, region, Fixture, RecBar, GOOD};
-use crate::rx::{RxChunk, RxQueue, RxStats};
+use crate::rx::tests::{fixture, fixture_on, Fixture, GOOD};
+use crate::rx::{RxChunk, RxStats};
 use crate::DEFAULT_DATA_ROOM;
 use floodgate_vfio::HugePages;
-use std::ptr::NonNull;
 
 const ROOM: u16 = DEFAULT_DATA_ROOM as u16;
 /// Status bits a good frame may carry besides DD and EOP: VP, L4CS, IPCS (facts §6.1).
@@ -487,21 +486,11 @@ fn pair_with_room(size: u32, data_room: usize) -> (Fixture, Fixture) {
             huge_pages: HugePages::Never,
         })
         .unwrap();
-        let bar = RecBar::default();
-        let ring = region(size as usize * 16);
-        let mut q = RxQueue::new(
-            bar.clone(),
-            3,
-            NonNull::new(ring.as_ptr().cast()).unwrap(),
-            ring.iova(),
-            size,
-            &pool,
-        )
-        .unwrap();
+        let mut f = fixture_on(size, pool);
         if scalar_only {
-            q.set_scalar_only();
+            f.q.set_scalar_only();
         }
-        Fixture { bar, ring, pool, q }
+        f
     };
     (one(false), one(true))
 }
