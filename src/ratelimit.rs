@@ -95,7 +95,21 @@ pub struct TokenBucketTable {
     fill: u64,
     evictions: u64,
     inserts: u64,
+    /// The keys of the batch being worked on (see [`TokenBucketTable::locate_each`]).
+    batch: Located,
 }
+
+/// The keys of a batch located in their table: lane `i`'s tag, and the byte offset of its set
+/// from the first set. Written only by the table's own `locate_*` methods, so every offset is
+/// that of one of its sets (0 until a lane is located).
+#[derive(Clone)]
+struct Located {
+    tag: [u64; BATCH],
+    off: [usize; BATCH],
+}
+
+/// Bytes of one set.
+const SET_BYTES: usize = std::mem::size_of::<[Slot; WAYS]>();
 
 impl std::fmt::Debug for TokenBucketTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,6 +161,10 @@ impl TokenBucketTable {
             fill: if rate == 0 { 0 } else { cap.div_ceil(rate) },
             evictions: 0,
             inserts: 0,
+            batch: Located {
+                tag: [0; BATCH],
+                off: [0; BATCH],
+            },
         }
     }
 
@@ -175,7 +193,16 @@ impl TokenBucketTable {
     /// the table lookups of a burst can be started before the first of them is needed.
     #[inline(always)]
     pub fn probe(&self, key: u64) -> Probe {
-        Probe((key ^ self.seed).wrapping_mul(self.mult))
+        self.probe_of((key ^ self.seed).wrapping_mul(self.mult))
+    }
+
+    /// The probe of a key's seeded hash: its tag, and its set (from the top bits).
+    #[inline(always)]
+    fn probe_of(&self, hash: u64) -> Probe {
+        Probe {
+            tag: hash | self.set_bits,
+            set: self.set_of(hash),
+        }
     }
 
     /// The set of a hash, always below `self.sets.len()`.
@@ -188,7 +215,12 @@ impl TokenBucketTable {
     /// prefetch instruction).
     #[inline(always)]
     pub fn prefetch(&self, probe: Probe) {
-        prefetch_line(self.sets.as_ptr().wrapping_add(self.set_of(probe.0)).cast());
+        prefetch_line(
+            self.sets
+                .as_ptr()
+                .wrapping_add(probe.set & self.set_mask())
+                .cast(),
+        );
     }
 
     /// Takes one token from `key`'s bucket at time `now` (nanoseconds, any monotonic or wall
@@ -200,58 +232,150 @@ impl TokenBucketTable {
         self.allow_at(p, now)
     }
 
+    /// The largest set index (the number of sets is a power of two).
+    #[inline(always)]
+    fn set_mask(&self) -> usize {
+        self.sets.len() - 1
+    }
+
     /// [`TokenBucketTable::allow`] for a key already located with [`TokenBucketTable::probe`].
     #[inline(always)]
     pub fn allow_at(&mut self, probe: Probe, now: u64) -> bool {
-        let hash = probe.0;
-        let tag = hash | self.set_bits;
         let (rate, cap, fill) = (self.rate, self.cap, self.fill);
-        // SAFETY: `shift` is 64 − log2(sets.len()) and in 1..=63 (`with_keys`: a power-of-two
-        // number of sets, at least two), so `hash >> shift` is below sets.len() for every hash,
-        // including one from a probe of another table.
-        let ways = unsafe { self.sets.get_unchecked_mut((hash >> self.shift) as usize) };
-        for s in ways.iter_mut() {
-            if s.tag == tag {
-                // Refill for the time since the key was last seen (none when the clock went
-                // backwards), counted up to the time an empty bucket takes to fill: `fill *
-                // rate < cap + rate <= 2 * cap` and `tokens <= cap`, so the sum stays below
-                // 3 · MAX_BURST · 10⁹ < 2⁶⁴.
-                let elapsed = now.saturating_sub(s.last);
-                s.last += elapsed;
-                let tokens = (s.tokens + elapsed.min(fill) * rate).min(cap);
-                let allowed = tokens >= NANO;
-                s.tokens = tokens - if allowed { NANO } else { 0 };
-                return allowed;
+        let set = probe.set & self.set_mask();
+        // SAFETY: the number of sets is a power of two (`with_keys`), so `set` is below
+        // sets.len() for every probe, including one from another table.
+        let ways = unsafe { self.sets.get_unchecked_mut(set) };
+        match take(ways, probe.tag, now, rate, cap, fill) {
+            Some(allowed) => allowed,
+            None => self.insert_new(probe, now),
+        }
+    }
+
+    /// Puts the key of `probe`, not in its set, into the table with a full bucket less the
+    /// token its first packet takes (out of line: a key's first packet only). Always allows.
+    #[cold]
+    #[inline(never)]
+    fn insert_new(&mut self, probe: Probe, now: u64) -> bool {
+        let set = probe.set & self.set_mask();
+        let tokens = self.cap - NANO;
+        if let Some(ways) = self.sets.get_mut(set) {
+            if insert(ways, probe.tag, tokens, now) {
+                self.evictions += 1;
             }
+            self.inserts += 1;
         }
-        // A new key: its first packet is allowed.
-        if insert(ways, tag, cap - NANO, now) {
-            self.evictions += 1;
-        }
-        self.inserts += 1;
         true
     }
 
     /// Locates the keys of a batch and starts loading their sets: for each bit `i` of `mask`,
-    /// `probes[i]` becomes the probe of `key(i)` (see [`TokenBucketTable::probe`] and
-    /// [`TokenBucketTable::prefetch`]).
+    /// lane `i` of the batch becomes `key(i)` (see [`TokenBucketTable::probe`] and
+    /// [`TokenBucketTable::prefetch`]). Then [`TokenBucketTable::allow_each`] takes their tokens.
     #[inline(always)]
-    pub fn locate_each(
-        &self,
-        mut mask: u32,
-        mut key: impl FnMut(usize) -> u64,
-        probes: &mut [Probe; BATCH],
-    ) {
-        // The table's fields in locals: the stores into `probes` do not make them reloaded.
-        let (seed, mult, shift, sets) = (self.seed, self.mult, self.shift, self.sets.as_ptr());
+    pub fn locate_each(&mut self, mut mask: u32, mut key: impl FnMut(usize) -> u64) {
         while mask != 0 {
             let i = mask.trailing_zeros() as usize;
             mask &= mask - 1;
-            let hash = (key(i) ^ seed).wrapping_mul(mult);
-            prefetch_line(sets.wrapping_add((hash >> shift) as usize).cast());
-            probes[i & (BATCH - 1)] = Probe(hash);
+            self.locate_lane(i, key(i));
         }
     }
+
+    /// [`TokenBucketTable::locate_each`] for every lane of a batch, the key of lane `i` being
+    /// `high | (col[i] & mask)` (`high` with its low 32 bits clear): a straight loop with no
+    /// mask to walk, for batches where most lanes are wanted (the other lanes are located and
+    /// not used).
+    #[inline(always)]
+    pub fn locate_all(&mut self, col: &[u32; BATCH], mask: u32, high: u64) {
+        // `high` and the masked value share no bit, so the key is also their XOR, and `high`
+        // folds into the seed once for the batch.
+        let hs = (high & !u64::from(u32::MAX)) ^ self.seed;
+        let lane = |t: &mut Self, i: usize| {
+            let i = i & (BATCH - 1);
+            t.locate_hash(i, (u64::from(col[i] & mask) ^ hs).wrapping_mul(t.mult));
+        };
+        // Two lanes per step: the loop's own count and branch are paid half as often.
+        for i in (0..BATCH).step_by(2) {
+            lane(self, i);
+            lane(self, i + 1);
+        }
+    }
+
+    /// Lane `i` of the batch becomes `key`, and its set starts loading.
+    #[inline(always)]
+    fn locate_lane(&mut self, i: usize, key: u64) {
+        self.locate_hash(i, (key ^ self.seed).wrapping_mul(self.mult));
+    }
+
+    /// Lane `i` of the batch becomes the key of seeded hash `hash`, and its set starts loading.
+    #[inline(always)]
+    fn locate_hash(&mut self, i: usize, hash: u64) {
+        let off = self.set_of(hash) * SET_BYTES;
+        prefetch_line(self.sets.as_ptr().cast::<u8>().wrapping_add(off).cast());
+        let i = i & (BATCH - 1);
+        self.batch.tag[i] = hash | self.set_bits;
+        self.batch.off[i] = off;
+    }
+
+    /// [`TokenBucketTable::allow`] for the batch's lanes in `mask` (located by
+    /// [`TokenBucketTable::locate_each`] or [`TokenBucketTable::locate_all`]), one by one in
+    /// lane order. Returns the mask of the lanes over their limit. Out of line, so that the loop
+    /// keeps the table's fields in registers whatever the caller holds.
+    #[inline(never)]
+    pub fn allow_each(&mut self, mut mask: u32, now: u64) -> u32 {
+        let (rate, cap, fill) = (self.rate, self.cap, self.fill);
+        let base = self.sets.as_mut_ptr().cast::<u8>();
+        let mut limited = 0u32;
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let (tag, off) = (
+                self.batch.tag[i & (BATCH - 1)],
+                self.batch.off[i & (BATCH - 1)],
+            );
+            // SAFETY: `off` was written by `locate_lane` (or is the initial 0): the offset of
+            // set `hash >> shift`, below sets.len() (see `set_of`), from the first set; the
+            // slots are only reached through this reference until it ends with `take`.
+            let ways = unsafe { &mut *base.add(off).cast::<[Slot; WAYS]>() };
+            let allowed = match take(ways, tag, now, rate, cap, fill) {
+                Some(allowed) => allowed,
+                None => self.insert_new(
+                    Probe {
+                        tag,
+                        set: off / SET_BYTES,
+                    },
+                    now,
+                ),
+            };
+            if !allowed {
+                limited |= 1 << i;
+            }
+        }
+        limited
+    }
+}
+
+/// Takes a token from the bucket tagged `tag` in `ways` at `now`: whether one was there, or
+/// `None` when no slot has that tag.
+#[inline(always)]
+fn take(
+    ways: &mut [Slot; WAYS],
+    tag: u64,
+    now: u64,
+    rate: u64,
+    cap: u64,
+    fill: u64,
+) -> Option<bool> {
+    let s = ways.iter_mut().find(|s| s.tag == tag)?;
+    // Refill for the time since the key was last seen (none when the clock went backwards),
+    // counted up to the time an empty bucket takes to fill: `fill * rate < cap + rate <= 2 *
+    // cap` and `tokens <= cap`, so the sum stays below 3 · MAX_BURST · 10⁹ < 2⁶⁴.
+    let last = s.last;
+    let seen = last.max(now);
+    s.last = seen;
+    let tokens = (s.tokens + (seen - last).min(fill) * rate).min(cap);
+    let allowed = tokens >= NANO;
+    s.tokens = tokens - u64::from(allowed) * NANO;
+    Some(allowed)
 }
 
 /// Puts a new key in `ways` with `tokens`, in a free slot or in place of the least recently seen
@@ -281,9 +405,12 @@ fn insert(ways: &mut [Slot; WAYS], tag: u64, tokens: u64, now: u64) -> bool {
     evicted
 }
 
-/// A key located in a [`TokenBucketTable`] (its seeded hash).
+/// A key located in a [`TokenBucketTable`]: its tag and its set, both from its seeded hash.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Probe(u64);
+pub struct Probe {
+    tag: u64,
+    set: usize,
+}
 
 #[inline(always)]
 fn prefetch_line(p: *const i8) {
@@ -349,33 +476,62 @@ mod tests {
         assert!(a.evictions() > 0);
     }
 
-    #[test]
-    fn locate_each_then_allow_at_is_allow() {
+    /// A batch located with `locate` and judged with `allow_each` decides as `allow` does key
+    /// by key in lane order, with the same evictions; `key(i, round)` is the key `locate`
+    /// gives lane `i` in that round.
+    fn batch_is_allow(
+        locate: impl Fn(&mut TokenBucketTable, u32, u64),
+        key: impl Fn(usize, u64) -> u64,
+    ) {
         let mut a = TokenBucketTable::new(1, 2, 16);
         let mut b = a.clone();
-        let mut probes = [Probe::default(); BATCH];
-        for round in 0..200u64 {
+        for round in 0..300u64 {
             let mask = (round as u32).wrapping_mul(0x9e37_79b9) | 1;
-            let key = |i: usize| (i as u64 + round) % 23;
-            b.locate_each(mask, key, &mut probes);
-            let mut m = mask;
-            while m != 0 {
-                let i = m.trailing_zeros() as usize;
-                m &= m - 1;
-                assert_eq!(probes[i], b.probe(key(i)));
-                assert_eq!(a.allow(key(i), round), b.allow_at(probes[i], round));
+            locate(&mut b, mask, round);
+            let limited = b.allow_each(mask, round);
+            let mut want = 0u32;
+            for i in 0..BATCH {
+                if mask >> i & 1 != 0 && !a.allow(key(i, round), round) {
+                    want |= 1 << i;
+                }
             }
+            assert_eq!(limited, want, "round {round}");
         }
         assert_eq!((a.evictions(), a.inserts()), (b.evictions(), b.inserts()));
         assert!(a.evictions() > 0);
     }
 
+    /// 23 keys, so that a batch repeats some.
+    fn lane_key(i: usize, round: u64) -> u64 {
+        (i as u64 + round) % 23
+    }
+
+    #[test]
+    fn locate_each_then_allow_each_is_allow() {
+        batch_is_allow(
+            |t, mask, round| t.locate_each(mask, |i| lane_key(i, round)),
+            lane_key,
+        );
+    }
+
+    #[test]
+    fn locate_all_then_allow_each_is_allow() {
+        // Bits above the mask in the column are not part of the key; `high` is.
+        batch_is_allow(
+            |t, _, round| {
+                let col = std::array::from_fn(|i| 0xabc0_0000 | lane_key(i, round) as u32);
+                t.locate_all(&col, 0xff, 7 << 32);
+            },
+            |i, round| 7 << 32 | lane_key(i, round),
+        );
+    }
+
     /// The nanotokens in `key`'s bucket, if it is in the table.
     fn tokens_of(t: &TokenBucketTable, key: u64) -> Option<u64> {
-        let h = t.probe(key).0;
-        let set = &t.sets[t.set_of(h)];
-        set.iter()
-            .find(|s| s.tag == h | t.set_bits)
+        let p = t.probe(key);
+        t.sets[p.set]
+            .iter()
+            .find(|s| s.tag == p.tag)
             .map(|s| s.tokens)
     }
 
@@ -390,7 +546,7 @@ mod tests {
             .map(|r| {
                 let hash = (set << t.shift) | (r * 0x1234_5677 + 11);
                 let key = hash.wrapping_mul(inv) ^ t.seed;
-                assert_eq!(t.set_of(t.probe(key).0), set as usize);
+                assert_eq!(t.probe(key).set, set as usize);
                 key
             })
             .collect()
@@ -410,9 +566,7 @@ mod tests {
         // (less the one taken), not capped early and not rounded.
         let mut t = TokenBucketTable::new(3, 1_000_000_000, 16);
         assert!(t.allow(9, 0));
-        let h = t.probe(9).0;
-        let set = t.set_of(h);
-        let tag = h | t.set_bits;
+        let Probe { tag, set } = t.probe(9);
         for s in t.sets[set].iter_mut().filter(|s| s.tag == tag) {
             s.tokens = 0;
         }
@@ -508,7 +662,8 @@ mod tests {
         // (key ^ seed) * mult is 0 for key == seed; its tag must still differ from a free slot.
         let mut t = TokenBucketTable::new(1, 1, 16);
         let key = t.seed;
-        assert_eq!(t.probe(key).0, 0);
+        // Its hash is 0: the tag is the set bits alone.
+        assert_eq!(t.probe(key).tag, t.set_bits);
         assert!(t.allow(key, 0));
         assert!(!t.allow(key, 0));
         assert_eq!(t.inserts(), 1);
@@ -548,7 +703,7 @@ mod tests {
         // than a handful.
         let mut per_set = vec![0u32; a.sets.len()];
         for src in 0..4096u64 {
-            per_set[a.set_of(a.probe((1 << 40) | (0x0a00_0000 + src)).0)] += 1;
+            per_set[a.probe((1 << 40) | (0x0a00_0000 + src)).set] += 1;
         }
         assert!(
             per_set.iter().all(|&n| n <= 16),

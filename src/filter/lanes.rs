@@ -361,6 +361,12 @@ impl Lanes {
         self.src4[i & (LANES - 1)]
     }
 
+    /// The IPv4 source column (meaningful in the [`Lanes::v4`] lanes).
+    #[inline(always)]
+    pub(crate) fn src4_col(&self) -> &[u32; LANES] {
+        &self.src4
+    }
+
     /// Wire length of lane `i`.
     #[inline(always)]
     pub(crate) fn wire_len(&self, i: usize) -> u32 {

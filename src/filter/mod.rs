@@ -56,7 +56,7 @@ pub use parse::{Parsed, L3};
 pub use pcaptest::{run_pcap, test_pcap, PacketVerdict, PcapTestError, PcapTestReport};
 
 use crate::pcapfile::{RotatingPcapWriter, RotationPolicy};
-use crate::ratelimit::{Probe, TokenBucketTable};
+use crate::ratelimit::TokenBucketTable;
 use program::Program;
 
 /// Time stamps handed to the engine: nanoseconds since the Unix epoch (the rate limiter only
@@ -109,6 +109,9 @@ pub enum RateKey {
     Flow,
 }
 
+/// The bit every IPv4 source key has set, above the address.
+const V4_KEY: u64 = 1 << 40;
+
 impl RateKey {
     /// The key of an IPv4 source under a `v4_prefix`-bit prefix.
     #[inline(always)]
@@ -119,7 +122,7 @@ impl RateKey {
     /// The key of an IPv4 source under a prefix mask.
     #[inline(always)]
     fn v4_masked(src: u32, mask: u32) -> u64 {
-        (1 << 40) | u64::from(src & mask)
+        V4_KEY | u64::from(src & mask)
     }
 
     #[inline(always)]
@@ -339,7 +342,8 @@ enum Kind {
     Drop,
     Pass,
     RateLimit {
-        table: TokenBucketTable,
+        /// Boxed: the table carries its batch of located keys.
+        table: Box<TokenBucketTable>,
         key: RateKey,
     },
     Sample {
@@ -363,7 +367,6 @@ pub struct RuleSet {
     /// The columns of the chunk being classified (see the `lanes` module).
     lanes: Box<Lanes>,
     /// Rate-limit buckets of one rule's frames in a chunk, located before they are used.
-    probes: Box<[Probe; LANES]>,
     /// Condition masks shared by several rules, worked out once per chunk.
     memo: Box<Memo>,
 }
@@ -373,7 +376,7 @@ fn kind(rule: &Rule, sinks: Option<&[Option<Sink>]>, i: usize) -> Kind {
         Action::Drop => Kind::Drop,
         Action::Pass => Kind::Pass,
         Action::RateLimit(r) => Kind::RateLimit {
-            table: TokenBucketTable::new(r.rate_pps, r.burst, r.table_size),
+            table: Box::new(TokenBucketTable::new(r.rate_pps, r.burst, r.table_size)),
             key: r.key,
         },
         Action::Sample(s) => Kind::Sample {
@@ -421,6 +424,18 @@ impl Kind {
                 Outcome::Next
             }
         }
+    }
+}
+
+/// Locates the rate-limit keys of the IPv4 lanes `v4` (keys by source, under the prefix
+/// `mask`) in `table`, straight from the source column. Out of line, with a straight loop over
+/// every lane when most are IPv4 (a flood), walking the mask otherwise.
+#[inline(never)]
+fn locate_v4(table: &mut TokenBucketTable, v4: u32, lanes: &Lanes, mask: u32) {
+    if v4.count_ones() as usize >= LANES / 2 {
+        table.locate_all(lanes.src4_col(), mask, V4_KEY);
+    } else {
+        table.locate_each(v4, |i| RateKey::v4_masked(lanes.src4(i), mask));
     }
 }
 
@@ -479,7 +494,6 @@ impl RuleSet {
                 default: RuleCounters::default(),
             },
             lanes: Lanes::boxed(),
-            probes: Box::new([Probe::default(); LANES]),
             memo: Memo::boxed(),
         }
     }
@@ -757,7 +771,6 @@ impl RuleSet {
             needs_parse,
             counters,
             lanes,
-            probes,
             memo,
             ..
         } = self;
@@ -817,21 +830,15 @@ impl RuleSet {
                     let v4 = match key.v4_mask() {
                         Some(mask) => {
                             let v4 = m & lanes.v4();
-                            table.locate_each(
-                                v4,
-                                |i| RateKey::v4_masked(lanes.src4(i), mask),
-                                probes,
-                            );
+                            locate_v4(table, v4, lanes, mask);
                             v4
                         }
                         None => 0,
                     };
-                    table.locate_each(m & !v4, |i| lanes.rate_key(key, i), probes);
-                    lanes::each(m, |i| {
-                        if !table.allow_at(probes[i & (LANES - 1)], now) {
-                            limited |= 1 << i;
-                        }
-                    });
+                    if m & !v4 != 0 {
+                        table.locate_each(m & !v4, |i| lanes.rate_key(key, i));
+                    }
+                    limited = table.allow_each(m, now);
                     let nl = u64::from(limited.count_ones());
                     c.rate_limited += nl;
                     c.dropped += nl;
