@@ -108,6 +108,12 @@ struct Located {
     off: [usize; BATCH],
 }
 
+/// The crowding ([`TokenBucketTable::crowding`]) a new table accepts its multiplier with;
+/// good multipliers give 6 to 8, the worst over 80.
+const CROWDED: usize = 10;
+/// Multipliers a new table draws beyond its first, at most.
+const MULT_DRAWS: u64 = 16;
+
 /// Bytes of one set.
 const SET_BYTES: usize = std::mem::size_of::<[Slot; WAYS]>();
 
@@ -127,13 +133,46 @@ impl TokenBucketTable {
     /// second with bursts of `burst` packets (at least 1, at most [`MAX_BURST`]).
     pub fn new(rate_pps: u64, burst: u64, capacity: usize) -> Self {
         let random = std::collections::hash_map::RandomState::new();
-        Self::with_keys(
+        let mut t = Self::with_keys(
             rate_pps,
             burst,
             capacity,
             random.hash_one(0u64),
             random.hash_one(1u64),
-        )
+        );
+        // A few odd multipliers in a hundred crowd runs of neighbouring keys (a spoofed prefix
+        // sweeps one) into a handful of sets: draw again, a few times at most, keeping the
+        // best spread (a few thousand hashes, once per table).
+        let mut best = (t.crowding(), t.mult);
+        for draw in 2..MULT_DRAWS + 2 {
+            if best.0 <= CROWDED {
+                break;
+            }
+            t.mult = random.hash_one(draw) | 1;
+            best = best.min((t.crowding(), t.mult));
+        }
+        t.mult = best.1;
+        t
+    }
+
+    /// The most keys one set gets from runs of neighbouring keys (as many as the table holds,
+    /// at most 16384): `0, s, 2s, ...` for the strides `s` of consecutive IPv4 addresses, /24
+    /// and /16 networks, mixed with the table's seed like real keys.
+    fn crowding(&self) -> usize {
+        let keys = (self.sets.len() * WAYS).min(1 << 14) as u64;
+        let mut per_set = vec![0u16; self.sets.len()];
+        let mut worst = 0;
+        for stride in [1u64, 1 << 8, 1 << 16] {
+            per_set.fill(0);
+            for j in 0..keys {
+                let hash = (j.wrapping_mul(stride) ^ self.seed).wrapping_mul(self.mult);
+                if let Some(n) = per_set.get_mut(self.set_of(hash)) {
+                    *n = n.saturating_add(1);
+                    worst = worst.max(usize::from(*n));
+                }
+            }
+        }
+        worst
     }
 
     /// Hashes keys as `other` does from now on (its seed and multiplier). Meant for an empty
@@ -711,6 +750,20 @@ mod tests {
             per_set.iter().max()
         );
         assert!(per_set.iter().filter(|&&n| n > 0).count() > 512);
+    }
+
+    #[test]
+    fn new_tables_spread_runs_of_neighbouring_keys() {
+        // About 3 in 100 random multipliers crowd a run of neighbouring keys into a few sets;
+        // a new table draws again until its multiplier does not.
+        for _ in 0..40 {
+            let t = TokenBucketTable::new(1, 1, 1 << 12);
+            assert!(t.crowding() <= CROWDED, "crowding {}", t.crowding());
+        }
+        // The measure itself: a multiplier of 2⁶⁴/3 (rounded to odd) sends consecutive keys
+        // to three places only.
+        let bad = TokenBucketTable::with_keys(1, 1, 1 << 12, 0, 0x5555_5555_5555_5555);
+        assert!(bad.crowding() > 100, "crowding {}", bad.crowding());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use super::colcmp::{eq_u8, in_ranges, in_ranges16, Ranges};
 use super::matcher::{CidrSet, Matcher, PortSet, ProtoSet};
 use super::parse::{Parsed, PlainV4, L3, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use super::program::Masked;
@@ -397,17 +398,6 @@ impl std::fmt::Debug for Lanes {
     }
 }
 
-/// The mask of the lanes where `f` holds (all [`LANES`]; the caller ANDs with its own mask).
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-#[inline(always)]
-fn mask(f: impl Fn(usize) -> bool) -> u32 {
-    let mut m = 0u32;
-    for i in 0..LANES {
-        m |= u32::from(f(i)) << i;
-    }
-    m
-}
-
 /// Calls `f` for every lane in `m`, lowest first (frame order).
 #[inline(always)]
 pub(crate) fn each(mut m: u32, mut f: impl FnMut(usize)) {
@@ -425,215 +415,6 @@ fn filter(m: u32, mut f: impl FnMut(usize) -> bool) -> u32 {
     out
 }
 
-/// Lanes whose byte equals `v`.
-#[inline(always)]
-fn eq_u8(col: &[u8; LANES], v: u8) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{
-            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
-        };
-        // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
-        // available; both 16-byte unaligned loads lie inside the 32-byte array.
-        unsafe {
-            let want = _mm_set1_epi8(v as i8);
-            let a = _mm_loadu_si128(col.as_ptr().cast());
-            let b = _mm_loadu_si128(col.as_ptr().add(16).cast());
-            let lo = _mm_movemask_epi8(_mm_cmpeq_epi8(a, want)) as u32 & 0xffff;
-            let hi = _mm_movemask_epi8(_mm_cmpeq_epi8(b, want)) as u32 & 0xffff;
-            lo | hi << 16
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        mask(|i| col[i] == v)
-    }
-}
-
-/// Lanes whose `col` value lies in one of `ranges` (inclusive; one unsigned compare each:
-/// `x - lo <= hi - lo`).
-#[inline(always)]
-fn in_ranges(col: &[u32; LANES], ranges: &[(u32, u32)]) -> u32 {
-    match ranges {
-        [] => 0,
-        [(lo, hi)] => in_range(col, *lo, hi.wrapping_sub(*lo)),
-        _ => in_many(col, ranges),
-    }
-}
-
-/// [`in_ranges`] for several ranges: range by range over the whole column, with one
-/// accumulator per group of four lanes; a one-value range is a plain equality compare.
-#[inline(always)]
-fn in_many(col: &[u32; LANES], ranges: &[(u32, u32)]) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi32, _mm_loadu_si128, _mm_or_si128, _mm_set1_epi32,
-            _mm_setzero_si128,
-        };
-        // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
-        // available; the unaligned load of lanes 4k..4k+4 (k < 8) lies inside the array.
-        unsafe {
-            let mut hit: [__m128i; LANES / 4] = [_mm_setzero_si128(); LANES / 4];
-            // The one-value ranges first, then the others: two loops keep each compare's
-            // result a plain mask (one branch per range would have them merged as booleans).
-            for &(lo, _) in ranges.iter().filter(|(lo, hi)| lo == hi) {
-                let base = _mm_set1_epi32(lo as i32);
-                for (k, h) in hit.iter_mut().enumerate() {
-                    let x = _mm_loadu_si128(col.as_ptr().add(4 * k).cast());
-                    *h = _mm_or_si128(*h, _mm_cmpeq_epi32(x, base));
-                }
-            }
-            for &(lo, hi) in ranges.iter().filter(|(lo, hi)| lo != hi) {
-                let base = _mm_set1_epi32(lo as i32);
-                let w = hi.wrapping_sub(lo);
-                for (k, h) in hit.iter_mut().enumerate() {
-                    let x = _mm_loadu_si128(col.as_ptr().add(4 * k).cast());
-                    *h = _mm_or_si128(*h, within32(x, base, w));
-                }
-            }
-            lane_bits(&hit)
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let mut m = 0;
-        for &(lo, hi) in ranges {
-            m |= in_range(col, lo, hi.wrapping_sub(lo));
-        }
-        m
-    }
-}
-
-/// The 32-lane mask of eight vectors of four 32-bit all-ones-or-zero lanes (lane `4k + i` is
-/// lane `i` of `v[k]`): packed to bytes with saturation (which keeps 0 and -1), then one byte
-/// mask per sixteen lanes.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn lane_bits(v: &[std::arch::x86_64::__m128i; LANES / 4]) -> u32 {
-    use std::arch::x86_64::*;
-    // SAFETY: SSE2 is part of the x86_64 baseline; no memory is touched.
-    unsafe {
-        let a = _mm_packs_epi16(_mm_packs_epi32(v[0], v[1]), _mm_packs_epi32(v[2], v[3]));
-        let b = _mm_packs_epi16(_mm_packs_epi32(v[4], v[5]), _mm_packs_epi32(v[6], v[7]));
-        (_mm_movemask_epi8(a) as u32 & 0xffff) | (_mm_movemask_epi8(b) as u32) << 16
-    }
-}
-
-/// All ones in the 32-bit lanes of `x` with `x - base <= w` (unsigned, wrapping): with
-/// SSE4.1 the unsigned minimum (`min(d, w) == d`), else the signed compare with the sign bits
-/// flipped.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn within32(
-    x: std::arch::x86_64::__m128i,
-    base: std::arch::x86_64::__m128i,
-    w: u32,
-) -> std::arch::x86_64::__m128i {
-    use std::arch::x86_64::*;
-    // SAFETY: SSE2 is part of the x86_64 baseline; SSE4.1 is used only when the build enables
-    // it (the cfg below). No memory is touched.
-    unsafe {
-        let d = _mm_sub_epi32(x, base);
-        #[cfg(target_feature = "sse4.1")]
-        {
-            _mm_cmpeq_epi32(_mm_min_epu32(d, _mm_set1_epi32(w as i32)), d)
-        }
-        #[cfg(not(target_feature = "sse4.1"))]
-        {
-            let sign = _mm_set1_epi32(i32::MIN);
-            let limit = _mm_set1_epi32((w ^ 0x8000_0000) as i32);
-            _mm_andnot_si128(
-                _mm_cmpgt_epi32(_mm_xor_si128(d, sign), limit),
-                _mm_set1_epi32(-1),
-            )
-        }
-    }
-}
-
-/// Lanes whose 16-bit `col` value lies in one of `ranges` (inclusive): range by range over
-/// the whole column (one broadcast per range), a one-value range as an equality compare.
-#[inline(always)]
-fn in_ranges16(col: &[u16; LANES], ranges: &[(u16, u16)]) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
-        // available (SSE4.1 ones only under its cfg); the unaligned loads of lanes 8k..8k+8
-        // (k < 4) lie inside the array.
-        unsafe {
-            let x: [__m128i; 4] =
-                std::array::from_fn(|k| _mm_loadu_si128(col.as_ptr().add(8 * k).cast()));
-            let mut hit = [_mm_setzero_si128(); 4];
-            // One-value ranges first, then the others (see `in_many`).
-            for &(lo, _) in ranges.iter().filter(|(lo, hi)| lo == hi) {
-                let base = _mm_set1_epi16(lo as i16);
-                for k in 0..4 {
-                    hit[k] = _mm_or_si128(hit[k], _mm_cmpeq_epi16(x[k], base));
-                }
-            }
-            for &(lo, hi) in ranges.iter().filter(|(lo, hi)| lo != hi) {
-                let base = _mm_set1_epi16(lo as i16);
-                let w = hi.wrapping_sub(lo);
-                #[cfg(target_feature = "sse4.1")]
-                {
-                    let w = _mm_set1_epi16(w as i16);
-                    for k in 0..4 {
-                        let d = _mm_sub_epi16(x[k], base);
-                        let inr = _mm_cmpeq_epi16(_mm_min_epu16(d, w), d);
-                        hit[k] = _mm_or_si128(hit[k], inr);
-                    }
-                }
-                #[cfg(not(target_feature = "sse4.1"))]
-                {
-                    let sign = _mm_set1_epi16(i16::MIN);
-                    let limit = _mm_set1_epi16((w ^ 0x8000) as i16);
-                    let ones = _mm_set1_epi16(-1);
-                    for k in 0..4 {
-                        let d = _mm_xor_si128(_mm_sub_epi16(x[k], base), sign);
-                        let inr = _mm_andnot_si128(_mm_cmpgt_epi16(d, limit), ones);
-                        hit[k] = _mm_or_si128(hit[k], inr);
-                    }
-                }
-            }
-            // Two vectors of eight 16-bit masks pack into sixteen bytes, one bit each.
-            let lo = _mm_movemask_epi8(_mm_packs_epi16(hit[0], hit[1])) as u32 & 0xffff;
-            let hi = _mm_movemask_epi8(_mm_packs_epi16(hit[2], hit[3])) as u32 & 0xffff;
-            lo | hi << 16
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        mask(|i| {
-            ranges
-                .iter()
-                .any(|&(lo, hi)| col[i].wrapping_sub(lo) <= hi.wrapping_sub(lo))
-        })
-    }
-}
-
-/// Lanes with `col[i] - lo <= w` (unsigned, wrapping).
-#[inline(always)]
-fn in_range(col: &[u32; LANES], lo: u32, w: u32) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_loadu_si128, _mm_set1_epi32};
-        // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
-        // available; the unaligned load of lanes 4k..4k+4 lies inside the array.
-        unsafe {
-            let base = _mm_set1_epi32(lo as i32);
-            let hit: [_; LANES / 4] = std::array::from_fn(|k| {
-                within32(_mm_loadu_si128(col.as_ptr().add(4 * k).cast()), base, w)
-            });
-            lane_bits(&hit)
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        mask(|i| col[i].wrapping_sub(lo) <= w)
-    }
-}
-
 /// [`Cond::Proto`] over the whole chunk.
 #[inline(never)]
 fn full_proto(l: &Lanes, v4: bool, v6: bool, proto: u8) -> u32 {
@@ -648,26 +429,26 @@ fn full_protos(l: &Lanes, v4: bool, v6: bool, protos: &[u8]) -> u32 {
 
 /// [`Cond::PortRanges`] over the whole chunk.
 #[inline(never)]
-fn full_ports(l: &Lanes, src: bool, ranges: &[(u16, u16)]) -> u32 {
+fn full_ports(l: &Lanes, src: bool, ranges: &Ranges<u16>) -> u32 {
     let col = if src { &l.sport } else { &l.dport };
     l.ported & in_ranges16(col, ranges)
 }
 
 /// [`Cond::Len`] over the whole chunk.
 #[inline(never)]
-fn full_len(l: &Lanes, ranges: &[(u32, u32)]) -> u32 {
+fn full_len(l: &Lanes, ranges: &Ranges<u32>) -> u32 {
     in_ranges(&l.len, ranges)
 }
 
 /// [`Cond::Addr`] over the whole chunk.
 #[inline(never)]
-fn full_addr(l: &Lanes, src: bool, set: &CidrSet) -> u32 {
+fn full_addr(l: &Lanes, src: bool, set: &CidrSet, v4: &Ranges<u32>) -> u32 {
     let (c4, c6) = if src {
         (&l.src4, &l.src6)
     } else {
         (&l.dst4, &l.dst6)
     };
-    let hit4 = l.v4 & in_ranges(c4, set.v4_ranges());
+    let hit4 = l.v4 & in_ranges(c4, v4);
     hit4 | filter(l.v6, |i| set.contains_v6(c6[i & (LANES - 1)]))
 }
 
@@ -687,23 +468,19 @@ enum Cond {
     /// IPv4 (`v4`) or IPv6 (`v6`) at all.
     Family { v4: bool, v6: bool },
     /// Source (`src`) or destination port in one of the ranges.
-    PortRanges {
-        src: bool,
-        ranges: Box<[(u16, u16)]>,
-    },
+    PortRanges { src: bool, ranges: Ranges<u16> },
     /// Source or destination port in a set too fragmented for ranges.
     PortSet { src: bool, set: PortSet },
     /// Wire length in one of the ranges.
-    Len {
-        ranges: Box<[(u32, u32)]>,
-        vector: bool,
-    },
+    Len { ranges: Ranges<u32>, vector: bool },
     /// Source or destination address in the set; its IPv4 ranges tested with vector compares
     /// when there are few.
     Addr {
         src: bool,
         vector: bool,
         set: CidrSet,
+        /// The set's IPv4 ranges, for the vector compares.
+        v4: Ranges<u32>,
     },
     /// Bytes at an offset under a mask.
     Bytes(Masked),
@@ -801,7 +578,7 @@ impl Cond {
                 match s.as_ranges(MAX_VECTOR_RANGES) {
                     Some(r) => Cond::PortRanges {
                         src,
-                        ranges: r.into(),
+                        ranges: Ranges::<u16>::new(&r),
                     },
                     None => Cond::PortSet {
                         src,
@@ -810,13 +587,14 @@ impl Cond {
                 }
             }
             Matcher::Len(r) => Cond::Len {
-                ranges: r.iter().filter(|(lo, hi)| lo <= hi).copied().collect(),
+                ranges: Ranges::<u32>::new(r),
                 vector: r.len() <= MAX_VECTOR_RANGES,
             },
             Matcher::Src(s) | Matcher::Dst(s) => Cond::Addr {
                 src: matches!(m, Matcher::Src(_)),
                 vector: s.v4_ranges().len() <= MAX_VECTOR_RANGES,
                 set: s.clone(),
+                v4: Ranges::<u32>::new(s.v4_ranges()),
             },
             Matcher::Bytes(b) => Cond::Bytes(Masked::new(b)),
             Matcher::Bpf(p) => Cond::Bpf(p.clone()),
@@ -842,7 +620,8 @@ impl Cond {
                 src,
                 vector: true,
                 set,
-            } => full_addr(l, *src, set),
+                v4,
+            } => full_addr(l, *src, set, v4),
             _ => return None,
         })
     }
@@ -918,10 +697,7 @@ impl Cond {
                 let col = if *src { &l.sport } else { &l.dport };
                 filter(m & l.ported, |i| set.contains(col[i & (LANES - 1)]))
             }
-            Cond::Len { ranges, .. } => filter(m, |i| {
-                let n = l.wire_len(i);
-                ranges.iter().any(|&(lo, hi)| lo <= n && n <= hi)
-            }),
+            Cond::Len { ranges, .. } => filter(m, |i| ranges.contains(l.wire_len(i))),
             Cond::Addr { src, set, .. } => {
                 let (c4, c6) = if *src {
                     (&l.src4, &l.src6)

@@ -63,13 +63,17 @@ fn vector_compares_agree_with_plain_ones() {
         &[(0, u32::MAX)],
         &[(1, 53), (0xffff, 0xffff)],
         &[(54, 60), (0, 1), (u32::MAX - 2, u32::MAX)],
+        &[(60, 54), (53, 53)],
     ];
     for r in ranges {
         let want = (0..LANES).fold(0u32, |m, i| {
             let hit = r.iter().any(|&(lo, hi)| lo <= col[i] && col[i] <= hi);
             m | u32::from(hit) << i
         });
-        assert_eq!(in_ranges(&col, r), want, "{r:?}");
+        let rs = Ranges::<u32>::new(r);
+        assert_eq!(in_ranges(&col, &rs), want, "{r:?}");
+        let one_by_one = (0..LANES).fold(0u32, |m, i| m | u32::from(rs.contains(col[i])) << i);
+        assert_eq!(one_by_one, want, "{r:?}");
     }
     let col16: [u16; LANES] = std::array::from_fn(|i| {
         [0u16, 1, 52, 53, 54, 0x7fff, 0x8000, u16::MAX][i % 8].wrapping_add(i as u16 / 8)
@@ -81,13 +85,17 @@ fn vector_compares_agree_with_plain_ones() {
         &[(0, u16::MAX)],
         &[(1, 53), (0x7fff, 0x8001)],
         &[(54, 60), (0, 1), (u16::MAX - 2, u16::MAX)],
+        &[(60, 54), (53, 53)],
     ];
     for r in ranges16 {
         let want = (0..LANES).fold(0u32, |m, i| {
             let hit = r.iter().any(|&(lo, hi)| lo <= col16[i] && col16[i] <= hi);
             m | u32::from(hit) << i
         });
-        assert_eq!(in_ranges16(&col16, r), want, "{r:?}");
+        let rs = Ranges::<u16>::new(r);
+        assert_eq!(in_ranges16(&col16, &rs), want, "{r:?}");
+        let one_by_one = (0..LANES).fold(0u32, |m, i| m | u32::from(rs.contains(col16[i])) << i);
+        assert_eq!(one_by_one, want, "{r:?}");
     }
     let bytes: [u8; LANES] = std::array::from_fn(|i| (i % 7) as u8);
     for v in 0..8u8 {

@@ -38,6 +38,7 @@
 //! assert_eq!(rs.counters().rules[0].hits, 1);
 //! ```
 
+mod colcmp;
 mod lanes;
 mod matcher;
 pub mod parse;
