@@ -22,6 +22,8 @@
 //! kernel's `rx_invalid_descs`. Frames the kernel could not deliver (`rx_dropped`: no buffer in
 //! the fill ring, or a frame longer than a chunk; `rx_ring_full`: we did not keep up) are the
 //! NIC's "missed" frames of the VF backend: published through [`XskBackend::missed_counter`].
+//!
+//! [`Packet`]: floodgate_pmd::Packet
 
 use super::{BackendError, PacketBackend, TxOutcome};
 use floodgate_pmd::{Maintenance, Mempool, PacketBatch, PoolLayout};

@@ -12,6 +12,8 @@
 //!
 //! The filter loop (`crate::daemon::filterloop`) and the run loop are generic over
 //! [`PacketBackend`] and never name a backend.
+//!
+//! [`Packet`]: floodgate_pmd::Packet
 
 pub mod af_xdp;
 pub mod csum;
