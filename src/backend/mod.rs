@@ -115,6 +115,14 @@ pub trait PacketBackend {
     fn judges_in_place(&self) -> bool {
         false
     }
+    /// Drops every packet of `batch` after the loop is done with them (a sink took copies),
+    /// giving their buffers back as cheaply as the backend can; `queue` is the receive queue
+    /// they came from. The default frees them to their pools in bulk; the VF puts buffers of
+    /// its own pool straight into that queue's buffer cache, where its next receive takes them.
+    fn release(&mut self, queue: usize, batch: &mut PacketBatch) {
+        let _ = queue;
+        batch.clear();
+    }
     /// Transmits `batch` on `queue` (one doorbell/kick per call). Leaves `batch` empty.
     fn tx_burst(&mut self, queue: usize, batch: &mut PacketBatch) -> TxOutcome;
     /// Packets sent on `queue` whose completion the device has not reported yet (after
@@ -214,6 +222,11 @@ impl<D: Device> PacketBackend for IxgbeVf<D> {
 
     fn judges_in_place(&self) -> bool {
         true
+    }
+
+    #[inline]
+    fn release(&mut self, queue: usize, batch: &mut PacketBatch) {
+        self.recycle(queue, batch);
     }
 
     #[inline]

@@ -328,7 +328,11 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
                             };
                             out.take(&mut self.rx, c);
                         }
-                        None => ToSink(sink).take(&mut self.rx, c),
+                        None => {
+                            // Then the buffers go back to the queue they came from.
+                            ToSink(sink).submit(&self.rx, c);
+                            self.backend.release(q, &mut self.rx);
+                        }
                     }
                 }
                 continue;
@@ -707,6 +711,43 @@ mod tests {
         let sinks = (0..3).map(|_| CountingSink::default()).collect();
         let fl = FilterLoop::new(vf, pass_all(), LoopOptions::new(32, sinks)).unwrap();
         assert_eq!(fl.workers(), 3);
+    }
+
+    #[test]
+    fn passed_packets_buffers_go_back_to_the_receive_queue_not_the_pool() {
+        let (nic, vf) = model_vf();
+        let mut frame = vec![0u8; 60];
+        frame[..6].copy_from_slice(&vf.mac());
+        frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 9]);
+        frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let mut feeder = nic.feeder(0, 0, &frame);
+        let mut fl = FilterLoop::new(
+            vf,
+            pass_all(),
+            LoopOptions::inline(32, CountingSink::default()),
+        )
+        .unwrap();
+        // The first receive fills the queue's buffer cache from the pool; from then on every
+        // passed packet's buffer goes back into that cache once the sink has read it.
+        feeder.fill_max(32);
+        while fl.poll(0) == 0 {}
+        let free = fl.pool_free();
+        let mut sent = 32;
+        for round in 0..50 {
+            sent += feeder.fill_max(7 + round % 40);
+            while fl.counters().rx_packets < sent as u64 {
+                fl.poll(0);
+            }
+            assert_eq!(fl.pool_free(), free, "round {round}: the pool was touched");
+        }
+        let c = fl.counters();
+        assert_eq!(c.passed, sent as u64);
+        assert_eq!(
+            fl.sinks()[0].packets,
+            sent as u64,
+            "every packet reached the sink"
+        );
+        assert!(c.invariant_holds(), "{c:?}");
     }
 
     #[test]

@@ -21,12 +21,21 @@ pub(super) trait Survivors {
 /// Into a [`PassSink`] (TAP): `tap` / `tap_dropped`.
 pub(super) struct ToSink<'a, S>(pub(super) &'a mut S);
 
-impl<S: PassSink> Survivors for ToSink<'_, S> {
+impl<S: PassSink> ToSink<'_, S> {
+    /// Submits `pass` to the sink and counts what it accepted; the packets stay in `pass` for
+    /// the caller to let go of (the sink read them and keeps none).
     #[inline]
-    fn take(&mut self, pass: &mut PacketBatch, c: &mut Counters) {
+    pub(super) fn submit(&mut self, pass: &PacketBatch, c: &mut Counters) {
         let accepted = self.0.submit(pass.as_slice()).min(pass.len());
         c.tap += accepted as u64;
         c.tap_dropped += (pass.len() - accepted) as u64;
+    }
+}
+
+impl<S: PassSink> Survivors for ToSink<'_, S> {
+    #[inline]
+    fn take(&mut self, pass: &mut PacketBatch, c: &mut Counters) {
+        self.submit(pass, c);
         pass.clear();
     }
 }
