@@ -341,6 +341,18 @@ impl TokenBucketTable {
         // `high` and the masked value share no bit, so the key is also their XOR, and `high`
         // folds into the seed once for the batch.
         let hs = (high & !u64::from(u32::MAX)) ^ self.seed;
+        // The vector form multiplies set indexes as 32-bit numbers.
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse4.1"))]
+        if self.sets.len() <= 1 << 32 {
+            self.locate_all_sse(col, mask, hs);
+            return;
+        }
+        self.locate_all_scalar(col, mask, hs);
+    }
+
+    /// [`TokenBucketTable::locate_all`] lane by lane, with `hs` the high bits XOR the seed.
+    #[inline(always)]
+    fn locate_all_scalar(&mut self, col: &[u32; BATCH], mask: u32, hs: u64) {
         let lane = |t: &mut Self, i: usize| {
             let i = i & (BATCH - 1);
             t.locate_hash(i, (u64::from(col[i] & mask) ^ hs).wrapping_mul(t.mult));
@@ -349,6 +361,61 @@ impl TokenBucketTable {
         for i in (0..BATCH).step_by(2) {
             lane(self, i);
             lane(self, i + 1);
+        }
+    }
+
+    /// [`TokenBucketTable::locate_all`] four lanes at a time in SSE registers, with `hs` the
+    /// high bits XOR the seed. The 64-bit product `(lo + hi·2³²) · (m_lo + m_hi·2³²)` of a key
+    /// whose high half `hi` is the same for every lane is `lo·m_lo + 2³²·(lo·m_hi + hi·m_lo)`
+    /// modulo 2⁶⁴: two 32 × 32 → 64-bit multiplies for the first term (lanes 0 and 2, then 1
+    /// and 3) and one 32-bit multiply for the second, whose `hi·m_lo` is one constant.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse4.1"))]
+    #[inline(always)]
+    fn locate_all_sse(&mut self, col: &[u32; BATCH], mask: u32, hs: u64) {
+        use std::arch::x86_64::*;
+        let (m_lo, m_hi) = (self.mult as u32, (self.mult >> 32) as u32);
+        let (h_lo, h_hi) = (hs as u32, (hs >> 32) as u32);
+        let base = self.sets.as_ptr().cast::<u8>();
+        let (tag, off) = (self.batch.tag.as_mut_ptr(), self.batch.off.as_mut_ptr());
+        // SAFETY: SSE2 to SSE4.1 are enabled for this build (the cfg above). The loads read
+        // lanes 4g..4g + 4 of `col` and the stores write lanes 4g..4g + 4 of the batch's arrays
+        // (g < BATCH / 4), all in bounds; `off` is a `usize` array, 64 bits wide on x86-64.
+        // Each offset is `(hash >> shift) * SET_BYTES` with `hash >> shift` below sets.len(),
+        // as `locate_hash` computes it, so the prefetches point into the table.
+        unsafe {
+            let vmask = _mm_set1_epi32(mask as i32);
+            let vh_lo = _mm_set1_epi32(h_lo as i32);
+            let vm_lo = _mm_set1_epi32(m_lo as i32);
+            let vm_hi = _mm_set1_epi32(m_hi as i32);
+            let cross0 = _mm_set1_epi32(h_hi.wrapping_mul(m_lo) as i32);
+            let high_dwords = _mm_set1_epi64x(0xffff_ffff_0000_0000u64 as i64);
+            let set_bits = _mm_set1_epi64x(self.set_bits as i64);
+            let shift = _mm_cvtsi32_si128(self.shift as i32);
+            let set_bytes = _mm_set1_epi64x(SET_BYTES as i64);
+            for g in 0..BATCH / 4 {
+                let c = _mm_loadu_si128(col.as_ptr().add(4 * g).cast());
+                let lo = _mm_xor_si128(_mm_and_si128(c, vmask), vh_lo);
+                let p02 = _mm_mul_epu32(lo, vm_lo);
+                let p13 = _mm_mul_epu32(_mm_srli_epi64::<32>(lo), vm_lo);
+                let cross = _mm_add_epi32(_mm_mullo_epi32(lo, vm_hi), cross0);
+                let h02 = _mm_add_epi64(p02, _mm_slli_epi64::<32>(cross));
+                let h13 = _mm_add_epi64(p13, _mm_and_si128(cross, high_dwords));
+                let h01 = _mm_unpacklo_epi64(h02, h13);
+                let h23 = _mm_unpackhi_epi64(h02, h13);
+                _mm_storeu_si128(tag.add(4 * g).cast(), _mm_or_si128(h01, set_bits));
+                _mm_storeu_si128(tag.add(4 * g + 2).cast(), _mm_or_si128(h23, set_bits));
+                let s01 = _mm_srl_epi64(h01, shift);
+                let s23 = _mm_srl_epi64(h23, shift);
+                // Set indexes are below 2³² (checked by the caller): one 32 × 32-bit multiply.
+                let o01 = _mm_mul_epu32(s01, set_bytes);
+                let o23 = _mm_mul_epu32(s23, set_bytes);
+                _mm_storeu_si128(off.add(4 * g).cast(), o01);
+                _mm_storeu_si128(off.add(4 * g + 2).cast(), o23);
+                prefetch_line(base.add(_mm_cvtsi128_si64(o01) as usize).cast());
+                prefetch_line(base.add(_mm_extract_epi64::<1>(o01) as usize).cast());
+                prefetch_line(base.add(_mm_cvtsi128_si64(o23) as usize).cast());
+                prefetch_line(base.add(_mm_extract_epi64::<1>(o23) as usize).cast());
+            }
         }
     }
 
@@ -564,6 +631,31 @@ mod tests {
             |t, mask, round| t.locate_each(mask, |i| lane_key(i, round)),
             lane_key,
         );
+    }
+
+    #[test]
+    fn locate_all_locates_as_locate_each() {
+        // Random columns, masks and high bits; tables of several sizes (shifts).
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for capacity in [8, 64, 1 << 12, 1 << 16] {
+            let mut a = TokenBucketTable::new(1, 1, capacity);
+            let mut b = a.clone();
+            for _ in 0..200 {
+                let col: [u32; BATCH] = std::array::from_fn(|_| next() as u32);
+                let mask = next() as u32 | 1;
+                let high = next() << 32;
+                a.locate_all(&col, mask, high);
+                b.locate_each(u32::MAX, |i| high | u64::from(col[i] & mask));
+                assert_eq!(a.batch.tag, b.batch.tag, "capacity {capacity}");
+                assert_eq!(a.batch.off, b.batch.off, "capacity {capacity}");
+            }
+        }
     }
 
     #[test]
