@@ -307,36 +307,12 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
     /// back). Returns the packets received plus those transmitted for workers.
     #[inline]
     pub fn poll(&mut self, now: u64) -> usize {
+        if self.backend.judges_in_place() && matches!(self.stage, Stage::Inline { .. }) {
+            return (0..self.queues).map(|q| self.poll_in_place(q, now)).sum();
+        }
         let mut total = 0;
         let guard = self.tx.and_then(|t| t.loop_guard);
-        let in_place = self.backend.judges_in_place();
         for q in 0..self.queues {
-            if let (true, Stage::Inline { judge, sink }) = (in_place, &mut self.stage) {
-                // The frames are judged in the receive ring; only survivors become packets.
-                let c = &mut self.counters;
-                let mut j = InPlace::new(judge, c, now, guard);
-                let r = self.backend.rx_burst_judged(q, &mut self.rx, &mut j);
-                total += r.received;
-                c.rx_packets += r.received as u64;
-                c.rx_bytes += r.bytes;
-                if !self.rx.is_empty() {
-                    match &self.tx {
-                        Some(tx) => {
-                            let mut out = ToBackend {
-                                backend: &mut self.backend,
-                                tx,
-                            };
-                            out.take(&mut self.rx, c);
-                        }
-                        None => {
-                            // Then the buffers go back to the queue they came from.
-                            ToSink(sink).submit(&self.rx, c);
-                            self.backend.release(q, &mut self.rx);
-                        }
-                    }
-                }
-                continue;
-            }
             let n = self.backend.rx_burst(q, &mut self.rx);
             if n == 0 {
                 continue;
@@ -380,6 +356,40 @@ impl<B: PacketBackend, S: PassSink> FilterLoop<B, S> {
             total += self.transmit_handed_back(4);
         }
         total
+    }
+
+    /// One burst of queue `q` judged in the receive ring (a backend that
+    /// [judges in place](PacketBackend::judges_in_place), one inline judge): only the survivors
+    /// become packets. Returns the frames received. Its own function, so that the common path
+    /// is compiled apart from the fanned-out and batch-judging ones.
+    #[inline(never)]
+    fn poll_in_place(&mut self, q: usize, now: u64) -> usize {
+        let guard = self.tx.and_then(|t| t.loop_guard);
+        let Stage::Inline { judge, sink } = &mut self.stage else {
+            return 0;
+        };
+        let c = &mut self.counters;
+        let mut j = InPlace::new(judge, c, now, guard);
+        let r = self.backend.rx_burst_judged(q, &mut self.rx, &mut j);
+        c.rx_packets += r.received as u64;
+        c.rx_bytes += r.bytes;
+        if !self.rx.is_empty() {
+            match &self.tx {
+                Some(tx) => {
+                    let mut out = ToBackend {
+                        backend: &mut self.backend,
+                        tx,
+                    };
+                    out.take(&mut self.rx, c);
+                }
+                None => {
+                    // Then the buffers go back to the queue they came from.
+                    ToSink(sink).submit(&self.rx, c);
+                    self.backend.release(q, &mut self.rx);
+                }
+            }
+        }
+        r.received
     }
 
     /// Fanned out with [`TxBack`]: moves up to `bursts` bursts per worker from the hand-back rings to the
