@@ -31,8 +31,9 @@
 //! key, with the set loads of the whole batch under way before the first is needed.
 //!
 //! Arithmetic is in integers: one token is 10⁹ "nanotokens", so that a rate in packets per second
-//! refills `rate` nanotokens per elapsed nanosecond. The time a key is credited with is capped at
-//! the time an empty bucket takes to fill, so the refill needs no saturating steps.
+//! refills `rate` nanotokens per elapsed nanosecond. A key seen again after the time an empty
+//! bucket takes to fill (or longer) has a full bucket; below that time the refill cannot
+//! overflow, so it needs no saturating steps.
 //!
 //! ```
 //! use floodgate::ratelimit::TokenBucketTable;
@@ -103,8 +104,8 @@ pub struct TokenBucketTable {
     rate: u64,
     /// Nanotokens in a full bucket, `burst` × 10⁹.
     cap: u64,
-    /// Nanoseconds an empty bucket takes to fill, ⌈cap / rate⌉ (0 when `rate` is 0): the most
-    /// elapsed time a refill counts.
+    /// Nanoseconds an empty bucket takes to fill, ⌈cap / rate⌉ (`u64::MAX`, never, when `rate`
+    /// is 0): from that much elapsed time on, a bucket is full.
     fill: u64,
     evictions: u64,
     inserts: u64,
@@ -210,7 +211,11 @@ impl TokenBucketTable {
             mult: mult | 1,
             rate,
             cap,
-            fill: if rate == 0 { 0 } else { cap.div_ceil(rate) },
+            fill: if rate == 0 {
+                u64::MAX
+            } else {
+                cap.div_ceil(rate)
+            },
             evictions: 0,
             inserts: 0,
             batch: Located {
@@ -485,16 +490,45 @@ fn take(
     fill: u64,
 ) -> Option<bool> {
     let s = ways.iter_mut().find(|s| s.tag == tag)?;
-    // Refill for the time since the key was last seen (none when the clock went backwards),
-    // counted up to the time an empty bucket takes to fill: `fill * rate < cap + rate <= 2 *
-    // cap` and `tokens <= cap`, so the sum stays below 3 · MAX_BURST · 10⁹ < 2⁶⁴.
-    let last = s.last;
-    let seen = last.max(now);
-    s.last = seen;
-    let tokens = (s.tokens + (seen - last).min(fill) * rate).min(cap);
-    let allowed = tokens >= NANO;
-    s.tokens = tokens - u64::from(allowed) * NANO;
-    Some(allowed)
+    Some(refill_take(s, now, rate, cap, fill))
+}
+
+/// Refills the bucket `s` for the time since its key was last seen (nothing when the clock
+/// went backwards; full after `fill` nanoseconds or more) and takes one token if it has one.
+/// Returns whether it had. Below `fill`, `elapsed * rate < cap + rate <= 2 * cap` and
+/// `tokens <= cap`, so the sum stays below 3 · MAX_BURST · 10⁹ < 2⁶⁴. The branches follow the
+/// common case (time went forwards, less than a fill, a token left), which costs one compare
+/// each.
+#[inline(always)]
+fn refill_take(s: &mut Slot, now: u64, rate: u64, cap: u64, fill: u64) -> bool {
+    let tokens = match now.checked_sub(s.last) {
+        Some(elapsed) => {
+            s.last = now;
+            if elapsed < fill {
+                let mut t = s.tokens + elapsed * rate;
+                if t > cap {
+                    t = cap;
+                }
+                t
+            } else if rate == 0 {
+                // Never refilled (`fill` is `u64::MAX`; this is an elapsed time of exactly that).
+                s.tokens
+            } else {
+                cap
+            }
+        }
+        None => s.tokens,
+    };
+    match tokens.checked_sub(NANO) {
+        Some(left) => {
+            s.tokens = left;
+            true
+        }
+        None => {
+            s.tokens = tokens;
+            false
+        }
+    }
 }
 
 /// Puts a new key in `ways` with `tokens`, in a free slot or in place of the least recently seen
@@ -741,6 +775,63 @@ mod tests {
         let mut t = TokenBucketTable::new(0, 2, 16);
         assert_eq!((0..5).filter(|_| t.allow(3, 0)).count(), 2);
         assert!(!t.allow(3, u64::MAX));
+    }
+
+    #[test]
+    fn refill_take_is_the_token_bucket_formula() {
+        // The reference: credit min(elapsed, fill) · rate, up to the burst, no refill when the
+        // clock went back; one token taken if there is one.
+        fn reference(s: &mut Slot, now: u64, rate: u64, cap: u64, fill: u64) -> bool {
+            let seen = s.last.max(now);
+            let credit = (seen - s.last).min(fill) as u128 * rate as u128;
+            let tokens = (s.tokens as u128 + credit).min(cap as u128) as u64;
+            s.last = seen;
+            let allowed = tokens >= NANO;
+            s.tokens = tokens - if allowed { NANO } else { 0 };
+            allowed
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for (rate_pps, burst) in [
+            (0, 2),
+            (1, 1),
+            (3, 10),
+            (50, 100),
+            (1_000_000, 7),
+            (u64::MAX, MAX_BURST),
+        ] {
+            let t = TokenBucketTable::new(rate_pps, burst, 8);
+            let (rate, cap, fill) = (t.rate, t.cap, t.fill);
+            for _ in 0..20_000 {
+                // Some keys last seen at 0, so that `now - last` reaches u64::MAX.
+                let last = (next() >> (next() % 64)) * u64::from(next() % 8 != 0);
+                let now = match next() % 6 {
+                    0 => last.wrapping_sub(next() % 1000), // backwards (or wrapped)
+                    1 => last.saturating_add(fill.saturating_sub(1)),
+                    2 => last.saturating_add(fill),
+                    3 => u64::MAX,
+                    _ => last.saturating_add(next() % fill.max(2).saturating_mul(2)),
+                };
+                let tokens = next() % (cap + 1);
+                let mut a = Slot {
+                    tag: 1,
+                    tokens,
+                    last,
+                };
+                let mut b = a;
+                assert_eq!(
+                    refill_take(&mut a, now, rate, cap, fill),
+                    reference(&mut b, now, rate, cap, fill),
+                    "rate {rate_pps} burst {burst} last {last} now {now} tokens {tokens}"
+                );
+                assert_eq!((a.tokens, a.last), (b.tokens, b.last));
+            }
+        }
     }
 
     #[test]
