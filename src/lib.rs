@@ -39,6 +39,8 @@ pub mod softrss;
 pub mod stats;
 pub mod steering;
 pub mod tap;
+#[cfg(test)]
+mod testrand;
 pub mod top;
 pub mod topsrc;
 pub mod wire;

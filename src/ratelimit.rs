@@ -670,13 +670,7 @@ mod tests {
     #[test]
     fn locate_all_locates_as_locate_each() {
         // Random columns, masks and high bits; tables of several sizes (shifts).
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::testrand::xorshift64(0x9e37_79b9_7f4a_7c15u64);
         for capacity in [8, 64, 1 << 12, 1 << 16] {
             let mut a = TokenBucketTable::new(1, 1, capacity);
             let mut b = a.clone();
@@ -790,13 +784,7 @@ mod tests {
             s.tokens = tokens - if allowed { NANO } else { 0 };
             allowed
         }
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::testrand::xorshift64(0x2545_f491_4f6c_dd1du64);
         for (rate_pps, burst) in [
             (0, 2),
             (1, 1),

@@ -5,13 +5,7 @@ use super::*;
 /// fragments, VLAN, IPv6, truncations, and random bytes behind a forced IPv4 prefix.
 fn frames() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::testrand::xorshift64(0x9e37_79b9_7f4a_7c15u64);
     for k in 0..4000 {
         let len = (next() % 90) as usize;
         let mut f: Vec<u8> = (0..len).map(|_| next() as u8).collect();
@@ -110,13 +104,7 @@ fn vector_compares_agree_with_plain_ones() {
 /// fragment, options, a short frame (37 and 38 bytes are the edge) or another EtherType.
 #[test]
 fn full_chunks_filled_four_at_once_hold_what_the_parser_says() {
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::testrand::xorshift64(0x2545_f491_4f6c_dd1du64);
     let mut l = Lanes::boxed();
     let mut plain_groups = 0;
     for round in 0..400 {
