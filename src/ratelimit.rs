@@ -797,7 +797,7 @@ mod tests {
             let (rate, cap, fill) = (t.rate, t.cap, t.fill);
             for _ in 0..20_000 {
                 // Some keys last seen at 0, so that `now - last` reaches u64::MAX.
-                let last = (next() >> (next() % 64)) * u64::from(next() % 8 != 0);
+                let last = (next() >> (next() % 64)) * u64::from(!next().is_multiple_of(8));
                 let now = match next() % 6 {
                     0 => last.wrapping_sub(next() % 1000), // backwards (or wrapped)
                     1 => last.saturating_add(fill.saturating_sub(1)),
