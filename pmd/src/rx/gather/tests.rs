@@ -396,6 +396,42 @@ impl Rnd {
     }
 }
 
+/// Completes up to 47 descriptors of both rings from `slot` on, as the device would: mostly
+/// good (other status bits and VLAN tags too, the length from `len` of the random word), one in
+/// `bad_every` a bad one of any kind, a "not done" one only as the last of a round (the device
+/// completes in order; a later round writes the real write-back into that slot). The completed
+/// write-backs are appended to `pending`; at most 240 are ever pending.
+fn complete_round(
+    p: &(Fixture, Fixture),
+    r: &mut Rnd,
+    slot: &mut u32,
+    pending: &mut Vec<Wb>,
+    bad_every: u32,
+    len: impl Fn(u32) -> u16,
+) {
+    for _ in 0..r.next() % 48 {
+        if pending.len() >= 240 {
+            break;
+        }
+        let x = r.next();
+        let w = if x.is_multiple_of(bad_every) {
+            BAD[(x >> 8) as usize % BAD.len()].1
+        } else {
+            Wb {
+                st: GOOD | (x >> 20) & OTHER_STATUS,
+                len: len(x),
+                vlan: (x >> 16) as u16 & 0x0FFF,
+            }
+        };
+        write_both(p, *slot, &[w], x as u8);
+        if w.st & RXD_STAT_DD == 0 {
+            break;
+        }
+        pending.push(w);
+        *slot = (*slot + 1) % 256;
+    }
+}
+
 #[test]
 fn random_rings_agree_with_the_scalar_path_and_the_model() {
     for seed in [0x2545_F491u32, 0x9E37_79B9, 0x0BAD_F00D] {
@@ -407,39 +443,12 @@ fn random_rings_agree_with_the_scalar_path_and_the_model() {
         let mut disc = false;
         let mut taken = 0usize;
         for round in 0..400 {
-            // Complete some descriptors: mostly good (other status bits and VLAN tags too),
-            // now and then a bad one of any kind; a "not done" one only as the last of a round
-            // (the device completes in order).
-            let k = r.next() % 48;
-            for _ in 0..k {
-                if pending.len() >= 240 {
-                    break;
-                }
-                let x = r.next();
-                let w = if x.is_multiple_of(11) {
-                    BAD[(x >> 8) as usize % BAD.len()].1
-                } else {
-                    let len = match (x >> 4) % 8 {
-                        0 => 1,
-                        1 => ROOM,
-                        _ => 60 + (x >> 12) as u16 % 1400,
-                    };
-                    Wb {
-                        st: GOOD | (x >> 20) & OTHER_STATUS,
-                        len,
-                        vlan: (x >> 16) as u16 & 0x0FFF,
-                    }
-                };
-                if w.st & RXD_STAT_DD == 0 {
-                    // Not done yet: the round's completions end here (a later round writes
-                    // the real write-back into this slot).
-                    write_both(&p, slot, &[w], x as u8);
-                    break;
-                }
-                write_both(&p, slot, &[w], x as u8);
-                pending.push(w);
-                slot = (slot + 1) % 256;
-            }
+            let len = |x: u32| match (x >> 4) % 8 {
+                0 => 1,
+                1 => ROOM,
+                _ => 60 + (x >> 12) as u16 % 1400,
+            };
+            complete_round(&p, &mut r, &mut slot, &mut pending, 11, len);
             let cap = 1 + r.next() as usize % 64;
             let held = r.next() as usize % cap;
             let rule = [TWO_IN_THREE, KEEP_ALL, DROP_ALL, ONE_IN_TEN][r.next() as usize % 4];
@@ -573,28 +582,8 @@ fn rx_burst_four_at_a_time_agrees_with_one_by_one() {
         let mut disc = false;
         let mut got = 0;
         for round in 0..300 {
-            for _ in 0..r.next() % 48 {
-                if pending.len() >= 240 {
-                    break;
-                }
-                let x = r.next();
-                let w = if x.is_multiple_of(13) {
-                    BAD[(x >> 8) as usize % BAD.len()].1
-                } else {
-                    Wb {
-                        st: GOOD | (x >> 20) & OTHER_STATUS,
-                        len: [1, ROOM, 60 + (x >> 12) as u16 % 1400][(x >> 4) as usize % 3],
-                        vlan: (x >> 16) as u16 & 0x0FFF,
-                    }
-                };
-                if w.st & RXD_STAT_DD == 0 {
-                    write_both(&p, slot, &[w], x as u8);
-                    break;
-                }
-                write_both(&p, slot, &[w], x as u8);
-                pending.push(w);
-                slot = (slot + 1) % 256;
-            }
+            let len = |x: u32| [1, ROOM, 60 + (x >> 12) as u16 % 1400][(x >> 4) as usize % 3];
+            complete_round(&p, &mut r, &mut slot, &mut pending, 13, len);
             let cap = 1 + r.next() as usize % 64;
             let held = r.next() as usize % cap;
             let v = plain_burst(&mut p.0, cap, held);
